@@ -1,0 +1,3 @@
+"""PSF matching and image subtraction (a pip-installable ``lsst.ip.diffim``)."""
+
+from .version import *
