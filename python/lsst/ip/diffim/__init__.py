@@ -1,3 +1,12 @@
-"""PSF matching and image subtraction (a pip-installable ``lsst.ip.diffim``)."""
+"""PSF matching and image subtraction (a pip-installable ``lsst.ip.diffim``).
 
+The flat namespace holds upstream's public names: the tasks and configs, the
+basis generators, and the kernel-fitting core (``makeKernelCandidate``,
+the visitors, ``KernelCandidateF`` ...).  The afw.math-like primitives
+(``SpatialCellSet``, ``FixedKernel`` ...) live in `lsst.ip.diffim.math`.
+"""
+
+from .kernel import *
+from .makeKernelBasisList import *
+from .psfMatch import *
 from .version import *

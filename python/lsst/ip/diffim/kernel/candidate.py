@@ -1,0 +1,326 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Kernel candidates: one star's template and science stamps and their fits."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CandidateSwitch",
+    "KernelCandidate",
+    "KernelCandidateF",
+    "makeKernelCandidate",
+]
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from lsst.images import MaskedImage
+
+from ..math.exceptions import InvalidParameterError, KernelSolutionError
+from ..math.functions import Function2
+from ..math.kernels import Kernel
+from ..math.spatialCell import SpatialCellCandidateStatus, SpatialCellImageCandidate
+from .imageStatistics import ImageStatistics
+from .propertySet import toPropertySet
+from .solution import (
+    ConditionNumberType,
+    RegularizedKernelSolution,
+    StaticKernelSolution,
+)
+from .stamps import convolveAndSubtract
+
+
+class CandidateSwitch(enum.IntEnum):
+    """Which of a candidate's solutions an accessor uses."""
+
+    ORIG = 0
+    PCA = 1
+    RECENT = 2
+
+
+class KernelCandidate(SpatialCellImageCandidate):
+    """A star's template and science stamps, and the kernels fitted to them.
+
+    Parameters
+    ----------
+    xCenter, yCenter : `float`
+        Position (parent coordinates) used by the spatial model.
+    templateMaskedImage, scienceMaskedImage : `lsst.images.MaskedImage`
+        The stamps (kept by reference); the template is the image convolved.
+    ps : `lsst.pex.config.Config` or mapping
+        Kernel configuration (copied).
+    source : optional
+        The catalog record the candidate came from; if given, its PSF flux
+        is the rating.
+    rating : `float`, optional
+        Explicit rating (otherwise computed as upstream).
+
+    Notes
+    -----
+    Without a source, the rating is the mean of ``image / sqrt(variance)``
+    of the science stamp's core; if that fails the candidate starts BAD
+    with rating 0.
+    """
+
+    ORIG = CandidateSwitch.ORIG
+    PCA = CandidateSwitch.PCA
+    RECENT = CandidateSwitch.RECENT
+    CandidateSwitch = CandidateSwitch
+
+    def __init__(
+        self,
+        xCenter: float,
+        yCenter: float,
+        templateMaskedImage: MaskedImage,
+        scienceMaskedImage: MaskedImage,
+        ps: Mapping[str, Any] | Any,
+        source: Any = None,
+        rating: float | None = None,
+    ) -> None:
+        super().__init__(xCenter, yCenter)
+        if templateMaskedImage.bbox.shape != scienceMaskedImage.bbox.shape:
+            raise InvalidParameterError(
+                f"Template stamp {templateMaskedImage.bbox} and science stamp {scienceMaskedImage.bbox} "
+                "differ in size."
+            )
+        self._templateMaskedImage = templateMaskedImage
+        self._scienceMaskedImage = scienceMaskedImage
+        self._ps = toPropertySet(ps)
+        self._fitForBackground = bool(self._ps.get("fitForBackground", False))
+        self._source = source
+        self._kernelSolutionOrig: StaticKernelSolution | None = None
+        self._kernelSolutionPca: StaticKernelSolution | None = None
+        self._isInitialized = False
+        self._useRegularization = False
+        if rating is not None:
+            self._rating = float(rating)
+        else:
+            self._rating = 0.0
+            try:
+                stats = ImageStatistics(self._ps)
+                stats.apply(scienceMaskedImage, int(self._ps.get("candidateCoreRadius", 3)))
+                self._rating = stats.getMean()
+            except ArithmeticError:
+                self.setStatus(SpatialCellCandidateStatus.BAD)
+
+    # --- rating, images -------------------------------------------------------
+    def getCandidateRating(self) -> float:
+        return self._rating
+
+    def setCandidateRating(self, rating: float) -> None:
+        self._rating = float(rating)
+
+    def getSource(self) -> Any:
+        return self._source
+
+    def getTemplateMaskedImage(self) -> MaskedImage:
+        return self._templateMaskedImage
+
+    def getScienceMaskedImage(self) -> MaskedImage:
+        return self._scienceMaskedImage
+
+    def getMiToConvolvePtr(self) -> MaskedImage:
+        return self._templateMaskedImage
+
+    def getMiToNotConvolvePtr(self) -> MaskedImage:
+        return self._scienceMaskedImage
+
+    def getPropertySet(self) -> Mapping[str, Any]:
+        return self._ps
+
+    def isInitialized(self) -> bool:
+        """Return `True` once `build` has completed."""
+        return self._isInitialized
+
+    # --- building -------------------------------------------------------------
+    def build(self, basisList: Sequence[Kernel], hMat: np.ndarray | None = None) -> None:
+        """Fit a kernel to the stamps with the given basis.
+
+        The first successful build sets the ``ORIG`` solution, later ones
+        (typically with a PCA basis) the ``PCA`` solution.
+
+        Parameters
+        ----------
+        basisList : sequence of `Kernel`
+            Basis kernels.
+        hMat : `numpy.ndarray`, optional
+            Regularization matrix; if given (and non-empty) a
+            `RegularizedKernelSolution` is used.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the system cannot be built or solved.
+        """
+        tVar = self._templateMaskedImage.variance.array.astype(float)
+        sVar = self._scienceMaskedImage.variance.array.astype(float)
+        varEst = sVar + tVar
+        if bool(self._ps.get("constantVarianceWeighting", True)):
+            finite = varEst[np.isfinite(varEst)]
+            median = float(np.median(finite)) if finite.size else math.nan
+            if not median > 0.0:
+                median = 1.0
+            varEst = np.full(varEst.shape, np.float32(median), dtype=float)
+        self._buildKernelSolution(basisList, hMat, varEst)
+        if bool(self._ps.get("iterateSingleKernel", False)) and not bool(
+            self._ps.get("constantVarianceWeighting", True)
+        ):
+            diffim = self.getDifferenceImage(CandidateSwitch.RECENT)
+            self._buildKernelSolution(basisList, hMat, diffim.variance.array.astype(float))
+        self._isInitialized = True
+
+    def _buildKernelSolution(
+        self, basisList: Sequence[Kernel], hMat: np.ndarray | None, varEst: np.ndarray
+    ) -> None:
+        useRegularization = hMat is not None and np.size(hMat) > 0
+        if useRegularization:
+            solution: StaticKernelSolution = RegularizedKernelSolution(
+                basisList, self._fitForBackground, hMat, self._ps
+            )
+        else:
+            solution = StaticKernelSolution(basisList, self._fitForBackground)
+        solution.build(self._templateMaskedImage.image.array, self._scienceMaskedImage.image.array, varEst)
+        if self._isInitialized:
+            self._kernelSolutionPca = solution
+        else:
+            self._kernelSolutionOrig = solution
+        self._useRegularization = useRegularization
+        if bool(self._ps.get("checkConditionNumber", False)):
+            ctype = ConditionNumberType[str(self._ps.get("conditionNumberType", "EIGENVALUE"))]
+            cond = solution.getConditionNumber(ctype)
+            if not cond <= float(self._ps["maxConditionNumber"]):
+                self.setStatus(SpatialCellCandidateStatus.BAD)
+                return
+        solution.solve()
+
+    # --- accessors ------------------------------------------------------------
+    def getKernelSolution(
+        self, which: CandidateSwitch | int = CandidateSwitch.RECENT
+    ) -> StaticKernelSolution:
+        """Return the ORIG, PCA or most RECENT solution.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the requested solution does not exist.
+        """
+        which = CandidateSwitch(which)
+        if which == CandidateSwitch.ORIG:
+            if self._kernelSolutionOrig is None:
+                raise KernelSolutionError("Original kernel does not exist")
+            return self._kernelSolutionOrig
+        if which == CandidateSwitch.PCA:
+            if self._kernelSolutionPca is None:
+                raise KernelSolutionError("Pca kernel does not exist")
+            return self._kernelSolutionPca
+        if self._kernelSolutionPca is not None:
+            return self._kernelSolutionPca
+        if self._kernelSolutionOrig is not None:
+            return self._kernelSolutionOrig
+        raise KernelSolutionError("No kernels exist")
+
+    def getKernel(self, which: CandidateSwitch | int = CandidateSwitch.RECENT) -> Kernel:
+        return self.getKernelSolution(which).getKernel()
+
+    def getBackground(self, which: CandidateSwitch | int = CandidateSwitch.RECENT) -> float:
+        return self.getKernelSolution(which).getBackground()
+
+    def getKsum(self, which: CandidateSwitch | int = CandidateSwitch.RECENT) -> float:
+        return self.getKernelSolution(which).getKsum()
+
+    def getKernelImage(self, which: CandidateSwitch | int = CandidateSwitch.RECENT) -> np.ndarray:
+        """Return the (unnormalized) kernel image as an array."""
+        return self.getKernelSolution(which).makeKernelImage()
+
+    def getImage(self) -> np.ndarray:
+        """Return the ORIG kernel image."""
+        return self.getKernelImage(CandidateSwitch.ORIG)
+
+    def getDifferenceImage(
+        self,
+        which: CandidateSwitch | int | Kernel = CandidateSwitch.RECENT,
+        background: float | Function2 = 0.0,
+    ) -> MaskedImage:
+        """Return the difference stamp for a solution, or for a given kernel.
+
+        Parameters
+        ----------
+        which : `CandidateSwitch` or `Kernel`
+            A solution selector, or an explicit kernel.
+        background : `float` or `Function2`, optional
+            Background used with an explicit kernel.
+        """
+        if isinstance(which, Kernel):
+            kernel, bg = which, background
+        else:
+            solution = self.getKernelSolution(which)
+            kernel, bg = solution.getKernel(), solution.getBackground()
+        return convolveAndSubtract(self._templateMaskedImage, self._scienceMaskedImage, kernel, bg)
+
+    def __repr__(self) -> str:
+        return (
+            f"KernelCandidate(id={self.getId()}, x={self.getXCenter():.2f}, y={self.getYCenter():.2f}, "
+            f"status={self.getStatus().name}, rating={self._rating:.4g})"
+        )
+
+
+KernelCandidateF = KernelCandidate
+
+
+def _sourcePosition(source: Any) -> tuple[float, float, float]:
+    """Return ``(x, y, psfFlux)`` of a catalog record of any supported kind."""
+    if hasattr(source, "getX") and hasattr(source, "getY"):
+        flux = source.getPsfInstFlux() if hasattr(source, "getPsfInstFlux") else math.nan
+        return float(source.getX()), float(source.getY()), float(flux)
+    keys = source.colnames if hasattr(source, "colnames") else source.keys()
+    x = float(source["x"])
+    y = float(source["y"])
+    for key in ("psfFlux", "psf_flux", "base_PsfFlux_instFlux", "flux"):
+        if key in keys:
+            return x, y, float(source[key])
+    return x, y, math.nan
+
+
+def makeKernelCandidate(*args: Any, **kwargs: Any) -> KernelCandidate:
+    """Make a `KernelCandidate`, as upstream's two overloads.
+
+    ``makeKernelCandidate(xCenter, yCenter, templateMI, scienceMI, ps)`` rates
+    the candidate by the science stamp's core signal-to-noise;
+    ``makeKernelCandidate(source, templateMI, scienceMI, ps)`` takes the
+    centre and the rating (PSF flux) from a catalog record (an object with
+    ``getX/getY/getPsfInstFlux`` or a row/mapping with ``x``, ``y`` and a
+    flux column).
+    """
+    if len(args) == 5:
+        xCenter, yCenter, templateMI, scienceMI, ps = args
+        return KernelCandidate(xCenter, yCenter, templateMI, scienceMI, ps, **kwargs)
+    if len(args) == 4:
+        source, templateMI, scienceMI, ps = args
+        x, y, flux = _sourcePosition(source)
+        return KernelCandidate(x, y, templateMI, scienceMI, ps, source=source, rating=flux, **kwargs)
+    raise TypeError(
+        "makeKernelCandidate takes (xCenter, yCenter, templateMI, scienceMI, ps) or "
+        "(source, templateMI, scienceMI, ps)."
+    )

@@ -1,0 +1,236 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Stamp-level convolution (afw orientation) and difference images.
+
+These operate on the small postage stamps of kernel candidates.  Every
+convolution here is afw's: a cross-correlation of the input with the kernel
+image, ``out(x, y) = sum_ij in(x + i - ctrX, y + j - ctrY) K[j, i]``; border
+pixels that cannot be computed become NaN, with variance +inf and the
+NO_DATA mask bit only.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "basisDesignMatrix",
+    "convolveAndSubtract",
+    "convolveMaskedStamp",
+    "goodSlices",
+]
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from lsst.images import Image, Mask, MaskedImage
+
+from ..math.functions import Function2
+from ..math.kernels import DeltaFunctionKernel, Kernel, LinearCombinationKernel
+from ..math.masks import maskPlaneBitmask
+
+
+def goodSlices(shape: tuple[int, int], kernelShape: tuple[int, int]) -> tuple[slice, slice]:
+    """Return the ``(rows, cols)`` slices of the pixels convolution computes.
+
+    Raises
+    ------
+    ValueError
+        If the image is smaller than the kernel.
+    """
+    ny, nx = shape
+    kh, kw = kernelShape
+    if ny < kh or nx < kw:
+        raise ValueError(f"Image of shape {shape} is smaller than the kernel {kernelShape}.")
+    cy, cx = kh // 2, kw // 2
+    return slice(cy, cy + ny - kh + 1), slice(cx, cx + nx - kw + 1)
+
+
+def _windows(array: np.ndarray, kernelShape: tuple[int, int]) -> np.ndarray:
+    return sliding_window_view(array, kernelShape)
+
+
+def basisDesignMatrix(template: np.ndarray, basis: np.ndarray, isDelta: bool = False) -> np.ndarray:
+    """Return every basis kernel correlated with ``template`` on the good region.
+
+    Parameters
+    ----------
+    template : `numpy.ndarray`
+        Template stamp ``(ny, nx)``.
+    basis : `numpy.ndarray`
+        Basis images ``(nBasis, kh, kw)``.
+    isDelta : `bool`, optional
+        The basis is the full delta-function basis in row-major order, so the
+        design matrix is just the pixel windows (no products needed).
+
+    Returns
+    -------
+    design : `numpy.ndarray`
+        Array ``(nGoodPixels, nBasis)``, pixels in row-major order of the good
+        region, columns in basis order.
+    """
+    nb, kh, kw = basis.shape
+    win = _windows(np.asarray(template, dtype=float), (kh, kw))
+    gy, gx = win.shape[:2]
+    flat = win.reshape(gy * gx, kh * kw)
+    if isDelta and nb == kh * kw and np.array_equal(basis.reshape(nb, kh * kw), np.eye(nb)):
+        return np.ascontiguousarray(flat)
+    return flat @ basis.reshape(nb, kh * kw).T
+
+
+def _kernelArray(kernel: Kernel, x: float, y: float) -> np.ndarray:
+    return kernel.getArray(x, y)
+
+
+def convolveMaskedStamp(
+    image: np.ndarray,
+    variance: np.ndarray | None,
+    mask: Mask | None,
+    kernelArray: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Correlate a masked stamp with a fixed kernel image.
+
+    Parameters
+    ----------
+    image : `numpy.ndarray`
+        Input image.
+    variance : `numpy.ndarray` or `None`
+        Input variance; convolved with the squared kernel.
+    mask : `lsst.images.Mask` or `None`
+        Input mask; bits are OR-ed over every non-zero kernel pixel.
+    kernelArray : `numpy.ndarray`
+        Kernel image ``(kh, kw)``.
+
+    Returns
+    -------
+    image, variance, maskArray : `numpy.ndarray`
+        Full-size outputs; border pixels are NaN / +inf / NO_DATA only.
+    """
+    kh, kw = kernelArray.shape
+    ys, xs = goodSlices(image.shape, (kh, kw))
+    outImage = np.full(image.shape, np.nan, dtype=np.float32)
+    win = _windows(np.asarray(image, dtype=float), (kh, kw))
+    outImage[ys, xs] = np.einsum("yxij,ij->yx", win, kernelArray, optimize=True)
+    outVar = None
+    if variance is not None:
+        outVar = np.full(image.shape, np.inf, dtype=np.float32)
+        vwin = _windows(np.asarray(variance, dtype=float), (kh, kw))
+        outVar[ys, xs] = np.einsum("yxij,ij->yx", vwin, kernelArray**2, optimize=True)
+    outMask = None
+    if mask is not None:
+        marr = mask.array
+        outMask = np.zeros_like(marr)
+        rows, cols = np.nonzero(kernelArray)
+        for e in range(marr.shape[2]):
+            plane = marr[:, :, e]
+            if not plane.any():
+                continue
+            mwin = _windows(plane, (kh, kw))
+            outMask[ys, xs, e] = np.bitwise_or.reduce(mwin[:, :, rows, cols], axis=2)
+        noData = maskPlaneBitmask(mask.schema, ["NO_DATA"])
+        border = np.ones(image.shape, dtype=bool)
+        border[ys, xs] = False
+        outMask[border] = noData
+    return outImage, outVar, outMask
+
+
+def _backgroundArray(background: float | Function2, bbox: Any) -> np.ndarray | float:
+    if isinstance(background, Function2):
+        x = bbox.x.arange.astype(float)
+        y = bbox.y.arange.astype(float)
+        yy, xx = np.meshgrid(y, x, indexing="ij")
+        return background(xx, yy)
+    return float(background)
+
+
+def convolveAndSubtract(
+    templateImage: MaskedImage | Image,
+    scienceMaskedImage: MaskedImage,
+    convolutionKernel: Kernel,
+    background: float | Function2,
+    invert: bool = True,
+) -> MaskedImage:
+    """Return ``science - (K ⋆ template + background)`` on a stamp.
+
+    Parameters
+    ----------
+    templateImage : `lsst.images.MaskedImage` or `lsst.images.Image`
+        The image to convolve.  With a plain image only the image plane is
+        convolved and the result's mask and variance are the science ones.
+    scienceMaskedImage : `lsst.images.MaskedImage`
+        The image to subtract from; same bbox as the template.
+    convolutionKernel : `lsst.ip.diffim.math.Kernel`
+        Kernel, evaluated at position (0, 0) if spatially varying.
+    background : `float` or `lsst.ip.diffim.math.Function2`
+        Differential background, evaluated at parent pixel positions.
+    invert : `bool`, optional
+        Return ``science - model`` (default) rather than ``model - science``.
+
+    Returns
+    -------
+    difference : `lsst.images.MaskedImage`
+        Difference with variance ``K^2 ⋆ varT + varS`` and mask
+        ``dilate(maskT) | maskS``; border pixels are NaN with NO_DATA.
+
+    Raises
+    ------
+    ValueError
+        If the two images have different bounding boxes.
+    """
+    if templateImage.bbox != scienceMaskedImage.bbox:
+        raise ValueError(
+            f"Template {templateImage.bbox} and science {scienceMaskedImage.bbox} stamps differ in size."
+        )
+    kernelArray = convolutionKernel.getArray()
+    bbox = scienceMaskedImage.bbox
+    bg = _backgroundArray(background, bbox)
+    sci = scienceMaskedImage.image.array.astype(float)
+    if isinstance(templateImage, MaskedImage):
+        conv, var, mask = convolveMaskedStamp(
+            templateImage.image.array, templateImage.variance.array, templateImage.mask, kernelArray
+        )
+        model = conv + bg
+        diff = sci - model if invert else model - sci
+        outVar = var + scienceMaskedImage.variance.array
+        maskObj = scienceMaskedImage.mask.copy()
+        if templateImage.mask.schema == maskObj.schema:
+            maskObj.array |= mask
+        else:
+            maskObj.update(Mask(mask, schema=templateImage.mask.schema, bbox=bbox))
+    else:
+        conv, _, _ = convolveMaskedStamp(templateImage.array, None, None, kernelArray)
+        model = conv + bg
+        diff = sci - model if invert else model - sci
+        outVar = scienceMaskedImage.variance.array.copy()
+        maskObj = scienceMaskedImage.mask.copy()
+    unit = scienceMaskedImage.unit
+    return MaskedImage(
+        Image(diff.astype(np.float32), bbox=bbox, unit=unit),
+        mask=maskObj,
+        variance=Image(outVar.astype(np.float32), bbox=bbox, unit=None if unit is None else unit**2),
+    )
+
+
+def isDeltaBasis(kernel: LinearCombinationKernel | list[Kernel]) -> bool:
+    """Return `True` for a full delta-function basis in row-major order."""
+    if isinstance(kernel, LinearCombinationKernel):
+        return kernel.isDeltaFunctionBasis()
+    return bool(kernel) and all(isinstance(k, DeltaFunctionKernel) for k in kernel)
