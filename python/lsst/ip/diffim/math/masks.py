@@ -40,6 +40,7 @@ __all__ = [
 from collections.abc import Iterable
 
 import numpy as np
+
 from lsst.images import Mask, MaskSchema, get_legacy_difference_image_mask_planes
 
 #: Legacy afw plane name -> `lsst.images.MaskPlane` of a difference image.
