@@ -211,6 +211,17 @@ class Function2:
         py = self._powers1d(yn, self._order)
         return (px[self._xExp] * py[self._yExp]).reshape((-1,) + shape)
 
+    def render(self, bbox: Box, dtype: Any = np.float64) -> np.ndarray:
+        """Evaluate the function at every pixel of ``bbox`` (parent coordinates).
+
+        Returns
+        -------
+        values : `numpy.ndarray`
+            Array of shape ``(ny, nx)``.
+        """
+        termX, termY = self.termsXY(bbox.x.arange, bbox.y.arange)
+        return np.einsum("j,jy,jx->yx", self._params, termY, termX, optimize=True).astype(dtype, copy=False)
+
     def __call__(self, x: Any, y: Any) -> Any:
         values = np.tensordot(self._params, self.terms(x, y), axes=1)
         if np.ndim(values) == 0:

@@ -1,0 +1,733 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Match the PSFs of two images and subtract them (Alard-Lupton style)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ImagePsfMatchConfig",
+    "ImagePsfMatchTask",
+    "ImagesDoNotOverlapError",
+    "MismatchedImagesError",
+    "subtractAlgorithmRegistry",
+]
+
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+
+import lsst.pex.config as pexConfig
+import lsst.pipe.base as pipeBase
+from lsst.images import Box, Image, MaskedImage
+from lsst.utils.timer import timeMethod
+
+from .detection import SourceDetectionTask, selectCandidateFootprints
+from .kernel.candidate import makeKernelCandidate
+from .makeKernelBasisList import makeKernelBasisList
+from .math.convolve import ConvolutionControl, convolve
+from .math.functions import Function2
+from .math.kernels import Kernel
+from .math.masks import anyMaskPlaneSet
+from .math.spatialCell import SpatialCellSet
+from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
+
+
+class MismatchedImagesError(ValueError):
+    """The template and science images cannot be matched as given."""
+
+
+class ImagesDoNotOverlapError(pipeBase.NoWorkFound):
+    """The template and science images do not overlap on the sky."""
+
+
+class ImagePsfMatchConfig(pexConfig.Config):
+    """Configuration of image-to-image PSF matching."""
+
+    kernel = pexConfig.ConfigChoiceField(
+        doc="Kernel basis and fitting configuration.",
+        typemap=dict(AL=PsfMatchConfigAL, DF=PsfMatchConfigDF),
+        default="AL",
+    )
+    selectDetection = pexConfig.ConfigurableField(
+        target=SourceDetectionTask,
+        doc="Detection of kernel candidate stars.",
+    )
+    doSubtractBackground = pexConfig.Field(
+        dtype=bool,
+        doc="Subtract the fitted differential background in subtractExposures/subtractMaskedImages "
+        "(only meaningful with kernel.active.fitForBackground).",
+        default=True,
+    )
+    maxCandidates = pexConfig.Field(
+        dtype=int,
+        doc="Keep at most this many detected candidates (brightest first); <= 0 keeps all.",
+        default=-1,
+    )
+    candidateMaskPlanesConvolved = pexConfig.ListField(
+        dtype=str,
+        doc="Extra mask planes kept undilated when convolving (e.g. injected-source planes).",
+        default=(),
+    )
+
+    def setDefaults(self) -> None:
+        super().setDefaults()
+        self.selectDetection.thresholdValue = 10.0
+        self.selectDetection.thresholdType = "pixel_stdev"
+
+
+subtractAlgorithmRegistry = pexConfig.makeRegistry(doc="A registry of subtraction algorithms.")
+
+
+class ImagePsfMatchTask(PsfMatchTask):
+    """Match the PSF of a template image to that of a science image and subtract.
+
+    The template is convolved with a spatially varying kernel, a linear
+    combination of basis kernels (Alard-Lupton Gaussians times polynomials or
+    delta functions), fitted on stars selected across the image, plus a
+    differential background.
+
+    Invoke with `run` (or `subtractExposures`) on `lsst.images.VisitImage`
+    objects, with `subtractMaskedImages` on plain `lsst.images.MaskedImage`
+    objects, or with `matchExposures` / `matchMaskedImages` to get only the
+    PSF-matched image.
+    """
+
+    ConfigClass = ImagePsfMatchConfig
+    config: ImagePsfMatchConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.makeSubtask("selectDetection")
+
+    # ----------------------------------------------------------------- helpers
+    def makeKernelBasisList(
+        self,
+        targetFwhmPix: float | None = None,
+        referenceFwhmPix: float | None = None,
+        basisDegGauss: list[int] | None = None,
+        basisSigmaGauss: list[float] | None = None,
+        metadata: Any = None,
+    ) -> list[Kernel]:
+        """Return the basis for the active kernel configuration."""
+        return makeKernelBasisList(
+            self.kConfig,
+            targetFwhmPix=targetFwhmPix,
+            referenceFwhmPix=referenceFwhmPix,
+            basisDegGauss=basisDegGauss,
+            basisSigmaGauss=basisSigmaGauss,
+            metadata=metadata,
+        )
+
+    def _getFwhm(self, exposure: Any) -> float | None:
+        psf = getattr(exposure, "psf", None)
+        if psf is None:
+            return None
+        from .adapters.psf import getPsfFwhm
+
+        try:
+            return float(getPsfFwhm(psf))
+        except Exception as exc:  # PSF models raise many types off their domain
+            self.log.warning("Unable to compute the PSF FWHM (%s); using the configured basis.", exc)
+            return None
+
+    @staticmethod
+    def _validateSize(templateMaskedImage: MaskedImage, scienceMaskedImage: MaskedImage) -> None:
+        if templateMaskedImage.bbox != scienceMaskedImage.bbox:
+            raise MismatchedImagesError(
+                f"Input images differ in size or origin: template {templateMaskedImage.bbox}, science "
+                f"{scienceMaskedImage.bbox}. Give both images the same pixel grid, or pass exposures with "
+                "sky projections so the template can be warped."
+            )
+
+    @staticmethod
+    def _checkPixels(maskedImage: MaskedImage, name: str) -> None:
+        image = maskedImage.image.array
+        variance = maskedImage.variance.array
+        finite = np.isfinite(image)
+        if not finite.any():
+            raise MismatchedImagesError(f"The {name} image has no finite pixels.")
+        noData = anyMaskPlaneSet(maskedImage.mask, ["NO_DATA"])
+        usable = finite & ~noData
+        if not usable.any():
+            raise MismatchedImagesError(f"Every pixel of the {name} image is masked NO_DATA.")
+        goodVar = variance[usable]
+        if not np.any(np.isfinite(goodVar) & (goodVar > 0)):
+            raise MismatchedImagesError(
+                f"The {name} variance plane has no positive finite values; supply a variance plane "
+                "(or gain and read noise)."
+            )
+
+    def _validateWcs(self, templateExposure: Any, scienceExposure: Any) -> bool:
+        """Return `True` if the two exposures share a pixel grid.
+
+        Raises
+        ------
+        ImagesDoNotOverlapError
+            If their sky footprints do not overlap at all.
+        """
+        tProj = getattr(templateExposure, "sky_projection", None)
+        sProj = getattr(scienceExposure, "sky_projection", None)
+        sameBox = templateExposure.bbox == scienceExposure.bbox
+        if tProj is None or sProj is None:
+            return sameBox
+        from .warping import sameGrid, skyOverlap
+
+        if not skyOverlap(templateExposure, scienceExposure):
+            raise ImagesDoNotOverlapError("Input images do not overlap at all")
+        return sameBox and sameGrid(templateExposure, scienceExposure)
+
+    # --------------------------------------------------------- candidate lists
+    def getSelectSources(
+        self, exposure: Any, sigma: float | None = None, doSmooth: bool = True, idFactory: Any = None
+    ) -> Table:
+        """Detect and measure candidate stars on an image.
+
+        Returns
+        -------
+        sources : `astropy.table.Table`
+            One row per detection (``x``, ``y``, ``flux``, footprint box, flags).
+        """
+        maskedImage = exposure if isinstance(exposure, MaskedImage) else _asMaskedImage(exposure)
+        result = self.selectDetection.run(maskedImage, sigma=sigma, doSmooth=doSmooth)
+        return result.sources
+
+    def makeCandidateList(
+        self,
+        templateExposure: Any,
+        scienceExposure: Any,
+        kernelSize: int,
+        candidateList: Table | None = None,
+    ) -> Table:
+        """Return the kernel candidates with their stamp boxes.
+
+        Parameters
+        ----------
+        templateExposure, scienceExposure : `lsst.images.VisitImage` or `lsst.images.MaskedImage`
+            The images, on the same grid.
+        kernelSize : `int`
+            Kernel width; stamps have half-size ``fpGrowKernelScaling * kernelSize``.
+        candidateList : `astropy.table.Table`, optional
+            Sources with ``x``, ``y`` (parent pixels) and optionally ``flux``;
+            detected on the template (``detOnTemplate``) or science image if
+            not given.
+
+        Raises
+        ------
+        NoKernelCandidatesError
+            If no candidate survives.
+        """
+        detConfig = self.kConfig.detectionConfig
+        if candidateList is None:
+            image = templateExposure if detConfig.detOnTemplate else scienceExposure
+            candidateList = self.getSelectSources(image)
+            candidateList = self._filterDetections(candidateList)
+        if candidateList is None or len(candidateList) == 0:
+            raise NoKernelCandidatesError(
+                "No candidates in candidateList: no stars were detected. Lower "
+                "selectDetection.thresholdValue or supply a source list."
+            )
+        if not isinstance(candidateList, Table):
+            candidateList = Table(rows=list(candidateList))
+        for col in ("x", "y"):
+            if col not in candidateList.colnames:
+                raise MismatchedImagesError(f"candidateList needs '{col}' column (parent pixel coordinates).")
+        if detConfig.scaleByFwhm:
+            growPix = int(detConfig.fpGrowKernelScaling * kernelSize + 0.5)
+        else:
+            growPix = detConfig.fpGrowPix
+        templateMI = _asMaskedImage(templateExposure)
+        scienceMI = _asMaskedImage(scienceExposure)
+        kept = selectCandidateFootprints(
+            candidateList,
+            templateMI,
+            scienceMI,
+            kernelSize,
+            badMaskPlanes=list(detConfig.badMaskPlanes),
+            growPix=growPix,
+            mode="shifted",
+        )
+        if len(kept) == 0:
+            raise NoKernelCandidatesError(
+                f"Cannot find any objects suitable for KernelCandidacy among {len(candidateList)} sources: "
+                "all stamps touch the image edge or masked pixels. Check badMaskPlanes, or use a smaller "
+                "kernel or stamp (fpGrowKernelScaling)."
+            )
+        self.log.info("Selected %d kernel candidates of %d sources", len(kept), len(candidateList))
+        return kept
+
+    def _filterDetections(self, sources: Table) -> Table:
+        detConfig = self.kConfig.detectionConfig
+        keep = np.ones(len(sources), dtype=bool)
+        if "npix" in sources.colnames:
+            keep &= (sources["npix"] >= detConfig.fpNpixMin) & (sources["npix"] <= detConfig.fpNpixMax)
+        for flag in ("flag_saturated", "flag_edge", "flag_badMask"):
+            if flag in sources.colnames:
+                keep &= ~np.asarray(sources[flag], dtype=bool)
+        out = sources[keep]
+        if self.config.maxCandidates > 0 and len(out) > self.config.maxCandidates and "flux" in out.colnames:
+            order = np.argsort(-np.asarray(out["flux"], dtype=float))
+            out = out[np.sort(order[: self.config.maxCandidates])]
+        return out
+
+    def _adaptCellSize(self, candidateList: Table) -> tuple[int, int]:
+        """Return the spatial cell size (the configured one)."""
+        return self.kConfig.sizeCellX, self.kConfig.sizeCellY
+
+    def _buildCellSet(
+        self, templateMaskedImage: MaskedImage, scienceMaskedImage: MaskedImage, candidateList: Table
+    ) -> SpatialCellSet:
+        """Build the cell set of kernel candidates over the template's box.
+
+        Raises
+        ------
+        NoKernelCandidatesError
+            If ``candidateList`` is empty.
+        """
+        if candidateList is None or len(candidateList) == 0:
+            raise NoKernelCandidatesError("candidateList is empty; nothing to fit the kernel on.")
+        sizeCellX, sizeCellY = self._adaptCellSize(candidateList)
+        cellSet = SpatialCellSet(templateMaskedImage.bbox, sizeCellX, sizeCellY)
+        ps = self._propertySet()
+        for row in candidateList:
+            box = Box.factory[
+                int(row["stampYmin"]) : int(row["stampYmax"]), int(row["stampXmin"]) : int(row["stampXmax"])
+            ]
+            cand = makeKernelCandidate(
+                float(row["x"]), float(row["y"]), templateMaskedImage[box], scienceMaskedImage[box], ps
+            )
+            cellSet.insertCandidate(cand)
+        return cellSet
+
+    # ---------------------------------------------------------------- matching
+    @timeMethod
+    def matchMaskedImages(
+        self,
+        templateMaskedImage: MaskedImage,
+        scienceMaskedImage: MaskedImage,
+        candidateList: Table,
+        templateFwhmPix: float | None = None,
+        scienceFwhmPix: float | None = None,
+    ) -> pipeBase.Struct:
+        """PSF-match a template masked image to a science masked image.
+
+        Parameters
+        ----------
+        templateMaskedImage : `lsst.images.MaskedImage`
+            Image to convolve.
+        scienceMaskedImage : `lsst.images.MaskedImage`
+            Image to match to (same bbox).
+        candidateList : `astropy.table.Table`
+            Output of `makeCandidateList`.
+        templateFwhmPix, scienceFwhmPix : `float`, optional
+            PSF FWHMs (pixels), used to scale the Alard-Lupton basis.
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            ``matchedImage`` : `lsst.images.MaskedImage`
+                The convolved template (NaN / NO_DATA border).
+            ``psfMatchingKernel`` : `lsst.ip.diffim.math.LinearCombinationKernel`
+            ``backgroundModel`` : `lsst.ip.diffim.math.Function2`
+            ``kernelCellSet`` : `lsst.ip.diffim.math.SpatialCellSet`
+        """
+        if candidateList is None or len(candidateList) == 0:
+            raise NoKernelCandidatesError(
+                "candidateList is empty; it must be populated by makeCandidateList."
+            )
+        self._validateSize(templateMaskedImage, scienceMaskedImage)
+        self._displayImages(templateMaskedImage, scienceMaskedImage)
+        kernelCellSet = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
+        basisList = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, metadata=self.metadata)
+        _, psfMatchingKernel, backgroundModel = self._solve(kernelCellSet, basisList)
+        self._displaySpatialCells(scienceMaskedImage, kernelCellSet)
+        matched = self._convolve(templateMaskedImage, psfMatchingKernel)
+        return pipeBase.Struct(
+            matchedImage=matched,
+            psfMatchingKernel=psfMatchingKernel,
+            backgroundModel=backgroundModel,
+            kernelCellSet=kernelCellSet,
+        )
+
+    def _convolve(self, maskedImage: MaskedImage, kernel: Kernel, doNormalize: bool = False) -> MaskedImage:
+        with self.timer("convolve"):
+            return convolve(
+                maskedImage,
+                kernel,
+                ConvolutionControl(
+                    doNormalize=doNormalize,
+                    doCopyEdge=False,
+                    preserveMaskPlanes=tuple(self.config.candidateMaskPlanesConvolved),
+                ),
+            )
+
+    @timeMethod
+    def subtractMaskedImages(
+        self,
+        templateMaskedImage: MaskedImage,
+        scienceMaskedImage: MaskedImage,
+        candidateList: Table | None = None,
+        templateFwhmPix: float | None = None,
+        scienceFwhmPix: float | None = None,
+    ) -> pipeBase.Struct:
+        """PSF-match and subtract two masked images on the same grid.
+
+        ``candidateList`` defaults to candidates detected by
+        `makeCandidateList` with the kernel size of the basis.
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            As `matchMaskedImages`, plus ``subtractedMaskedImage`` :
+            `lsst.images.MaskedImage` (science - matched - background).
+        """
+        self._validateSize(templateMaskedImage, scienceMaskedImage)
+        self._checkPixels(templateMaskedImage, "template")
+        self._checkPixels(scienceMaskedImage, "science")
+        if candidateList is None or "stampXmin" not in getattr(candidateList, "colnames", ()):
+            kernelSize = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
+            self._checkKernelFits(templateMaskedImage, kernelSize)
+            candidateList = self.makeCandidateList(
+                templateMaskedImage, scienceMaskedImage, kernelSize, candidateList
+            )
+        result = self.matchMaskedImages(
+            templateMaskedImage,
+            scienceMaskedImage,
+            candidateList,
+            templateFwhmPix=templateFwhmPix,
+            scienceFwhmPix=scienceFwhmPix,
+        )
+        result.subtractedMaskedImage = self._subtract(
+            scienceMaskedImage, result.matchedImage, result.backgroundModel
+        )
+        self._displayDiffIm(result.subtractedMaskedImage, "Subtracted masked image")
+        return result
+
+    def _checkKernelFits(self, maskedImage: MaskedImage, kernelSize: int) -> None:
+        bbox = maskedImage.bbox
+        if bbox.x.size < 2 * kernelSize + 1 or bbox.y.size < 2 * kernelSize + 1:
+            raise MismatchedImagesError(
+                f"Image {bbox.x.size}x{bbox.y.size} is too small for a {kernelSize}x{kernelSize} kernel "
+                f"(stamps need {2 * kernelSize + 1} px); lower kernelSize/kernelSizeMax."
+            )
+
+    def _subtract(
+        self, scienceMaskedImage: MaskedImage, matched: MaskedImage, background: Function2
+    ) -> MaskedImage:
+        """Return ``science - matched - background`` (variances add, masks OR)."""
+        with self.timer("subtract"):
+            bbox = scienceMaskedImage.bbox
+            image = scienceMaskedImage.image.array.astype(np.float32) - matched.image.array
+            if self.config.doSubtractBackground:
+                image -= background.render(bbox, dtype=np.float32)
+            variance = scienceMaskedImage.variance.array.astype(np.float32) + matched.variance.array
+            mask = scienceMaskedImage.mask.copy()
+            if matched.mask.schema == mask.schema:
+                mask.array |= matched.mask.array
+            else:
+                mask.update(matched.mask)
+            unit = scienceMaskedImage.unit
+            return MaskedImage(
+                Image(image, bbox=bbox, unit=unit),
+                mask=mask,
+                variance=Image(variance, bbox=bbox, unit=None if unit is None else unit**2),
+                sky_projection=scienceMaskedImage.sky_projection,
+            )
+
+    @timeMethod
+    def matchExposures(
+        self,
+        templateExposure: Any,
+        scienceExposure: Any,
+        templateFwhmPix: float | None = None,
+        scienceFwhmPix: float | None = None,
+        candidateList: Table | None = None,
+        doWarping: bool = True,
+        convolveTemplate: bool = True,
+    ) -> pipeBase.Struct:
+        """PSF-match two exposures (`lsst.images.VisitImage`).
+
+        The template is warped onto the science grid if the two are not
+        registered (and ``doWarping``).  With ``convolveTemplate=False`` the
+        science image is convolved to match the template instead.
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            ``matchedExposure`` : the convolved image, on the science grid;
+            ``warpedExposure`` : the (possibly warped) template;
+            ``psfMatchingKernel``, ``backgroundModel``, ``kernelCellSet``.
+
+        Raises
+        ------
+        ImagesDoNotOverlapError
+            If the images do not overlap on the sky.
+        MismatchedImagesError
+            If they are not registered and ``doWarping`` is False.
+        """
+        registered = self._validateWcs(templateExposure, scienceExposure)
+        if not registered:
+            if not doWarping:
+                raise MismatchedImagesError(
+                    "Input images not registered: template and science grids differ and doWarping is False."
+                )
+            from .warping import warpExposure
+
+            self.log.info("Warping the template onto the science grid")
+            with self.timer("warp"):
+                templateExposure = warpExposure(templateExposure, scienceExposure, self.kConfig.warpingConfig)
+        if templateFwhmPix is None or scienceFwhmPix is None:
+            if (
+                getattr(templateExposure, "psf", None) is None
+                or getattr(scienceExposure, "psf", None) is None
+            ):
+                self.log.warning("Image PSF(s) missing: using the configured kernel basis")
+            templateFwhmPix = self._getFwhm(templateExposure) if templateFwhmPix is None else templateFwhmPix
+            scienceFwhmPix = self._getFwhm(scienceExposure) if scienceFwhmPix is None else scienceFwhmPix
+        templateMI = _asMaskedImage(templateExposure)
+        scienceMI = _asMaskedImage(scienceExposure)
+        self._checkPixels(templateMI, "template")
+        self._checkPixels(scienceMI, "science")
+        if convolveTemplate:
+            kernelSize = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
+            self._checkKernelFits(templateMI, kernelSize)
+            candidates = self.makeCandidateList(templateMI, scienceMI, kernelSize, candidateList)
+            result = self.matchMaskedImages(
+                templateMI,
+                scienceMI,
+                candidates,
+                templateFwhmPix=templateFwhmPix,
+                scienceFwhmPix=scienceFwhmPix,
+            )
+        else:
+            kernelSize = self.makeKernelBasisList(scienceFwhmPix, templateFwhmPix)[0].getWidth()
+            self._checkKernelFits(templateMI, kernelSize)
+            candidates = self.makeCandidateList(templateMI, scienceMI, kernelSize, candidateList)
+            result = self.matchMaskedImages(
+                scienceMI,
+                templateMI,
+                candidates,
+                templateFwhmPix=scienceFwhmPix,
+                scienceFwhmPix=templateFwhmPix,
+            )
+        result.warpedExposure = templateExposure
+        result.matchedExposure = result.matchedImage
+        result.convolveTemplate = convolveTemplate
+        return result
+
+    @timeMethod
+    def subtractExposures(
+        self,
+        templateExposure: Any,
+        scienceExposure: Any,
+        templateFwhmPix: float | None = None,
+        scienceFwhmPix: float | None = None,
+        candidateList: Table | None = None,
+        doWarping: bool = True,
+        convolveTemplate: bool = True,
+    ) -> pipeBase.Struct:
+        """PSF-match and subtract two exposures.
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            As `matchExposures`, plus ``subtractedExposure``: an
+            `lsst.images.DifferenceImage` (science grid, science PSF when the
+            template is convolved, the matching kernel attached) or an
+            `lsst.images.MaskedImage` when the inputs carry no projection.
+        """
+        result = self.matchExposures(
+            templateExposure,
+            scienceExposure,
+            templateFwhmPix=templateFwhmPix,
+            scienceFwhmPix=scienceFwhmPix,
+            candidateList=candidateList,
+            doWarping=doWarping,
+            convolveTemplate=convolveTemplate,
+        )
+        scienceMI = _asMaskedImage(scienceExposure)
+        if convolveTemplate:
+            subtracted = self._subtract(scienceMI, result.matchedImage, result.backgroundModel)
+        else:
+            templateMI = _asMaskedImage(result.warpedExposure)
+            subtracted = self._subtractConvolvedScience(
+                templateMI, result.matchedImage, result.backgroundModel, result.psfMatchingKernel
+            )
+        result.subtractedMaskedImage = subtracted
+        result.subtractedExposure = self._makeDifferenceExposure(
+            scienceExposure, result.warpedExposure, subtracted, result.psfMatchingKernel, convolveTemplate
+        )
+        self._displayDiffIm(subtracted, "Difference image")
+        return result
+
+    def _subtractConvolvedScience(
+        self, templateMI: MaskedImage, matchedScience: MaskedImage, background: Function2, kernel: Kernel
+    ) -> MaskedImage:
+        """Return ``(matchedScience + background - template) / kernelSum`` in science units."""
+        bbox = templateMI.bbox
+        xc = 0.5 * (bbox.x.min + bbox.x.max)
+        yc = 0.5 * (bbox.y.min + bbox.y.max)
+        kSum = kernel.getSum(xc, yc)
+        image = matchedScience.image.array - templateMI.image.array.astype(np.float32)
+        if self.config.doSubtractBackground:
+            image -= background.render(bbox, dtype=np.float32)
+        image /= np.float32(kSum)
+        variance = (matchedScience.variance.array + templateMI.variance.array) / np.float32(kSum**2)
+        mask = matchedScience.mask.copy()
+        mask.update(templateMI.mask)
+        unit = matchedScience.unit
+        return MaskedImage(
+            Image(image.astype(np.float32), bbox=bbox, unit=unit),
+            mask=mask,
+            variance=Image(variance.astype(np.float32), bbox=bbox, unit=None if unit is None else unit**2),
+            sky_projection=templateMI.sky_projection,
+        )
+
+    def _makeDifferenceExposure(
+        self,
+        scienceExposure: Any,
+        templateExposure: Any,
+        subtracted: MaskedImage,
+        kernel: Kernel,
+        convolveTemplate: bool,
+    ) -> Any:
+        if isinstance(scienceExposure, MaskedImage) and not hasattr(scienceExposure, "psf"):
+            return subtracted
+        from .adapters.exposures import makeDifferenceImage
+        from .kernelConversion import toImagesKernel
+
+        imagesKernel = toImagesKernel(kernel, scienceExposure.bbox)
+        psfSource = scienceExposure if convolveTemplate else templateExposure
+        return makeDifferenceImage(
+            scienceExposure,
+            subtracted.image.array,
+            subtracted.variance.array,
+            subtracted.mask,
+            kernel=imagesKernel,
+            psf=getattr(psfSource, "psf", None),
+        )
+
+    @timeMethod
+    def run(
+        self,
+        template: Any,
+        science: Any,
+        *,
+        templateFwhmPix: float | None = None,
+        scienceFwhmPix: float | None = None,
+        candidateList: Table | None = None,
+        doWarping: bool = True,
+        convolveTemplate: bool = True,
+    ) -> pipeBase.Struct:
+        """Match and subtract: the natural entry point.
+
+        Parameters
+        ----------
+        template, science : `lsst.images.VisitImage` or `lsst.images.MaskedImage`
+            The template and the science image.
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            ``difference`` (the subtracted image; also ``subtractedExposure``),
+            ``matchedTemplate`` (``matchedExposure``), ``psfMatchingKernel``,
+            ``backgroundModel``, ``kernelCellSet``.
+        """
+        if (
+            isinstance(template, MaskedImage)
+            and isinstance(science, MaskedImage)
+            and not (hasattr(template, "psf") or hasattr(science, "psf"))
+        ):
+            if convolveTemplate:
+                result = self.subtractMaskedImages(
+                    template,
+                    science,
+                    candidateList,
+                    templateFwhmPix=templateFwhmPix,
+                    scienceFwhmPix=scienceFwhmPix,
+                )
+            else:
+                result = self.subtractExposures(
+                    template,
+                    science,
+                    templateFwhmPix=templateFwhmPix,
+                    scienceFwhmPix=scienceFwhmPix,
+                    candidateList=candidateList,
+                    doWarping=False,
+                    convolveTemplate=False,
+                )
+            result.difference = result.subtractedMaskedImage
+            result.matchedTemplate = result.matchedImage
+            return result
+        result = self.subtractExposures(
+            template,
+            science,
+            templateFwhmPix=templateFwhmPix,
+            scienceFwhmPix=scienceFwhmPix,
+            candidateList=candidateList,
+            doWarping=doWarping,
+            convolveTemplate=convolveTemplate,
+        )
+        result.difference = result.subtractedExposure
+        result.matchedTemplate = result.matchedExposure
+        return result
+
+    # ------------------------------------------------------------------ debug
+    def _debugInfo(self) -> Any:
+        import lsstDebug
+
+        return lsstDebug.Info(__name__)
+
+    def _displayImages(self, templateMaskedImage: MaskedImage, scienceMaskedImage: MaskedImage) -> None:
+        info = self._debugInfo()
+        if not info.display:
+            return
+        from .display.imageDisplays import displayInputImages
+
+        displayInputImages(__name__, self.log, info, templateMaskedImage, scienceMaskedImage)
+
+    def _displaySpatialCells(self, maskedImage: MaskedImage, cellSet: SpatialCellSet) -> None:
+        info = self._debugInfo()
+        if not (info.display and info.displaySpatialCells):
+            return
+        from .display.imageDisplays import displaySpatialCells
+
+        displaySpatialCells(__name__, self.log, info, maskedImage, cellSet)
+
+    def _displayDiffIm(self, maskedImage: MaskedImage, title: str) -> None:
+        info = self._debugInfo()
+        if not (info.display and info.displayDiffIm):
+            return
+        from .display.imageDisplays import displayDifference
+
+        displayDifference(__name__, self.log, info, maskedImage, title)
+
+
+subtractAlgorithmRegistry.register("al", ImagePsfMatchTask)
+
+
+def _asMaskedImage(exposure: Any) -> MaskedImage:
+    """Return the `lsst.images.MaskedImage` view of an exposure-like object."""
+    if isinstance(exposure, MaskedImage) and type(exposure) is MaskedImage:
+        return exposure
+    return MaskedImage(
+        exposure.image, mask=exposure.mask, variance=exposure.variance, sky_projection=exposure.sky_projection
+    )
