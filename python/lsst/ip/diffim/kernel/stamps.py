@@ -31,14 +31,17 @@ from __future__ import annotations
 
 __all__ = [
     "basisDesignMatrix",
+    "correlateValid",
     "convolveAndSubtract",
     "convolveMaskedStamp",
     "goodSlices",
 ]
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lsst.images import Image, Mask, MaskedImage
@@ -68,6 +71,60 @@ def _windows(array: np.ndarray, kernelShape: tuple[int, int]) -> np.ndarray:
     return sliding_window_view(array, kernelShape)
 
 
+_FFT_CACHE: OrderedDict[tuple[int, tuple[int, int]], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_FFT_CACHE_SIZE = 16
+
+
+def _kernelSpectra(kernels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Return (cached) spectra of the flipped kernels, for correlation by FFT."""
+    key = (id(kernels), shape)
+    hit = _FFT_CACHE.get(key)
+    if hit is not None and hit[0] is kernels:
+        _FFT_CACHE.move_to_end(key)
+        return hit[1]
+    spectra = scipy.fft.rfft2(kernels[:, ::-1, ::-1], s=shape, axes=(-2, -1))
+    _FFT_CACHE[key] = (kernels, spectra)
+    while len(_FFT_CACHE) > _FFT_CACHE_SIZE:
+        _FFT_CACHE.popitem(last=False)
+    return spectra
+
+
+def correlateValid(image: np.ndarray, kernels: np.ndarray, cache: bool = False) -> np.ndarray:
+    """Correlate an image with several kernels, keeping the valid region.
+
+    Parameters
+    ----------
+    image : `numpy.ndarray`
+        Image ``(ny, nx)``; must be finite for exact results.
+    kernels : `numpy.ndarray`
+        Kernels ``(n, kh, kw)``.
+    cache : `bool`, optional
+        Cache the kernel spectra (for a basis reused on many stamps; the
+        array must not be modified afterwards).
+
+    Returns
+    -------
+    out : `numpy.ndarray`
+        Array ``(n, ny - kh + 1, nx - kw + 1)``: ``out[k]`` is kernel ``k``
+        correlated with ``image`` on the good region.
+
+    Notes
+    -----
+    Uses one forward FFT of the image and a product per kernel; the
+    circular wrap-around only reaches the discarded border.
+    """
+    n, kh, kw = kernels.shape
+    ny, nx = image.shape
+    shape = (scipy.fft.next_fast_len(ny, real=True), scipy.fft.next_fast_len(nx, real=True))
+    if cache:
+        spectra = _kernelSpectra(kernels, shape)
+    else:
+        spectra = scipy.fft.rfft2(kernels[:, ::-1, ::-1], s=shape, axes=(-2, -1))
+    imageSpectrum = scipy.fft.rfft2(image, s=shape)
+    full = scipy.fft.irfft2(spectra * imageSpectrum, s=shape, axes=(-2, -1))
+    return full[:, kh - 1 : ny, kw - 1 : nx]
+
+
 def basisDesignMatrix(template: np.ndarray, basis: np.ndarray, isDelta: bool = False) -> np.ndarray:
     """Return every basis kernel correlated with ``template`` on the good region.
 
@@ -76,7 +133,8 @@ def basisDesignMatrix(template: np.ndarray, basis: np.ndarray, isDelta: bool = F
     template : `numpy.ndarray`
         Template stamp ``(ny, nx)``.
     basis : `numpy.ndarray`
-        Basis images ``(nBasis, kh, kw)``.
+        Basis images ``(nBasis, kh, kw)`` (its spectra are cached: do not
+        modify it in place afterwards).
     isDelta : `bool`, optional
         The basis is the full delta-function basis in row-major order, so the
         design matrix is just the pixel windows (no products needed).
@@ -88,12 +146,18 @@ def basisDesignMatrix(template: np.ndarray, basis: np.ndarray, isDelta: bool = F
         region, columns in basis order.
     """
     nb, kh, kw = basis.shape
-    win = _windows(np.asarray(template, dtype=float), (kh, kw))
-    gy, gx = win.shape[:2]
-    flat = win.reshape(gy * gx, kh * kw)
+    template = np.asarray(template, dtype=float)
     if isDelta and nb == kh * kw and np.array_equal(basis.reshape(nb, kh * kw), np.eye(nb)):
-        return np.ascontiguousarray(flat)
-    return flat @ basis.reshape(nb, kh * kw).T
+        win = _windows(template, (kh, kw))
+        gy, gx = win.shape[:2]
+        return np.ascontiguousarray(win.reshape(gy * gx, kh * kw))
+    if not np.all(np.isfinite(template)):
+        # FFTs would spread a NaN over the whole stamp; keep it local.
+        win = _windows(template, (kh, kw))
+        gy, gx = win.shape[:2]
+        return win.reshape(gy * gx, kh * kw) @ basis.reshape(nb, kh * kw).T
+    conv = correlateValid(template, basis, cache=True)
+    return conv.reshape(nb, -1).T
 
 
 def _kernelArray(kernel: Kernel, x: float, y: float) -> np.ndarray:
@@ -127,13 +191,24 @@ def convolveMaskedStamp(
     kh, kw = kernelArray.shape
     ys, xs = goodSlices(image.shape, (kh, kw))
     outImage = np.full(image.shape, np.nan, dtype=np.float32)
-    win = _windows(np.asarray(image, dtype=float), (kh, kw))
-    outImage[ys, xs] = np.einsum("yxij,ij->yx", win, kernelArray, optimize=True)
+    planes = [np.asarray(image, dtype=float)]
+    kernels = [kernelArray]
+    if variance is not None:
+        planes.append(np.asarray(variance, dtype=float))
+        kernels.append(kernelArray**2)
+    finite = all(np.all(np.isfinite(p)) for p in planes)
+    results = []
+    for plane, kern in zip(planes, kernels, strict=True):
+        if finite:
+            results.append(correlateValid(plane, kern[np.newaxis])[0])
+        else:
+            win = _windows(plane, (kh, kw))
+            results.append(np.tensordot(win, kern, axes=([2, 3], [0, 1])))
+    outImage[ys, xs] = results[0]
     outVar = None
     if variance is not None:
         outVar = np.full(image.shape, np.inf, dtype=np.float32)
-        vwin = _windows(np.asarray(variance, dtype=float), (kh, kw))
-        outVar[ys, xs] = np.einsum("yxij,ij->yx", vwin, kernelArray**2, optimize=True)
+        outVar[ys, xs] = results[1]
     outMask = None
     if mask is not None:
         marr = mask.array

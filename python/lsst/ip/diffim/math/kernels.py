@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -320,8 +321,15 @@ class AnalyticKernel(Kernel):
         return np.asarray(self._func(u - self.getCtrX(), v - self.getCtrY()), dtype=float)
 
 
+_STACK_CACHE: OrderedDict[tuple[int, ...], tuple[list[Kernel], np.ndarray]] = OrderedDict()
+_STACK_CACHE_SIZE = 16
+
+
 def kernelListToArray(kernelList: Sequence[Kernel]) -> np.ndarray:
     """Stack the (unnormalized, position 0) images of kernels into ``(n, h, w)``.
+
+    The result is read-only and cached per list of kernel objects (a basis
+    is stacked once, however many candidates use it).
 
     Raises
     ------
@@ -330,13 +338,23 @@ def kernelListToArray(kernelList: Sequence[Kernel]) -> np.ndarray:
     """
     if len(kernelList) == 0:
         raise ValueError("Empty kernel list.")
+    key = tuple(id(k) for k in kernelList)
+    hit = _STACK_CACHE.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], kernelList, strict=True)):
+        _STACK_CACHE.move_to_end(key)
+        return hit[1]
     dims = {(k.getWidth(), k.getHeight()) for k in kernelList}
     if len(dims) != 1:
         raise ValueError(f"All kernels of a list must have the same dimensions; got {sorted(dims)}.")
     arrays = []
     for k in kernelList:
         arrays.append(k.array if isinstance(k, FixedKernel) else k.getArray())
-    return np.stack(arrays).astype(float, copy=False)
+    stack = np.stack(arrays).astype(float, copy=False)
+    stack.flags.writeable = False
+    _STACK_CACHE[key] = (list(kernelList), stack)
+    while len(_STACK_CACHE) > _STACK_CACHE_SIZE:
+        _STACK_CACHE.popitem(last=False)
+    return stack
 
 
 class LinearCombinationKernel(Kernel):
@@ -356,7 +374,6 @@ class LinearCombinationKernel(Kernel):
         basis = kernelListToArray(basisList)
         super().__init__(basis.shape[2], basis.shape[1])
         self._basisList = list(basisList)
-        basis.flags.writeable = False
         self._basis = basis
         self._basisSums = basis.sum(axis=(1, 2))
         self._isDelta = all(isinstance(k, DeltaFunctionKernel) for k in self._basisList)
