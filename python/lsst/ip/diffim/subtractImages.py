@@ -1,0 +1,221 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""A PipelineTask subtracting a template from a science image with ImagePsfMatchTask."""
+
+from __future__ import annotations
+
+__all__ = [
+    "SubtractImagesConfig",
+    "SubtractImagesConnections",
+    "SubtractImagesTask",
+    "checkTemplateIsSufficient",
+]
+
+from typing import Any
+
+import numpy as np
+
+import lsst.pex.config as pexConfig
+import lsst.pipe.base as pipeBase
+import lsst.pipe.base.connectionTypes as cT
+from lsst.utils.timer import timeMethod
+
+from .imagePsfMatch import ImagePsfMatchTask
+from .kernelConversion import toImagesKernel
+from .math.masks import anyMaskPlaneSet
+
+
+class SubtractImagesConnections(
+    pipeBase.PipelineTaskConnections,
+    dimensions=("instrument", "visit", "detector"),
+    defaultTemplates={"coaddName": "", "fakesType": ""},
+):
+    science = cT.Input(
+        doc="Science image to subtract from.",
+        dimensions=("instrument", "visit", "detector"),
+        storageClass="VisitImage",
+        name="{fakesType}science_image",
+    )
+    template = cT.Input(
+        doc="Template image, on or overlapping the science image's pixel grid.",
+        dimensions=("instrument", "visit", "detector"),
+        storageClass="VisitImage",
+        name="{fakesType}template_image",
+    )
+    difference = cT.Output(
+        doc="Difference image (science - PSF-matched template - background), kernel attached.",
+        dimensions=("instrument", "visit", "detector"),
+        storageClass="DifferenceImage",
+        name="{fakesType}difference_image",
+    )
+    matchedTemplate = cT.Output(
+        doc="The template convolved to the science image's PSF.",
+        dimensions=("instrument", "visit", "detector"),
+        storageClass="VisitImage",
+        name="{fakesType}matched_template",
+    )
+    psfMatchingKernel = cT.Output(
+        doc="The spatially varying PSF-matching kernel.",
+        dimensions=("instrument", "visit", "detector"),
+        storageClass="ConvolutionKernel",
+        name="{fakesType}psf_matching_kernel",
+    )
+
+
+class SubtractImagesConfig(pipeBase.PipelineTaskConfig, pipelineConnections=SubtractImagesConnections):
+    """Configuration of `SubtractImagesTask`."""
+
+    psfMatch = ImagePsfMatchTask.makeField(doc="PSF matching and subtraction.")
+    mode = pexConfig.ChoiceField(
+        dtype=str,
+        doc="Which image to convolve.",
+        default="convolveTemplate",
+        allowed={
+            "convolveTemplate": "convolve the template to the science PSF",
+            "convolveScience": "convolve the science image to the template PSF",
+            "auto": "convolve the image with the narrower PSF",
+        },
+    )
+    doWarping = pexConfig.Field(
+        dtype=bool,
+        doc="Warp the template onto the science grid when they differ.",
+        default=True,
+    )
+    requiredTemplateFraction = pexConfig.Field(
+        dtype=float,
+        doc="Raise NoWorkFound if the template covers less than this fraction of the science image.",
+        default=0.1,
+        check=lambda x: 0.0 <= x <= 1.0,
+    )
+
+
+def checkTemplateIsSufficient(template: Any, science: Any, requiredTemplateFraction: float) -> float:
+    """Return the fraction of the science image the template covers with data.
+
+    Raises
+    ------
+    lsst.pipe.base.NoWorkFound
+        If the coverage is below ``requiredTemplateFraction``.
+    """
+    try:
+        overlap = science.bbox.intersection(template.bbox)
+    except Exception:
+        overlap = None
+    if overlap is None:
+        raise pipeBase.NoWorkFound("Template does not overlap the science image.")
+    templateSub = template[overlap]
+    good = np.isfinite(templateSub.image.array)
+    noData = anyMaskPlaneSet(templateSub.mask, ["NO_DATA"])
+    if noData is not None:
+        good &= ~noData
+    fraction = float(good.sum()) / float(science.bbox.area)
+    if fraction < requiredTemplateFraction:
+        raise pipeBase.NoWorkFound(
+            f"Insufficient template coverage: {100 * fraction:.1f}% of the science image, "
+            f"{100 * requiredTemplateFraction:.1f}% required (requiredTemplateFraction)."
+        )
+    return fraction
+
+
+class SubtractImagesTask(pipeBase.PipelineTask):
+    """Subtract a PSF-matched template from a science image.
+
+    The PSF matching is done by the retargetable ``psfMatch`` subtask
+    (`ImagePsfMatchTask` by default), so every kernel setting is reachable as
+    ``psfMatch.kernel.active.<field>``.
+    """
+
+    ConfigClass = SubtractImagesConfig
+    _DefaultName = "subtractImages"
+    config: SubtractImagesConfig
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.makeSubtask("psfMatch")
+
+    def runQuantum(
+        self,
+        butlerQC: pipeBase.QuantumContext,
+        inputRefs: pipeBase.InputQuantizedConnection,
+        outputRefs: pipeBase.OutputQuantizedConnection,
+    ) -> None:
+        inputs = butlerQC.get(inputRefs)
+        try:
+            outputs = self.run(**inputs)
+        except pipeBase.AlgorithmError as e:
+            error = pipeBase.AnnotatedPartialOutputsError.annotate(e, self, log=self.log)
+            raise error from e
+        butlerQC.put(outputs, outputRefs)
+
+    def _convolveTemplate(self, template: Any, science: Any) -> bool:
+        if self.config.mode == "convolveTemplate":
+            return True
+        if self.config.mode == "convolveScience":
+            return False
+        from .adapters.psf import getPsfFwhm
+
+        templateFwhm = getPsfFwhm(template.psf)
+        scienceFwhm = getPsfFwhm(science.psf)
+        self.log.info("PSF FWHM: template %.2f px, science %.2f px", templateFwhm, scienceFwhm)
+        return bool(templateFwhm <= scienceFwhm)
+
+    @timeMethod
+    def run(self, template: Any, science: Any) -> pipeBase.Struct:
+        """Subtract ``template`` from ``science``.
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            ``difference`` : `lsst.images.DifferenceImage`
+            ``matchedTemplate`` : `lsst.images.VisitImage`
+            ``psfMatchingKernel`` : `lsst.images.convolution_kernels.ImageBasisConvolutionKernel`
+            ``backgroundModel`` : `lsst.ip.diffim.math.Function2`
+
+        Raises
+        ------
+        lsst.pipe.base.NoWorkFound
+            If the template covers too little of the science image.
+        lsst.ip.diffim.NoKernelCandidatesError
+            If no kernel candidate is usable.
+        """
+        if template.bbox == science.bbox:
+            coverage = checkTemplateIsSufficient(template, science, self.config.requiredTemplateFraction)
+            self.metadata["templateCoveragePercent"] = 100.0 * coverage
+        convolveTemplate = self._convolveTemplate(template, science)
+        self.metadata["convolvedExposure"] = "Template" if convolveTemplate else "Science"
+        result = self.psfMatch.subtractExposures(
+            template, science, doWarping=self.config.doWarping, convolveTemplate=convolveTemplate
+        )
+        kernel = toImagesKernel(result.psfMatchingKernel, science.bbox)
+        matchedTemplate = self._matchedTemplateImage(result, science, convolveTemplate)
+        return pipeBase.Struct(
+            difference=result.subtractedExposure,
+            matchedTemplate=matchedTemplate,
+            psfMatchingKernel=kernel,
+            backgroundModel=result.backgroundModel,
+        )
+
+    @staticmethod
+    def _matchedTemplateImage(result: pipeBase.Struct, science: Any, convolveTemplate: bool) -> Any:
+        from .adapters.exposures import makeMatchedVisitImage
+
+        source = result.matchedImage if convolveTemplate else result.warpedExposure
+        return makeMatchedVisitImage(science, source, psf=science.psf if convolveTemplate else None)
