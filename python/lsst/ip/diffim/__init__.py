@@ -6,7 +6,12 @@ the visitors, ``KernelCandidateF`` ...).  The afw.math-like primitives
 (``SpatialCellSet``, ``FixedKernel`` ...) live in `lsst.ip.diffim.math`.
 """
 
+from .imagePsfMatch import *
 from .kernel import *
+from .kernelConversion import *
 from .makeKernelBasisList import *
+from .modelPsfMatch import *
 from .psfMatch import *
+from .snapPsfMatch import *
+from .subtractImages import *
 from .version import *

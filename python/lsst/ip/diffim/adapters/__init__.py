@@ -1,0 +1,1 @@
+"""The only layer between lsst-ip-diffim and lsst.images object construction."""
