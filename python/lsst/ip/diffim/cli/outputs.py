@@ -1,0 +1,181 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Writing a subtraction's products to a folder, all or nothing."""
+
+from __future__ import annotations
+
+__all__ = ["SubtractionSummary", "summarize", "writeOutputs"]
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsst.images.serialization import write_archive
+
+from ..kernelConversion import toImagesBackground, toImagesKernel
+from ..math.masks import anyMaskPlaneSet
+from ..math.spatialCell import SpatialCellCandidateStatus
+
+
+@dataclass
+class SubtractionSummary:
+    """The numbers a user looks at first."""
+
+    nCandidates: int
+    nUsed: int
+    nRejected: int
+    kernelSum: float
+    conditionNumber: float
+    normalizedStd: float
+    normalizedMean: float
+    seconds: float
+
+    def format(self) -> str:
+        return (
+            f"candidates: {self.nCandidates} ({self.nUsed} used, {self.nRejected} rejected)\n"
+            f"kernel sum: {self.kernelSum:.4f}   spatial condition number: {self.conditionNumber:.3g}\n"
+            f"difference / sqrt(variance) away from sources: mean {self.normalizedMean:+.3f}, "
+            f"robust std {self.normalizedStd:.3f}\n"
+            f"time: {self.seconds:.2f} s"
+        )
+
+
+def _flatMetadata(metadata: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    items = metadata.to_dict() if hasattr(metadata, "to_dict") else dict(metadata)
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            out[prefix] = value
+
+    walk("", items)
+    return out
+
+
+def normalizedResidualStats(difference: Any, sourceMask: np.ndarray | None = None) -> tuple[float, float]:
+    """Return the mean and robust std of ``difference / sqrt(variance)`` off sources."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = difference.image.array / np.sqrt(difference.variance.array)
+    ok = np.isfinite(norm)
+    bad = anyMaskPlaneSet(difference.mask, ["NO_DATA", "EDGE", "SAT", "DETECTED"])
+    if bad is not None:
+        ok &= ~bad
+    if sourceMask is not None:
+        ok &= ~sourceMask
+    values = norm[ok]
+    if values.size == 0:
+        return math.nan, math.nan
+    q25, q50, q75 = np.percentile(values, [25, 50, 75])
+    return float(q50), float((q75 - q25) / 1.349)
+
+
+def summarize(
+    task: Any, result: Any, seconds: float, sourceMask: np.ndarray | None = None
+) -> SubtractionSummary:
+    """Return the summary of a subtraction result."""
+    candidates = result.kernelCellSet.allCandidates()
+    nUsed = sum(1 for c in candidates if c.getStatus() == SpatialCellCandidateStatus.GOOD)
+    nBad = sum(1 for c in candidates if c.getStatus() == SpatialCellCandidateStatus.BAD)
+    metadata = task.metadata
+    mean, std = normalizedResidualStats(result.subtractedMaskedImage, sourceMask)
+    return SubtractionSummary(
+        nCandidates=len(candidates),
+        nUsed=nUsed,
+        nRejected=nBad,
+        kernelSum=float(metadata["spatialKernelSum"]),
+        conditionNumber=float(metadata["spatialConditionNum"]),
+        normalizedStd=std,
+        normalizedMean=mean,
+        seconds=seconds,
+    )
+
+
+def writeOutputs(
+    outDir: str | os.PathLike,
+    task: Any,
+    result: Any,
+    summary: SubtractionSummary,
+    *,
+    prefix: str = "",
+    sheetTitle: str = "",
+    template: Any = None,
+    science: Any = None,
+) -> list[Path]:
+    """Write every product of a subtraction into ``outDir``.
+
+    Files are written to a temporary folder next to ``outDir`` and moved
+    into place only when all succeeded, so a failure leaves nothing behind.
+
+    Returns
+    -------
+    paths : `list` [`pathlib.Path`]
+        The files written.
+    """
+    outDir = Path(outDir)
+    outDir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=outDir))
+    try:
+        names: list[str] = []
+        difference = result.subtractedExposure
+        bbox = result.subtractedMaskedImage.bbox
+
+        def add(name: str) -> Path:
+            names.append(prefix + name)
+            return staging / (prefix + name)
+
+        difference.write(str(add("difference.fits")))
+        matched = result.matchedImage
+        if hasattr(difference, "psf"):
+            from ..adapters.exposures import makeMatchedVisitImage
+
+            matched = makeMatchedVisitImage(difference, result.matchedImage)
+        matched.write(str(add("matched_template.fits")))
+        write_archive(toImagesKernel(result.psfMatchingKernel, bbox), add("kernel.fits"))
+        write_archive(toImagesBackground(result.backgroundModel, bbox), add("background.fits"))
+        meta = {"summary": asdict(summary), "metadata": _flatMetadata(task.getFullMetadata())}
+        add("metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+        from .summarySheet import makeSummarySheet
+
+        makeSummarySheet(
+            add("summary.png"), result, template=template, science=science, title=sheetTitle, summary=summary
+        )
+        written = []
+        for name in names:
+            target = outDir / name
+            if target.exists():
+                target.unlink()
+            shutil.move(str(staging / name), target)
+            written.append(target)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
