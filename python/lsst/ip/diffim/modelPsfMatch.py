@@ -99,6 +99,7 @@ class ModelPsfMatchConfig(pexConfig.Config):
         default=1.4,
         min=1.0,
         max=2.0,
+        inclusiveMax=True,
     )
     padPsfBy = pexConfig.Field(
         dtype=int,
