@@ -26,7 +26,6 @@ import math
 
 import numpy as np
 import pytest
-from syntheticPairs import makeSyntheticPair
 
 import lsst.ip.diffim as ipDiffim
 import lsst.utils.tests
@@ -35,6 +34,7 @@ from lsst.ip.diffim.adapters.exposures import makeVisitImage
 from lsst.ip.diffim.adapters.psf import psfMoments
 from lsst.ip.diffim.imagePsfMatch import MismatchedImagesError
 from lsst.ip.diffim.math import anyMaskPlaneSet, makeDifferenceMaskSchema
+from lsst.ip.diffim.syntheticPairs import makeSyntheticPair
 
 
 def _maskedImage(image: np.ndarray, variance: np.ndarray) -> MaskedImage:

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from syntheticPairs import makeSyntheticPair
 
 from lsst.daf.butler import Butler
 from lsst.ip.diffim.adapters.exposures import makeVisitImage
 from lsst.ip.diffim.cli.makeDemoRepo import makeDemoRepo
 from lsst.ip.diffim.math import anyMaskPlaneSet
+from lsst.ip.diffim.syntheticPairs import makeSyntheticPair
 
 PIPELINE = Path(__file__).parent.parent / "pipelines" / "DifferenceImaging.yaml"
 PIPETASK = shutil.which("pipetask", path=os.path.dirname(sys.executable)) or "pipetask"

@@ -25,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.wcs import WCS
-from syntheticPairs import makeSyntheticPair
 
 import lsst.ip.diffim as ipDiffim
 import lsst.utils.tests
@@ -34,6 +33,7 @@ from lsst.ip.diffim.adapters.exposures import makeVisitImage
 from lsst.ip.diffim.imagePsfMatch import ImagesDoNotOverlapError, MismatchedImagesError
 from lsst.ip.diffim.kernelConversion import fromImagesKernel, toImagesKernel
 from lsst.ip.diffim.math import Box2D, Chebyshev1Function2, LinearCombinationKernel, PolynomialFunction2
+from lsst.ip.diffim.syntheticPairs import makeSyntheticPair
 from lsst.ip.diffim.warping import lanczosWeights, warpExposure
 
 
@@ -102,7 +102,7 @@ def test_warp_translation_and_subtract():
     dx, dy = 3.4, -2.6
     # Template pixel grid shifted: template pixel (x + dx, y + dy) sees the same sky as science (x, y).
     shifted = makeSyntheticPair(size=size, nStars=90, seed=5, transients=[], scienceEllipticity=0.0)
-    from syntheticPairs import renderStars
+    from lsst.ip.diffim.syntheticPairs import renderStars
 
     tModel = renderStars((size, size), pair.xs + dx, pair.ys + dy, pair.fluxes, pair.templatePsf) + 200.0
     rng = np.random.default_rng(11)

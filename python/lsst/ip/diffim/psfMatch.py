@@ -779,7 +779,8 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         self.metadata["spatialConditionNum"] = float(cond)
         self.metadata["spatialKernelSum"] = float(kSum)
         self.metadata["spatialKernelOrder"] = int(self.kConfig.spatialKernelOrder)
-        self.metadata["spatialBgOrder"] = int(self.kConfig.spatialBgOrder if self.kConfig.fitForBackground else 0)
+        bgOrder = self.kConfig.spatialBgOrder if self.kConfig.fitForBackground else 0
+        self.metadata["spatialBgOrder"] = int(bgOrder)
 
         nKernelTerms = spatialKernel.getNSpatialParameters() or 1
         nBgTerms = spatialBg.getNParameters()

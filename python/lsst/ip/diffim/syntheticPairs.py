@@ -18,7 +18,7 @@
 #
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
-"""Synthetic template/science pairs with known truth, for the task tests.
+"""Synthetic template/science pairs with known truth (tests, benchmarks).
 
 Stars have pixel-integrated elliptical Gaussian PSFs; the science PSF width
 varies linearly across the field.  Noise is Gaussian with the Poisson-like
@@ -26,6 +26,8 @@ variance ``(sky + signal) / gain + readNoise^2``.
 """
 
 from __future__ import annotations
+
+__all__ = ["PsfModel", "SyntheticPair", "makeSyntheticPair", "renderStars"]
 
 import math
 from dataclasses import dataclass, field
