@@ -858,9 +858,11 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             try:
                 local = cand.getDifferenceImage(CandidateSwitch.ORIG)
                 x, y = cand.getXCenter(), cand.getYCenter()
-                spatial = cand.getDifferenceImage(
-                    FixedKernel(spatialKernel.getArray(x, y)), float(spatialBg(x, y))
-                )
+                spatial = cand.getCachedSpatialDifference(spatialKernel)
+                if spatial is None:
+                    spatial = cand.getDifferenceImage(
+                        FixedKernel(spatialKernel.getArray(x, y)), float(spatialBg(x, y))
+                    )
             except CANDIDATE_ERRORS:
                 continue
             for kind, diffim in (("LOCAL", local), ("SPATIAL", spatial)):

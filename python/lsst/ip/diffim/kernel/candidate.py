@@ -114,6 +114,10 @@ class KernelCandidate(SpatialCellImageCandidate):
         self._kernelSolutionPca: StaticKernelSolution | None = None
         self._isInitialized = False
         self._useRegularization = False
+        # Difference stamps cached by the visitors: (solution id, image) and
+        # (id of the spatial kernel assessed, image).
+        self._origDifference: tuple[int, MaskedImage] | None = None
+        self._spatialDifference: tuple[int, MaskedImage] | None = None
         if rating is not None:
             self._rating = float(rating)
         else:
@@ -273,11 +277,26 @@ class KernelCandidate(SpatialCellImageCandidate):
             Background used with an explicit kernel.
         """
         if isinstance(which, Kernel):
-            kernel, bg = which, background
-        else:
-            solution = self.getKernelSolution(which)
-            kernel, bg = solution.getKernel(), solution.getBackground()
-        return convolveAndSubtract(self._templateMaskedImage, self._scienceMaskedImage, kernel, bg)
+            return convolveAndSubtract(self._templateMaskedImage, self._scienceMaskedImage, which, background)
+        solution = self.getKernelSolution(which)
+        cached = self._origDifference
+        if cached is not None and cached[0] == solution.getId():
+            return cached[1]
+        diffim = convolveAndSubtract(
+            self._templateMaskedImage,
+            self._scienceMaskedImage,
+            solution.getKernel(),
+            solution.getBackground(),
+        )
+        self._origDifference = (solution.getId(), diffim)
+        return diffim
+
+    def getCachedSpatialDifference(self, spatialKernel: Kernel) -> MaskedImage | None:
+        """Return the difference stamp last computed for ``spatialKernel``, if any."""
+        cached = self._spatialDifference
+        if cached is not None and cached[0] == id(spatialKernel):
+            return cached[1]
+        return None
 
     def __repr__(self) -> str:
         return (

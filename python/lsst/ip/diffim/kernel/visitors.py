@@ -473,6 +473,7 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
         background = float(self._background(x, y))
         try:
             diffim = kc.getDifferenceImage(kernel, background)
+            kc._spatialDifference = (id(self._kernel), diffim)
             self._imstats.apply(diffim, self._coreRadius if self._useCoreStats else 0)
         except CANDIDATE_ERRORS as exc:
             _log.debug("Candidate %d: unable to assess the spatial model: %s", kc.getId(), exc)

@@ -272,6 +272,7 @@ class SpatialCellSet:
         self._region = region
         nx = math.ceil(region.x.size / xSize)
         ny = math.ceil(region.y.size / ySize)
+        self._xSize, self._ySize, self._nx, self._ny = xSize, ySize, nx, ny
         self._cells: list[SpatialCell] = []
         y0 = region.y.start
         for iy in range(ny):
@@ -306,10 +307,12 @@ class SpatialCellSet:
         """
         x = math.floor(candidate.getXCenter() + 0.5)
         y = math.floor(candidate.getYCenter() + 0.5)
-        for cell in self._cells:
-            if cell.getBBox().contains(y=y, x=x):
-                cell.insertCandidate(candidate)
-                return
+        region = self._region
+        if region.x.start <= x < region.x.stop and region.y.start <= y < region.y.stop:
+            ix = min((x - region.x.start) // self._xSize, self._nx - 1)
+            iy = min((y - region.y.start) // self._ySize, self._ny - 1)
+            self._cells[iy * self._nx + ix].insertCandidate(candidate)
+            return
         raise LookupError(
             f"Candidate at ({candidate.getXCenter()}, {candidate.getYCenter()}) is outside {self._region}."
         )
