@@ -35,6 +35,7 @@ __all__ = ["SourceDetectionConfig", "SourceDetectionTask", "makeCenteredBox", "s
 import math
 
 import numpy as np
+import scipy.fft
 import sep
 from astropy.table import Table
 
@@ -137,53 +138,66 @@ class SourceDetectionTask(pipeBase.Task):
             ``flag_badMask``, ``flag_edge``; ``background`` : the background
             array that was subtracted.
         """
-        image = np.ascontiguousarray(maskedImage.image.array, dtype=np.float64)
-        variance = np.ascontiguousarray(maskedImage.variance.array, dtype=np.float64)
-        bad = ~np.isfinite(image) | ~np.isfinite(variance) | (variance <= 0)
+        image = np.asarray(maskedImage.image.array, dtype=np.float32)
+        variance = np.asarray(maskedImage.variance.array, dtype=np.float32)
+        bad = ~np.isfinite(image)
+        bad |= ~(variance > 0)
+        bad |= ~np.isfinite(variance)
         excluded = anyMaskPlaneSet(maskedImage.mask, self.config.excludeMaskPlanes)
         if excluded is not None:
             bad |= excluded
-        if bad.all():
-            return pipeBase.Struct(sources=_emptyTable(), background=np.zeros_like(image))
-        fill = float(np.median(image[~bad]))
-        data = np.where(bad, fill, image)
+        anyBad = bool(bad.any())
+        if anyBad and bad.all():
+            return pipeBase.Struct(sources=_emptyTable(), background=np.zeros(image.shape, np.float32))
+        sample = (slice(None, None, 4), slice(None, None, 4))
+        goodSample = image[sample][~bad[sample]]
+        if goodSample.size == 0:
+            goodSample = image[~bad]
+        data = np.where(bad, np.float32(np.median(goodSample)), image) if anyBad else image.copy()
         if self.config.thresholdPolarity == "negative":
-            data = -data
+            np.negative(data, out=data)
+        data = np.ascontiguousarray(data)
         if self.config.doSubtractBackground:
             bw = min(self.config.backgroundBinSize, data.shape[1])
             bh = min(self.config.backgroundBinSize, data.shape[0])
-            bkg = sep.Background(data, mask=bad, bw=bw, bh=bh)
-            background = bkg.back()
+            bkg = sep.Background(data, mask=bad if anyBad else None, bw=bw, bh=bh)
+            background = bkg.back(dtype=np.float32)
+            data -= background
         else:
             background = np.zeros_like(data)
-        data = np.ascontiguousarray(data - background)
-        err = np.sqrt(np.where(bad, np.nanmedian(variance[~bad]), variance))
+        if anyBad:
+            goodVar = variance[sample][~bad[sample]]
+            varFill = np.float32(np.median(goodVar)) if goodVar.size else np.float32(1.0)
+            var = np.where(bad, varFill, variance)
+        else:
+            var = variance
+        if doSmooth:
+            # Matched filter: smooth with a unit-sum Gaussian k; the noise
+            # variance of the smoothed image is var convolved with k^2, taken
+            # as sum(k^2) var = var / (4 pi sigma^2) (var locally constant).
+            s = 1.5 if sigma is None else float(sigma)
+            data = _gaussianSmooth(data, s)
+            var = var * np.float32(1.0 / (4.0 * math.pi * s * s))
+        err = np.sqrt(var)
         ttype = self.config.thresholdType
         value = self.config.thresholdValue
         errArg = None
         if ttype == "pixel_stdev":
-            thresh, errArg = value, np.ascontiguousarray(err)
+            thresh, errArg = value, np.ascontiguousarray(err, dtype=np.float32)
         elif ttype == "value":
             thresh = value
         else:
-            good = data[~bad]
+            good = data[sample][~bad[sample]]
             std = float(1.4826 * np.median(np.abs(good - np.median(good))))
             thresh = value * std if ttype == "stdev" else value * std * std
-        filterKernel = None
-        if doSmooth:
-            s = 1.5 if sigma is None else float(sigma)
-            half = max(int(math.ceil(3 * s)), 1)
-            yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
-            filterKernel = np.exp(-(xx**2 + yy**2) / (2 * s * s))
         sep.set_extract_pixstack(max(300000, data.size // 2))
         objects = sep.extract(
             data,
             thresh,
             err=errArg,
-            mask=bad,
+            mask=bad if anyBad else None,
             minarea=self.config.minPixels,
-            filter_kernel=filterKernel,
-            filter_type="conv",
+            filter_kernel=None,
             deblend_cont=0.005 if self.config.deblend else 1.0,
             clean=False,
         )
@@ -204,15 +218,10 @@ class SourceDetectionTask(pipeBase.Task):
         sources["ymin"] = objects["ymin"].astype(np.int64) + y0
         sources["ymax"] = objects["ymax"].astype(np.int64) + y0
         sat = anyMaskPlaneSet(maskedImage.mask, self.config.saturatedMaskPlanes)
-        flagSat = np.zeros(n, dtype=bool)
-        flagBad = np.zeros(n, dtype=bool)
         ny, nx = data.shape
-        for i, obj in enumerate(objects):
-            ys = slice(int(obj["ymin"]), int(obj["ymax"]) + 1)
-            xs = slice(int(obj["xmin"]), int(obj["xmax"]) + 1)
-            if sat is not None:
-                flagSat[i] = bool(sat[ys, xs].any())
-            flagBad[i] = bool(bad[ys, xs].any())
+        boxes = (objects["xmin"], objects["xmax"], objects["ymin"], objects["ymax"])
+        flagSat = _anyInBoxes(sat, *boxes) if sat is not None else np.zeros(n, dtype=bool)
+        flagBad = _anyInBoxes(bad, *boxes)
         sources["flag_saturated"] = flagSat
         sources["flag_badMask"] = flagBad
         sources["flag_edge"] = (
@@ -223,6 +232,40 @@ class SourceDetectionTask(pipeBase.Task):
         )
         self.log.info("Detected %d sources above %.1f (%s)", n, value, ttype)
         return pipeBase.Struct(sources=sources, background=background)
+
+
+def _gaussianSmooth(data: np.ndarray, sigma: float) -> np.ndarray:
+    """Smooth with a unit-sum circular Gaussian by FFT (float32).
+
+    The FFT wraps around: only the outermost ~4 sigma pixels, where no
+    usable kernel candidate lies, see the opposite edge.
+    """
+    ny, nx = data.shape
+    shape = (scipy.fft.next_fast_len(ny, real=True), scipy.fft.next_fast_len(nx, real=True))
+    ky = np.fft.fftfreq(shape[0]).astype(np.float32)
+    kx = np.fft.rfftfreq(shape[1]).astype(np.float32)
+    a = np.float32(-2.0 * (math.pi * sigma) ** 2)
+    transfer = np.exp(a * ky**2)[:, np.newaxis] * np.exp(a * kx**2)[np.newaxis, :]
+    spectrum = scipy.fft.rfft2(data.astype(np.float32, copy=False), s=shape, workers=-1)
+    spectrum *= transfer
+    smoothed = scipy.fft.irfft2(spectrum, s=shape, workers=-1)
+    return np.ascontiguousarray(smoothed[:ny, :nx])
+
+
+def _anyInBoxes(
+    flags: np.ndarray, xmin: np.ndarray, xmax: np.ndarray, ymin: np.ndarray, ymax: np.ndarray
+) -> np.ndarray:
+    """Return, for each inclusive box (array indices), whether any flag is set in it."""
+    if len(xmin) == 0 or not flags.any():
+        return np.zeros(len(xmin), dtype=bool)
+    integral = np.zeros((flags.shape[0] + 1, flags.shape[1] + 1), dtype=np.int64)
+    np.cumsum(np.cumsum(flags, axis=0), axis=1, out=integral[1:, 1:])
+    x0 = np.asarray(xmin, dtype=np.int64)
+    x1 = np.asarray(xmax, dtype=np.int64) + 1
+    y0 = np.asarray(ymin, dtype=np.int64)
+    y1 = np.asarray(ymax, dtype=np.int64) + 1
+    counts = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+    return counts > 0
 
 
 def _emptyTable() -> Table:

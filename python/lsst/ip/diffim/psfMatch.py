@@ -33,6 +33,7 @@ __all__ = [
 
 import abc
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -644,6 +645,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         singlekv = BuildSingleKernelVisitor(basisList, ps, hMat)
         ksv = KernelSumVisitor(ps)
 
+        timing = {"singleKernelFit": 0.0, "spatialFit": 0.0, "assessment": 0.0}
         spatialkv: BuildSpatialKernelVisitor | None = None
         spatialBasisList = basisList
         nRejectedSpatial = 0
@@ -652,7 +654,9 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             nRejectedSkf = -1
             while nRejectedSkf != 0:
                 trace2.debug("Building single kernels...")
+                t0 = time.perf_counter()
                 kernelCellSet.visitCandidates(singlekv, nStarPerCell, ignoreExceptions=True)
+                timing["singleKernelFit"] += time.perf_counter() - t0
                 nRejectedSkf = singlekv.getNRejected()
                 trace2.debug(
                     "Iteration %d, rejected %d candidates due to initial kernel fit", iteration, nRejectedSkf
@@ -692,15 +696,19 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             else:
                 spatialBasisList = basisList
 
+            t0 = time.perf_counter()
             regionBBox = kernelCellSet.getBBox()
             spatialkv = BuildSpatialKernelVisitor(spatialBasisList, regionBBox, ps)
             kernelCellSet.visitCandidates(spatialkv, nStarPerCell)
             spatialkv.solveLinearEquation()
+            timing["spatialFit"] += time.perf_counter() - t0
             trace2.debug("Spatial kernel built with %d candidates", spatialkv.getNCandidates())
             spatialKernel, spatialBackground = spatialkv.getSolutionPair()
 
+            t0 = time.perf_counter()
             assesskv = AssessSpatialKernelVisitor(spatialKernel, spatialBackground, ps)
             kernelCellSet.visitCandidates(assesskv, nStarPerCell)
+            timing["assessment"] += time.perf_counter() - t0
             nRejectedSpatial = assesskv.getNRejected()
             nGoodSpatial = assesskv.getNGood()
             trace2.debug(
@@ -741,7 +749,11 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         if display:
             self._displayDebug(kernelCellSet, spatialKernel, spatialBackground)
 
+        t0 = time.perf_counter()
         self._diagnostic(kernelCellSet, spatialSolution, spatialKernel, spatialBackground)
+        timing["diagnostic"] = time.perf_counter() - t0
+        for name, seconds in timing.items():
+            self.metadata[f"timing_{name}"] = float(seconds)
         return spatialSolution, spatialKernel, spatialBackground
 
     def _displayDebug(

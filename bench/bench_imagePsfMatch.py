@@ -1,0 +1,200 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Benchmark ImagePsfMatchTask end to end on realistic synthetic pairs.
+
+Usage::
+
+    python bench/bench_imagePsfMatch.py [--sizes 1024 2048 4096] [--threads N]
+
+Each size runs in its own subprocess so that its peak resident memory is
+its own.  Pairs are deterministic (seeded): template FWHM 3 px, science
+FWHM 4-5 px varying across the field and slightly elliptical, flux ratio
+1.3, a background gradient, Poisson-like noise, power-law star fluxes and
+~4000 stars per 4096^2.  Configuration: default Alard-Lupton basis with
+spatial kernel order 2, background order 1 (fitForBackground on).
+
+Every time is also printed as a multiple of the machine's yardstick: one
+``scipy.fft.rfft2`` + ``irfft2`` round trip of a 4096 x 4096 float32 image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def yardstick(workers: int) -> float:
+    import numpy as np
+    import scipy.fft
+
+    a = np.random.default_rng(0).normal(size=(4096, 4096)).astype(np.float32)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        scipy.fft.irfft2(scipy.fft.rfft2(a, workers=workers), s=a.shape, workers=workers)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def runOne(size: int) -> dict:
+    import logging
+
+    import numpy as np
+
+    from lsst.images import Box, Image, MaskedImage
+    from lsst.ip.diffim.imagePsfMatch import ImagePsfMatchTask
+    from lsst.ip.diffim.math import anyMaskPlaneSet, makeDifferenceMaskSchema
+    from lsst.ip.diffim.math.convolve import kernelTermArrays
+    from lsst.ip.diffim.math.convolveImage import convolveSpatiallyVarying
+    from lsst.ip.diffim.syntheticPairs import makeSyntheticPair
+
+    logging.basicConfig(level=logging.WARNING)
+    nStars = int(4000 * (size / 4096) ** 2)
+    t0 = time.perf_counter()
+    pair = makeSyntheticPair(size=size, nStars=nStars, seed=42, transients=[])
+    tGen = time.perf_counter() - t0
+
+    def mi(a: np.ndarray, v: np.ndarray) -> MaskedImage:
+        b = Box.from_shape(a.shape)
+        return MaskedImage(
+            Image(a, bbox=b), variance=Image(v, bbox=b), mask_schema=makeDifferenceMaskSchema()
+        )
+
+    template = mi(pair.template, pair.templateVariance)
+    science = mi(pair.science, pair.scienceVariance)
+    xs, ys, fluxes = pair.xs, pair.ys, pair.fluxes
+    del pair
+    config = ImagePsfMatchTask.ConfigClass()
+    config.kernel.active.fitForBackground = True
+    config.kernel.active.spatialKernelOrder = 2
+    config.kernel.active.spatialBgOrder = 1
+    task = ImagePsfMatchTask(config=config)
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+    kernelSize = task.makeKernelBasisList(3.0, 4.5)[0].getWidth()
+    candidates = task.makeCandidateList(template, science, kernelSize)
+    stages["candidate selection"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    cellSet = task._buildCellSet(template, science, candidates)
+    basis = task.makeKernelBasisList(3.0, 4.5, metadata=task.metadata)
+    stages["cell set"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    _, kernel, background = task._solve(cellSet, basis)
+    stages["kernel fit (_solve)"] = time.perf_counter() - t1
+    for key in ("timing_singleKernelFit", "timing_spatialFit", "timing_assessment", "timing_diagnostic"):
+        if key in task.metadata:
+            stages["  " + key.removeprefix("timing_")] = float(task.metadata[key])
+    t1 = time.perf_counter()
+    termKernels, termX, termY = kernelTermArrays(kernel, template.bbox)
+    img = convolveSpatiallyVarying(template.image.array, None, None, termKernels, termX, termY)
+    stages["convolve image"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    convolveSpatiallyVarying(template.image.array, template.variance.array, None, termKernels, termX, termY)
+    stages["convolve variance"] = time.perf_counter() - t1 - stages["convolve image"]
+    t1 = time.perf_counter()
+    matched = task._convolve(template, kernel)
+    tFull = time.perf_counter() - t1
+    stages["convolve mask"] = max(tFull - stages["convolve image"] - stages["convolve variance"], 0.0)
+    t1 = time.perf_counter()
+    diff = task._subtract(science, matched, background)
+    stages["subtract"] = time.perf_counter() - t1
+    total = time.perf_counter() - t0 - stages["convolve image"] - stages["convolve variance"]
+    del img
+    # Quality: normalized difference away from sources.
+    norm = diff.image.array / np.sqrt(diff.variance.array)
+    ok = np.isfinite(norm) & ~anyMaskPlaneSet(diff.mask, ["NO_DATA"])
+    yy, xx = np.ogrid[0:size, 0:size]
+    srcMask = np.zeros((size, size), dtype=bool)
+    for x, y, f in zip(xs, ys, fluxes, strict=True):
+        r = 8 if f < 2e4 else 14
+        x0, x1, y0, y1 = (
+            int(max(x - r, 0)),
+            int(min(x + r + 1, size)),
+            int(max(y - r, 0)),
+            int(min(y + r + 1, size)),
+        )
+        srcMask[y0:y1, x0:x1] = True
+    values = norm[ok & ~srcMask]
+    return {
+        "size": size,
+        "nStars": nStars,
+        "nCandidates": len(candidates),
+        "generate": tGen,
+        "stages": stages,
+        "total": total,
+        "kernelSum": float(task.metadata["spatialKernelSum"]),
+        "normStd": float(np.std(values)),
+        "normPixels": int(values.size),
+        "maxrssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
+    parser.add_argument("--threads", type=int, default=None, help="IPDIFFIM_NUM_THREADS for the FFTs")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(runOne(args.one)))
+        return 0
+    env = dict(os.environ)
+    if args.threads:
+        env["IPDIFFIM_NUM_THREADS"] = str(args.threads)
+    workers = int(env.get("IPDIFFIM_NUM_THREADS", os.cpu_count() or 1))
+    ys = yardstick(workers)
+    print(f"yardstick (rfft2 + irfft2 of 4096^2 float32, {workers} threads): {ys:.3f} s")
+    results = {}
+    for size in args.sizes:
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", str(size)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        results[size] = r
+        print(
+            f"\n{size} x {size}: {r['nStars']} stars, {r['nCandidates']} candidates "
+            f"(pair generated in {r['generate']:.2f} s)"
+        )
+        for name, t in r["stages"].items():
+            print(f"  {name:28s} {t:7.3f} s  {t / ys:6.2f} yardsticks")
+        print(f"  {'end to end':28s} {r['total']:7.3f} s  {r['total'] / ys:6.2f} yardsticks")
+        print(
+            f"  peak RSS {r['maxrssMB']:.0f} MB; kernel sum {r['kernelSum']:.4f} (truth 1.3); "
+            f"normalized difference std away from sources {r['normStd']:.4f} ({r['normPixels']} px)"
+        )
+    if 2048 in results and 4096 in results:
+        print(f"\n4096 / 2048 time ratio: {results[4096]['total'] / results[2048]['total']:.2f} (pixels x4)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
