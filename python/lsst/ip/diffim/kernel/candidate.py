@@ -195,9 +195,29 @@ class KernelCandidate(SpatialCellImageCandidate):
             self._buildKernelSolution(basisList, hMat, diffim.variance.array.astype(float))
         self._isInitialized = True
 
-    def _buildKernelSolution(
-        self, basisList: Sequence[Kernel], hMat: np.ndarray | None, varEst: np.ndarray
+    def constantWeight(self) -> float | None:
+        """Return the stamp's constant inverse-variance weight, or `None`.
+
+        `None` when per-pixel weights are configured (or iterated fits), so
+        the candidate must be built on its own.
+        """
+        if not bool(self._ps.get("constantVarianceWeighting", True)):
+            return None
+        varEst = self._templateMaskedImage.variance.array.astype(float)
+        varEst += self._scienceMaskedImage.variance.array
+        finite = varEst[np.isfinite(varEst)]
+        median = float(np.median(finite)) if finite.size else math.nan
+        if not median > 0.0:
+            median = 1.0
+        return 1.0 / float(np.float32(median))
+
+    def buildFromNormalEquations(
+        self, basisList: Sequence[Kernel], hMat: np.ndarray | None, mMat: np.ndarray, bVec: np.ndarray
     ) -> None:
+        """Finish `build` with normal equations computed for a batch of candidates.
+
+        Equivalent to `build` with constant variance weighting.
+        """
         useRegularization = hMat is not None and np.size(hMat) > 0
         if useRegularization:
             solution: StaticKernelSolution = RegularizedKernelSolution(
@@ -205,7 +225,11 @@ class KernelCandidate(SpatialCellImageCandidate):
             )
         else:
             solution = StaticKernelSolution(basisList, self._fitForBackground)
-        solution.build(self._templateMaskedImage.image.array, self._scienceMaskedImage.image.array, varEst)
+        solution.setNormalEquations(mMat, bVec)
+        self._finishSolution(solution, useRegularization)
+        self._isInitialized = True
+
+    def _finishSolution(self, solution: StaticKernelSolution, useRegularization: bool) -> None:
         if self._isInitialized:
             self._kernelSolutionPca = solution
         else:
@@ -218,6 +242,19 @@ class KernelCandidate(SpatialCellImageCandidate):
                 self.setStatus(SpatialCellCandidateStatus.BAD)
                 return
         solution.solve()
+
+    def _buildKernelSolution(
+        self, basisList: Sequence[Kernel], hMat: np.ndarray | None, varEst: np.ndarray
+    ) -> None:
+        useRegularization = hMat is not None and np.size(hMat) > 0
+        if useRegularization:
+            solution: StaticKernelSolution = RegularizedKernelSolution(
+                basisList, self._fitForBackground, hMat, self._ps
+            )
+        else:
+            solution = StaticKernelSolution(basisList, self._fitForBackground)
+        solution.build(self._templateMaskedImage.image.array, self._scienceMaskedImage.image.array, varEst)
+        self._finishSolution(solution, useRegularization)
 
     # --- accessors ------------------------------------------------------------
     def getKernelSolution(

@@ -275,6 +275,13 @@ class StaticKernelSolution(KernelSolution):
         self._aVec = None
         self._kernel = None
 
+    def setNormalEquations(self, mMat: np.ndarray, bVec: np.ndarray) -> None:
+        """Set ``M`` and ``b`` computed elsewhere (e.g. for a batch of candidates)."""
+        self._mMat = np.asarray(mMat, dtype=float)
+        self._bVec = np.asarray(bVec, dtype=float)
+        self._aVec = None
+        self._kernel = None
+
     def solve(self, mMat: np.ndarray | None = None, bVec: np.ndarray | None = None) -> None:
         """Solve the system and set the kernel, background and kernel sum.
 

@@ -54,13 +54,15 @@ from lsst.images import Box
 
 from ..math.functions import Function2, makeSpatialFunction
 from ..math.imagePca import ImagePca
-from ..math.kernels import FixedKernel, Kernel
+from ..math.kernels import FixedKernel, Kernel, LinearCombinationKernel, kernelListToArray
+from ..math.masks import anyMaskPlaneSet
 from ..math.spatialCell import CandidateVisitor, SpatialCellCandidate, SpatialCellCandidateStatus
 from ..math.statistics import clippedMeanStd
+from .batch import batchNormalEquations, batchResidualStatistics
 from .candidate import CandidateSwitch, KernelCandidate
 from .imageStatistics import ImageStatistics
 from .propertySet import toPropertySet
-from .solution import RegularizedKernelSolution, SpatialKernelSolution
+from .solution import RegularizedKernelSolution, SpatialKernelSolution, _isDeltaList
 
 _log = logging.getLogger("lsst.ip.diffim.kernel")
 
@@ -163,21 +165,34 @@ class BuildSingleKernelVisitor(CandidateVisitor):
         self._nRejected = 0
         self._nProcessed = 0
 
+    supportsBatch = True
+
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
         kc = _asKernelCandidate(candidate)
         if self._skipBuilt and kc.isInitialized():
             return
+        if self._build(kc):
+            self._assess(kc)
+
+    def _build(self, kc: KernelCandidate) -> bool:
+        """Build one candidate; return `True` if it is ready for statistics."""
         try:
             kc.build(self._basisList, self._hMat)
         except CANDIDATE_ERRORS as exc:
             _log.debug("Candidate %d: unable to build kernel: %s", kc.getId(), exc)
             kc.setStatus(BAD)
             self._nRejected += 1
-            return
+            return False
+        return self._checkBuilt(kc)
+
+    def _checkBuilt(self, kc: KernelCandidate) -> bool:
         if kc.getStatus() == BAD:
             _log.debug("Candidate %d: rejected for its condition number", kc.getId())
             self._nRejected += 1
-            return
+            return False
+        return True
+
+    def _assess(self, kc: KernelCandidate) -> None:
         try:
             diffim = kc.getDifferenceImage(CandidateSwitch.RECENT)
             self._imstats.apply(diffim, self._coreRadius if self._useCoreStats else 0)
@@ -185,17 +200,125 @@ class BuildSingleKernelVisitor(CandidateVisitor):
             _log.debug("Candidate %d: unable to compute residual statistics: %s", kc.getId(), exc)
             kc.setStatus(BAD)
             return
+        self._applyStatistics(kc, self._imstats.getMean(), self._imstats.getVariance())
+
+    def _applyStatistics(self, kc: KernelCandidate, mean: float, variance: float) -> None:
         self._nProcessed += 1
-        kc.setChi2(self._imstats.getVariance())
-        good, reason = _residualStatus(
-            self._imstats, bool(self._ps.get("singleKernelClipping", True)), self._ps
-        )
+        kc.setChi2(variance)
+        rms = math.sqrt(variance) if variance >= 0 else math.nan
+        good, reason = _statusFromStats(mean, rms, bool(self._ps.get("singleKernelClipping", True)), self._ps)
         if good:
             kc.setStatus(GOOD)
         else:
             _log.debug("Candidate %d rejected: %s", kc.getId(), reason)
             kc.setStatus(BAD)
             self._nRejected += 1
+
+    def processCandidates(self, candidates: Sequence[SpatialCellCandidate]) -> None:
+        """Process many candidates at once (same results as one at a time).
+
+        Candidates of a common stamp size with constant variance weighting
+        and a non-delta basis have their normal equations and residual
+        statistics computed in batches; the others take the one-at-a-time
+        path.
+        """
+        todo = [_asKernelCandidate(c) for c in candidates]
+        todo = [kc for kc in todo if not (self._skipBuilt and kc.isInitialized())]
+        basis = kernelListToArray(self._basisList)
+        batchable = not _isDeltaList(self._basisList) and not bool(self._ps.get("iterateSingleKernel", False))
+        groups: dict[tuple[Any, ...], list[tuple[KernelCandidate, float]]] = {}
+        ready: list[KernelCandidate] = []
+        for kc in todo:
+            weight = kc.constantWeight() if batchable else None
+            t = kc.getTemplateMaskedImage().image.array
+            sc = kc.getScienceMaskedImage().image.array
+            if weight is None or not (np.all(np.isfinite(t)) and np.all(np.isfinite(sc))):
+                if self._build(kc):
+                    ready.append(kc)
+                continue
+            groups.setdefault((t.shape, kc._fitForBackground), []).append((kc, weight))
+        for (shape, fitBg), items in groups.items():
+            templates = np.stack([kc.getTemplateMaskedImage().image.array for kc, _ in items]).astype(float)
+            sciences = np.stack([kc.getScienceMaskedImage().image.array for kc, _ in items]).astype(float)
+            weights = np.array([w for _, w in items])
+            mMats, bVecs = batchNormalEquations(templates, sciences, weights, basis, fitBg)
+            for (kc, _), mMat, bVec in zip(items, mMats, bVecs, strict=True):
+                try:
+                    kc.buildFromNormalEquations(self._basisList, self._hMat, mMat, bVec)
+                except CANDIDATE_ERRORS as exc:
+                    _log.debug("Candidate %d: unable to build kernel: %s", kc.getId(), exc)
+                    kc.setStatus(BAD)
+                    self._nRejected += 1
+                    continue
+                if self._checkBuilt(kc):
+                    ready.append(kc)
+        _batchStatistics(
+            ready,
+            lambda kc: (kc.getKernelImage(CandidateSwitch.RECENT), kc.getBackground(CandidateSwitch.RECENT)),
+            self._ps,
+            self._coreRadius if self._useCoreStats else 0,
+            self._assess,
+            self._applyStatistics,
+        )
+
+
+def _statusFromStats(mean: float, rms: float, clip: bool, ps: Mapping[str, Any]) -> tuple[bool, str]:
+    if math.isnan(mean) or math.isnan(rms):
+        return False, "NaN residual statistics"
+    if clip:
+        if abs(mean) > float(ps["candidateResidualMeanMax"]):
+            return False, f"|mean| {abs(mean):.3f} > {float(ps['candidateResidualMeanMax']):.3f}"
+        if rms > float(ps["candidateResidualStdMax"]):
+            return False, f"rms {rms:.3f} > {float(ps['candidateResidualStdMax']):.3f}"
+    return True, ""
+
+
+def _batchStatistics(
+    candidates: list[KernelCandidate],
+    kernelAndBackground: Any,
+    ps: Mapping[str, Any],
+    core: int,
+    single: Any,
+    apply: Any,
+) -> None:
+    """Residual statistics for many candidates; masked stamps go one at a time."""
+    planes = ps.get("badMaskPlanes", ())
+    planes = [planes] if isinstance(planes, str) else list(planes)
+    groups: dict[tuple[int, ...], list[tuple[KernelCandidate, np.ndarray, float]]] = {}
+    for kc in candidates:
+        tmi, smi = kc.getTemplateMaskedImage(), kc.getScienceMaskedImage()
+        tBad = anyMaskPlaneSet(tmi.mask, planes)
+        sBad = anyMaskPlaneSet(smi.mask, planes)
+        arrays = (tmi.image.array, tmi.variance.array, smi.image.array, smi.variance.array)
+        if (
+            (tBad is not None and tBad.any())
+            or (sBad is not None and sBad.any())
+            or not all(np.all(np.isfinite(a)) for a in arrays)
+        ):
+            single(kc)
+            continue
+        try:
+            kernel, background = kernelAndBackground(kc)
+        except CANDIDATE_ERRORS:
+            single(kc)
+            continue
+        groups.setdefault(tmi.image.array.shape + kernel.shape, []).append((kc, kernel, float(background)))
+    for items in groups.values():
+
+        def stack(getter: Any) -> np.ndarray:
+            return np.stack([getter(kc) for kc, _, _ in items]).astype(float)
+
+        mean, var, _ = batchResidualStatistics(
+            stack(lambda kc: kc.getTemplateMaskedImage().image.array),
+            stack(lambda kc: kc.getTemplateMaskedImage().variance.array),
+            stack(lambda kc: kc.getScienceMaskedImage().image.array),
+            stack(lambda kc: kc.getScienceMaskedImage().variance.array),
+            np.stack([k for _, k, _ in items]),
+            np.array([b for _, _, b in items]),
+            core,
+        )
+        for (kc, _, _), m, v in zip(items, mean, var, strict=True):
+            apply(kc, float(m), float(v))
 
 
 class KernelSumVisitor(CandidateVisitor):
@@ -463,25 +586,36 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
     def getNProcessed(self) -> int:
         return self._nProcessed
 
+    supportsBatch = True
+
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
         kc = _asKernelCandidate(candidate)
         if not kc.isInitialized():
             kc.setStatus(BAD)
             return
+        self._assess(kc)
+
+    def _kernelAndBackground(self, kc: KernelCandidate) -> tuple[np.ndarray, float]:
         x, y = kc.getXCenter(), kc.getYCenter()
-        kernel = FixedKernel(self._kernel.getArray(x, y))
-        background = float(self._background(x, y))
+        return self._kernel.getArray(x, y), float(self._background(x, y))
+
+    def _assess(self, kc: KernelCandidate) -> None:
+        kernelImage, background = self._kernelAndBackground(kc)
         try:
-            diffim = kc.getDifferenceImage(kernel, background)
+            diffim = kc.getDifferenceImage(FixedKernel(kernelImage), background)
             kc._spatialDifference = (id(self._kernel), diffim)
             self._imstats.apply(diffim, self._coreRadius if self._useCoreStats else 0)
         except CANDIDATE_ERRORS as exc:
             _log.debug("Candidate %d: unable to assess the spatial model: %s", kc.getId(), exc)
             kc.setStatus(BAD)
             return
+        self._applyStatistics(kc, self._imstats.getMean(), self._imstats.getVariance())
+
+    def _applyStatistics(self, kc: KernelCandidate, mean: float, variance: float) -> None:
         self._nProcessed += 1
-        good, reason = _residualStatus(
-            self._imstats, bool(self._ps.get("spatialKernelClipping", True)), self._ps
+        rms = math.sqrt(variance) if variance >= 0 else math.nan
+        good, reason = _statusFromStats(
+            mean, rms, bool(self._ps.get("spatialKernelClipping", True)), self._ps
         )
         if good:
             kc.setStatus(GOOD)
@@ -490,6 +624,35 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
             _log.debug("Candidate %d rejected by the spatial model: %s", kc.getId(), reason)
             kc.setStatus(BAD)
             self._nRejected += 1
+
+    def processCandidates(self, candidates: Sequence[SpatialCellCandidate]) -> None:
+        """Assess many candidates at once (same results as one at a time)."""
+        ready = []
+        for candidate in candidates:
+            kc = _asKernelCandidate(candidate)
+            if not kc.isInitialized():
+                kc.setStatus(BAD)
+            else:
+                ready.append(kc)
+        if not ready:
+            return
+        xs = np.array([kc.getXCenter() for kc in ready])
+        ys = np.array([kc.getYCenter() for kc in ready])
+        if isinstance(self._kernel, LinearCombinationKernel):
+            coeffs = self._kernel.coefficientsAt(xs, ys)
+            kernels = np.tensordot(coeffs.T, self._kernel.basisArray, axes=1)
+        else:
+            kernels = np.stack([self._kernel.getArray(x, y) for x, y in zip(xs, ys, strict=True)])
+        backgrounds = np.asarray(self._background(xs, ys), dtype=float) * np.ones(len(ready))
+        lookup = {id(kc): (kernels[i], backgrounds[i]) for i, kc in enumerate(ready)}
+        _batchStatistics(
+            ready,
+            lambda kc: lookup[id(kc)],
+            self._ps,
+            self._coreRadius if self._useCoreStats else 0,
+            self._assess,
+            self._applyStatistics,
+        )
 
 
 BuildSingleKernelVisitorF = BuildSingleKernelVisitor

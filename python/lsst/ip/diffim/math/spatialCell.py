@@ -333,8 +333,27 @@ class SpatialCellSet:
     def visitCandidates(
         self, visitor: CandidateVisitor, nMaxPerCell: int = -1, ignoreExceptions: bool = False
     ) -> None:
-        """Call ``visitor.reset()`` then visit each cell's best candidates."""
+        """Call ``visitor.reset()`` then visit each cell's best candidates.
+
+        Notes
+        -----
+        A visitor with ``supportsBatch = True`` and a ``processCandidates``
+        method receives all the visited candidates in one call.  That is
+        only offered by visitors whose processing changes nothing but the
+        candidate being processed, so the candidates visited are exactly
+        those of the one-at-a-time walk: the best ``nMaxPerCell`` non-BAD
+        ones of each cell at the start.
+        """
         visitor.reset()
+        if getattr(visitor, "supportsBatch", False):
+            batch = []
+            for cell in self._cells:
+                for count, candidate in enumerate(cell.begin(True)):
+                    if nMaxPerCell > 0 and count >= nMaxPerCell:
+                        break
+                    batch.append(candidate)
+            visitor.processCandidates(batch)
+            return
         for cell in self._cells:
             cell.visitCandidates(visitor, nMaxPerCell, ignoreExceptions)
 

@@ -1,0 +1,187 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Batched versions of the per-candidate computations.
+
+The visitors process hundreds to thousands of candidates; doing each
+candidate's FFTs and matrix products one at a time costs more in Python
+overhead than in arithmetic.  These functions take stacks of equal-sized
+stamps and compute, with the same numerics as the one-at-a-time path:
+
+* the normal equations ``M = C^T W C`` and ``b = C^T W y`` of every
+  candidate (`batchNormalEquations`);
+* the residual statistics of ``D = S - (K ⋆ T + bg)`` in units of
+  ``sqrt(varS + K^2 ⋆ varT)`` over each stamp's good region
+  (`batchResidualStatistics`), for stamps whose masks are clear.
+"""
+
+from __future__ import annotations
+
+__all__ = ["batchNormalEquations", "batchResidualStatistics"]
+
+import numpy as np
+import scipy.fft
+
+from .stamps import _kernelSpectra
+
+#: Upper bound on the bytes of one chunk of candidate spectra.
+_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+def _fftShape(ny: int, nx: int) -> tuple[int, int]:
+    return scipy.fft.next_fast_len(ny, real=True), scipy.fft.next_fast_len(nx, real=True)
+
+
+def _chunks(n: int, perItemBytes: int) -> list[slice]:
+    size = max(1, _CHUNK_BYTES // max(perItemBytes, 1))
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def batchNormalEquations(
+    templates: np.ndarray,
+    sciences: np.ndarray,
+    weights: np.ndarray,
+    basis: np.ndarray,
+    fitForBackground: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the normal equations of many candidates with constant weights.
+
+    Parameters
+    ----------
+    templates, sciences : `numpy.ndarray`
+        Stamps ``(n, ny, nx)`` (finite).
+    weights : `numpy.ndarray`
+        One inverse variance per candidate ``(n,)``.
+    basis : `numpy.ndarray`
+        Basis images ``(nb, kh, kw)`` (spectra cached; do not modify).
+    fitForBackground : `bool`
+        Append a constant column.
+
+    Returns
+    -------
+    mMat : `numpy.ndarray`
+        ``(n, nloc, nloc)``.
+    bVec : `numpy.ndarray`
+        ``(n, nloc)``.
+    """
+    n, ny, nx = templates.shape
+    nb, kh, kw = basis.shape
+    shape = _fftShape(ny, nx)
+    spectra = _kernelSpectra(basis, shape)
+    gy, gx = ny - kh + 1, nx - kw + 1
+    nloc = nb + (1 if fitForBackground else 0)
+    mMat = np.empty((n, nloc, nloc))
+    bVec = np.empty((n, nloc))
+    perItem = nb * shape[0] * (shape[1] // 2 + 1) * 16 * 2
+    for chunk in _chunks(n, perItem):
+        tSpec = scipy.fft.rfft2(templates[chunk], s=shape, axes=(-2, -1))
+        conv = scipy.fft.irfft2(tSpec[:, np.newaxis] * spectra[np.newaxis], s=shape, axes=(-2, -1))
+        design = conv[:, :, kh - 1 : ny, kw - 1 : nx].reshape(conv.shape[0], nb, gy * gx)
+        data = sciences[chunk][:, kh // 2 : kh // 2 + gy, kw // 2 : kw // 2 + gx].reshape(-1, gy * gx)
+        w = weights[chunk][:, np.newaxis, np.newaxis]
+        mm = np.matmul(design, design.transpose(0, 2, 1))
+        bb = np.einsum("kip,kp->ki", design, data)
+        mMat[chunk, :nb, :nb] = mm * w
+        bVec[chunk, :nb] = bb * w[:, :, 0]
+        if fitForBackground:
+            colSum = design.sum(axis=2) * w[:, :, 0]
+            mMat[chunk, :nb, nb] = colSum
+            mMat[chunk, nb, :nb] = colSum
+            mMat[chunk, nb, nb] = gy * gx * weights[chunk]
+            bVec[chunk, nb] = data.sum(axis=1) * weights[chunk]
+    return mMat, bVec
+
+
+def batchResidualStatistics(
+    templates: np.ndarray,
+    templateVariances: np.ndarray,
+    sciences: np.ndarray,
+    scienceVariances: np.ndarray,
+    kernels: np.ndarray,
+    backgrounds: np.ndarray,
+    core: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return mean, unbiased variance and pixel count of ``D / sigma`` per candidate.
+
+    Parameters
+    ----------
+    templates, templateVariances, sciences, scienceVariances : `numpy.ndarray`
+        Stamps ``(n, ny, nx)``.
+    kernels : `numpy.ndarray`
+        One kernel image per candidate ``(n, kh, kw)``.
+    backgrounds : `numpy.ndarray`
+        One background per candidate ``(n,)``.
+    core : `int`, optional
+        If positive, only the ``(2 core + 1)^2`` central pixels of the stamp.
+
+    Returns
+    -------
+    mean, variance : `numpy.ndarray`
+        As `ImageStatistics` (NaN where undefined).
+    npix : `numpy.ndarray`
+        Pixels used.
+
+    Notes
+    -----
+    Only valid for stamps whose masks carry none of the bad planes (the
+    caller checks); pixels with non-finite inverse variance are skipped as
+    `ImageStatistics` does.
+    """
+    n, ny, nx = templates.shape
+    _, kh, kw = kernels.shape
+    shape = _fftShape(ny, nx)
+    gy, gx = ny - kh + 1, nx - kw + 1
+    cy, cx = kh // 2, kw // 2
+    mean = np.empty(n)
+    var = np.empty(n)
+    npix = np.empty(n, dtype=np.int64)
+    perItem = 4 * shape[0] * (shape[1] // 2 + 1) * 16
+    for chunk in _chunks(n, perItem):
+        k = kernels[chunk]
+        kSpec = scipy.fft.rfft2(k[:, ::-1, ::-1], s=shape, axes=(-2, -1))
+        k2Spec = scipy.fft.rfft2((k * k)[:, ::-1, ::-1], s=shape, axes=(-2, -1))
+        tSpec = scipy.fft.rfft2(templates[chunk], s=shape, axes=(-2, -1))
+        vSpec = scipy.fft.rfft2(templateVariances[chunk], s=shape, axes=(-2, -1))
+        conv = scipy.fft.irfft2(tSpec * kSpec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
+        convVar = scipy.fft.irfft2(vSpec * k2Spec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
+        good = (slice(None), slice(cy, cy + gy), slice(cx, cx + gx))
+        diff = sciences[chunk][good] - conv - backgrounds[chunk][:, np.newaxis, np.newaxis]
+        dvar = scienceVariances[chunk][good] + convVar
+        # Core restriction is in stamp coordinates (centre of the full stamp).
+        if core > 0:
+            ys = slice(max(ny // 2 - core, cy), min(ny // 2 + core + 1, cy + gy))
+            xs = slice(max(nx // 2 - core, cx), min(nx // 2 + core + 1, cx + gx))
+            diff = diff[:, ys.start - cy : ys.stop - cy, xs.start - cx : xs.stop - cx]
+            dvar = dvar[:, ys.start - cy : ys.stop - cy, xs.start - cx : xs.stop - cx]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ivar = 1.0 / dvar
+        use = np.isfinite(ivar)
+        vals = np.where(use, diff * np.sqrt(np.where(use, ivar, 0.0)), 0.0)
+        sq = np.where(use, diff * diff * np.where(use, ivar, 0.0), 0.0)
+        cnt = use.reshape(use.shape[0], -1).sum(axis=1)
+        xsum = vals.reshape(vals.shape[0], -1).sum(axis=1)
+        x2sum = sq.reshape(sq.shape[0], -1).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m = xsum / cnt
+            v = (x2sum / cnt - m * m) * cnt / (cnt - 1.0)
+        mean[chunk] = np.where(cnt > 0, m, np.nan)
+        var[chunk] = np.where(cnt > 1, v, np.nan)
+        npix[chunk] = cnt
+    return mean, var, npix
