@@ -45,6 +45,7 @@ from lsst.utils.logging import getTraceLogger
 from lsst.utils.timer import timeMethod
 
 from .kernel.basisLists import makeRegularizationMatrix, renormalizeKernelList
+from .kernel.batch import batchNormalizedResiduals
 from .kernel.candidate import CandidateSwitch, KernelCandidate
 from .kernel.propertySet import PropertySet, makePropertySet
 from .kernel.visitors import (
@@ -864,8 +865,32 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             kind: {name: [] for name in metricNames} for kind in ("LOCAL", "SPATIAL")
         }
         badPlanes = list(self.kConfig.badMaskPlanes)
-        for cand in candidates:
-            if not isinstance(cand, KernelCandidate) or cand.getStatus() != SpatialCellCandidateStatus.GOOD:
+
+        def record(kind: str, pixels: np.ndarray) -> None:
+            """Add one candidate's metrics from its normalized residual pixels."""
+            pix = pixels[np.isfinite(pixels)]
+            if pix.size < 2:
+                return
+            q25, q50, q75 = np.percentile(pix, [25, 50, 75])
+            values[kind]["KCDiffimMean"].append(float(pix.mean()))
+            values[kind]["KCDiffimMedian"].append(float(q50))
+            values[kind]["KCDiffimIQR"].append(float(q75 - q25))
+            values[kind]["KCDiffimStDev"].append(float(pix.std(ddof=1)))
+            values[kind]["KCDiffimChiSq"].append(float(np.mean(pix**2)))
+
+        good = [
+            c
+            for c in candidates
+            if isinstance(c, KernelCandidate) and c.getStatus() == SpatialCellCandidateStatus.GOOD
+        ]
+        batchable: dict[tuple[int, ...], list[KernelCandidate]] = {}
+        for cand in good:
+            tmi, smi = cand.getTemplateMaskedImage(), cand.getScienceMaskedImage()
+            tBad, sBad = anyMaskPlaneSet(tmi.mask, badPlanes), anyMaskPlaneSet(smi.mask, badPlanes)
+            arrays = (tmi.image.array, tmi.variance.array, smi.image.array, smi.variance.array)
+            clear = not ((tBad is not None and tBad.any()) or (sBad is not None and sBad.any()))
+            if clear and all(np.all(np.isfinite(a)) for a in arrays):
+                batchable.setdefault(tmi.image.array.shape, []).append(cand)
                 continue
             try:
                 local = cand.getDifferenceImage(CandidateSwitch.ORIG)
@@ -881,15 +906,43 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                 bad = anyMaskPlaneSet(diffim.mask, badPlanes)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     norm = diffim.image.array / np.sqrt(diffim.variance.array)
-                pix = norm[~bad & np.isfinite(norm)]
-                if pix.size < 2:
+                record(kind, norm[~bad])
+        for cands in batchable.values():
+            try:
+                localKernels = [c.getKernelImage(CandidateSwitch.ORIG) for c in cands]
+                localBgs = [c.getBackground(CandidateSwitch.ORIG) for c in cands]
+            except CANDIDATE_ERRORS:
+                continue
+            xs = np.array([c.getXCenter() for c in cands])
+            ys = np.array([c.getYCenter() for c in cands])
+            spatialKernels = np.stack([spatialKernel.getArray(x, y) for x, y in zip(xs, ys, strict=True)])
+            spatialBgs = np.asarray(spatialBg(xs, ys), dtype=float) * np.ones(len(cands))
+            stamps = [
+                np.stack([getter(c) for c in cands]).astype(float)
+                for getter in (
+                    lambda c: c.getTemplateMaskedImage().image.array,
+                    lambda c: c.getTemplateMaskedImage().variance.array,
+                    lambda c: c.getScienceMaskedImage().image.array,
+                    lambda c: c.getScienceMaskedImage().variance.array,
+                )
+            ]
+            for kind, kernels, bgs in (
+                ("LOCAL", np.stack(localKernels), np.array(localBgs, dtype=float)),
+                ("SPATIAL", spatialKernels, spatialBgs),
+            ):
+                residuals = batchNormalizedResiduals(*stamps, kernels, bgs).reshape(len(cands), -1)
+                finite = np.isfinite(residuals).all(axis=1)
+                for r in residuals[~finite]:
+                    record(kind, r)
+                pix = residuals[finite]
+                if pix.shape[0] == 0 or pix.shape[1] < 2:
                     continue
-                q25, q50, q75 = np.percentile(pix, [25, 50, 75])
-                values[kind]["KCDiffimMean"].append(float(pix.mean()))
-                values[kind]["KCDiffimMedian"].append(float(q50))
-                values[kind]["KCDiffimIQR"].append(float(q75 - q25))
-                values[kind]["KCDiffimStDev"].append(float(pix.std(ddof=1)))
-                values[kind]["KCDiffimChiSq"].append(float(np.mean(pix**2)))
+                q25, q50, q75 = np.percentile(pix, [25, 50, 75], axis=1)
+                values[kind]["KCDiffimMean"].extend(pix.mean(axis=1).tolist())
+                values[kind]["KCDiffimMedian"].extend(q50.tolist())
+                values[kind]["KCDiffimIQR"].extend((q75 - q25).tolist())
+                values[kind]["KCDiffimStDev"].extend(pix.std(axis=1, ddof=1).tolist())
+                values[kind]["KCDiffimChiSq"].extend(np.mean(pix**2, axis=1).tolist())
         out: dict[str, float] = {}
         for kind, metrics in values.items():
             for name, vals in metrics.items():

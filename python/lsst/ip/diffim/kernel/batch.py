@@ -34,7 +34,7 @@ stamps and compute, with the same numerics as the one-at-a-time path:
 
 from __future__ import annotations
 
-__all__ = ["batchNormalEquations", "batchResidualStatistics"]
+__all__ = ["batchNormalEquations", "batchNormalizedResiduals", "batchResidualStatistics"]
 
 import numpy as np
 import scipy.fft
@@ -185,3 +185,38 @@ def batchResidualStatistics(
         var[chunk] = np.where(cnt > 1, v, np.nan)
         npix[chunk] = cnt
     return mean, var, npix
+
+
+def batchNormalizedResiduals(
+    templates: np.ndarray,
+    templateVariances: np.ndarray,
+    sciences: np.ndarray,
+    scienceVariances: np.ndarray,
+    kernels: np.ndarray,
+    backgrounds: np.ndarray,
+) -> np.ndarray:
+    """Return ``D / sqrt(var_D)`` on each stamp's good region, NaN where undefined.
+
+    Same inputs as `batchResidualStatistics`; returns ``(n, gy, gx)``.
+    """
+    n, ny, nx = templates.shape
+    _, kh, kw = kernels.shape
+    shape = _fftShape(ny, nx)
+    gy, gx = ny - kh + 1, nx - kw + 1
+    cy, cx = kh // 2, kw // 2
+    out = np.empty((n, gy, gx))
+    perItem = 4 * shape[0] * (shape[1] // 2 + 1) * 16
+    for chunk in _chunks(n, perItem):
+        k = kernels[chunk]
+        kSpec = scipy.fft.rfft2(k[:, ::-1, ::-1], s=shape, axes=(-2, -1))
+        k2Spec = scipy.fft.rfft2((k * k)[:, ::-1, ::-1], s=shape, axes=(-2, -1))
+        tSpec = scipy.fft.rfft2(templates[chunk], s=shape, axes=(-2, -1))
+        vSpec = scipy.fft.rfft2(templateVariances[chunk], s=shape, axes=(-2, -1))
+        conv = scipy.fft.irfft2(tSpec * kSpec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
+        convVar = scipy.fft.irfft2(vSpec * k2Spec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
+        good = (slice(None), slice(cy, cy + gy), slice(cx, cx + gx))
+        diff = sciences[chunk][good] - conv - backgrounds[chunk][:, np.newaxis, np.newaxis]
+        dvar = scienceVariances[chunk][good] + convVar
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[chunk] = np.where(dvar > 0, diff / np.sqrt(dvar), np.nan)
+    return out
