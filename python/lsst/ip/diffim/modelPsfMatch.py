@@ -310,6 +310,14 @@ class ModelPsfMatchTask(PsfMatchTask):
             scienceStamp = self._makePsfMaskedImage(psf, x, y, psfSize)
             referenceStamp = self._makePsfMaskedImage(referencePsfModel, x, y, psfSize)
             cellSet.insertCandidate(makeKernelCandidate(x, y, scienceStamp, referenceStamp, ps))
+        import lsstDebug
+
+        info = lsstDebug.Info(__name__)
+        if info.display and info.displaySpatialCells:
+            from .display.imageDisplays import displaySpatialCells
+
+            maskedImage = MaskedImage(exposure.image, mask=exposure.mask, variance=exposure.variance)
+            displaySpatialCells(__name__, self.log, info, maskedImage, cellSet, title="Image to be convolved")
         return pipeBase.Struct(kernelCellSet=cellSet, referencePsfModel=referencePsfModel)
 
     def _resizedPsf(self, psf: Any, size: int) -> Any:

@@ -1,0 +1,168 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Output of debug displays: matplotlib figures shown or written as PNG files.
+
+With an interactive matplotlib backend the figures are shown; headless
+(``Agg`` and friends) they are written to the folder named by
+``$IPDIFFIM_DEBUG_DIR`` or the module's ``displayDir`` debug variable
+(default ``./debug_displays``), as ``<frame>_<name>.png`` where ``<frame>`` is
+the global ``lsstDebug.frame`` counter, which each figure increments.  A log
+line names every file written.
+"""
+
+from __future__ import annotations
+
+__all__ = ["finishFigure", "imageLimits", "maskAlpha", "pyplot", "showMaskedImage"]
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..math.masks import DIFFERENCE_MASK_PLANES
+
+_INTERACTIVE = {
+    "tkagg",
+    "qtagg",
+    "qt5agg",
+    "gtk3agg",
+    "gtk4agg",
+    "macosx",
+    "wxagg",
+    "nbagg",
+    "webagg",
+    "ipympl",
+}
+
+
+def pyplot() -> Any:
+    """Import and return ``matplotlib.pyplot`` (lazily: debugging only)."""
+    import matplotlib
+
+    backend = matplotlib.get_backend().lower()
+    if backend not in _INTERACTIVE and "inline" not in backend:
+        matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def maskAlpha(info: Any) -> float:
+    """Return the alpha of mask overlays from ``maskTransparency``.
+
+    afw's ``maskTransparency`` is 0 (opaque) to 100 (invisible); unset (False)
+    gives 0, as upstream; here it maps to ``alpha = 1 - t/100`` with a floor
+    of 0.1 so masks stay visible.
+    """
+    t = getattr(info, "maskTransparency", 0) or 0
+    return float(max(0.1, 1.0 - float(t) / 100.0))
+
+
+def finishFigure(fig: Any, name: str, info: Any, log: Any) -> Path | None:
+    """Show the figure (interactive backend) or write it as a PNG; bump the frame."""
+    import lsstDebug
+
+    plt = pyplot()
+    frame = int(getattr(lsstDebug, "frame", 0) or 0)
+    path = None
+    backend = plt.get_backend().lower()
+    if backend in _INTERACTIVE or "inline" in backend:
+        plt.show(block=False)
+    else:
+        folder = (
+            Path(lsstDebug.displayDir(info)) if hasattr(lsstDebug, "displayDir") else Path("debug_displays")
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        path = folder / f"{frame:03d}_{safe}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        if log is not None:
+            log.info("Debug display written to %s", path)
+    lsstDebug.frame = frame + 1
+    return path
+
+
+def imageLimits(array: np.ndarray, symmetric: bool = False) -> tuple[float, float]:
+    """Return robust display limits (0.5-99.5 percentiles, or symmetric)."""
+    finite = array[np.isfinite(array)]
+    if finite.size == 0:
+        return -1.0, 1.0
+    if symmetric:
+        v = float(np.percentile(np.abs(finite), 99.5)) or 1.0
+        return -v, v
+    lo, hi = np.percentile(finite, [0.5, 99.5])
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+_PLANE_COLOURS = ["red", "orange", "yellow", "cyan", "magenta", "lime", "blue", "white", "pink"]
+
+
+def showMaskedImage(
+    ax: Any, maskedImage: Any, title: str, info: Any, fig: Any, symmetric: bool = False
+) -> None:
+    """Draw an image with a colour bar and its mask planes as coloured overlays."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    array = maskedImage.image.array
+    bbox = maskedImage.bbox
+    extent = (bbox.x.min - 0.5, bbox.x.max + 0.5, bbox.y.min - 0.5, bbox.y.max + 0.5)
+    vmin, vmax = imageLimits(array, symmetric)
+    im = ax.imshow(
+        array,
+        origin="lower",
+        cmap="RdBu_r" if symmetric else "gray",
+        vmin=vmin,
+        vmax=vmax,
+        extent=extent,
+        interpolation="nearest",
+    )
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    handles = []
+    alpha = maskAlpha(info)
+    mask = maskedImage.mask
+    names = [p.name for p in mask.schema if p is not None]
+    k = 0
+    for name in names:
+        plane = mask.get(name)
+        if not plane.any():
+            continue
+        colour = _PLANE_COLOURS[k % len(_PLANE_COLOURS)]
+        k += 1
+        ax.imshow(
+            np.where(plane, 1.0, np.nan),
+            origin="lower",
+            cmap=ListedColormap([colour]),
+            alpha=alpha,
+            extent=extent,
+            interpolation="nearest",
+            vmin=0,
+            vmax=1,
+        )
+        legacy = [old for old, new in DIFFERENCE_MASK_PLANES.items() if new.name == name]
+        handles.append(Patch(color=colour, alpha=alpha, label=legacy[0] if legacy else name))
+    if handles:
+        ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.7)
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("x [pix]")
+    ax.set_ylabel("y [pix]")
