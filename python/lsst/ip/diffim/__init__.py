@@ -11,6 +11,7 @@ from .kernel import *
 from .kernelConversion import *
 from .makeKernelBasisList import *
 from .modelPsfMatch import *
+from .notebook import *
 from .psfMatch import *
 from .snapPsfMatch import *
 from .subtractImages import *
