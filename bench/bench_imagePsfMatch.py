@@ -169,8 +169,10 @@ def main() -> int:
         env["IPDIFFIM_NUM_THREADS"] = str(args.threads)
     workers = int(env.get("IPDIFFIM_NUM_THREADS", os.cpu_count() or 1))
     ys = yardstick(1)
-    print(f"yardstick (rfft2 + irfft2 of 4096^2 float32, 1 thread, median of 3): {ys:.3f} s; "
-          f"with {workers} threads: {yardstick(workers):.3f} s")
+    print(
+        f"yardstick (rfft2 + irfft2 of 4096^2 float32, 1 thread, median of 3): {ys:.3f} s; "
+        f"with {workers} threads: {yardstick(workers):.3f} s"
+    )
     results = {}
     for size in args.sizes:
         out = subprocess.run(
