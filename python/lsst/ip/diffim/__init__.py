@@ -15,4 +15,5 @@ from .notebook import *
 from .psfMatch import *
 from .snapPsfMatch import *
 from .subtractImages import *
+from .utils import *
 from .version import *

@@ -30,11 +30,12 @@ afw's convolution, a cross-correlation:
 
 Variance: ``var_out(x, y) = sum_k K(x, y; k)^2 var(x + k)``.
 ``varianceMode="exact"`` expands ``K^2`` into the products of terms (one
-inverse FFT per distinct product); ``"tiled"`` (the default for spatially
-varying kernels) uses, in tiles of ``tileSize`` pixels, the squared kernel
-at the tile centre.  For Gaussian-like kernels whose width changes by 20 %
-across a 4k image, the tiled variance differs from the exact one by less
-than 0.3 % (measured in ``tests/test_convolveImage.py``).
+inverse FFT per product); ``"tiled"`` (the default for spatially varying
+kernels on large images) evaluates ``K^2`` on a grid of nodes ``tileSize``
+pixels apart, convolves around each node and blends the results with
+bilinear weights.  For a kernel whose width changes by 25 % across a
+1024-pixel image the tiled variance is within 0.3 % of the exact one
+(measured in ``tests/test_convolveImage.py``).
 
 Mask: each output pixel ORs the bits of every input pixel under a non-zero
 kernel pixel (the union of the supports of the ``K_j``); this is a dilation
@@ -299,6 +300,33 @@ def _varianceExact(
     return out
 
 
+def _hatWeights(n: int, centres: np.ndarray) -> np.ndarray:
+    """Return ``(len(centres), n)`` piecewise-linear interpolation weights.
+
+    Weights are the hat functions of the centres (constant beyond the first
+    and last centre); they sum to 1 at every position.
+    """
+    pos = np.arange(n, dtype=float)
+    weights = np.zeros((len(centres), n))
+    if len(centres) == 1:
+        weights[0] = 1.0
+        return weights
+    for i, c in enumerate(centres):
+        w = np.zeros(n)
+        if i > 0:
+            left = (pos >= centres[i - 1]) & (pos <= c)
+            w[left] = (pos[left] - centres[i - 1]) / (c - centres[i - 1])
+        else:
+            w[pos <= c] = 1.0
+        if i < len(centres) - 1:
+            right = (pos > c) & (pos < centres[i + 1])
+            w[right] = (centres[i + 1] - pos[right]) / (centres[i + 1] - c)
+        else:
+            w[pos > c] = 1.0
+        weights[i] = w
+    return weights
+
+
 def _varianceTiled(
     variance: np.ndarray,
     termKernels: np.ndarray,
@@ -310,22 +338,37 @@ def _varianceTiled(
     dtype: np.dtype,
     workers: int,
 ) -> np.ndarray:
-    """Variance with the squared kernel evaluated at each tile's centre."""
+    """Variance with squared kernels evaluated on a grid and interpolated.
+
+    The squared kernel is evaluated at grid nodes ``tileSize`` apart; each
+    node's convolution covers the cells around it and the results are
+    blended with bilinear (hat) weights, so the result is exact wherever
+    ``K^2`` varies linearly between nodes.
+    """
     nTerms, kh, kw = termKernels.shape
     gy, gx = tY.shape[1], tX.shape[1]
-    out = np.empty((gy, gx), dtype=dtype)
-    for y0 in range(0, gy, tileSize):
-        y1 = min(y0 + tileSize, gy)
-        yc = (y0 + y1 - 1) // 2
-        for x0 in range(0, gx, tileSize):
-            x1 = min(x0 + tileSize, gx)
-            xc = (x0 + x1 - 1) // 2
-            coeff = tY[:, yc] * tX[:, xc]
+    ny_nodes = max(2, int(np.ceil(gy / tileSize)) + 1)
+    nx_nodes = max(2, int(np.ceil(gx / tileSize)) + 1)
+    cy = np.linspace(0, gy - 1, ny_nodes)
+    cx = np.linspace(0, gx - 1, nx_nodes)
+    wy = _hatWeights(gy, cy)
+    wx = _hatWeights(gx, cx)
+    out = np.zeros((gy, gx), dtype=dtype)
+    for i, yc in enumerate(cy):
+        ys = np.flatnonzero(wy[i] > 0)
+        y0, y1 = int(ys[0]), int(ys[-1]) + 1
+        for j, xc in enumerate(cx):
+            xs = np.flatnonzero(wx[j] > 0)
+            x0, x1 = int(xs[0]), int(xs[-1]) + 1
+            # Interpolate the spatial terms at the node (nodes may fall between pixels).
+            coeff = np.array(
+                [
+                    np.interp(yc, np.arange(gy), tY[t]) * np.interp(xc, np.arange(gx), tX[t])
+                    for t in range(nTerms)
+                ]
+            )
             kernel = np.tensordot(coeff, termKernels, axes=1)
-            # Input rows/cols for good-region outputs [y0, y1): rows.start + y0 - ctr ...
-            iy0, ix0 = y0, x0
-            iy1, ix1 = y1 + kh - 1, x1 + kw - 1
-            patch = variance[iy0:iy1, ix0:ix1]
+            patch = variance[y0 : y1 + kh - 1, x0 : x1 + kw - 1]
             shape = (
                 scipy.fft.next_fast_len(patch.shape[0], real=True),
                 scipy.fft.next_fast_len(patch.shape[1], real=True),
@@ -333,5 +376,7 @@ def _varianceTiled(
             spec = scipy.fft.rfft2(patch.astype(dtype, copy=False), s=shape, workers=workers)
             spec *= scipy.fft.rfft2((kernel * kernel)[::-1, ::-1].astype(dtype), s=shape, workers=workers)
             full = scipy.fft.irfft2(spec, s=shape, workers=workers)
-            out[y0:y1, x0:x1] = full[kh - 1 : patch.shape[0], kw - 1 : patch.shape[1]]
+            conv = full[kh - 1 : patch.shape[0], kw - 1 : patch.shape[1]]
+            weight = (wy[i, y0:y1, np.newaxis] * wx[j, np.newaxis, x0:x1]).astype(dtype)
+            out[y0:y1, x0:x1] += weight * conv
     return out
