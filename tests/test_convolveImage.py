@@ -142,7 +142,9 @@ def test_tiled_variance_accuracy():
     size = 1024
     bbox = Box.from_shape((size, size))
     yy, xx = np.mgrid[-10:11, -10:11]
-    gaussians = [FixedKernel(np.exp(-(xx**2 + yy**2) / (2 * s * s)) / (2 * np.pi * s * s)) for s in (1.6, 2.0)]
+    gaussians = [
+        FixedKernel(np.exp(-(xx**2 + yy**2) / (2 * s * s)) / (2 * np.pi * s * s)) for s in (1.6, 2.0)
+    ]
     kernel = LinearCombinationKernel(gaussians, Chebyshev1Function2(1, bbox))
     # weight of the wider Gaussian grows from 0 to 1 along x + y
     kernel.setSpatialParameters([[0.65, -0.325, -0.325], [0.65, 0.325, 0.325]])
