@@ -133,3 +133,48 @@ def test_pipetask_failure_leaves_nothing(tmp_path):
     butler = Butler.from_config(str(path))
     refs = list(butler.registry.queryDatasets("difference_image", collections=...))
     assert refs == []
+
+
+def test_pipetask_debug_displays(repo, tmp_path):
+    """pipetask run --debug with a user's debug.py writes the requested displays (serial and -j 2)."""
+    debugDir = tmp_path / "debugpy"
+    debugDir.mkdir()
+    (debugDir / "debug.py").write_text(
+        "import lsstDebug\n\n"
+        "def DebugInfo(name):\n"
+        "    di = lsstDebug.getInfo(name)\n"
+        "    if name == 'lsst.ip.diffim.psfMatch':\n"
+        "        di.display = True\n"
+        "        di.displayKernelMosaic = True\n"
+        "    return di\n\n"
+        "lsstDebug.Info = DebugInfo\n"
+    )
+    for jobs, output in (("1", "demo/debug1"), ("2", "demo/debug2")):
+        pngDir = tmp_path / f"png{jobs}"
+        env = dict(
+            os.environ,
+            PYTHONPATH=f"{debugDir}:{os.environ.get('PYTHONPATH', '')}",
+            IPDIFFIM_DEBUG_DIR=str(pngDir),
+            MPLBACKEND="Agg",
+        )
+        cmd = [
+            PIPETASK,
+            "--long-log",
+            "run",
+            "--debug",
+            "-j",
+            jobs,
+            "-b",
+            str(repo),
+            "-i",
+            "demo/inputs",
+            "-o",
+            output,
+            "-p",
+            str(PIPELINE),
+            "--register-dataset-types",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        pngs = sorted(pngDir.glob("*kernelMosaic.png"))
+        assert len(pngs) == 2, (jobs, list(pngDir.glob("*")))

@@ -93,7 +93,15 @@ def finishFigure(fig: Any, name: str, info: Any, log: Any) -> Path | None:
         )
         folder.mkdir(parents=True, exist_ok=True)
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        path = folder / f"{frame:03d}_{safe}.png"
+        # Claim the file name atomically: parallel processes (pipetask -j)
+        # start with the same frame counter.
+        while True:
+            path = folder / f"{frame:03d}_{safe}.png"
+            try:
+                with open(path, "x"):
+                    break
+            except FileExistsError:
+                frame += 1
         fig.savefig(path, dpi=90)
         plt.close(fig)
         if log is not None:
