@@ -178,3 +178,26 @@ def test_pipetask_debug_displays(repo, tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         pngs = sorted(pngDir.glob("*kernelMosaic.png"))
         assert len(pngs) == 2, (jobs, list(pngDir.glob("*")))
+
+
+@pytest.mark.slow
+def test_bps_submit_parsl(tmp_path):
+    """bps submit with ctrl_bps_parsl on this machine runs the pipeline (needs the [bps] extra)."""
+    pytest.importorskip("lsst.ctrl.bps.parsl")
+    bps = shutil.which("bps", path=os.path.dirname(sys.executable)) or "bps"
+    makeDemoRepo(str(tmp_path / "demo_repo"))
+    shutil.copytree(PIPELINE.parent, tmp_path / "pipelines")
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ.get('PATH', '')}")
+    result = subprocess.run(
+        [bps, "submit", "pipelines/bps_local.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    butler = Butler.from_config(str(tmp_path / "demo_repo"))
+    refs = list(butler.registry.queryDatasets("difference_image", collections="demo/bps"))
+    assert len(refs) == 1
+    assert abs(butler.get(refs[0]).kernel.compute_kernel_image(x=200, y=200).array.sum() - 1.35) < 0.05
