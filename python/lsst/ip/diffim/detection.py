@@ -44,6 +44,7 @@ import lsst.pipe.base as pipeBase
 from lsst.images import Box, MaskedImage
 from lsst.utils.timer import timeMethod
 
+from .math.convolveImage import fftWorkers
 from .math.masks import anyMaskPlaneSet
 
 
@@ -246,9 +247,9 @@ def _gaussianSmooth(data: np.ndarray, sigma: float) -> np.ndarray:
     kx = np.fft.rfftfreq(shape[1]).astype(np.float32)
     a = np.float32(-2.0 * (math.pi * sigma) ** 2)
     transfer = np.exp(a * ky**2)[:, np.newaxis] * np.exp(a * kx**2)[np.newaxis, :]
-    spectrum = scipy.fft.rfft2(data.astype(np.float32, copy=False), s=shape, workers=-1)
+    spectrum = scipy.fft.rfft2(data.astype(np.float32, copy=False), s=shape, workers=fftWorkers(None))
     spectrum *= transfer
-    smoothed = scipy.fft.irfft2(spectrum, s=shape, workers=-1)
+    smoothed = scipy.fft.irfft2(spectrum, s=shape, workers=fftWorkers(None))
     return np.ascontiguousarray(smoothed[:ny, :nx])
 
 

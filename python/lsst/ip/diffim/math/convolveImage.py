@@ -45,7 +45,7 @@ whose footprint contains them NaN, as a direct sum would.
 
 from __future__ import annotations
 
-__all__ = ["ConvolutionResult", "convolveSpatiallyVarying", "goodRegion"]
+__all__ = ["ConvolutionResult", "convolveSpatiallyVarying", "fftWorkers", "goodRegion"]
 
 import os
 from dataclasses import dataclass
@@ -64,7 +64,7 @@ class ConvolutionResult:
     mask: np.ndarray | None
 
 
-def _workers(workers: int | None) -> int:
+def fftWorkers(workers: int | None) -> int:
     if workers is not None:
         return int(workers)
     env = os.environ.get("IPDIFFIM_NUM_THREADS")
@@ -177,7 +177,7 @@ def convolveSpatiallyVarying(
     result : `ConvolutionResult`
     """
     dtype = np.dtype(dtype)
-    workers = _workers(workers)
+    workers = fftWorkers(workers)
     nTerms, kh, kw = termKernels.shape
     ny, nx = image.shape
     rows, cols = goodRegion((ny, nx), (kh, kw))
