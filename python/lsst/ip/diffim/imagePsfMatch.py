@@ -444,13 +444,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 mask.array |= matched.mask.array
             else:
                 mask.update(matched.mask)
-            unit = scienceMaskedImage.unit
-            return MaskedImage(
-                Image(image, bbox=bbox, unit=unit),
-                mask=mask,
-                variance=Image(variance, bbox=bbox, unit=None if unit is None else unit**2),
-                sky_projection=scienceMaskedImage.sky_projection,
-            )
+            return _makeMaskedImage(image, variance, mask, scienceMaskedImage)
 
     @timeMethod
     def matchExposures(
@@ -593,13 +587,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         variance = (matchedScience.variance.array + templateMI.variance.array) / np.float32(kSum**2)
         mask = matchedScience.mask.copy()
         mask.update(templateMI.mask)
-        unit = matchedScience.unit
-        return MaskedImage(
-            Image(image.astype(np.float32), bbox=bbox, unit=unit),
-            mask=mask,
-            variance=Image(variance.astype(np.float32), bbox=bbox, unit=None if unit is None else unit**2),
-            sky_projection=templateMI.sky_projection,
-        )
+        return _makeMaskedImage(image, variance, mask, templateMI)
 
     def _makeDifferenceExposure(
         self,
@@ -722,6 +710,19 @@ class ImagePsfMatchTask(PsfMatchTask):
 
 
 subtractAlgorithmRegistry.register("al", ImagePsfMatchTask)
+
+
+def _makeMaskedImage(image: np.ndarray, variance: np.ndarray, mask: Any, like: MaskedImage) -> MaskedImage:
+    """Return float32 planes as a MaskedImage with the bbox, unit and projection of ``like``."""
+    bbox, unit = like.bbox, like.unit
+    return MaskedImage(
+        Image(image.astype(np.float32, copy=False), bbox=bbox, unit=unit),
+        mask=mask,
+        variance=Image(
+            variance.astype(np.float32, copy=False), bbox=bbox, unit=None if unit is None else unit**2
+        ),
+        sky_projection=like.sky_projection,
+    )
 
 
 def _asMaskedImage(exposure: Any) -> MaskedImage:

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 __all__ = ["batchNormalEquations", "batchNormalizedResiduals", "batchResidualStatistics"]
 
+from collections.abc import Iterator
+
 import numpy as np
 import scipy.fft
 
@@ -109,6 +111,34 @@ def batchNormalEquations(
     return mMat, bVec
 
 
+def _differences(
+    templates: np.ndarray,
+    templateVariances: np.ndarray,
+    sciences: np.ndarray,
+    scienceVariances: np.ndarray,
+    kernels: np.ndarray,
+    backgrounds: np.ndarray,
+) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """Yield ``(chunk, D, var_D)`` over the stamps' good regions, chunk by chunk."""
+    n, ny, nx = templates.shape
+    _, kh, kw = kernels.shape
+    shape = _fftShape(ny, nx)
+    gy, gx = ny - kh + 1, nx - kw + 1
+    cy, cx = kh // 2, kw // 2
+    perItem = 4 * shape[0] * (shape[1] // 2 + 1) * 16
+    for chunk in _chunks(n, perItem):
+        k = kernels[chunk]
+        kSpec = scipy.fft.rfft2(k[:, ::-1, ::-1], s=shape, axes=(-2, -1))
+        k2Spec = scipy.fft.rfft2((k * k)[:, ::-1, ::-1], s=shape, axes=(-2, -1))
+        tSpec = scipy.fft.rfft2(templates[chunk], s=shape, axes=(-2, -1))
+        vSpec = scipy.fft.rfft2(templateVariances[chunk], s=shape, axes=(-2, -1))
+        conv = scipy.fft.irfft2(tSpec * kSpec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
+        convVar = scipy.fft.irfft2(vSpec * k2Spec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
+        good = (slice(None), slice(cy, cy + gy), slice(cx, cx + gx))
+        diff = sciences[chunk][good] - conv - backgrounds[chunk][:, np.newaxis, np.newaxis]
+        yield chunk, diff, scienceVariances[chunk][good] + convVar
+
+
 def batchResidualStatistics(
     templates: np.ndarray,
     templateVariances: np.ndarray,
@@ -146,24 +176,13 @@ def batchResidualStatistics(
     """
     n, ny, nx = templates.shape
     _, kh, kw = kernels.shape
-    shape = _fftShape(ny, nx)
     gy, gx = ny - kh + 1, nx - kw + 1
     cy, cx = kh // 2, kw // 2
     mean = np.empty(n)
     var = np.empty(n)
     npix = np.empty(n, dtype=np.int64)
-    perItem = 4 * shape[0] * (shape[1] // 2 + 1) * 16
-    for chunk in _chunks(n, perItem):
-        k = kernels[chunk]
-        kSpec = scipy.fft.rfft2(k[:, ::-1, ::-1], s=shape, axes=(-2, -1))
-        k2Spec = scipy.fft.rfft2((k * k)[:, ::-1, ::-1], s=shape, axes=(-2, -1))
-        tSpec = scipy.fft.rfft2(templates[chunk], s=shape, axes=(-2, -1))
-        vSpec = scipy.fft.rfft2(templateVariances[chunk], s=shape, axes=(-2, -1))
-        conv = scipy.fft.irfft2(tSpec * kSpec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
-        convVar = scipy.fft.irfft2(vSpec * k2Spec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
-        good = (slice(None), slice(cy, cy + gy), slice(cx, cx + gx))
-        diff = sciences[chunk][good] - conv - backgrounds[chunk][:, np.newaxis, np.newaxis]
-        dvar = scienceVariances[chunk][good] + convVar
+    inputs = (templates, templateVariances, sciences, scienceVariances, kernels, backgrounds)
+    for chunk, diff, dvar in _differences(*inputs):
         # Core restriction is in stamp coordinates (centre of the full stamp).
         if core > 0:
             ys = slice(max(ny // 2 - core, cy), min(ny // 2 + core + 1, cy + gy))
@@ -201,22 +220,9 @@ def batchNormalizedResiduals(
     """
     n, ny, nx = templates.shape
     _, kh, kw = kernels.shape
-    shape = _fftShape(ny, nx)
-    gy, gx = ny - kh + 1, nx - kw + 1
-    cy, cx = kh // 2, kw // 2
-    out = np.empty((n, gy, gx))
-    perItem = 4 * shape[0] * (shape[1] // 2 + 1) * 16
-    for chunk in _chunks(n, perItem):
-        k = kernels[chunk]
-        kSpec = scipy.fft.rfft2(k[:, ::-1, ::-1], s=shape, axes=(-2, -1))
-        k2Spec = scipy.fft.rfft2((k * k)[:, ::-1, ::-1], s=shape, axes=(-2, -1))
-        tSpec = scipy.fft.rfft2(templates[chunk], s=shape, axes=(-2, -1))
-        vSpec = scipy.fft.rfft2(templateVariances[chunk], s=shape, axes=(-2, -1))
-        conv = scipy.fft.irfft2(tSpec * kSpec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
-        convVar = scipy.fft.irfft2(vSpec * k2Spec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
-        good = (slice(None), slice(cy, cy + gy), slice(cx, cx + gx))
-        diff = sciences[chunk][good] - conv - backgrounds[chunk][:, np.newaxis, np.newaxis]
-        dvar = scienceVariances[chunk][good] + convVar
+    out = np.empty((n, ny - kh + 1, nx - kw + 1))
+    inputs = (templates, templateVariances, sciences, scienceVariances, kernels, backgrounds)
+    for chunk, diff, dvar in _differences(*inputs):
         with np.errstate(divide="ignore", invalid="ignore"):
             out[chunk] = np.where(dvar > 0, diff / np.sqrt(dvar), np.nan)
     return out

@@ -46,6 +46,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lsst.images import Image, Mask, MaskedImage
 
+from ..math.convolveImage import goodRegion
 from ..math.functions import Function2
 from ..math.kernels import DeltaFunctionKernel, Kernel, LinearCombinationKernel
 from ..math.masks import maskPlaneBitmask
@@ -59,12 +60,7 @@ def goodSlices(shape: tuple[int, int], kernelShape: tuple[int, int]) -> tuple[sl
     ValueError
         If the image is smaller than the kernel.
     """
-    ny, nx = shape
-    kh, kw = kernelShape
-    if ny < kh or nx < kw:
-        raise ValueError(f"Image of shape {shape} is smaller than the kernel {kernelShape}.")
-    cy, cx = kh // 2, kw // 2
-    return slice(cy, cy + ny - kh + 1), slice(cx, cx + nx - kw + 1)
+    return goodRegion(shape, kernelShape)
 
 
 def _windows(array: np.ndarray, kernelShape: tuple[int, int]) -> np.ndarray:

@@ -214,24 +214,19 @@ class SpatialCell:
         ``ignoreExceptions``, a candidate whose processing raises is not
         counted and the walk goes on.
         """
-        count = 0
-        for candidate in self.begin(True):
-            if nMaxPerCell > 0 and count >= nMaxPerCell:
-                break
-            count += 1
-            try:
-                visitor.processCandidate(candidate)
-            except Exception:
-                if not ignoreExceptions:
-                    raise
-                count -= 1
+        self._visit(visitor, nMaxPerCell, ignoreExceptions, ignoreBad=True)
 
     def visitAllCandidates(
         self, visitor: CandidateVisitor, nMaxPerCell: int = -1, ignoreExceptions: bool = False
     ) -> None:
         """Visit candidates including BAD ones."""
+        self._visit(visitor, nMaxPerCell, ignoreExceptions, ignoreBad=False)
+
+    def _visit(
+        self, visitor: CandidateVisitor, nMaxPerCell: int, ignoreExceptions: bool, ignoreBad: bool
+    ) -> None:
         count = 0
-        for candidate in self.begin(False):
+        for candidate in self.begin(ignoreBad):
             if nMaxPerCell > 0 and count >= nMaxPerCell:
                 break
             count += 1
