@@ -908,6 +908,27 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                     norm = diffim.image.array / np.sqrt(diffim.variance.array)
                 record(kind, norm[~bad])
         for cands in batchable.values():
+            # Residuals already computed by the batched visitors are reused.
+            todo = []
+            for c in cands:
+                local, spatial = c._localResiduals, c._spatialResiduals
+                try:
+                    origId = c.getKernelSolution(CandidateSwitch.ORIG).getId()
+                except CANDIDATE_ERRORS:
+                    continue
+                if (
+                    local is not None
+                    and local[0] == origId
+                    and spatial is not None
+                    and spatial[0] == spatialKernel.getSerial()
+                ):
+                    record("LOCAL", local[1].ravel())
+                    record("SPATIAL", spatial[1].ravel())
+                else:
+                    todo.append(c)
+            cands = todo
+            if not cands:
+                continue
             try:
                 localKernels = [c.getKernelImage(CandidateSwitch.ORIG) for c in cands]
                 localBgs = [c.getBackground(CandidateSwitch.ORIG) for c in cands]

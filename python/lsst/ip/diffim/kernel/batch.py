@@ -41,7 +41,13 @@ from collections.abc import Iterator
 import numpy as np
 import scipy.fft
 
+from ..math.convolveImage import fftWorkers
 from .stamps import _kernelSpectra
+
+
+def _fftThreads() -> int:
+    return fftWorkers(None)
+
 
 #: Upper bound on the bytes of one chunk of candidate spectra.
 _CHUNK_BYTES = 4 * 1024 * 1024
@@ -93,8 +99,10 @@ def batchNormalEquations(
     bVec = np.empty((n, nloc))
     perItem = nb * shape[0] * (shape[1] // 2 + 1) * 16 * 2
     for chunk in _chunks(n, perItem):
-        tSpec = scipy.fft.rfft2(templates[chunk], s=shape, axes=(-2, -1))
-        conv = scipy.fft.irfft2(tSpec[:, np.newaxis] * spectra[np.newaxis], s=shape, axes=(-2, -1))
+        tSpec = scipy.fft.rfft2(templates[chunk], s=shape, axes=(-2, -1), workers=_fftThreads())
+        conv = scipy.fft.irfft2(
+            tSpec[:, np.newaxis] * spectra[np.newaxis], s=shape, axes=(-2, -1), workers=_fftThreads()
+        )
         design = conv[:, :, kh - 1 : ny, kw - 1 : nx].reshape(conv.shape[0], nb, gy * gx)
         data = sciences[chunk][:, kh // 2 : kh // 2 + gy, kw // 2 : kw // 2 + gx].reshape(-1, gy * gx)
         w = weights[chunk][:, np.newaxis, np.newaxis]
@@ -128,12 +136,16 @@ def _differences(
     perItem = 4 * shape[0] * (shape[1] // 2 + 1) * 16
     for chunk in _chunks(n, perItem):
         k = kernels[chunk]
-        kSpec = scipy.fft.rfft2(k[:, ::-1, ::-1], s=shape, axes=(-2, -1))
-        k2Spec = scipy.fft.rfft2((k * k)[:, ::-1, ::-1], s=shape, axes=(-2, -1))
-        tSpec = scipy.fft.rfft2(templates[chunk], s=shape, axes=(-2, -1))
-        vSpec = scipy.fft.rfft2(templateVariances[chunk], s=shape, axes=(-2, -1))
-        conv = scipy.fft.irfft2(tSpec * kSpec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
-        convVar = scipy.fft.irfft2(vSpec * k2Spec, s=shape, axes=(-2, -1))[:, kh - 1 : ny, kw - 1 : nx]
+        kSpec = scipy.fft.rfft2(k[:, ::-1, ::-1], s=shape, axes=(-2, -1), workers=_fftThreads())
+        k2Spec = scipy.fft.rfft2((k * k)[:, ::-1, ::-1], s=shape, axes=(-2, -1), workers=_fftThreads())
+        tSpec = scipy.fft.rfft2(templates[chunk], s=shape, axes=(-2, -1), workers=_fftThreads())
+        vSpec = scipy.fft.rfft2(templateVariances[chunk], s=shape, axes=(-2, -1), workers=_fftThreads())
+        conv = scipy.fft.irfft2(tSpec * kSpec, s=shape, axes=(-2, -1), workers=_fftThreads())[
+            :, kh - 1 : ny, kw - 1 : nx
+        ]
+        convVar = scipy.fft.irfft2(vSpec * k2Spec, s=shape, axes=(-2, -1), workers=_fftThreads())[
+            :, kh - 1 : ny, kw - 1 : nx
+        ]
         good = (slice(None), slice(cy, cy + gy), slice(cx, cx + gx))
         diff = sciences[chunk][good] - conv - backgrounds[chunk][:, np.newaxis, np.newaxis]
         yield chunk, diff, scienceVariances[chunk][good] + convVar

@@ -118,6 +118,10 @@ class KernelCandidate(SpatialCellImageCandidate):
         # (id of the spatial kernel assessed, image).
         self._origDifference: tuple[int, MaskedImage] | None = None
         self._spatialDifference: tuple[int, MaskedImage] | None = None
+        # Normalized residuals on the good region computed by the batched
+        # visitors: (solution id, array) and (id of the spatial kernel, array).
+        self._localResiduals: tuple[int, np.ndarray] | None = None
+        self._spatialResiduals: tuple[int, np.ndarray] | None = None
         if rating is not None:
             self._rating = float(rating)
         else:
@@ -331,7 +335,7 @@ class KernelCandidate(SpatialCellImageCandidate):
     def getCachedSpatialDifference(self, spatialKernel: Kernel) -> MaskedImage | None:
         """Return the difference stamp last computed for ``spatialKernel``, if any."""
         cached = self._spatialDifference
-        if cached is not None and cached[0] == id(spatialKernel):
+        if cached is not None and cached[0] == spatialKernel.getSerial():
             return cached[1]
         return None
 

@@ -58,7 +58,7 @@ from ..math.kernels import FixedKernel, Kernel, LinearCombinationKernel, kernelL
 from ..math.masks import anyMaskPlaneSet
 from ..math.spatialCell import CandidateVisitor, SpatialCellCandidate, SpatialCellCandidateStatus
 from ..math.statistics import clippedMeanStd
-from .batch import batchNormalEquations, batchResidualStatistics
+from .batch import batchNormalEquations, batchNormalizedResiduals
 from .candidate import CandidateSwitch, KernelCandidate
 from .imageStatistics import ImageStatistics
 from .propertySet import toPropertySet
@@ -202,7 +202,12 @@ class BuildSingleKernelVisitor(CandidateVisitor):
             return
         self._applyStatistics(kc, self._imstats.getMean(), self._imstats.getVariance())
 
-    def _applyStatistics(self, kc: KernelCandidate, mean: float, variance: float) -> None:
+    def _applyStatistics(
+        self, kc: KernelCandidate, mean: float, variance: float, residuals: np.ndarray | None = None
+    ) -> None:
+        if residuals is not None:
+            solution = kc.getKernelSolution(CandidateSwitch.RECENT)
+            kc._localResiduals = (solution.getId(), residuals)
         self._nProcessed += 1
         kc.setChi2(variance)
         rms = math.sqrt(variance) if variance >= 0 else math.nan
@@ -308,17 +313,31 @@ def _batchStatistics(
         def stack(getter: Any) -> np.ndarray:
             return np.stack([getter(kc) for kc, _, _ in items]).astype(float)
 
-        mean, var, _ = batchResidualStatistics(
+        residuals = batchNormalizedResiduals(
             stack(lambda kc: kc.getTemplateMaskedImage().image.array),
             stack(lambda kc: kc.getTemplateMaskedImage().variance.array),
             stack(lambda kc: kc.getScienceMaskedImage().image.array),
             stack(lambda kc: kc.getScienceMaskedImage().variance.array),
             np.stack([k for _, k, _ in items]),
             np.array([b for _, _, b in items]),
-            core,
         )
-        for (kc, _, _), m, v in zip(items, mean, var, strict=True):
-            apply(kc, float(m), float(v))
+        ny, nx = items[0][0].getTemplateMaskedImage().image.array.shape
+        kh, kw = items[0][1].shape
+        cy, cx = kh // 2, kw // 2
+        region = residuals
+        if core > 0:
+            ys = slice(max(ny // 2 - core, cy) - cy, min(ny // 2 + core + 1, cy + residuals.shape[1]) - cy)
+            xs = slice(max(nx // 2 - core, cx) - cx, min(nx // 2 + core + 1, cx + residuals.shape[2]) - cx)
+            region = residuals[:, ys, xs]
+        flat = region.reshape(region.shape[0], -1)
+        count = np.isfinite(flat).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xsum = np.nansum(flat, axis=1)
+            x2sum = np.nansum(flat * flat, axis=1)
+            mean = np.where(count > 0, xsum / count, np.nan)
+            var = np.where(count > 1, (x2sum / count - mean * mean) * count / (count - 1.0), np.nan)
+        for (kc, _, _), m, v, r in zip(items, mean, var, residuals, strict=True):
+            apply(kc, float(m), float(v), r)
 
 
 class KernelSumVisitor(CandidateVisitor):
@@ -603,7 +622,7 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
         kernelImage, background = self._kernelAndBackground(kc)
         try:
             diffim = kc.getDifferenceImage(FixedKernel(kernelImage), background)
-            kc._spatialDifference = (id(self._kernel), diffim)
+            kc._spatialDifference = (self._kernel.getSerial(), diffim)
             self._imstats.apply(diffim, self._coreRadius if self._useCoreStats else 0)
         except CANDIDATE_ERRORS as exc:
             _log.debug("Candidate %d: unable to assess the spatial model: %s", kc.getId(), exc)
@@ -611,7 +630,11 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
             return
         self._applyStatistics(kc, self._imstats.getMean(), self._imstats.getVariance())
 
-    def _applyStatistics(self, kc: KernelCandidate, mean: float, variance: float) -> None:
+    def _applyStatistics(
+        self, kc: KernelCandidate, mean: float, variance: float, residuals: np.ndarray | None = None
+    ) -> None:
+        if residuals is not None:
+            kc._spatialResiduals = (self._kernel.getSerial(), residuals)
         self._nProcessed += 1
         rms = math.sqrt(variance) if variance >= 0 else math.nan
         good, reason = _statusFromStats(

@@ -38,6 +38,7 @@ __all__ = [
     "kernelListToArray",
 ]
 
+import itertools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -48,6 +49,8 @@ import numpy as np
 from lsst.images import XY, Box, Image
 
 from .functions import Function2
+
+_kernelSerials = itertools.count(1)
 
 
 class Kernel:
@@ -64,8 +67,13 @@ class Kernel:
             raise ValueError(f"Kernel dimensions must be >= 1; got {width}x{height}.")
         self._width = int(width)
         self._height = int(height)
+        self._serial = next(_kernelSerials)
 
     # --- geometry -----------------------------------------------------------
+    def getSerial(self) -> int:
+        """Return a number unique to this kernel object within the process."""
+        return self._serial
+
     def getWidth(self) -> int:
         """Return the kernel width (columns)."""
         return self._width
