@@ -878,6 +878,21 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             values[kind]["KCDiffimStDev"].append(float(pix.std(ddof=1)))
             values[kind]["KCDiffimChiSq"].append(float(np.mean(pix**2)))
 
+        def recordMany(kind: str, residuals: np.ndarray) -> None:
+            """Add many candidates' metrics from a stack of residual rows."""
+            finite = np.isfinite(residuals).all(axis=1)
+            for r in residuals[~finite]:
+                record(kind, r)
+            pix = residuals[finite]
+            if pix.shape[0] == 0 or pix.shape[1] < 2:
+                return
+            q25, q50, q75 = np.percentile(pix, [25, 50, 75], axis=1)
+            values[kind]["KCDiffimMean"].extend(pix.mean(axis=1).tolist())
+            values[kind]["KCDiffimMedian"].extend(q50.tolist())
+            values[kind]["KCDiffimIQR"].extend((q75 - q25).tolist())
+            values[kind]["KCDiffimStDev"].extend(pix.std(axis=1, ddof=1).tolist())
+            values[kind]["KCDiffimChiSq"].extend(np.mean(pix**2, axis=1).tolist())
+
         good = [
             c
             for c in candidates
@@ -910,6 +925,8 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         for cands in batchable.values():
             # Residuals already computed by the batched visitors are reused.
             todo = []
+            cachedLocal: list[np.ndarray] = []
+            cachedSpatial: list[np.ndarray] = []
             for c in cands:
                 local, spatial = c._localResiduals, c._spatialResiduals
                 try:
@@ -922,10 +939,13 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                     and spatial is not None
                     and spatial[0] == spatialKernel.getSerial()
                 ):
-                    record("LOCAL", local[1].ravel())
-                    record("SPATIAL", spatial[1].ravel())
+                    cachedLocal.append(local[1].ravel())
+                    cachedSpatial.append(spatial[1].ravel())
                 else:
                     todo.append(c)
+            for kind, arrays in (("LOCAL", cachedLocal), ("SPATIAL", cachedSpatial)):
+                if arrays:
+                    recordMany(kind, np.stack(arrays))
             cands = todo
             if not cands:
                 continue
@@ -952,18 +972,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                 ("SPATIAL", spatialKernels, spatialBgs),
             ):
                 residuals = batchNormalizedResiduals(*stamps, kernels, bgs).reshape(len(cands), -1)
-                finite = np.isfinite(residuals).all(axis=1)
-                for r in residuals[~finite]:
-                    record(kind, r)
-                pix = residuals[finite]
-                if pix.shape[0] == 0 or pix.shape[1] < 2:
-                    continue
-                q25, q50, q75 = np.percentile(pix, [25, 50, 75], axis=1)
-                values[kind]["KCDiffimMean"].extend(pix.mean(axis=1).tolist())
-                values[kind]["KCDiffimMedian"].extend(q50.tolist())
-                values[kind]["KCDiffimIQR"].extend((q75 - q25).tolist())
-                values[kind]["KCDiffimStDev"].extend(pix.std(axis=1, ddof=1).tolist())
-                values[kind]["KCDiffimChiSq"].extend(np.mean(pix**2, axis=1).tolist())
+                recordMany(kind, residuals)
         out: dict[str, float] = {}
         for kind, metrics in values.items():
             for name, vals in metrics.items():
