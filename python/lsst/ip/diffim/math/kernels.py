@@ -506,7 +506,8 @@ class LinearCombinationKernel(Kernel):
     def _computeArray(self, x: float, y: float) -> np.ndarray:
         if self._spatialFunctions is not None:
             self._kernelParams = self.coefficientsAt(x, y).ravel()
-        return np.tensordot(self._kernelParams, self._basis, axes=1)
+        nb, h, w = self._basis.shape
+        return (self._kernelParams @ self._basis.reshape(nb, h * w)).reshape(h, w)
 
     def getSum(self, x: float = 0.0, y: float = 0.0) -> float:
         """Return the kernel sum, computed from the cached basis sums."""

@@ -46,6 +46,9 @@ from lsst.images import Mask, MaskSchema, get_legacy_difference_image_mask_plane
 #: Legacy afw plane name -> `lsst.images.MaskPlane` of a difference image.
 DIFFERENCE_MASK_PLANES = get_legacy_difference_image_mask_planes()
 
+#: (id(schema), plane names) -> (schema, bitmask); the schema is kept so the id stays valid.
+_BITMASK_CACHE: dict[tuple[int, tuple[str, ...]], tuple[MaskSchema, np.ndarray]] = {}
+
 _LEGACY_TO_NEW = {legacy: plane.name for legacy, plane in DIFFERENCE_MASK_PLANES.items()}
 _NEW_TO_LEGACY = {new: legacy for legacy, new in _LEGACY_TO_NEW.items()}
 
@@ -91,10 +94,19 @@ def maskPlaneBitmask(schema: MaskSchema, names: Iterable[str]) -> np.ndarray:
         Array of shape ``(schema.mask_size,)`` to be AND-ed with the last
         axis of `lsst.images.Mask.array`.
     """
+    key = (id(schema), tuple(names))
+    hit = _BITMASK_CACHE.get(key)
+    if hit is not None and hit[0] is schema:
+        return hit[1]
     resolved = [r for r in (resolveMaskPlane(schema, n) for n in names) if r is not None]
     if not resolved:
-        return np.zeros(schema.mask_size, dtype=schema.dtype)
-    return schema.bitmask(*resolved)
+        bitmask = np.zeros(schema.mask_size, dtype=schema.dtype)
+    else:
+        bitmask = schema.bitmask(*resolved)
+    if len(_BITMASK_CACHE) > 256:
+        _BITMASK_CACHE.clear()
+    _BITMASK_CACHE[key] = (schema, bitmask)
+    return bitmask
 
 
 def anyMaskPlaneSet(mask: Mask | None, names: Iterable[str]) -> np.ndarray | None:
