@@ -201,3 +201,17 @@ def test_bps_submit_parsl(tmp_path):
     refs = list(butler.registry.queryDatasets("difference_image", collections="demo/bps"))
     assert len(refs) == 1
     assert abs(butler.get(refs[0]).kernel.compute_kernel_image(x=200, y=200).array.sum() - 1.35) < 0.05
+
+
+def test_insufficient_template_coverage_is_no_work_found():
+    """A template covering less than requiredTemplateFraction raises NoWorkFound before any fit."""
+    import lsst.pipe.base as pipeBase
+    from lsst.ip.diffim.subtractImages import SubtractImagesTask, checkTemplateIsSufficient
+
+    pair = makeSyntheticPair(size=200, nStars=40, seed=3)
+    template = makeVisitImage(pair.template, pair.templateVariance)
+    science = makeVisitImage(pair.science, pair.scienceVariance)
+    template.mask.set("NO_DATA", np.pad(np.ones((200, 190), bool), ((0, 0), (0, 10))))
+    assert checkTemplateIsSufficient(template, science, 0.0) == pytest.approx(0.05)
+    with pytest.raises(pipeBase.NoWorkFound, match="Insufficient template coverage"):
+        SubtractImagesTask().run(template=template, science=science)
