@@ -27,14 +27,14 @@ stamps and compute, with the same numerics as the one-at-a-time path:
 
 * the normal equations ``M = C^T W C`` and ``b = C^T W y`` of every
   candidate (`batchNormalEquations`);
-* the residual statistics of ``D = S - (K ⋆ T + bg)`` in units of
-  ``sqrt(varS + K^2 ⋆ varT)`` over each stamp's good region
-  (`batchResidualStatistics`), for stamps whose masks are clear.
+* the normalized residuals ``D / sqrt(varS + K^2 ⋆ varT)`` with
+  ``D = S - (K ⋆ T + bg)`` over each stamp's good region
+  (`batchNormalizedResiduals`), for stamps whose masks are clear.
 """
 
 from __future__ import annotations
 
-__all__ = ["batchNormalEquations", "batchNormalizedResiduals", "batchResidualStatistics"]
+__all__ = ["batchNormalEquations", "batchNormalizedResiduals"]
 
 from collections.abc import Iterator
 
@@ -151,73 +151,6 @@ def _differences(
         yield chunk, diff, scienceVariances[chunk][good] + convVar
 
 
-def batchResidualStatistics(
-    templates: np.ndarray,
-    templateVariances: np.ndarray,
-    sciences: np.ndarray,
-    scienceVariances: np.ndarray,
-    kernels: np.ndarray,
-    backgrounds: np.ndarray,
-    core: int = 0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return mean, unbiased variance and pixel count of ``D / sigma`` per candidate.
-
-    Parameters
-    ----------
-    templates, templateVariances, sciences, scienceVariances : `numpy.ndarray`
-        Stamps ``(n, ny, nx)``.
-    kernels : `numpy.ndarray`
-        One kernel image per candidate ``(n, kh, kw)``.
-    backgrounds : `numpy.ndarray`
-        One background per candidate ``(n,)``.
-    core : `int`, optional
-        If positive, only the ``(2 core + 1)^2`` central pixels of the stamp.
-
-    Returns
-    -------
-    mean, variance : `numpy.ndarray`
-        As `ImageStatistics` (NaN where undefined).
-    npix : `numpy.ndarray`
-        Pixels used.
-
-    Notes
-    -----
-    Only valid for stamps whose masks carry none of the bad planes (the
-    caller checks); pixels with non-finite inverse variance are skipped as
-    `ImageStatistics` does.
-    """
-    n, ny, nx = templates.shape
-    _, kh, kw = kernels.shape
-    gy, gx = ny - kh + 1, nx - kw + 1
-    cy, cx = kh // 2, kw // 2
-    mean = np.empty(n)
-    var = np.empty(n)
-    npix = np.empty(n, dtype=np.int64)
-    inputs = (templates, templateVariances, sciences, scienceVariances, kernels, backgrounds)
-    for chunk, diff, dvar in _differences(*inputs):
-        # Core restriction is in stamp coordinates (centre of the full stamp).
-        if core > 0:
-            ys = slice(max(ny // 2 - core, cy), min(ny // 2 + core + 1, cy + gy))
-            xs = slice(max(nx // 2 - core, cx), min(nx // 2 + core + 1, cx + gx))
-            diff = diff[:, ys.start - cy : ys.stop - cy, xs.start - cx : xs.stop - cx]
-            dvar = dvar[:, ys.start - cy : ys.stop - cy, xs.start - cx : xs.stop - cx]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ivar = 1.0 / dvar
-        use = np.isfinite(ivar)
-        vals = np.where(use, diff * np.sqrt(np.where(use, ivar, 0.0)), 0.0)
-        sq = np.where(use, diff * diff * np.where(use, ivar, 0.0), 0.0)
-        cnt = use.reshape(use.shape[0], -1).sum(axis=1)
-        xsum = vals.reshape(vals.shape[0], -1).sum(axis=1)
-        x2sum = sq.reshape(sq.shape[0], -1).sum(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            m = xsum / cnt
-            v = (x2sum / cnt - m * m) * cnt / (cnt - 1.0)
-        mean[chunk] = np.where(cnt > 0, m, np.nan)
-        var[chunk] = np.where(cnt > 1, v, np.nan)
-        npix[chunk] = cnt
-    return mean, var, npix
-
-
 def batchNormalizedResiduals(
     templates: np.ndarray,
     templateVariances: np.ndarray,
@@ -228,7 +161,21 @@ def batchNormalizedResiduals(
 ) -> np.ndarray:
     """Return ``D / sqrt(var_D)`` on each stamp's good region, NaN where undefined.
 
-    Same inputs as `batchResidualStatistics`; returns ``(n, gy, gx)``.
+    Parameters
+    ----------
+    templates, templateVariances, sciences, scienceVariances : `numpy.ndarray`
+        Stamps ``(n, ny, nx)``.
+    kernels : `numpy.ndarray`
+        One kernel image per candidate ``(n, kh, kw)``.
+    backgrounds : `numpy.ndarray`
+        One background per candidate ``(n,)``.
+
+    Returns
+    -------
+    residuals : `numpy.ndarray`
+        Array ``(n, ny - kh + 1, nx - kw + 1)``.  The visitors derive
+        `ImageStatistics`-equivalent means and variances from it for stamps
+        whose masks carry none of the bad planes.
     """
     n, ny, nx = templates.shape
     _, kh, kw = kernels.shape

@@ -48,7 +48,7 @@ from lsst.images import Image, Mask, MaskedImage
 
 from ..math.convolveImage import goodRegion
 from ..math.functions import Function2
-from ..math.kernels import DeltaFunctionKernel, Kernel, LinearCombinationKernel
+from ..math.kernels import Kernel
 from ..math.masks import maskPlaneBitmask
 
 
@@ -154,10 +154,6 @@ def basisDesignMatrix(template: np.ndarray, basis: np.ndarray, isDelta: bool = F
         return win.reshape(gy * gx, kh * kw) @ basis.reshape(nb, kh * kw).T
     conv = correlateValid(template, basis, cache=True)
     return conv.reshape(nb, -1).T
-
-
-def _kernelArray(kernel: Kernel, x: float, y: float) -> np.ndarray:
-    return kernel.getArray(x, y)
 
 
 def convolveMaskedStamp(
@@ -298,10 +294,3 @@ def convolveAndSubtract(
         mask=maskObj,
         variance=Image(outVar.astype(np.float32), bbox=bbox, unit=None if unit is None else unit**2),
     )
-
-
-def isDeltaBasis(kernel: LinearCombinationKernel | list[Kernel]) -> bool:
-    """Return `True` for a full delta-function basis in row-major order."""
-    if isinstance(kernel, LinearCombinationKernel):
-        return kernel.isDeltaFunctionBasis()
-    return bool(kernel) and all(isinstance(k, DeltaFunctionKernel) for k in kernel)

@@ -80,19 +80,6 @@ def _asKernelCandidate(candidate: SpatialCellCandidate) -> KernelCandidate:
     return candidate
 
 
-def _residualStatus(stats: ImageStatistics, clip: bool, ps: Mapping[str, Any]) -> tuple[bool, str]:
-    """Return ``(isGood, reason)`` for residual statistics."""
-    mean, rms = stats.getMean(), stats.getRms()
-    if math.isnan(mean) or math.isnan(rms):
-        return False, "NaN residual statistics"
-    if clip:
-        if abs(mean) > float(ps["candidateResidualMeanMax"]):
-            return False, f"|mean| {abs(mean):.3f} > {float(ps['candidateResidualMeanMax']):.3f}"
-        if rms > float(ps["candidateResidualStdMax"]):
-            return False, f"rms {rms:.3f} > {float(ps['candidateResidualStdMax']):.3f}"
-    return True, ""
-
-
 class BuildSingleKernelVisitor(CandidateVisitor):
     """Fit each candidate's own kernel and clip on its residuals.
 
