@@ -304,3 +304,44 @@ class TestMemory(lsst.utils.tests.MemoryTestCase):
 
 def setup_module(module):
     lsst.utils.tests.init()
+
+
+@pytest.mark.parametrize("useCoreStats", [False, True])
+def test_batched_visitors_match_one_at_a_time(useCoreStats):
+    """Batched single-kernel fits and assessments give the same statuses, chi2 and fit as one at a time."""
+    from lsst.ip.diffim.kernel import visitors
+
+    results = []
+    for batch in (True, False):
+        saved = (
+            visitors.BuildSingleKernelVisitor.supportsBatch,
+            visitors.AssessSpatialKernelVisitor.supportsBatch,
+        )
+        visitors.BuildSingleKernelVisitor.supportsBatch = batch
+        visitors.AssessSpatialKernelVisitor.supportsBatch = batch
+        try:
+            config = ipDiffim.PsfMatchConfigAL()
+            config.fitForBackground = True
+            config.spatialKernelOrder = 1
+            config.useCoreStats = useCoreStats
+            task = _CellSetTask(config=config)
+            cellSet, _, _ = _pairCellSet(task)
+            basis = ipDiffim.makeKernelBasisList(task.kConfig, 3.0, 4.5)
+            _, kernel, _ = task._solve(cellSet, basis)
+        finally:
+            (
+                visitors.BuildSingleKernelVisitor.supportsBatch,
+                visitors.AssessSpatialKernelVisitor.supportsBatch,
+            ) = saved
+        cands = cellSet.allCandidates()
+        results.append(
+            (
+                np.array(kernel.getSpatialParameters()),
+                [c.getStatus() for c in cands],
+                np.array([c.getChi2() for c in cands]),
+            )
+        )
+    np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-8)
+    assert results[0][1] == results[1][1]
+    # The one-at-a-time difference stamps are float32 (as afw MaskedImageF): chi2 agree to ~1e-7.
+    np.testing.assert_allclose(results[0][2], results[1][2], rtol=2e-6)
