@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..math.kernels import DeltaFunctionKernel, FixedKernel, Kernel, kernelListToArray
+from ..math.kernels import DeltaFunctionKernel, FixedKernel, Kernel, SeparableTerms, kernelListToArray
 from .propertySet import toPropertySet
 
 #: float32 machine epsilon, the threshold below which a basis sum counts as 0.
@@ -77,14 +77,22 @@ def renormalizeKernelList(kernelList: Sequence[Kernel]) -> list[Kernel]:
     if len(kernelList) == 0:
         return []
     stack = kernelListToArray(kernelList).copy()
-    first = stack[0] / stack[0].sum()
-    out = [FixedKernel(first)]
-    for image in stack[1:]:
+    # Separable factors are carried along when every input has them.
+    terms = [k.separableTerms if isinstance(k, FixedKernel) else None for k in kernelList]
+    separable = all(t is not None for t in terms)
+    firstSum = stack[0].sum()
+    first = stack[0] / firstSum
+    firstTerms = terms[0].scaled(1.0 / firstSum) if separable else None
+    out = [FixedKernel(first, firstTerms)]
+    for image, imageTerms in zip(stack[1:], terms[1:], strict=True):
         total = image.sum()
         if abs(total) > _FLOAT32_EPS:
             image = image / total - first
-        image = image / np.sqrt((image**2).sum())
-        out.append(FixedKernel(image))
+            if separable:
+                imageTerms = imageTerms.scaled(1.0 / total) + firstTerms.scaled(-1.0)
+        norm = np.sqrt((image**2).sum())
+        image = image / norm
+        out.append(FixedKernel(image, imageTerms.scaled(1.0 / norm) if separable else None))
     return out
 
 
@@ -113,13 +121,18 @@ def makeAlardLuptonBasisList(
     offsets = np.arange(-halfWidth, halfWidth + 1, dtype=float)
     v, u = np.meshgrid(offsets, offsets, indexing="ij")
     un, vn = u / halfWidth, v / halfWidth
+    scaled = offsets / halfWidth
     raw: list[Kernel] = []
     for sigma, degree in zip(sigGauss, degGauss, strict=True):
+        profile = np.exp(-(offsets**2) / (2.0 * float(sigma) ** 2))
         gauss = np.exp(-(u**2 + v**2) / (2.0 * float(sigma) ** 2))
-        gauss /= gauss.sum()
+        gaussSum = gauss.sum()
+        gauss /= gaussSum
         for n in range(int(degree) + 1):
             for k in range(n + 1):
-                raw.append(FixedKernel(gauss * un ** (n - k) * vn**k))
+                # The image is exactly profile(v) v^k  x  profile(u) u^(n-k) / sum.
+                terms = SeparableTerms.outer(profile * scaled**k, profile * scaled ** (n - k))
+                raw.append(FixedKernel(gauss * un ** (n - k) * vn**k, terms.scaled(1.0 / gaussSum)))
     return renormalizeKernelList(raw)
 
 

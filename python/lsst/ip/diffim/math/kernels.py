@@ -35,9 +35,11 @@ __all__ = [
     "GaussianFunction2",
     "Kernel",
     "LinearCombinationKernel",
+    "SeparableTerms",
     "kernelListToArray",
 ]
 
+import dataclasses
 import itertools
 import math
 from collections import OrderedDict
@@ -215,6 +217,47 @@ class Kernel:
         return float(self._computeArray(float(x), float(y)).sum())
 
 
+@dataclasses.dataclass(frozen=True)
+class SeparableTerms:
+    """A kernel image written as ``sum_i weights[i] * outer(columns[i], rows[i])``.
+
+    Attributes
+    ----------
+    weights : `numpy.ndarray`
+        ``(m,)`` weight of each term.
+    columns : `numpy.ndarray`
+        ``(m, height)`` vertical (y) factor of each term.
+    rows : `numpy.ndarray`
+        ``(m, width)`` horizontal (x) factor of each term.
+    """
+
+    weights: np.ndarray
+    columns: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def outer(cls, column: np.ndarray, row: np.ndarray) -> SeparableTerms:
+        """Return the single term ``outer(column, row)``."""
+        return cls(
+            np.ones(1), np.asarray(column, dtype=float)[np.newaxis], np.asarray(row, dtype=float)[np.newaxis]
+        )
+
+    def scaled(self, factor: float) -> SeparableTerms:
+        """Return these terms times ``factor``."""
+        return SeparableTerms(self.weights * factor, self.columns, self.rows)
+
+    def __add__(self, other: SeparableTerms) -> SeparableTerms:
+        return SeparableTerms(
+            np.concatenate([self.weights, other.weights]),
+            np.concatenate([self.columns, other.columns]),
+            np.concatenate([self.rows, other.rows]),
+        )
+
+    def toImage(self) -> np.ndarray:
+        """Return the image the terms add up to."""
+        return np.einsum("i,iy,ix->yx", self.weights, self.columns, self.rows)
+
+
 class FixedKernel(Kernel):
     """A kernel defined by a fixed image.
 
@@ -222,9 +265,13 @@ class FixedKernel(Kernel):
     ----------
     image : `lsst.images.Image` or `numpy.ndarray`
         The kernel image (copied).
+    separableTerms : `SeparableTerms`, optional
+        The image written as a sum of outer products of 1-d vectors, when
+        the caller knows it (the Alard-Lupton basis does); fast fitting code
+        uses it to correlate with two 1-d passes instead of one 2-d one.
     """
 
-    def __init__(self, image: Image | np.ndarray) -> None:
+    def __init__(self, image: Image | np.ndarray, separableTerms: SeparableTerms | None = None) -> None:
         array = np.array(image.array if isinstance(image, Image) else image, dtype=float, copy=True)
         if array.ndim != 2:
             raise ValueError(f"FixedKernel needs a 2-d image; got shape {array.shape}.")
@@ -232,6 +279,20 @@ class FixedKernel(Kernel):
         array.flags.writeable = False
         self._array = array
         self._sum = float(array.sum())
+        if separableTerms is not None and (
+            separableTerms.columns.shape[1] != array.shape[0]
+            or separableTerms.rows.shape[1] != array.shape[1]
+        ):
+            raise ValueError(
+                f"Separable terms of length {separableTerms.columns.shape[1]}x{separableTerms.rows.shape[1]} "
+                f"do not match the {array.shape} image."
+            )
+        self._separableTerms = separableTerms
+
+    @property
+    def separableTerms(self) -> SeparableTerms | None:
+        """The image as a sum of outer products, if known (`SeparableTerms` or `None`)."""
+        return self._separableTerms
 
     def _computeArray(self, x: float, y: float) -> np.ndarray:
         return self._array.copy()
