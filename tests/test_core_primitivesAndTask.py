@@ -316,9 +316,11 @@ def test_batched_visitors_match_one_at_a_time(useCoreStats):
         saved = (
             visitors.BuildSingleKernelVisitor.supportsBatch,
             visitors.AssessSpatialKernelVisitor.supportsBatch,
+            visitors.BuildSpatialKernelVisitor.supportsBatch,
         )
         visitors.BuildSingleKernelVisitor.supportsBatch = batch
         visitors.AssessSpatialKernelVisitor.supportsBatch = batch
+        visitors.BuildSpatialKernelVisitor.supportsBatch = batch
         try:
             config = ipDiffim.PsfMatchConfigAL()
             config.fitForBackground = True
@@ -332,6 +334,7 @@ def test_batched_visitors_match_one_at_a_time(useCoreStats):
             (
                 visitors.BuildSingleKernelVisitor.supportsBatch,
                 visitors.AssessSpatialKernelVisitor.supportsBatch,
+                visitors.BuildSpatialKernelVisitor.supportsBatch,
             ) = saved
         cands = cellSet.allCandidates()
         results.append(

@@ -41,13 +41,14 @@ from lsst.images import Box, Image, MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .detection import SourceDetectionTask, selectCandidateFootprints
-from .kernel.candidate import makeKernelCandidate
+from .kernel.candidate import KernelCandidate
+from .kernel.stampStack import StampStack
 from .makeKernelBasisList import makeKernelBasisList
 from .math.convolve import ConvolutionControl, convolve
 from .math.functions import Function2
 from .math.kernels import Kernel
 from .math.masks import anyMaskPlaneSet
-from .math.spatialCell import SpatialCellSet
+from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
 from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
 
 
@@ -307,13 +308,45 @@ class ImagePsfMatchTask(PsfMatchTask):
         sizeCellX, sizeCellY = self._adaptCellSize(candidateList)
         cellSet = SpatialCellSet(templateMaskedImage.bbox, sizeCellX, sizeCellY)
         ps = self._propertySet()
-        for row in candidateList:
-            box = Box.factory[
-                int(row["stampYmin"]) : int(row["stampYmax"]), int(row["stampXmin"]) : int(row["stampXmax"])
-            ]
-            cand = makeKernelCandidate(
-                float(row["x"]), float(row["y"]), templateMaskedImage[box], scienceMaskedImage[box], ps
+        y0 = np.asarray(candidateList["stampYmin"], dtype=int)
+        y1 = np.asarray(candidateList["stampYmax"], dtype=int)
+        x0 = np.asarray(candidateList["stampXmin"], dtype=int)
+        x1 = np.asarray(candidateList["stampXmax"], dtype=int)
+        xc = np.asarray(candidateList["x"], dtype=float)
+        yc = np.asarray(candidateList["y"], dtype=float)
+        bbox = templateMaskedImage.bbox
+        core = int(ps.get("candidateCoreRadius", 3))
+        badPlanes = list(ps.get("badMaskPlanes", ()))
+        # Stamps of one size are cut and rated all at once (one StampStack per size).
+        shapes = np.stack([y1 - y0, x1 - x0], axis=1)
+        placement: list[tuple[StampStack, int, float, bool]] = [None] * len(candidateList)  # type: ignore
+        for shape in np.unique(shapes, axis=0):
+            which = np.flatnonzero((shapes == shape).all(axis=1))
+            stack = StampStack.fromParents(
+                templateMaskedImage,
+                scienceMaskedImage,
+                y0[which] - bbox.y.start,
+                x0[which] - bbox.x.start,
+                (int(shape[0]), int(shape[1])),
             )
+            ratings, ok = stack.coreRatings(core, badPlanes)
+            for i, row in enumerate(which):
+                placement[row] = (stack, i, float(ratings[i]) if ok[i] else 0.0, bool(ok[i]))
+        for row, (stack, i, rating, ok) in enumerate(placement):
+            box = Box.factory[int(y0[row]) : int(y1[row]), int(x0[row]) : int(x1[row])]
+            cand = KernelCandidate.fromStack(
+                float(xc[row]),
+                float(yc[row]),
+                stack,
+                i,
+                templateMaskedImage,
+                scienceMaskedImage,
+                box,
+                ps,
+                rating,
+            )
+            if not ok:
+                cand.setStatus(SpatialCellCandidateStatus.BAD)
             cellSet.insertCandidate(cand)
         return cellSet
 

@@ -48,6 +48,7 @@ from .kernel.basisLists import makeRegularizationMatrix, renormalizeKernelList
 from .kernel.batch import batchNormalizedResiduals
 from .kernel.candidate import CandidateSwitch, KernelCandidate
 from .kernel.propertySet import PropertySet, makePropertySet
+from .kernel.stampStack import StampStack
 from .kernel.visitors import (
     CANDIDATE_ERRORS,
     AssessSpatialKernelVisitor,
@@ -56,6 +57,7 @@ from .kernel.visitors import (
     KernelPca,
     KernelPcaVisitor,
     KernelSumVisitor,
+    groupByStampStack,
 )
 from .math.background import SubtractBackgroundConfig
 from .math.functions import Function2
@@ -898,15 +900,9 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             for c in candidates
             if isinstance(c, KernelCandidate) and c.getStatus() == SpatialCellCandidateStatus.GOOD
         ]
-        batchable: dict[tuple[int, ...], list[KernelCandidate]] = {}
-        for cand in good:
-            tmi, smi = cand.getTemplateMaskedImage(), cand.getScienceMaskedImage()
-            tBad, sBad = anyMaskPlaneSet(tmi.mask, badPlanes), anyMaskPlaneSet(smi.mask, badPlanes)
-            arrays = (tmi.image.array, tmi.variance.array, smi.image.array, smi.variance.array)
-            clear = not ((tBad is not None and tBad.any()) or (sBad is not None and sBad.any()))
-            if clear and all(np.all(np.isfinite(a)) for a in arrays):
-                batchable.setdefault(tmi.image.array.shape, []).append(cand)
-                continue
+
+        def recordSingle(cand: KernelCandidate) -> None:
+            """Add the metrics of a candidate whose stamps are masked or not finite."""
             try:
                 local = cand.getDifferenceImage(CandidateSwitch.ORIG)
                 x, y = cand.getXCenter(), cand.getYCenter()
@@ -916,18 +912,26 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                         FixedKernel(spatialKernel.getArray(x, y)), float(spatialBg(x, y))
                     )
             except CANDIDATE_ERRORS:
-                continue
+                return
             for kind, diffim in (("LOCAL", local), ("SPATIAL", spatial)):
                 bad = anyMaskPlaneSet(diffim.mask, badPlanes)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     norm = diffim.image.array / np.sqrt(diffim.variance.array)
                 record(kind, norm[~bad])
-        for cands in batchable.values():
+
+        batchable: list[tuple[StampStack, list[KernelCandidate], list[int]]] = []
+        for stack, index, kcs in groupByStampStack(good):
+            clean = stack.finiteAll[index] & ~stack.hasBadPixels(badPlanes)[index]
+            for cand in kcs[~clean]:
+                recordSingle(cand)
+            if clean.any():
+                batchable.append((stack, list(kcs[clean]), list(index[clean])))
+        for stack, cands, rows in batchable:
             # Residuals already computed by the batched visitors are reused.
-            todo = []
+            todo, todoRows = [], []
             cachedLocal: list[np.ndarray] = []
             cachedSpatial: list[np.ndarray] = []
-            for c in cands:
+            for c, row in zip(cands, rows, strict=True):
                 local, spatial = c._localResiduals, c._spatialResiduals
                 try:
                     origId = c.getKernelSolution(CandidateSwitch.ORIG).getId()
@@ -943,6 +947,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                     cachedSpatial.append(spatial[1].ravel())
                 else:
                     todo.append(c)
+                    todoRows.append(row)
             for kind, arrays in (("LOCAL", cachedLocal), ("SPATIAL", cachedSpatial)):
                 if arrays:
                     recordMany(kind, np.stack(arrays))
@@ -958,14 +963,12 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             ys = np.array([c.getYCenter() for c in cands])
             spatialKernels = np.stack([spatialKernel.getArray(x, y) for x, y in zip(xs, ys, strict=True)])
             spatialBgs = np.asarray(spatialBg(xs, ys), dtype=float) * np.ones(len(cands))
+            sel = np.asarray(todoRows, dtype=int)
             stamps = [
-                np.stack([getter(c) for c in cands]).astype(float)
-                for getter in (
-                    lambda c: c.getTemplateMaskedImage().image.array,
-                    lambda c: c.getTemplateMaskedImage().variance.array,
-                    lambda c: c.getScienceMaskedImage().image.array,
-                    lambda c: c.getScienceMaskedImage().variance.array,
-                )
+                stack.template[sel],
+                stack.templateVariance[sel],
+                stack.science[sel],
+                stack.scienceVariance[sel],
             ]
             for kind, kernels, bgs in (
                 ("LOCAL", np.stack(localKernels), np.array(localBgs, dtype=float)),

@@ -36,20 +36,22 @@ from typing import Any
 
 import numpy as np
 
-from lsst.images import MaskedImage
+from lsst.images import Box, MaskedImage
 
 from ..math.exceptions import InvalidParameterError, KernelSolutionError
 from ..math.functions import Function2
 from ..math.kernels import Kernel
 from ..math.spatialCell import SpatialCellCandidateStatus, SpatialCellImageCandidate
 from .imageStatistics import ImageStatistics
-from .propertySet import toPropertySet
+from .propertySet import PropertySet, toPropertySet
 from .solution import (
     ConditionNumberType,
+    KernelSolution,
     RegularizedKernelSolution,
     StaticKernelSolution,
 )
 from .stamps import convolveAndSubtract
+from .stampStack import StampStack
 
 
 class CandidateSwitch(enum.IntEnum):
@@ -105,9 +107,43 @@ class KernelCandidate(SpatialCellImageCandidate):
                 f"Template stamp {templateMaskedImage.bbox} and science stamp {scienceMaskedImage.bbox} "
                 "differ in size."
             )
-        self._templateMaskedImage = templateMaskedImage
-        self._scienceMaskedImage = scienceMaskedImage
-        self._ps = toPropertySet(ps)
+        self._templateMaskedImage: MaskedImage | None = templateMaskedImage
+        self._scienceMaskedImage: MaskedImage | None = scienceMaskedImage
+        # Where the stamps are cut from lazily, and the stack holding them.
+        self._stampSource: tuple[MaskedImage, MaskedImage, Box] | None = None
+        self._stack: tuple[StampStack, int] | None = None
+        self._initState(ps, source, rating)
+
+    @classmethod
+    def fromStack(
+        cls,
+        xCenter: float,
+        yCenter: float,
+        stack: StampStack,
+        index: int,
+        templateParent: MaskedImage,
+        scienceParent: MaskedImage,
+        box: Box,
+        ps: Mapping[str, Any] | Any,
+        rating: float,
+    ) -> KernelCandidate:
+        """Make a candidate whose stamps are row ``index`` of a `StampStack`.
+
+        The stamps as `lsst.images.MaskedImage` (``templateParent[box]`` and
+        ``scienceParent[box]``) are only cut if asked for.
+        """
+        self = cls.__new__(cls)
+        SpatialCellImageCandidate.__init__(self, xCenter, yCenter)
+        self._templateMaskedImage = None
+        self._scienceMaskedImage = None
+        self._stampSource = (templateParent, scienceParent, box)
+        self._stack = (stack, int(index))
+        self._initState(ps, None, rating)
+        return self
+
+    def _initState(self, ps: Mapping[str, Any] | Any, source: Any, rating: float | None) -> None:
+        # A PropertySet handed over by the task is shared (read-only) by its candidates.
+        self._ps = ps if isinstance(ps, PropertySet) and self._stack is not None else toPropertySet(ps)
         self._fitForBackground = bool(self._ps.get("fitForBackground", False))
         self._source = source
         self._kernelSolutionOrig: StaticKernelSolution | None = None
@@ -128,7 +164,7 @@ class KernelCandidate(SpatialCellImageCandidate):
             self._rating = 0.0
             try:
                 stats = ImageStatistics(self._ps)
-                stats.apply(scienceMaskedImage, int(self._ps.get("candidateCoreRadius", 3)))
+                stats.apply(self.getScienceMaskedImage(), int(self._ps.get("candidateCoreRadius", 3)))
                 self._rating = stats.getMean()
             except ArithmeticError:
                 self.setStatus(SpatialCellCandidateStatus.BAD)
@@ -144,16 +180,38 @@ class KernelCandidate(SpatialCellImageCandidate):
         return self._source
 
     def getTemplateMaskedImage(self) -> MaskedImage:
+        if self._templateMaskedImage is None:
+            parent, _, box = self._stampSource
+            self._templateMaskedImage = parent[box]
         return self._templateMaskedImage
 
     def getScienceMaskedImage(self) -> MaskedImage:
+        if self._scienceMaskedImage is None:
+            _, parent, box = self._stampSource
+            self._scienceMaskedImage = parent[box]
         return self._scienceMaskedImage
 
     def getMiToConvolvePtr(self) -> MaskedImage:
-        return self._templateMaskedImage
+        return self.getTemplateMaskedImage()
 
     def getMiToNotConvolvePtr(self) -> MaskedImage:
-        return self._scienceMaskedImage
+        return self.getScienceMaskedImage()
+
+    def getStampStack(self) -> tuple[StampStack, int]:
+        """Return the `StampStack` holding this candidate's stamps, and its row.
+
+        A candidate made from its own masked images gets a stack of one.
+        """
+        if self._stack is None:
+            stack = StampStack.fromMaskedImages(
+                [self.getTemplateMaskedImage()], [self.getScienceMaskedImage()]
+            )
+            self._stack = (stack, 0)
+        return self._stack
+
+    def setStampStack(self, stack: StampStack, index: int) -> None:
+        """Point the candidate at row ``index`` of ``stack`` (same pixels as its stamps)."""
+        self._stack = (stack, int(index))
 
     def getPropertySet(self) -> Mapping[str, Any]:
         return self._ps
@@ -182,8 +240,8 @@ class KernelCandidate(SpatialCellImageCandidate):
         KernelSolutionError
             If the system cannot be built or solved.
         """
-        tVar = self._templateMaskedImage.variance.array.astype(float)
-        sVar = self._scienceMaskedImage.variance.array.astype(float)
+        tVar = self.getTemplateMaskedImage().variance.array.astype(float)
+        sVar = self.getScienceMaskedImage().variance.array.astype(float)
         varEst = sVar + tVar
         if bool(self._ps.get("constantVarianceWeighting", True)):
             finite = varEst[np.isfinite(varEst)]
@@ -207,8 +265,8 @@ class KernelCandidate(SpatialCellImageCandidate):
         """
         if not bool(self._ps.get("constantVarianceWeighting", True)):
             return None
-        varEst = self._templateMaskedImage.variance.array.astype(float)
-        varEst += self._scienceMaskedImage.variance.array
+        varEst = self.getTemplateMaskedImage().variance.array.astype(float)
+        varEst += self.getScienceMaskedImage().variance.array
         finite = varEst[np.isfinite(varEst)]
         median = float(np.median(finite)) if finite.size else math.nan
         if not median > 0.0:
@@ -231,6 +289,33 @@ class KernelCandidate(SpatialCellImageCandidate):
             solution = StaticKernelSolution(basisList, self._fitForBackground)
         solution.setNormalEquations(mMat, bVec)
         self._finishSolution(solution, useRegularization)
+        self._isInitialized = True
+
+    def setSolvedNormalEquations(
+        self,
+        basisList: Sequence[Kernel],
+        mMat: np.ndarray,
+        bVec: np.ndarray,
+        aVec: np.ndarray,
+        solvedBy: KernelSolution.KernelSolvedBy,
+    ) -> None:
+        """Finish an unregularized `build` whose system was set up and solved in a batch.
+
+        Equivalent to `buildFromNormalEquations` without regularization or
+        condition-number check, with the solution of `solveSymmetricSystems`.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the solution has NaN coefficients.
+        """
+        solution = StaticKernelSolution(basisList, self._fitForBackground)
+        if self._isInitialized:
+            self._kernelSolutionPca = solution
+        else:
+            self._kernelSolutionOrig = solution
+        self._useRegularization = False
+        solution.setSolvedSystem(mMat, bVec, aVec, solvedBy)
         self._isInitialized = True
 
     def _finishSolution(self, solution: StaticKernelSolution, useRegularization: bool) -> None:
@@ -257,7 +342,9 @@ class KernelCandidate(SpatialCellImageCandidate):
             )
         else:
             solution = StaticKernelSolution(basisList, self._fitForBackground)
-        solution.build(self._templateMaskedImage.image.array, self._scienceMaskedImage.image.array, varEst)
+        solution.build(
+            self.getTemplateMaskedImage().image.array, self.getScienceMaskedImage().image.array, varEst
+        )
         self._finishSolution(solution, useRegularization)
 
     # --- accessors ------------------------------------------------------------
@@ -318,14 +405,16 @@ class KernelCandidate(SpatialCellImageCandidate):
             Background used with an explicit kernel.
         """
         if isinstance(which, Kernel):
-            return convolveAndSubtract(self._templateMaskedImage, self._scienceMaskedImage, which, background)
+            return convolveAndSubtract(
+                self.getTemplateMaskedImage(), self.getScienceMaskedImage(), which, background
+            )
         solution = self.getKernelSolution(which)
         cached = self._origDifference
         if cached is not None and cached[0] == solution.getId():
             return cached[1]
         diffim = convolveAndSubtract(
-            self._templateMaskedImage,
-            self._scienceMaskedImage,
+            self.getTemplateMaskedImage(),
+            self.getScienceMaskedImage(),
             solution.getKernel(),
             solution.getBackground(),
         )

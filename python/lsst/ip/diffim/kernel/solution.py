@@ -38,6 +38,7 @@ __all__ = [
     "StaticKernelSolution",
     "StaticKernelSolutionF",
     "solveSymmetricSystem",
+    "solveSymmetricSystems",
 ]
 
 import enum
@@ -140,6 +141,51 @@ def solveSymmetricSystem(mMat: np.ndarray, bVec: np.ndarray) -> tuple[np.ndarray
         return vectors @ (inverse * (vectors.T @ bVec)), KernelSolvedBy.EIGENVECTOR
     # Non-finite systems give non-finite solutions; callers turn those into errors.
     return np.full(n, np.nan), KernelSolvedBy.NONE
+
+
+def solveSymmetricSystems(mMats: np.ndarray, bVecs: np.ndarray) -> tuple[np.ndarray, list[KernelSolvedBy]]:
+    """Solve a stack of systems ``M_i a_i = b_i`` as `solveSymmetricSystem` would.
+
+    The LU factorizations of all systems are done in one batched call
+    (bit-identical to one at a time); systems that fail the pivot test, or
+    are not finite, take `solveSymmetricSystem` one by one.
+
+    Parameters
+    ----------
+    mMats : `numpy.ndarray`
+        ``(n, k, k)`` matrices.
+    bVecs : `numpy.ndarray`
+        ``(n, k)`` right-hand sides.
+
+    Returns
+    -------
+    solutions : `numpy.ndarray`
+        ``(n, k)``.
+    solvedBy : `list` [`KernelSolvedBy`]
+    """
+    n, k = bVecs.shape
+    out = np.full((n, k), np.nan)
+    solvedBy = [KernelSolvedBy.NONE] * n
+    if n == 0:
+        return out, solvedBy
+    finite = np.isfinite(mMats).reshape(n, -1).all(axis=1) & np.isfinite(bVecs).all(axis=1)
+    idx = np.flatnonzero(finite)
+    good = np.zeros(0, dtype=int)
+    if idx.size and k > 0:
+        lu, piv = scipy.linalg.lu_factor(mMats[idx], check_finite=False)
+        pivots = np.abs(np.diagonal(lu, axis1=1, axis2=2))
+        eps = np.finfo(float).eps
+        passed = pivots.min(axis=1) > eps * k * pivots.max(axis=1)
+        good = idx[passed]
+        if good.size:
+            out[good] = scipy.linalg.lu_solve(
+                (lu[passed], piv[passed]), bVecs[good][:, :, np.newaxis], check_finite=False
+            )[:, :, 0]
+            for i in good:
+                solvedBy[i] = KernelSolvedBy.LU
+    for i in np.setdiff1d(np.arange(n), good):
+        out[i], solvedBy[i] = solveSymmetricSystem(mMats[i], bVecs[i])
+    return out, solvedBy
 
 
 class KernelSolution:
@@ -281,6 +327,26 @@ class StaticKernelSolution(KernelSolution):
         self._bVec = np.asarray(bVec, dtype=float)
         self._aVec = None
         self._kernel = None
+
+    def setSolvedSystem(
+        self, mMat: np.ndarray, bVec: np.ndarray, aVec: np.ndarray, solvedBy: KernelSolvedBy
+    ) -> None:
+        """Set ``M``, ``b`` and a solution computed elsewhere, then the kernel.
+
+        Equivalent to `setNormalEquations` then `solve` when ``aVec`` is what
+        `solveSymmetricSystem` returns (see `solveSymmetricSystems`).
+
+        Raises
+        ------
+        KernelSolutionError
+            If any coefficient or the background is NaN.
+        """
+        self._mMat = mMat
+        self._bVec = bVec
+        self._aVec = aVec
+        self._solvedBy = solvedBy
+        self._kernel = None
+        self._setKernel()
 
     def solve(self, mMat: np.ndarray | None = None, bVec: np.ndarray | None = None) -> None:
         """Solve the system and set the kernel, background and kernel sum.
@@ -505,6 +571,73 @@ class SpatialKernelSolution(KernelSolution):
         self._mMat += pMat.T @ qMat @ pMat
         self._bVec += pMat.T @ wVec
         self._nConstraints += 1
+
+    def addConstraints(
+        self, xCenters: np.ndarray, yCenters: np.ndarray, qMats: np.ndarray, wVecs: np.ndarray
+    ) -> None:
+        """Add many candidates' normal equations at once (as repeated `addConstraint`).
+
+        Every local unknown maps onto a block of spatial unknowns through
+        one row of spatial terms (a constant, the kernel terms or the
+        background terms), so ``sum_n P_n^T Q_n P_n`` is assembled block by
+        block with one matrix product per pair of term kinds.
+
+        Parameters
+        ----------
+        xCenters, yCenters : `numpy.ndarray`
+            ``(n,)`` candidate positions.
+        qMats : `numpy.ndarray`
+            ``(n, nloc, nloc)`` candidate normal matrices.
+        wVecs : `numpy.ndarray`
+            ``(n, nloc)`` candidate right-hand sides.
+
+        Raises
+        ------
+        InvalidParameterError
+            If the candidate systems do not match the basis and background
+            settings.
+        """
+        n = len(xCenters)
+        if n == 0:
+            return
+        nb, nkt = self._nbases, self._nkt
+        nloc = nb + (1 if self._fitForBackground else 0)
+        if qMats.shape != (n, nloc, nloc) or wVecs.shape != (n, nloc):
+            raise InvalidParameterError(
+                f"Candidate systems of shape {qMats.shape[1:]} do not match {nloc} local unknowns "
+                "(check fitForBackground of the candidates and of the spatial fit)."
+            )
+        xs = np.asarray(xCenters, dtype=float)
+        ys = np.asarray(yCenters, dtype=float)
+        kernelTerms = np.asarray(self._kFunction.terms(xs, ys), dtype=float).reshape(nkt, n).T
+        # Groups of local unknowns: (local rows, per-candidate terms (n, t), first spatial column).
+        groups: list[tuple[np.ndarray, np.ndarray, int]] = []
+        if self._constantFirstTerm:
+            groups.append((np.array([0]), np.ones((n, 1)), 0))
+            groups.append((np.arange(1, nb), kernelTerms, 1))
+            offset = 1 + (nb - 1) * nkt
+        else:
+            groups.append((np.arange(nb), kernelTerms, 0))
+            offset = nb * nkt
+        if self._fitForBackground:
+            bgTerms = np.asarray(self._bgFunction.terms(xs, ys), dtype=float).reshape(self._nbt, n).T
+            groups.append((np.array([nb]), bgTerms, offset))
+        for rows1, terms1, start1 in groups:
+            if rows1.size == 0:
+                continue
+            span1 = rows1.size * terms1.shape[1]
+            self._bVec[start1 : start1 + span1] += np.einsum("ni,na->ia", wVecs[:, rows1], terms1).ravel()
+            for rows2, terms2, start2 in groups:
+                if rows2.size == 0:
+                    continue
+                span2 = rows2.size * terms2.shape[1]
+                q = qMats[:, rows1][:, :, rows2].reshape(n, -1)
+                outer = (terms1[:, :, np.newaxis] * terms2[:, np.newaxis, :]).reshape(n, -1)
+                block = (q.T @ outer).reshape(rows1.size, rows2.size, terms1.shape[1], terms2.shape[1])
+                self._mMat[start1 : start1 + span1, start2 : start2 + span2] += block.transpose(
+                    0, 2, 1, 3
+                ).reshape(span1, span2)
+        self._nConstraints += n
 
     def getNConstraints(self) -> int:
         return self._nConstraints

@@ -55,14 +55,15 @@ from lsst.images import Box
 from ..math.functions import Function2, makeSpatialFunction
 from ..math.imagePca import ImagePca
 from ..math.kernels import FixedKernel, Kernel, LinearCombinationKernel, kernelListToArray
-from ..math.masks import anyMaskPlaneSet
 from ..math.spatialCell import CandidateVisitor, SpatialCellCandidate, SpatialCellCandidateStatus
 from ..math.statistics import clippedMeanStd
 from .batch import batchNormalEquations, batchNormalizedResiduals
 from .candidate import CandidateSwitch, KernelCandidate
 from .imageStatistics import ImageStatistics
 from .propertySet import toPropertySet
-from .solution import RegularizedKernelSolution, SpatialKernelSolution, _isDeltaList
+from .separableBasis import SeparableBasis
+from .solution import RegularizedKernelSolution, SpatialKernelSolution, _isDeltaList, solveSymmetricSystems
+from .stampStack import StampStack
 
 _log = logging.getLogger("lsst.ip.diffim.kernel")
 
@@ -209,41 +210,46 @@ class BuildSingleKernelVisitor(CandidateVisitor):
     def processCandidates(self, candidates: Sequence[SpatialCellCandidate]) -> None:
         """Process many candidates at once (same results as one at a time).
 
-        Candidates of a common stamp size with constant variance weighting
-        and a non-delta basis have their normal equations and residual
-        statistics computed in batches; the others take the one-at-a-time
-        path.
+        Candidates with finite stamps, constant variance weighting and a
+        non-delta basis have their normal equations, solutions and residual
+        statistics computed in batches, stack by stack; the others take the
+        one-at-a-time path.
         """
         todo = [_asKernelCandidate(c) for c in candidates]
         todo = [kc for kc in todo if not (self._skipBuilt and kc.isInitialized())]
-        basis = kernelListToArray(self._basisList)
-        batchable = not _isDeltaList(self._basisList) and not bool(self._ps.get("iterateSingleKernel", False))
-        groups: dict[tuple[Any, ...], list[tuple[KernelCandidate, float]]] = {}
+        if not todo:
+            return
+        batchable = (
+            not _isDeltaList(self._basisList)
+            and not bool(self._ps.get("iterateSingleKernel", False))
+            and bool(self._ps.get("constantVarianceWeighting", True))
+        )
         ready: list[KernelCandidate] = []
-        for kc in todo:
-            weight = kc.constantWeight() if batchable else None
-            t = kc.getTemplateMaskedImage().image.array
-            sc = kc.getScienceMaskedImage().image.array
-            if weight is None or not (np.all(np.isfinite(t)) and np.all(np.isfinite(sc))):
-                if self._build(kc):
-                    ready.append(kc)
-                continue
-            groups.setdefault((t.shape, kc._fitForBackground), []).append((kc, weight))
-        for (shape, fitBg), items in groups.items():
-            templates = np.stack([kc.getTemplateMaskedImage().image.array for kc, _ in items]).astype(float)
-            sciences = np.stack([kc.getScienceMaskedImage().image.array for kc, _ in items]).astype(float)
-            weights = np.array([w for _, w in items])
-            mMats, bVecs = batchNormalEquations(templates, sciences, weights, basis, fitBg)
-            for (kc, _), mMat, bVec in zip(items, mMats, bVecs, strict=True):
-                try:
-                    kc.buildFromNormalEquations(self._basisList, self._hMat, mMat, bVec)
-                except CANDIDATE_ERRORS as exc:
-                    _log.debug("Candidate %d: unable to build kernel: %s", kc.getId(), exc)
-                    kc.setStatus(BAD)
-                    self._nRejected += 1
-                    continue
-                if self._checkBuilt(kc):
-                    ready.append(kc)
+        if not batchable:
+            ready = [kc for kc in todo if self._build(kc)]
+        else:
+            basis = kernelListToArray(self._basisList)
+            separable = SeparableBasis.forBasis(self._basisList)
+            solveHere = self._hMat is None and not bool(self._ps.get("checkConditionNumber", False))
+            for stack, index, kcs in groupByStampStack(todo):
+                finite = stack.finiteImages[index]
+                for kc in kcs[~finite]:
+                    if self._build(kc):
+                        ready.append(kc)
+                for fitBg in (False, True):
+                    use = finite & np.array([kc._fitForBackground == fitBg for kc in kcs], dtype=bool)
+                    if not use.any():
+                        continue
+                    sel = index[use]
+                    mMats, bVecs = batchNormalEquations(
+                        stack.template[sel],
+                        stack.science[sel],
+                        stack.constantWeights(sel),
+                        basis,
+                        fitBg,
+                        separable,
+                    )
+                    ready.extend(self._finishBatch(kcs[use], mMats, bVecs, solveHere))
         _batchStatistics(
             ready,
             lambda kc: (kc.getKernelImage(CandidateSwitch.RECENT), kc.getBackground(CandidateSwitch.RECENT)),
@@ -252,6 +258,68 @@ class BuildSingleKernelVisitor(CandidateVisitor):
             self._assess,
             self._applyStatistics,
         )
+
+    def _finishBatch(
+        self, kcs: np.ndarray, mMats: np.ndarray, bVecs: np.ndarray, solveHere: bool
+    ) -> list[KernelCandidate]:
+        """Solve the batch's systems and attach the solutions; return the candidates built."""
+        ready = []
+        if solveHere:
+            aVecs, solvedBy = solveSymmetricSystems(mMats, bVecs)
+        for i, kc in enumerate(kcs):
+            try:
+                if solveHere:
+                    kc.setSolvedNormalEquations(self._basisList, mMats[i], bVecs[i], aVecs[i], solvedBy[i])
+                else:
+                    kc.buildFromNormalEquations(self._basisList, self._hMat, mMats[i], bVecs[i])
+            except CANDIDATE_ERRORS as exc:
+                _log.debug("Candidate %d: unable to build kernel: %s", kc.getId(), exc)
+                kc.setStatus(BAD)
+                self._nRejected += 1
+                continue
+            if self._checkBuilt(kc):
+                ready.append(kc)
+        return ready
+
+
+def groupByStampStack(
+    candidates: Sequence[KernelCandidate],
+) -> list[tuple[StampStack, np.ndarray, np.ndarray]]:
+    """Group candidates by the `StampStack` holding their stamps.
+
+    Candidates without a stack are stacked together by stamp shape (and
+    remember their new stack).
+
+    Returns
+    -------
+    groups : `list` of `tuple`
+        ``(stack, rows, candidates)`` with ``rows`` the candidates' indices
+        in ``stack`` and ``candidates`` an object array, in input order.
+    """
+    loose: dict[tuple[Any, ...], list[KernelCandidate]] = {}
+    for kc in candidates:
+        if kc._stack is None:
+            tmi, smi = kc.getTemplateMaskedImage(), kc.getScienceMaskedImage()
+            key = (tmi.image.array.shape, id(tmi.mask.schema), id(smi.mask.schema), tmi.image.array.dtype)
+            loose.setdefault(key, []).append(kc)
+    for kcs in loose.values():
+        stack = StampStack.fromMaskedImages(
+            [kc.getTemplateMaskedImage() for kc in kcs], [kc.getScienceMaskedImage() for kc in kcs]
+        )
+        for i, kc in enumerate(kcs):
+            kc.setStampStack(stack, i)
+    groups: dict[int, tuple[StampStack, list[int], list[KernelCandidate]]] = {}
+    for kc in candidates:
+        stack, row = kc.getStampStack()
+        entry = groups.setdefault(id(stack), (stack, [], []))
+        entry[1].append(row)
+        entry[2].append(kc)
+    out = []
+    for stack, rows, kcs in groups.values():
+        array = np.empty(len(kcs), dtype=object)
+        array[:] = kcs
+        out.append((stack, np.asarray(rows, dtype=int), array))
+    return out
 
 
 def _statusFromStats(mean: float, rms: float, clip: bool, ps: Mapping[str, Any]) -> tuple[bool, str]:
@@ -273,43 +341,36 @@ def _batchStatistics(
     single: Any,
     apply: Any,
 ) -> None:
-    """Residual statistics for many candidates; masked stamps go one at a time."""
+    """Residual statistics for many candidates; masked or non-finite stamps go one at a time."""
     planes = ps.get("badMaskPlanes", ())
     planes = [planes] if isinstance(planes, str) else list(planes)
-    groups: dict[tuple[int, ...], list[tuple[KernelCandidate, np.ndarray, float]]] = {}
-    for kc in candidates:
-        tmi, smi = kc.getTemplateMaskedImage(), kc.getScienceMaskedImage()
-        tBad = anyMaskPlaneSet(tmi.mask, planes)
-        sBad = anyMaskPlaneSet(smi.mask, planes)
-        arrays = (tmi.image.array, tmi.variance.array, smi.image.array, smi.variance.array)
-        if (
-            (tBad is not None and tBad.any())
-            or (sBad is not None and sBad.any())
-            or not all(np.all(np.isfinite(a)) for a in arrays)
-        ):
+    for stack, index, kcs in groupByStampStack(candidates):
+        clean = stack.finiteAll[index] & ~stack.hasBadPixels(planes)[index]
+        for kc in kcs[~clean]:
             single(kc)
+        rows, items = [], []
+        for row, kc in zip(index[clean], kcs[clean], strict=True):
+            try:
+                kernel, background = kernelAndBackground(kc)
+            except CANDIDATE_ERRORS:
+                single(kc)
+                continue
+            rows.append(row)
+            items.append((kc, kernel, float(background)))
+        if not items:
             continue
-        try:
-            kernel, background = kernelAndBackground(kc)
-        except CANDIDATE_ERRORS:
-            single(kc)
-            continue
-        groups.setdefault(tmi.image.array.shape + kernel.shape, []).append((kc, kernel, float(background)))
-    for items in groups.values():
-
-        def stack(getter: Any) -> np.ndarray:
-            return np.stack([getter(kc) for kc, _, _ in items]).astype(float)
-
+        kernels = np.stack([k for _, k, _ in items])
+        rows = np.asarray(rows, dtype=int)
         residuals = batchNormalizedResiduals(
-            stack(lambda kc: kc.getTemplateMaskedImage().image.array),
-            stack(lambda kc: kc.getTemplateMaskedImage().variance.array),
-            stack(lambda kc: kc.getScienceMaskedImage().image.array),
-            stack(lambda kc: kc.getScienceMaskedImage().variance.array),
-            np.stack([k for _, k, _ in items]),
+            stack.template[rows],
+            stack.templateVariance[rows],
+            stack.science[rows],
+            stack.scienceVariance[rows],
+            kernels,
             np.array([b for _, _, b in items]),
         )
-        ny, nx = items[0][0].getTemplateMaskedImage().image.array.shape
-        kh, kw = items[0][1].shape
+        ny, nx = stack.stampShape
+        kh, kw = kernels.shape[1:]
         cy, cx = kh // 2, kw // 2
         region = residuals
         if core > 0:
@@ -542,6 +603,40 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
         self._solution.addConstraint(kc.getXCenter(), kc.getYCenter(), qMat, solution.getB())
         self._nCandidates += 1
         self._candidates.append(kc)
+
+    supportsBatch = True
+
+    def processCandidates(self, candidates: Sequence[SpatialCellCandidate]) -> None:
+        """Add many candidates' systems at once (same sums as one at a time)."""
+        ready = []
+        for candidate in candidates:
+            kc = _asKernelCandidate(candidate)
+            if not kc.isInitialized():
+                kc.setStatus(BAD)
+            else:
+                ready.append(kc)
+        if not ready:
+            return
+        qMats, wVecs = [], []
+        for kc in ready:
+            solution = kc.getKernelSolution(CandidateSwitch.RECENT)
+            if isinstance(solution, RegularizedKernelSolution):
+                qMats.append(solution.getM(includeHmat=False))
+            else:
+                qMats.append(solution.getM())
+            wVecs.append(solution.getB())
+        if len({q.shape for q in qMats}) != 1:
+            for kc in ready:
+                self.processCandidate(kc)
+            return
+        self._solution.addConstraints(
+            np.array([kc.getXCenter() for kc in ready]),
+            np.array([kc.getYCenter() for kc in ready]),
+            np.stack(qMats),
+            np.stack(wVecs),
+        )
+        self._nCandidates += len(ready)
+        self._candidates.extend(ready)
 
     def solveLinearEquation(self) -> None:
         """Solve the accumulated spatial system."""

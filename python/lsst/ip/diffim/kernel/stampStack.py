@@ -1,0 +1,273 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Stacks of equal-sized candidate stamps.
+
+A 4k x 4k image gives thousands of kernel candidates.  Cutting each stamp
+as its own `lsst.images.MaskedImage` and reading it back plane by plane
+costs far more than the arithmetic, so the task cuts all stamps of a cell
+set at once, with one fancy-indexing gather per plane, into a
+`StampStack`; each candidate keeps its row of the stack, and the batched
+visitors work on whole stacks.  Candidates made one at a time (by users or
+tests) get a stack of their own stamps on first use.
+"""
+
+from __future__ import annotations
+
+__all__ = ["StampStack"]
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from lsst.images import MaskedImage
+
+from ..math.masks import maskPlaneBitmask
+
+
+class StampStack:
+    """Template and science stamps of many candidates, as arrays.
+
+    Parameters
+    ----------
+    template, templateVariance, science, scienceVariance : `numpy.ndarray`
+        Stamps ``(n, ny, nx)``.
+    templateMask, scienceMask : `numpy.ndarray` or `None`
+        Mask stamps ``(n, ny, nx, nElem)`` in `lsst.images` layout.
+    templateSchema, scienceSchema : `lsst.images.MaskSchema` or `None`
+        Schemas of the masks.
+    """
+
+    def __init__(
+        self,
+        template: np.ndarray,
+        templateVariance: np.ndarray,
+        science: np.ndarray,
+        scienceVariance: np.ndarray,
+        templateMask: np.ndarray | None = None,
+        scienceMask: np.ndarray | None = None,
+        templateSchema: object | None = None,
+        scienceSchema: object | None = None,
+    ) -> None:
+        shape = template.shape
+        for name, array in (
+            ("templateVariance", templateVariance),
+            ("science", science),
+            ("scienceVariance", scienceVariance),
+        ):
+            if array.shape != shape:
+                raise ValueError(f"Stamp stack {name} has shape {array.shape}; template has {shape}.")
+        self.template = template
+        self.templateVariance = templateVariance
+        self.science = science
+        self.scienceVariance = scienceVariance
+        self.templateMask = templateMask
+        self.scienceMask = scienceMask
+        self.templateSchema = templateSchema
+        self.scienceSchema = scienceSchema
+        self._badCache: dict[tuple[str, ...], np.ndarray] = {}
+        self._finiteImages: np.ndarray | None = None
+        self._finiteAll: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.template.shape[0]
+
+    @property
+    def stampShape(self) -> tuple[int, int]:
+        return self.template.shape[1], self.template.shape[2]
+
+    # --- construction ---------------------------------------------------------
+    @classmethod
+    def fromParents(
+        cls,
+        templateMaskedImage: MaskedImage,
+        scienceMaskedImage: MaskedImage,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        shape: tuple[int, int],
+    ) -> StampStack:
+        """Cut equal-sized stamps out of two aligned masked images.
+
+        Parameters
+        ----------
+        templateMaskedImage, scienceMaskedImage : `lsst.images.MaskedImage`
+            Parents with the same bounding box.
+        rows, cols : `numpy.ndarray`
+            Array indices (relative to the parents' origin) of every stamp's
+            first row and column.
+        shape : `tuple` [`int`, `int`]
+            Stamp shape ``(ny, nx)``; every stamp must lie inside the parent.
+        """
+        ny, nx = shape
+        iy = np.asarray(rows, dtype=np.intp)[:, np.newaxis, np.newaxis] + np.arange(ny)[:, np.newaxis]
+        ix = np.asarray(cols, dtype=np.intp)[:, np.newaxis, np.newaxis] + np.arange(nx)[np.newaxis, :]
+
+        def cut(array: np.ndarray) -> np.ndarray:
+            return array[iy, ix]
+
+        return cls(
+            cut(templateMaskedImage.image.array),
+            cut(templateMaskedImage.variance.array),
+            cut(scienceMaskedImage.image.array),
+            cut(scienceMaskedImage.variance.array),
+            cut(templateMaskedImage.mask.array),
+            cut(scienceMaskedImage.mask.array),
+            templateMaskedImage.mask.schema,
+            scienceMaskedImage.mask.schema,
+        )
+
+    @classmethod
+    def fromMaskedImages(
+        cls, templates: Sequence[MaskedImage], sciences: Sequence[MaskedImage]
+    ) -> StampStack:
+        """Stack stamps that exist as separate masked images (same shape and schemas)."""
+
+        def stack(images: Sequence[MaskedImage], plane: str) -> np.ndarray:
+            return np.stack([getattr(mi, plane).array for mi in images])
+
+        def masks(images: Sequence[MaskedImage]) -> np.ndarray | None:
+            if any(mi.mask is None for mi in images):
+                return None
+            return np.stack([mi.mask.array for mi in images])
+
+        return cls(
+            stack(templates, "image"),
+            stack(templates, "variance"),
+            stack(sciences, "image"),
+            stack(sciences, "variance"),
+            masks(templates),
+            masks(sciences),
+            templates[0].mask.schema if templates[0].mask is not None else None,
+            sciences[0].mask.schema if sciences[0].mask is not None else None,
+        )
+
+    # --- per-stamp flags -----------------------------------------------------
+    def badPixels(self, planes: Iterable[str], which: str = "both") -> np.ndarray:
+        """Return ``(n, ny, nx)`` flags of pixels with any of ``planes`` set.
+
+        Parameters
+        ----------
+        planes : iterable of `str`
+            Mask plane names (unknown ones are ignored).
+        which : `str`, optional
+            ``"template"``, ``"science"`` or ``"both"``.
+        """
+        out = np.zeros(self.template.shape, dtype=bool)
+        sides = {"template": ("template",), "science": ("science",), "both": ("template", "science")}[which]
+        names = list(planes)
+        for side in sides:
+            mask = getattr(self, f"{side}Mask")
+            schema = getattr(self, f"{side}Schema")
+            if mask is None or schema is None:
+                continue
+            bitmask = maskPlaneBitmask(schema, names)
+            if bitmask.any():
+                out |= np.any(mask & bitmask, axis=-1)
+        return out
+
+    def hasBadPixels(self, planes: Iterable[str]) -> np.ndarray:
+        """Return ``(n,)`` flags: the template or science stamp has a pixel in ``planes``."""
+        key = tuple(planes)
+        hit = self._badCache.get(key)
+        if hit is None:
+            hit = self.badPixels(key).reshape(len(self), -1).any(axis=1)
+            self._badCache[key] = hit
+        return hit
+
+    @property
+    def finiteImages(self) -> np.ndarray:
+        """``(n,)`` flags: template and science images are finite everywhere."""
+        if self._finiteImages is None:
+            n = len(self)
+            self._finiteImages = np.isfinite(self.template).reshape(n, -1).all(axis=1) & np.isfinite(
+                self.science
+            ).reshape(n, -1).all(axis=1)
+        return self._finiteImages
+
+    @property
+    def finiteAll(self) -> np.ndarray:
+        """``(n,)`` flags: all four planes are finite everywhere."""
+        if self._finiteAll is None:
+            n = len(self)
+            self._finiteAll = (
+                self.finiteImages
+                & np.isfinite(self.templateVariance).reshape(n, -1).all(axis=1)
+                & np.isfinite(self.scienceVariance).reshape(n, -1).all(axis=1)
+            )
+        return self._finiteAll
+
+    # --- batched statistics --------------------------------------------------
+    def constantWeights(self, index: np.ndarray) -> np.ndarray:
+        """Return the constant inverse-variance weight of stamps ``index``.
+
+        The weight is ``1 / median(templateVariance + scienceVariance)`` over
+        the finite pixels, the median rounded to float32 (1 if it is not
+        positive), as `KernelCandidate.constantWeight`.
+        """
+        var = self.templateVariance[index].astype(float)
+        var += self.scienceVariance[index]
+        flat = var.reshape(len(var), -1)
+        if np.isfinite(flat).all():
+            median = np.median(flat, axis=1)
+        else:
+            flat = np.where(np.isfinite(flat), flat, np.nan)
+            with np.errstate(all="ignore"):
+                median = np.nanmedian(flat, axis=1) if flat.shape[1] else np.full(len(flat), math.nan)
+        median = np.where(median > 0.0, median, 1.0)
+        return 1.0 / median.astype(np.float32).astype(float)
+
+    def coreRatings(self, core: int, planes: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Return every stamp's core signal-to-noise rating, as `ImageStatistics`.
+
+        The rating is the mean of ``science / sqrt(scienceVariance)`` over the
+        unmasked pixels with finite inverse variance of the central
+        ``(2 core + 1)^2`` pixels.
+
+        Returns
+        -------
+        ratings : `numpy.ndarray`
+            ``(n,)`` ratings (NaN where no pixel is usable).
+        ok : `numpy.ndarray`
+            ``(n,)`` `False` where the sums are not finite (the candidate
+            is then BAD with rating 0).
+        """
+        n, h, w = self.science.shape
+        if core > 0:
+            ys = slice(max(h // 2 - core, 0), min(h // 2 + core + 1, h))
+            xs = slice(max(w // 2 - core, 0), min(w // 2 + core + 1, w))
+        else:
+            ys, xs = slice(None), slice(None)
+        image = self.science[:, ys, xs].astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ivar = 1.0 / self.scienceVariance[:, ys, xs].astype(float)
+        use = np.isfinite(ivar)
+        if self.scienceMask is not None and self.scienceSchema is not None:
+            bitmask = maskPlaneBitmask(self.scienceSchema, list(planes))
+            if bitmask.any():
+                use &= ~np.any(self.scienceMask[:, ys, xs] & bitmask, axis=-1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            xsum = np.where(use, image * np.sqrt(np.where(use, ivar, 0.0)), 0.0).reshape(n, -1).sum(axis=1)
+            x2sum = np.where(use, image * image * np.where(use, ivar, 0.0), 0.0).reshape(n, -1).sum(axis=1)
+        npix = use.reshape(n, -1).sum(axis=1)
+        ok = np.isfinite(xsum) & np.isfinite(x2sum)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratings = np.where(npix > 0, xsum / np.maximum(npix, 1), np.nan)
+        return ratings, ok
