@@ -45,7 +45,7 @@ from lsst.images import Box, MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .math.convolveImage import fftWorkers
-from .math.masks import anyMaskPlaneSet
+from .math.masks import anyMaskPlaneSet, maskPlaneBitmask
 
 
 class SourceDetectionConfig(pexConfig.Config):
@@ -327,35 +327,36 @@ def selectCandidateFootprints(
     size = 2 * growPix + 1
     if size < kernelSize or size > bbox.x.size or size > bbox.y.size:
         return sources[:0].copy() if len(sources) else Table(sources, copy=True)
-    tBad = anyMaskPlaneSet(templateMI.mask, badMaskPlanes)
-    sBad = anyMaskPlaneSet(scienceMI.mask, badMaskPlanes)
-    tImg, sImg = templateMI.image.array, scienceMI.image.array
-    keep = []
-    boxes = []
-    for i, row in enumerate(sources):
-        cx = math.floor(float(row["x"]) + 0.5)
-        cy = math.floor(float(row["y"]) + 0.5)
-        if not bbox.contains(x=cx, y=cy):
-            continue
-        x0, y0 = cx - growPix, cy - growPix
-        if mode == "shifted":
-            x0 = min(max(x0, bbox.x.start), bbox.x.stop - size)
-            y0 = min(max(y0, bbox.y.start), bbox.y.stop - size)
-        if x0 < bbox.x.start or y0 < bbox.y.start or x0 + size > bbox.x.stop or y0 + size > bbox.y.stop:
-            continue
-        ys = slice(y0 - bbox.y.start, y0 - bbox.y.start + size)
-        xs = slice(x0 - bbox.x.start, x0 - bbox.x.start + size)
-        if tBad is not None and tBad[ys, xs].any():
-            continue
-        if sBad is not None and sBad[ys, xs].any():
-            continue
-        if not (np.all(np.isfinite(tImg[ys, xs])) and np.all(np.isfinite(sImg[ys, xs]))):
-            continue
-        keep.append(i)
-        boxes.append((x0, x0 + size, y0, y0 + size))
-    kept = sources[keep] if keep else sources[:0]
-    kept = Table(kept, copy=True)
-    arr = np.array(boxes, dtype=np.int64).reshape(-1, 4)
+    cx = np.floor(np.asarray(sources["x"], dtype=float) + 0.5).astype(np.int64)
+    cy = np.floor(np.asarray(sources["y"], dtype=float) + 0.5).astype(np.int64)
+    inside = (cx >= bbox.x.start) & (cx < bbox.x.stop) & (cy >= bbox.y.start) & (cy < bbox.y.stop)
+    x0, y0 = cx - growPix, cy - growPix
+    if mode == "shifted":
+        x0 = np.clip(x0, bbox.x.start, bbox.x.stop - size)
+        y0 = np.clip(y0, bbox.y.start, bbox.y.stop - size)
+    inside &= (x0 >= bbox.x.start) & (y0 >= bbox.y.start)
+    inside &= (x0 + size <= bbox.x.stop) & (y0 + size <= bbox.y.stop)
+    candidates = np.flatnonzero(inside)
+    # Look only at the stamps' pixels, gathered a few thousand stamps at a time.
+    usable = np.ones(len(candidates), dtype=bool)
+    bitmasks = [
+        maskPlaneBitmask(mi.mask.schema, badMaskPlanes) if mi.mask is not None else None
+        for mi in (templateMI, scienceMI)
+    ]
+    for start in range(0, len(candidates), 2048):
+        chunk = candidates[start : start + 2048]
+        iy = (y0[chunk] - bbox.y.start)[:, np.newaxis, np.newaxis] + np.arange(size)[:, np.newaxis]
+        ix = (x0[chunk] - bbox.x.start)[:, np.newaxis, np.newaxis] + np.arange(size)[np.newaxis, :]
+        ok = np.ones(len(chunk), dtype=bool)
+        for mi, bitmask in zip((templateMI, scienceMI), bitmasks, strict=True):
+            ok &= np.isfinite(mi.image.array[iy, ix]).reshape(len(chunk), -1).all(axis=1)
+            if bitmask is not None and bitmask.any():
+                ok &= ~(mi.mask.array[iy, ix] & bitmask).reshape(len(chunk), -1).any(axis=1)
+        usable[start : start + len(chunk)] = ok
+    keep = candidates[usable]
+    boxes = np.stack([x0[keep], x0[keep] + size, y0[keep], y0[keep] + size], axis=1)
+    kept = Table(sources[keep], copy=True)
+    arr = boxes.astype(np.int64).reshape(-1, 4)
     kept["stampXmin"], kept["stampXmax"] = arr[:, 0], arr[:, 1]
     kept["stampYmin"], kept["stampYmax"] = arr[:, 2], arr[:, 3]
     return kept
