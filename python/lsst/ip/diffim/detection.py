@@ -44,6 +44,7 @@ import lsst.pipe.base as pipeBase
 from lsst.images import Box, MaskedImage
 from lsst.utils.timer import timeMethod
 
+from .kernel.stampStack import gatherStamps
 from .math.convolveImage import fftWorkers
 from .math.masks import anyMaskPlaneSet, maskPlaneBitmask
 
@@ -210,7 +211,7 @@ class SourceDetectionTask(pipeBase.Task):
         sources["y"] = objects["y"] + y0
         sign = -1.0 if self.config.thresholdPolarity == "negative" else 1.0
         sources["flux"] = sign * objects["flux"]
-        fluxErr = np.sqrt(objects["npix"]) * float(np.median(err))
+        fluxErr = np.sqrt(objects["npix"]) * float(np.median(err[sample]))
         sources["fluxErr"] = fluxErr
         sources["peakValue"] = sign * objects["peak"]
         sources["npix"] = objects["npix"].astype(np.int64)
@@ -345,13 +346,14 @@ def selectCandidateFootprints(
     ]
     for start in range(0, len(candidates), 2048):
         chunk = candidates[start : start + 2048]
-        iy = (y0[chunk] - bbox.y.start)[:, np.newaxis, np.newaxis] + np.arange(size)[:, np.newaxis]
-        ix = (x0[chunk] - bbox.x.start)[:, np.newaxis, np.newaxis] + np.arange(size)[np.newaxis, :]
+        rows, cols = y0[chunk] - bbox.y.start, x0[chunk] - bbox.x.start
         ok = np.ones(len(chunk), dtype=bool)
         for mi, bitmask in zip((templateMI, scienceMI), bitmasks, strict=True):
-            ok &= np.isfinite(mi.image.array[iy, ix]).reshape(len(chunk), -1).all(axis=1)
+            stamps = gatherStamps(mi.image.array, rows, cols, (size, size))
+            ok &= np.isfinite(stamps).reshape(len(chunk), -1).all(axis=1)
             if bitmask is not None and bitmask.any():
-                ok &= ~(mi.mask.array[iy, ix] & bitmask).reshape(len(chunk), -1).any(axis=1)
+                masks = gatherStamps(mi.mask.array, rows, cols, (size, size))
+                ok &= ~(masks & bitmask).reshape(len(chunk), -1).any(axis=1)
         usable[start : start + len(chunk)] = ok
     keep = candidates[usable]
     boxes = np.stack([x0[keep], x0[keep] + size, y0[keep], y0[keep] + size], axis=1)

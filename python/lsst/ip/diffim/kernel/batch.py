@@ -36,19 +36,16 @@ from __future__ import annotations
 
 __all__ = ["batchNormalEquations", "batchNormalizedResiduals"]
 
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft
+from threadpoolctl import threadpool_limits
 
 from ..math.convolveImage import fftWorkers
 from .separableBasis import SeparableBasis
 from .stamps import _kernelSpectra
-
-
-def _fftThreads() -> int:
-    return fftWorkers(None)
-
 
 #: Upper bound on the bytes of one chunk of candidate spectra.
 _CHUNK_BYTES = 4 * 1024 * 1024
@@ -69,6 +66,24 @@ def _fftShape(ny: int, nx: int) -> tuple[int, int]:
 def _chunks(n: int, perItemBytes: int, chunkBytes: int = _CHUNK_BYTES) -> list[slice]:
     size = max(1, chunkBytes // max(perItemBytes, 1))
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _forEachChunk(chunks: list[slice], work: Callable[[slice, int], None]) -> None:
+    """Call ``work(chunk, fftWorkers)`` for every chunk, on all configured threads.
+
+    The chunks are the parallelism: with several threads (``$IPDIFFIM_NUM_THREADS``,
+    default the CPU count) they run concurrently, each FFT on one worker and
+    BLAS limited to one thread, as many small products gain nothing from
+    BLAS threads.  ``work`` must write disjoint slices of its outputs.
+    """
+    threads = min(fftWorkers(None), len(chunks))
+    if threads <= 1:
+        for chunk in chunks:
+            work(chunk, fftWorkers(None))
+        return
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(work, chunk, 1) for chunk in chunks]:
+            future.result()
 
 
 def batchNormalEquations(
@@ -113,10 +128,11 @@ def batchNormalEquations(
     mMat = np.empty((n, nloc, nloc))
     bVec = np.empty((n, nloc))
     perItem = nb * shape[0] * (shape[1] // 2 + 1) * 16 * 2
-    for chunk in _chunks(n, perItem):
-        tSpec = scipy.fft.rfft2(_f64(templates[chunk]), s=shape, axes=(-2, -1), workers=_fftThreads())
+
+    def work(chunk: slice, workers: int) -> None:
+        tSpec = scipy.fft.rfft2(_f64(templates[chunk]), s=shape, axes=(-2, -1), workers=workers)
         conv = scipy.fft.irfft2(
-            tSpec[:, np.newaxis] * spectra[np.newaxis], s=shape, axes=(-2, -1), workers=_fftThreads()
+            tSpec[:, np.newaxis] * spectra[np.newaxis], s=shape, axes=(-2, -1), workers=workers
         )
         design = conv[:, :, kh - 1 : ny, kw - 1 : nx].reshape(conv.shape[0], nb, gy * gx)
         data = _f64(sciences[chunk][:, kh // 2 : kh // 2 + gy, kw // 2 : kw // 2 + gx]).reshape(-1, gy * gx)
@@ -131,6 +147,8 @@ def batchNormalEquations(
             mMat[chunk, nb, :nb] = colSum
             mMat[chunk, nb, nb] = gy * gx * weights[chunk]
             bVec[chunk, nb] = data.sum(axis=1) * weights[chunk]
+
+    _forEachChunk(_chunks(n, perItem), work)
     return mMat, bVec
 
 
@@ -155,12 +173,12 @@ def _separableNormalEquations(
     mMat = np.empty((n, nloc, nloc))
     bVec = np.empty((n, nloc))
     perItem = 2 * nPairs * gy * gx * 8 + len(separable.rows) * ny * gx * 8
-    for chunk in _chunks(n, perItem, _SEPARABLE_CHUNK_BYTES):
+    mix = separable.mixing
+
+    def work(chunk: slice, workers: int) -> None:
         products = separable.correlate(_f64(templates[chunk]))
-        data = _f64(sciences[chunk][:, kh // 2 : kh // 2 + gy, kw // 2 : kw // 2 + gx])
-        data = data.reshape(-1, gy * gx)
+        data = _f64(sciences[chunk][:, kh // 2 : kh // 2 + gy, kw // 2 : kw // 2 + gx]).reshape(-1, gy * gx)
         w = weights[chunk]
-        mix = separable.mixing
         mRaw = np.matmul(products, products.transpose(0, 2, 1))
         mMat[chunk, :nb, :nb] = np.matmul(np.matmul(mix, mRaw), mix.T) * w[:, np.newaxis, np.newaxis]
         bRaw = np.matmul(products, data[:, :, np.newaxis])[:, :, 0]
@@ -171,39 +189,9 @@ def _separableNormalEquations(
             mMat[chunk, nb, :nb] = colSum
             mMat[chunk, nb, nb] = gy * gx * w
             bVec[chunk, nb] = data.sum(axis=1) * w
+
+    _forEachChunk(_chunks(n, perItem, _SEPARABLE_CHUNK_BYTES), work)
     return mMat, bVec
-
-
-def _differences(
-    templates: np.ndarray,
-    templateVariances: np.ndarray,
-    sciences: np.ndarray,
-    scienceVariances: np.ndarray,
-    kernels: np.ndarray,
-    backgrounds: np.ndarray,
-) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-    """Yield ``(chunk, D, var_D)`` over the stamps' good regions, chunk by chunk."""
-    n, ny, nx = templates.shape
-    _, kh, kw = kernels.shape
-    shape = _fftShape(ny, nx)
-    gy, gx = ny - kh + 1, nx - kw + 1
-    cy, cx = kh // 2, kw // 2
-    perItem = 4 * shape[0] * (shape[1] // 2 + 1) * 16
-    for chunk in _chunks(n, perItem):
-        k = kernels[chunk]
-        kSpec = scipy.fft.rfft2(k[:, ::-1, ::-1], s=shape, axes=(-2, -1), workers=_fftThreads())
-        k2Spec = scipy.fft.rfft2((k * k)[:, ::-1, ::-1], s=shape, axes=(-2, -1), workers=_fftThreads())
-        tSpec = scipy.fft.rfft2(_f64(templates[chunk]), s=shape, axes=(-2, -1), workers=_fftThreads())
-        vSpec = scipy.fft.rfft2(_f64(templateVariances[chunk]), s=shape, axes=(-2, -1), workers=_fftThreads())
-        conv = scipy.fft.irfft2(tSpec * kSpec, s=shape, axes=(-2, -1), workers=_fftThreads())[
-            :, kh - 1 : ny, kw - 1 : nx
-        ]
-        convVar = scipy.fft.irfft2(vSpec * k2Spec, s=shape, axes=(-2, -1), workers=_fftThreads())[
-            :, kh - 1 : ny, kw - 1 : nx
-        ]
-        good = (slice(None), slice(cy, cy + gy), slice(cx, cx + gx))
-        diff = _f64(sciences[chunk][good]) - conv - backgrounds[chunk][:, np.newaxis, np.newaxis]
-        yield chunk, diff, _f64(scienceVariances[chunk][good]) + convVar
 
 
 def batchNormalizedResiduals(
@@ -234,9 +222,26 @@ def batchNormalizedResiduals(
     """
     n, ny, nx = templates.shape
     _, kh, kw = kernels.shape
-    out = np.empty((n, ny - kh + 1, nx - kw + 1))
-    inputs = (templates, templateVariances, sciences, scienceVariances, kernels, backgrounds)
-    for chunk, diff, dvar in _differences(*inputs):
+    shape = _fftShape(ny, nx)
+    gy, gx = ny - kh + 1, nx - kw + 1
+    cy, cx = kh // 2, kw // 2
+    out = np.empty((n, gy, gx))
+
+    def work(chunk: slice, workers: int) -> None:
+        # D = S - (K * T + bg) and var_D = var_S + K^2 * var_T on the good region.
+        k = kernels[chunk]
+        kSpec = scipy.fft.rfft2(k[:, ::-1, ::-1], s=shape, axes=(-2, -1), workers=workers)
+        k2Spec = scipy.fft.rfft2((k * k)[:, ::-1, ::-1], s=shape, axes=(-2, -1), workers=workers)
+        tSpec = scipy.fft.rfft2(_f64(templates[chunk]), s=shape, axes=(-2, -1), workers=workers)
+        vSpec = scipy.fft.rfft2(_f64(templateVariances[chunk]), s=shape, axes=(-2, -1), workers=workers)
+        conv = scipy.fft.irfft2(tSpec * kSpec, s=shape, axes=(-2, -1), workers=workers)
+        convVar = scipy.fft.irfft2(vSpec * k2Spec, s=shape, axes=(-2, -1), workers=workers)
+        good = (slice(None), slice(cy, cy + gy), slice(cx, cx + gx))
+        valid = (slice(None), slice(kh - 1, ny), slice(kw - 1, nx))
+        diff = _f64(sciences[chunk][good]) - conv[valid] - backgrounds[chunk][:, np.newaxis, np.newaxis]
+        dvar = _f64(scienceVariances[chunk][good]) + convVar[valid]
         with np.errstate(divide="ignore", invalid="ignore"):
             out[chunk] = np.where(dvar > 0, diff / np.sqrt(dvar), np.nan)
+
+    _forEachChunk(_chunks(n, 4 * shape[0] * (shape[1] // 2 + 1) * 16), work)
     return out

@@ -31,16 +31,40 @@ tests) get a stack of their own stamps on first use.
 
 from __future__ import annotations
 
-__all__ = ["StampStack"]
+__all__ = ["StampStack", "gatherStamps"]
 
 import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from lsst.images import MaskedImage
 
 from ..math.masks import maskPlaneBitmask
+
+
+def gatherStamps(array: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Copy equal-sized stamps out of an image plane.
+
+    Parameters
+    ----------
+    array : `numpy.ndarray`
+        Plane ``(H, W, ...)`` (trailing axes, e.g. mask elements, are kept).
+    rows, cols : `numpy.ndarray`
+        Array indices of every stamp's first row and column.
+    shape : `tuple` [`int`, `int`]
+        Stamp shape ``(ny, nx)``; every stamp must lie inside the plane.
+
+    Returns
+    -------
+    stamps : `numpy.ndarray`
+        ``(n, ny, nx, ...)``.
+    """
+    windows = sliding_window_view(array, shape, axis=(0, 1))
+    stamps = windows[np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)]
+    # Window axes come last in the view; put them back after the stamp axis.
+    return np.moveaxis(stamps, (-2, -1), (1, 2)) if array.ndim > 2 else stamps
 
 
 class StampStack:
@@ -116,12 +140,9 @@ class StampStack:
         shape : `tuple` [`int`, `int`]
             Stamp shape ``(ny, nx)``; every stamp must lie inside the parent.
         """
-        ny, nx = shape
-        iy = np.asarray(rows, dtype=np.intp)[:, np.newaxis, np.newaxis] + np.arange(ny)[:, np.newaxis]
-        ix = np.asarray(cols, dtype=np.intp)[:, np.newaxis, np.newaxis] + np.arange(nx)[np.newaxis, :]
 
         def cut(array: np.ndarray) -> np.ndarray:
-            return array[iy, ix]
+            return gatherStamps(array, rows, cols, shape)
 
         return cls(
             cut(templateMaskedImage.image.array),

@@ -220,7 +220,9 @@ class Function2:
             Array of shape ``(ny, nx)``.
         """
         termX, termY = self.termsXY(bbox.x.arange, bbox.y.arange)
-        return np.einsum("j,jy,jx->yx", self._params, termY, termX, optimize=True).astype(dtype, copy=False)
+        # One (ny, nTerms) x (nTerms, nx) product, straight into the output type.
+        left = (self._params[:, np.newaxis] * termY).T.astype(dtype)
+        return np.matmul(left, termX.astype(dtype))
 
     def __call__(self, x: Any, y: Any) -> Any:
         values = np.tensordot(self._params, self.terms(x, y), axes=1)

@@ -407,10 +407,10 @@ def kernelListToArray(kernelList: Sequence[Kernel]) -> np.ndarray:
     """
     if len(kernelList) == 0:
         raise ValueError("Empty kernel list.")
-    key = tuple(id(k) for k in kernelList)
+    # The cache holds the kernels themselves, so their ids cannot be reused while cached.
+    key = tuple(map(id, kernelList))
     hit = _STACK_CACHE.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], kernelList, strict=True)):
-        _STACK_CACHE.move_to_end(key)
+    if hit is not None:
         return hit[1]
     dims = {(k.getWidth(), k.getHeight()) for k in kernelList}
     if len(dims) != 1:

@@ -128,9 +128,18 @@ def anyMaskPlaneSet(mask: Mask | None, names: Iterable[str]) -> np.ndarray | Non
     if mask is None:
         return None
     bitmask = maskPlaneBitmask(mask.schema, names)
+    array = mask.array
+    if bitmask.any() and array.size:
+        # A cheap OR-reduction first: most masks have none of the planes set.
+        present = np.bitwise_or.reduce(array.reshape(-1, array.shape[-1]), axis=0)
+        bitmask = bitmask & present
     if not bitmask.any():
-        return np.zeros(mask.array.shape[:2], dtype=bool)
-    return np.any(mask.array & bitmask, axis=-1)
+        return np.zeros(array.shape[:2], dtype=bool)
+    elements = np.flatnonzero(bitmask)
+    if len(elements) == 1:
+        e = int(elements[0])
+        return (array[:, :, e] & bitmask[e]) != 0
+    return np.any(array & bitmask, axis=-1)
 
 
 def makeDifferenceMaskSchema(extra: Iterable[str] = ()) -> MaskSchema:
