@@ -49,10 +49,11 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 
 from ..math.exceptions import InvalidParameterError, KernelSolutionError
 from ..math.functions import Function2, PolynomialFunction2
-from ..math.kernels import Kernel, LinearCombinationKernel, kernelListToArray
+from ..math.kernels import Kernel, LinearCombinationKernel, basisInfo
 from .propertySet import toPropertySet
 from .stamps import basisDesignMatrix, goodSlices
 
@@ -143,12 +144,24 @@ def solveSymmetricSystem(mMat: np.ndarray, bVec: np.ndarray) -> tuple[np.ndarray
     return np.full(n, np.nan), KernelSolvedBy.NONE
 
 
+def _luPivots(mMats: np.ndarray) -> np.ndarray:
+    """Return the absolute pivots of LAPACK's partial-pivoting LU of each matrix."""
+    getrf = scipy.linalg.lapack.get_lapack_funcs("getrf", dtype=np.float64)
+    pivots = np.empty(mMats.shape[:2])
+    for i, m in enumerate(mMats):
+        lu, _, _ = getrf(m)
+        pivots[i] = np.abs(np.diagonal(lu))
+    return pivots
+
+
 def solveSymmetricSystems(mMats: np.ndarray, bVecs: np.ndarray) -> tuple[np.ndarray, list[KernelSolvedBy]]:
     """Solve a stack of systems ``M_i a_i = b_i`` as `solveSymmetricSystem` would.
 
-    The LU factorizations of all systems are done in one batched call
-    (bit-identical to one at a time); systems that fail the pivot test, or
-    are not finite, take `solveSymmetricSystem` one by one.
+    The LU pivot test calls LAPACK ``getrf`` directly (no per-call wrapper
+    overhead) and the systems that pass it are solved with one batched
+    LAPACK ``gesv`` (the same factorization and substitution as one at a
+    time); systems that fail the test, or are not finite, take
+    `solveSymmetricSystem` one by one.
 
     Parameters
     ----------
@@ -169,18 +182,17 @@ def solveSymmetricSystems(mMats: np.ndarray, bVecs: np.ndarray) -> tuple[np.ndar
     if n == 0:
         return out, solvedBy
     finite = np.isfinite(mMats).reshape(n, -1).all(axis=1) & np.isfinite(bVecs).all(axis=1)
-    idx = np.flatnonzero(finite)
     good = np.zeros(0, dtype=int)
-    if idx.size and k > 0:
-        lu, piv = scipy.linalg.lu_factor(mMats[idx], check_finite=False)
-        pivots = np.abs(np.diagonal(lu, axis1=1, axis2=2))
+    if finite.any() and k > 0:
+        idx = np.flatnonzero(finite)
+        pivots = _luPivots(mMats[idx])
         eps = np.finfo(float).eps
-        passed = pivots.min(axis=1) > eps * k * pivots.max(axis=1)
-        good = idx[passed]
+        good = idx[pivots.min(axis=1) > eps * k * pivots.max(axis=1)]
         if good.size:
-            out[good] = scipy.linalg.lu_solve(
-                (lu[passed], piv[passed]), bVecs[good][:, :, np.newaxis], check_finite=False
-            )[:, :, 0]
+            try:
+                out[good] = np.linalg.solve(mMats[good], bVecs[good][:, :, np.newaxis])[:, :, 0]
+            except np.linalg.LinAlgError:
+                good = np.zeros(0, dtype=int)
             for i in good:
                 solvedBy[i] = KernelSolvedBy.LU
     for i in np.setdiff1d(np.arange(n), good):
@@ -266,9 +278,10 @@ class StaticKernelSolution(KernelSolution):
 
     def __init__(self, basisList: Sequence[Kernel], fitForBackground: bool) -> None:
         super().__init__(fitForBackground)
-        self._basisList = list(basisList)
-        self._basis = kernelListToArray(self._basisList)
-        self._isDelta = _isDeltaList(self._basisList)
+        info = basisInfo(basisList)
+        self._basisList = info.kernels
+        self._basis = info.array
+        self._isDelta = info.isDelta
         self._kernel: LinearCombinationKernel | None = None
         self._background = 0.0
         self._kSum = 0.0

@@ -35,7 +35,9 @@ __all__ = [
     "GaussianFunction2",
     "Kernel",
     "LinearCombinationKernel",
+    "BasisInfo",
     "SeparableTerms",
+    "basisInfo",
     "kernelListToArray",
 ]
 
@@ -390,8 +392,67 @@ class AnalyticKernel(Kernel):
         return np.asarray(self._func(u - self.getCtrX(), v - self.getCtrY()), dtype=float)
 
 
-_STACK_CACHE: OrderedDict[tuple[int, ...], tuple[list[Kernel], np.ndarray]] = OrderedDict()
+_STACK_CACHE: OrderedDict[tuple[int, ...], BasisInfo] = OrderedDict()
 _STACK_CACHE_SIZE = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class BasisInfo:
+    """What every user of a basis list needs, computed once per list.
+
+    Attributes
+    ----------
+    kernels : `tuple` [`Kernel`, ...]
+        The kernels.
+    array : `numpy.ndarray`
+        Their images ``(n, height, width)`` (read-only).
+    sums : `numpy.ndarray`
+        Their sums ``(n,)`` (read-only).
+    isDelta : `bool`
+        Whether every kernel is a `DeltaFunctionKernel`.
+    """
+
+    kernels: tuple[Kernel, ...]
+    array: np.ndarray
+    sums: np.ndarray
+    isDelta: bool
+
+
+def basisInfo(kernelList: Sequence[Kernel]) -> BasisInfo:
+    """Return the (cached) `BasisInfo` of a list of kernels.
+
+    Raises
+    ------
+    ValueError
+        If the list is empty or the kernels differ in size.
+    """
+    if len(kernelList) == 0:
+        raise ValueError("Empty kernel list.")
+    # The cache holds the kernels themselves, so their ids cannot be reused while cached.
+    key = tuple(map(id, kernelList))
+    hit = _STACK_CACHE.get(key)
+    if hit is not None:
+        return hit
+    dims = {(k.getWidth(), k.getHeight()) for k in kernelList}
+    if len(dims) != 1:
+        raise ValueError(f"All kernels of a list must have the same dimensions; got {sorted(dims)}.")
+    arrays = []
+    for k in kernelList:
+        arrays.append(k.array if isinstance(k, FixedKernel) else k.getArray())
+    stack = np.stack(arrays).astype(float, copy=False)
+    stack.flags.writeable = False
+    sums = stack.sum(axis=(1, 2))
+    sums.flags.writeable = False
+    info = BasisInfo(
+        kernels=tuple(kernelList),
+        array=stack,
+        sums=sums,
+        isDelta=all(isinstance(k, DeltaFunctionKernel) for k in kernelList),
+    )
+    _STACK_CACHE[key] = info
+    while len(_STACK_CACHE) > _STACK_CACHE_SIZE:
+        _STACK_CACHE.popitem(last=False)
+    return info
 
 
 def kernelListToArray(kernelList: Sequence[Kernel]) -> np.ndarray:
@@ -405,25 +466,7 @@ def kernelListToArray(kernelList: Sequence[Kernel]) -> np.ndarray:
     ValueError
         If the list is empty or the kernels differ in size.
     """
-    if len(kernelList) == 0:
-        raise ValueError("Empty kernel list.")
-    # The cache holds the kernels themselves, so their ids cannot be reused while cached.
-    key = tuple(map(id, kernelList))
-    hit = _STACK_CACHE.get(key)
-    if hit is not None:
-        return hit[1]
-    dims = {(k.getWidth(), k.getHeight()) for k in kernelList}
-    if len(dims) != 1:
-        raise ValueError(f"All kernels of a list must have the same dimensions; got {sorted(dims)}.")
-    arrays = []
-    for k in kernelList:
-        arrays.append(k.array if isinstance(k, FixedKernel) else k.getArray())
-    stack = np.stack(arrays).astype(float, copy=False)
-    stack.flags.writeable = False
-    _STACK_CACHE[key] = (list(kernelList), stack)
-    while len(_STACK_CACHE) > _STACK_CACHE_SIZE:
-        _STACK_CACHE.popitem(last=False)
-    return stack
+    return basisInfo(kernelList).array
 
 
 class LinearCombinationKernel(Kernel):
@@ -440,12 +483,12 @@ class LinearCombinationKernel(Kernel):
     """
 
     def __init__(self, basisList: Sequence[Kernel], kernelParams: Sequence[float] | Function2) -> None:
-        basis = kernelListToArray(basisList)
-        super().__init__(basis.shape[2], basis.shape[1])
-        self._basisList = list(basisList)
-        self._basis = basis
-        self._basisSums = basis.sum(axis=(1, 2))
-        self._isDelta = all(isinstance(k, DeltaFunctionKernel) for k in self._basisList)
+        info = basisInfo(basisList)
+        super().__init__(info.array.shape[2], info.array.shape[1])
+        self._basisList = info.kernels
+        self._basis = info.array
+        self._basisSums = info.sums
+        self._isDelta = info.isDelta
         nb = len(self._basisList)
         if isinstance(kernelParams, Function2):
             self._spatialFunctions: list[Function2] | None = [kernelParams.clone() for _ in range(nb)]
