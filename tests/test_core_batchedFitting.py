@@ -217,3 +217,13 @@ def test_candidate_from_stack_is_lazy_and_equivalent():
     assert kc.getStampStack() == (stack, 0)
     np.testing.assert_array_equal(kc.getTemplateMaskedImage().image.array, tmi[box].image.array)
     assert kc.getScienceMaskedImage().bbox == box
+
+
+@pytest.mark.parametrize("modelType", ["chebyshev1", "polynomial"])
+def test_function_add_to_matches_render(modelType):
+    box = Box.factory[100:700, 50:1000]
+    function = makeSpatialFunction(modelType, 2, box)
+    function.setParameters(np.array([3.0, -1.0, 0.5, 0.25, -0.75, 2.0]))
+    image = np.full(box.shape, 10.0)
+    function.addTo(image, box, scale=-1.0, rowsPerBlock=64)
+    np.testing.assert_allclose(image, 10.0 - function.render(box), rtol=0, atol=1e-12)

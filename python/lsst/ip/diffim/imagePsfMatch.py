@@ -468,10 +468,11 @@ class ImagePsfMatchTask(PsfMatchTask):
         """Return ``science - matched - background`` (variances add, masks OR)."""
         with self.timer("subtract"):
             bbox = scienceMaskedImage.bbox
-            image = scienceMaskedImage.image.array.astype(np.float32) - matched.image.array
+            # Each output plane is made once; no other image-sized temporaries.
+            image = np.subtract(scienceMaskedImage.image.array, matched.image.array, dtype=np.float32)
             if self.config.doSubtractBackground:
-                image -= background.render(bbox, dtype=np.float32)
-            variance = scienceMaskedImage.variance.array.astype(np.float32) + matched.variance.array
+                background.addTo(image, bbox, scale=-1.0)
+            variance = np.add(scienceMaskedImage.variance.array, matched.variance.array, dtype=np.float32)
             mask = scienceMaskedImage.mask.copy()
             if matched.mask.schema == mask.schema:
                 mask.array |= matched.mask.array

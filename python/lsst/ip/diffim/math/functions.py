@@ -224,6 +224,17 @@ class Function2:
         left = (self._params[:, np.newaxis] * termY).T.astype(dtype)
         return np.matmul(left, termX.astype(dtype))
 
+    def addTo(self, array: np.ndarray, bbox: Box, scale: float = 1.0, rowsPerBlock: int = 256) -> None:
+        """Add ``scale`` times the function to ``array`` (pixels of ``bbox``), in place.
+
+        Works a band of rows at a time, so no image-sized temporary is made.
+        """
+        termX, termY = self.termsXY(bbox.x.arange, bbox.y.arange)
+        left = (scale * self._params[:, np.newaxis] * termY).T.astype(array.dtype)
+        right = termX.astype(array.dtype)
+        for y0 in range(0, array.shape[0], rowsPerBlock):
+            array[y0 : y0 + rowsPerBlock] += left[y0 : y0 + rowsPerBlock] @ right
+
     def __call__(self, x: Any, y: Any) -> Any:
         values = np.tensordot(self._params, self.terms(x, y), axes=1)
         if np.ndim(values) == 0:
