@@ -64,6 +64,7 @@ from .math.functions import Function2
 from .math.kernels import FixedKernel, Kernel
 from .math.masks import anyMaskPlaneSet
 from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
+from .math.threads import singleThreadedBlas
 from .math.warper import WarperConfig
 
 
@@ -633,6 +634,13 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         NoKernelCandidatesError
             If no usable candidates remain.
         """
+        with singleThreadedBlas():
+            return self._solveCandidates(kernelCellSet, basisList)
+
+    def _solveCandidates(
+        self, kernelCellSet: SpatialCellSet, basisList: list[Kernel]
+    ) -> tuple[Any, Kernel, Function2]:
+        """The body of `_solve` (BLAS held to one thread by the caller)."""
         import lsstDebug
 
         display = lsstDebug.Info(__name__).display

@@ -219,21 +219,23 @@ class Function2:
         values : `numpy.ndarray`
             Array of shape ``(ny, nx)``.
         """
-        termX, termY = self.termsXY(bbox.x.arange, bbox.y.arange)
-        # One (ny, nTerms) x (nTerms, nx) product, straight into the output type.
-        left = (self._params[:, np.newaxis] * termY).T.astype(dtype)
-        return np.matmul(left, termX.astype(dtype))
+        out = np.zeros((bbox.y.size, bbox.x.size), dtype=dtype)
+        self.addTo(out, bbox)
+        return out
 
     def addTo(self, array: np.ndarray, bbox: Box, scale: float = 1.0, rowsPerBlock: int = 256) -> None:
         """Add ``scale`` times the function to ``array`` (pixels of ``bbox``), in place.
 
-        Works a band of rows at a time, so no image-sized temporary is made.
+        Works a band of rows at a time (one multiply-add per term), so no
+        image-sized temporary is made.
         """
         termX, termY = self.termsXY(bbox.x.arange, bbox.y.arange)
-        left = (scale * self._params[:, np.newaxis] * termY).T.astype(array.dtype)
-        right = termX.astype(array.dtype)
+        left = np.ascontiguousarray((scale * self._params[:, np.newaxis] * termY).T, dtype=array.dtype)
+        right = np.ascontiguousarray(termX, dtype=array.dtype)
         for y0 in range(0, array.shape[0], rowsPerBlock):
-            array[y0 : y0 + rowsPerBlock] += left[y0 : y0 + rowsPerBlock] @ right
+            block = array[y0 : y0 + rowsPerBlock]
+            for j in range(right.shape[0]):
+                block += left[y0 : y0 + rowsPerBlock, j : j + 1] * right[j]
 
     def __call__(self, x: Any, y: Any) -> Any:
         values = np.tensordot(self._params, self.terms(x, y), axes=1)
