@@ -35,7 +35,6 @@ __all__ = ["SourceDetectionConfig", "SourceDetectionTask", "makeCenteredBox", "s
 import math
 
 import numpy as np
-import scipy.fft
 import sep
 from astropy.table import Table
 
@@ -45,7 +44,7 @@ from lsst.images import Box, MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .kernel.stampStack import gatherStamps
-from .math.convolveImage import fftWorkers
+from .math.convolveImage import convolveSpatiallyVarying
 from .math.masks import anyMaskPlaneSet, maskPlaneBitmask
 
 
@@ -237,21 +236,29 @@ class SourceDetectionTask(pipeBase.Task):
 
 
 def _gaussianSmooth(data: np.ndarray, sigma: float) -> np.ndarray:
-    """Smooth with a unit-sum circular Gaussian by FFT (float32).
+    """Smooth with a unit-sum circular Gaussian, truncated at 4 sigma (float32).
 
-    The FFT wraps around: only the outermost ~4 sigma pixels, where no
-    usable kernel candidate lies, see the opposite edge.
+    The image is padded by reflection so the output keeps its shape; the
+    convolution is the tiled overlap-save engine of the full-image
+    convolution (`convolveSpatiallyVarying` with one fixed kernel).
     """
+    radius = max(1, math.ceil(4.0 * sigma))
+    offsets = np.arange(-radius, radius + 1, dtype=float)
+    profile = np.exp(-(offsets**2) / (2.0 * sigma * sigma))
+    kernel = np.outer(profile, profile)
+    kernel /= kernel.sum()
     ny, nx = data.shape
-    shape = (scipy.fft.next_fast_len(ny, real=True), scipy.fft.next_fast_len(nx, real=True))
-    ky = np.fft.fftfreq(shape[0]).astype(np.float32)
-    kx = np.fft.rfftfreq(shape[1]).astype(np.float32)
-    a = np.float32(-2.0 * (math.pi * sigma) ** 2)
-    transfer = np.exp(a * ky**2)[:, np.newaxis] * np.exp(a * kx**2)[np.newaxis, :]
-    spectrum = scipy.fft.rfft2(data.astype(np.float32, copy=False), s=shape, workers=fftWorkers(None))
-    spectrum *= transfer
-    smoothed = scipy.fft.irfft2(spectrum, s=shape, workers=fftWorkers(None))
-    return np.ascontiguousarray(smoothed[:ny, :nx])
+    padded = np.pad(data.astype(np.float32, copy=False), radius, mode="reflect")
+    result = convolveSpatiallyVarying(
+        padded,
+        None,
+        None,
+        kernel[np.newaxis],
+        np.ones((1, nx + 2 * radius)),
+        np.ones((1, ny + 2 * radius)),
+        dtype=np.float32,
+    )
+    return np.ascontiguousarray(result.image[radius : radius + ny, radius : radius + nx])
 
 
 def _anyInBoxes(
