@@ -44,7 +44,7 @@ from lsst.images import Box, MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .kernel.stampStack import gatherStamps
-from .math.convolveImage import convolveSpatiallyVarying
+from .math.convolveImage import correlateFixed
 from .math.masks import anyMaskPlaneSet, maskPlaneBitmask
 
 
@@ -178,8 +178,10 @@ class SourceDetectionTask(pipeBase.Task):
             # as sum(k^2) var = var / (4 pi sigma^2) (var locally constant).
             s = 1.5 if sigma is None else float(sigma)
             data = _gaussianSmooth(data, s)
-            var = var * np.float32(1.0 / (4.0 * math.pi * s * s))
-        err = np.sqrt(var)
+            err = np.sqrt(var)
+            err *= np.float32(1.0 / (2.0 * math.sqrt(math.pi) * s))
+        else:
+            err = np.sqrt(var)
         ttype = self.config.thresholdType
         value = self.config.thresholdValue
         errArg = None
@@ -240,25 +242,15 @@ def _gaussianSmooth(data: np.ndarray, sigma: float) -> np.ndarray:
 
     The image is padded by reflection so the output keeps its shape; the
     convolution is the tiled overlap-save engine of the full-image
-    convolution (`convolveSpatiallyVarying` with one fixed kernel).
+    convolution (`correlateFixed`).
     """
     radius = max(1, math.ceil(4.0 * sigma))
     offsets = np.arange(-radius, radius + 1, dtype=float)
     profile = np.exp(-(offsets**2) / (2.0 * sigma * sigma))
     kernel = np.outer(profile, profile)
     kernel /= kernel.sum()
-    ny, nx = data.shape
     padded = np.pad(data.astype(np.float32, copy=False), radius, mode="reflect")
-    result = convolveSpatiallyVarying(
-        padded,
-        None,
-        None,
-        kernel[np.newaxis],
-        np.ones((1, nx + 2 * radius)),
-        np.ones((1, ny + 2 * radius)),
-        dtype=np.float32,
-    )
-    return np.ascontiguousarray(result.image[radius : radius + ny, radius : radius + nx])
+    return correlateFixed(padded, kernel, dtype=np.float32)
 
 
 def _anyInBoxes(

@@ -54,7 +54,7 @@ would.
 
 from __future__ import annotations
 
-__all__ = ["ConvolutionResult", "convolveSpatiallyVarying", "fftWorkers", "goodRegion"]
+__all__ = ["ConvolutionResult", "convolveSpatiallyVarying", "correlateFixed", "fftWorkers", "goodRegion"]
 
 import os
 import threading
@@ -422,6 +422,42 @@ def _correlateTerms(
     with _threadPool(threads) as pool:
         _runTasks(task, origins, pool)
     return out
+
+
+def correlateFixed(
+    plane: np.ndarray, kernel: np.ndarray, dtype: np.typing.DTypeLike = np.float32, workers: int | None = None
+) -> np.ndarray:
+    """Correlate a finite plane with one fixed kernel, on the valid region only.
+
+    Parameters
+    ----------
+    plane : `numpy.ndarray`
+        Finite input ``(ny, nx)``.
+    kernel : `numpy.ndarray`
+        Kernel ``(kh, kw)``.
+    dtype : dtype, optional
+        Floating type of the FFTs and the output.
+    workers : `int`, optional
+        Threads; default ``$IPDIFFIM_NUM_THREADS`` or the CPU count.
+
+    Returns
+    -------
+    out : `numpy.ndarray`
+        ``(ny - kh + 1, nx - kw + 1)``.
+    """
+    dtype = np.dtype(dtype)
+    ny, nx = plane.shape
+    kh, kw = kernel.shape
+    goodRegion((ny, nx), (kh, kw))
+    ones = np.ones((1, max(ny - kh + 1, 0))), np.ones((1, max(nx - kw + 1, 0)))
+    return _correlateTerms(
+        plane.astype(dtype, copy=False),
+        np.asarray(kernel)[np.newaxis],
+        ones[1],
+        ones[0],
+        dtype,
+        fftWorkers(workers),
+    )
 
 
 def _border(rows: slice, cols: slice) -> tuple[tuple[slice, slice], ...]:
