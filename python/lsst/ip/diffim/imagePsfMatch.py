@@ -37,7 +37,7 @@ from astropy.table import Table
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
-from lsst.images import Box, Image, MaskedImage
+from lsst.images import Box, Image, Mask, MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .detection import SourceDetectionTask, selectCandidateFootprints
@@ -473,10 +473,15 @@ class ImagePsfMatchTask(PsfMatchTask):
             if self.config.doSubtractBackground:
                 background.addTo(image, bbox, scale=-1.0)
             variance = np.add(scienceMaskedImage.variance.array, matched.variance.array, dtype=np.float32)
-            mask = scienceMaskedImage.mask.copy()
-            if matched.mask.schema == mask.schema:
-                mask.array |= matched.mask.array
+            scienceMask = scienceMaskedImage.mask
+            if matched.mask.schema == scienceMask.schema:
+                mask = Mask(
+                    np.bitwise_or(scienceMask.array, matched.mask.array),
+                    schema=scienceMask.schema,
+                    bbox=scienceMask.bbox,
+                )
             else:
+                mask = scienceMask.copy()
                 mask.update(matched.mask)
             return _makeMaskedImage(image, variance, mask, scienceMaskedImage)
 
