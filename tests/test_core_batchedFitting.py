@@ -227,3 +227,23 @@ def test_function_add_to_matches_render(modelType):
     image = np.full(box.shape, 10.0)
     function.addTo(image, box, scale=-1.0, rowsPerBlock=64)
     np.testing.assert_allclose(image, 10.0 - function.render(box), rtol=0, atol=1e-12)
+
+
+def test_detection_grows_pixel_stack_when_needed(monkeypatch):
+    """A small sep pixel stack is retried larger: same sources as a large stack from the start."""
+    from lsst.ip.diffim import detection
+
+    rng = np.random.default_rng(23)
+    image = rng.normal(0.0, 1.0, size=(300, 300)).astype(np.float32)
+    yy, xx = np.mgrid[0:300, 0:300]
+    for y, x in rng.uniform(20, 280, size=(40, 2)):
+        image += 200.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0)
+    mi = maskedImage(image, 1.0)
+    task = detection.SourceDetectionTask()
+    monkeypatch.setattr(detection, "_PIXSTACK", 10_000_000)
+    expected = task.run(mi).sources
+    monkeypatch.setattr(detection, "_PIXSTACK", 50)
+    grown = task.run(mi).sources
+    assert len(grown) == len(expected) > 10
+    np.testing.assert_allclose(grown["x"], expected["x"])
+    np.testing.assert_allclose(grown["flux"], expected["flux"])

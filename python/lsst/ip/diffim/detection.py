@@ -136,8 +136,9 @@ class SourceDetectionTask(pipeBase.Task):
             ``sources`` : `astropy.table.Table` with ``id, x, y, flux,
             fluxErr, peakValue, npix, xmin, xmax, ymin, ymax`` (parent
             coordinates, inclusive box) and boolean ``flag_saturated``,
-            ``flag_badMask``, ``flag_edge``; ``background`` : the background
-            array that was subtracted.
+            ``flag_badMask``, ``flag_edge``; ``background`` : the
+            `sep.Background` model that was subtracted (``.back()`` is its
+            image), or `None`.
         """
         image = np.asarray(maskedImage.image.array, dtype=np.float32)
         variance = np.asarray(maskedImage.variance.array, dtype=np.float32)
@@ -149,7 +150,7 @@ class SourceDetectionTask(pipeBase.Task):
             bad |= excluded
         anyBad = bool(bad.any())
         if anyBad and bad.all():
-            return pipeBase.Struct(sources=_emptyTable(), background=np.zeros(image.shape, np.float32))
+            return pipeBase.Struct(sources=_emptyTable(), background=None)
         sample = (slice(None, None, 4), slice(None, None, 4))
         goodSample = image[sample][~bad[sample]]
         if goodSample.size == 0:
@@ -161,11 +162,10 @@ class SourceDetectionTask(pipeBase.Task):
         if self.config.doSubtractBackground:
             bw = min(self.config.backgroundBinSize, data.shape[1])
             bh = min(self.config.backgroundBinSize, data.shape[0])
-            bkg = sep.Background(data, mask=bad if anyBad else None, bw=bw, bh=bh)
-            background = bkg.back(dtype=np.float32)
-            data -= background
+            background = sep.Background(data, mask=bad if anyBad else None, bw=bw, bh=bh)
+            background.subfrom(data)
         else:
-            background = np.zeros_like(data)
+            background = None
         if anyBad:
             goodVar = variance[sample][~bad[sample]]
             varFill = np.float32(np.median(goodVar)) if goodVar.size else np.float32(1.0)
@@ -177,7 +177,7 @@ class SourceDetectionTask(pipeBase.Task):
             # variance of the smoothed image is var convolved with k^2, taken
             # as sum(k^2) var = var / (4 pi sigma^2) (var locally constant).
             s = 1.5 if sigma is None else float(sigma)
-            data = _gaussianSmooth(data, s)
+            data = _gaussianSmooth(data, s, out=data)
             err = np.sqrt(var)
             err *= np.float32(1.0 / (2.0 * math.sqrt(math.pi) * s))
         else:
@@ -193,8 +193,7 @@ class SourceDetectionTask(pipeBase.Task):
             good = data[sample][~bad[sample]]
             std = float(1.4826 * np.median(np.abs(good - np.median(good))))
             thresh = value * std if ttype == "stdev" else value * std * std
-        sep.set_extract_pixstack(max(300000, data.size // 2))
-        objects = sep.extract(
+        objects = _extract(
             data,
             thresh,
             err=errArg,
@@ -237,12 +236,31 @@ class SourceDetectionTask(pipeBase.Task):
         return pipeBase.Struct(sources=sources, background=background)
 
 
-def _gaussianSmooth(data: np.ndarray, sigma: float) -> np.ndarray:
+#: sep's default active-pixel stack; raised only when a crowded image needs it
+#: (a large stack is paid for in page faults whether it is used or not).
+_PIXSTACK = 300_000
+
+
+def _extract(data: np.ndarray, thresh: float, **kwargs: object) -> np.ndarray:
+    """Run `sep.extract`, growing its pixel stack only if the image needs it."""
+    pixstack = _PIXSTACK
+    while True:
+        sep.set_extract_pixstack(pixstack)
+        try:
+            return sep.extract(data, thresh, **kwargs)
+        except Exception as exc:
+            if "pixstack" not in str(exc) or pixstack >= data.size:
+                raise
+            pixstack = min(4 * pixstack, data.size)
+
+
+def _gaussianSmooth(data: np.ndarray, sigma: float, out: np.ndarray | None = None) -> np.ndarray:
     """Smooth with a unit-sum circular Gaussian, truncated at 4 sigma (float32).
 
     The image is padded by reflection so the output keeps its shape; the
     convolution is the tiled overlap-save engine of the full-image
-    convolution (`correlateFixed`).
+    convolution (`correlateFixed`).  ``out`` (float32, the shape of
+    ``data``; may be ``data`` itself) receives the result.
     """
     radius = max(1, math.ceil(4.0 * sigma))
     offsets = np.arange(-radius, radius + 1, dtype=float)
@@ -250,7 +268,7 @@ def _gaussianSmooth(data: np.ndarray, sigma: float) -> np.ndarray:
     kernel = np.outer(profile, profile)
     kernel /= kernel.sum()
     padded = np.pad(data.astype(np.float32, copy=False), radius, mode="reflect")
-    return correlateFixed(padded, kernel, dtype=np.float32)
+    return correlateFixed(padded, kernel, dtype=np.float32, out=out)
 
 
 def _anyInBoxes(

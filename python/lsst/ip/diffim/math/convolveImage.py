@@ -425,7 +425,11 @@ def _correlateTerms(
 
 
 def correlateFixed(
-    plane: np.ndarray, kernel: np.ndarray, dtype: np.typing.DTypeLike = np.float32, workers: int | None = None
+    plane: np.ndarray,
+    kernel: np.ndarray,
+    dtype: np.typing.DTypeLike = np.float32,
+    workers: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Correlate a finite plane with one fixed kernel, on the valid region only.
 
@@ -439,6 +443,8 @@ def correlateFixed(
         Floating type of the FFTs and the output.
     workers : `int`, optional
         Threads; default ``$IPDIFFIM_NUM_THREADS`` or the CPU count.
+    out : `numpy.ndarray`, optional
+        Array of the output shape and ``dtype`` to fill (not ``plane``).
 
     Returns
     -------
