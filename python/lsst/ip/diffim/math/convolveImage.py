@@ -463,6 +463,7 @@ def correlateFixed(
         ones[0],
         dtype,
         fftWorkers(workers),
+        out=out,
     )
 
 
