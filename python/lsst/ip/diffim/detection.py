@@ -142,9 +142,11 @@ class SourceDetectionTask(pipeBase.Task):
         """
         image = np.asarray(maskedImage.image.array, dtype=np.float32)
         variance = np.asarray(maskedImage.variance.array, dtype=np.float32)
-        bad = ~np.isfinite(image)
-        bad |= ~(variance > 0)
-        bad |= ~np.isfinite(variance)
+        # bad = not (finite image and finite positive variance), built in place.
+        bad = np.isfinite(image)
+        bad &= variance > 0
+        bad &= np.isfinite(variance)
+        np.logical_not(bad, out=bad)
         excluded = anyMaskPlaneSet(maskedImage.mask, self.config.excludeMaskPlanes)
         if excluded is not None:
             bad |= excluded
@@ -178,15 +180,16 @@ class SourceDetectionTask(pipeBase.Task):
             # as sum(k^2) var = var / (4 pi sigma^2) (var locally constant).
             s = 1.5 if sigma is None else float(sigma)
             data = _gaussianSmooth(data, s, out=data)
-            err = np.sqrt(var)
-            err *= np.float32(1.0 / (2.0 * math.sqrt(math.pi) * s))
+            errScale = 1.0 / (2.0 * math.sqrt(math.pi) * s)
         else:
-            err = np.sqrt(var)
+            errScale = 1.0
+        # The noise of the searched image is errScale * sqrt(var); sep takes
+        # the variance itself (no image-sized error array is made).
         ttype = self.config.thresholdType
         value = self.config.thresholdValue
-        errArg = None
+        varArg = None
         if ttype == "pixel_stdev":
-            thresh, errArg = value, np.ascontiguousarray(err, dtype=np.float32)
+            thresh, varArg = value * errScale, np.ascontiguousarray(var, dtype=np.float32)
         elif ttype == "value":
             thresh = value
         else:
@@ -196,7 +199,7 @@ class SourceDetectionTask(pipeBase.Task):
         objects = _extract(
             data,
             thresh,
-            err=errArg,
+            var=varArg,
             mask=bad if anyBad else None,
             minarea=self.config.minPixels,
             filter_kernel=None,
@@ -211,7 +214,7 @@ class SourceDetectionTask(pipeBase.Task):
         sources["y"] = objects["y"] + y0
         sign = -1.0 if self.config.thresholdPolarity == "negative" else 1.0
         sources["flux"] = sign * objects["flux"]
-        fluxErr = np.sqrt(objects["npix"]) * float(np.median(err[sample]))
+        fluxErr = np.sqrt(objects["npix"]) * errScale * float(np.median(np.sqrt(var[sample])))
         sources["fluxErr"] = fluxErr
         sources["peakValue"] = sign * objects["peak"]
         sources["npix"] = objects["npix"].astype(np.int64)
