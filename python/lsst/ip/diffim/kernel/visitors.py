@@ -282,6 +282,18 @@ class BuildSingleKernelVisitor(CandidateVisitor):
         return ready
 
 
+def _initializedOrBad(candidates: Sequence[SpatialCellCandidate]) -> list[KernelCandidate]:
+    """Return the built candidates; mark the others BAD (as their one-at-a-time visits do)."""
+    ready = []
+    for candidate in candidates:
+        kc = _asKernelCandidate(candidate)
+        if kc.isInitialized():
+            ready.append(kc)
+        else:
+            kc.setStatus(BAD)
+    return ready
+
+
 def groupByStampStack(
     candidates: Sequence[KernelCandidate],
 ) -> list[tuple[StampStack, np.ndarray, np.ndarray]]:
@@ -608,13 +620,7 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
 
     def processCandidates(self, candidates: Sequence[SpatialCellCandidate]) -> None:
         """Add many candidates' systems at once (same sums as one at a time)."""
-        ready = []
-        for candidate in candidates:
-            kc = _asKernelCandidate(candidate)
-            if not kc.isInitialized():
-                kc.setStatus(BAD)
-            else:
-                ready.append(kc)
+        ready = _initializedOrBad(candidates)
         if not ready:
             return
         qMats, wVecs = [], []
@@ -732,13 +738,7 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
 
     def processCandidates(self, candidates: Sequence[SpatialCellCandidate]) -> None:
         """Assess many candidates at once (same results as one at a time)."""
-        ready = []
-        for candidate in candidates:
-            kc = _asKernelCandidate(candidate)
-            if not kc.isInitialized():
-                kc.setStatus(BAD)
-            else:
-                ready.append(kc)
+        ready = _initializedOrBad(candidates)
         if not ready:
             return
         xs = np.array([kc.getXCenter() for kc in ready])
