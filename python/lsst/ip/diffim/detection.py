@@ -157,17 +157,19 @@ class SourceDetectionTask(pipeBase.Task):
         goodSample = image[sample][~bad[sample]]
         if goodSample.size == 0:
             goodSample = image[~bad]
-        data = np.where(bad, np.float32(np.median(goodSample)), image) if anyBad else image.copy()
+        # The searched image is the input (bad pixels filled) smoothed, minus the
+        # background estimated on the unsmoothed input: smoothing commutes with
+        # the subtraction and leaves a background smooth on backgroundBinSize
+        # scales unchanged, and the input needs no image-sized copy this way.
+        base = np.where(bad, np.float32(np.median(goodSample)), image) if anyBad else image
         if self.config.thresholdPolarity == "negative":
-            np.negative(data, out=data)
-        data = np.ascontiguousarray(data)
+            base = np.negative(base)
+        base = np.ascontiguousarray(base, dtype=np.float32)
+        background = None
         if self.config.doSubtractBackground:
-            bw = min(self.config.backgroundBinSize, data.shape[1])
-            bh = min(self.config.backgroundBinSize, data.shape[0])
-            background = sep.Background(data, mask=bad if anyBad else None, bw=bw, bh=bh)
-            background.subfrom(data)
-        else:
-            background = None
+            bw = min(self.config.backgroundBinSize, base.shape[1])
+            bh = min(self.config.backgroundBinSize, base.shape[0])
+            background = sep.Background(base, mask=bad if anyBad else None, bw=bw, bh=bh)
         if anyBad:
             goodVar = variance[sample][~bad[sample]]
             varFill = np.float32(np.median(goodVar)) if goodVar.size else np.float32(1.0)
@@ -179,10 +181,13 @@ class SourceDetectionTask(pipeBase.Task):
             # variance of the smoothed image is var convolved with k^2, taken
             # as sum(k^2) var = var / (4 pi sigma^2) (var locally constant).
             s = 1.5 if sigma is None else float(sigma)
-            data = _gaussianSmooth(data, s, out=data)
+            data = _gaussianSmooth(base, s)
             errScale = 1.0 / (2.0 * math.sqrt(math.pi) * s)
         else:
+            data = base.copy() if base is image else base
             errScale = 1.0
+        if background is not None:
+            background.subfrom(data)
         # The noise of the searched image is errScale * sqrt(var); sep takes
         # the variance itself (no image-sized error array is made).
         ttype = self.config.thresholdType
