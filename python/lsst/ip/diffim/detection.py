@@ -262,21 +262,38 @@ def _extract(data: np.ndarray, thresh: float, **kwargs: object) -> np.ndarray:
             pixstack = min(4 * pixstack, data.size)
 
 
-def _gaussianSmooth(data: np.ndarray, sigma: float, out: np.ndarray | None = None) -> np.ndarray:
+def _gaussianSmooth(data: np.ndarray, sigma: float) -> np.ndarray:
     """Smooth with a unit-sum circular Gaussian, truncated at 4 sigma (float32).
 
-    The image is padded by reflection so the output keeps its shape; the
-    convolution is the tiled overlap-save engine of the full-image
-    convolution (`correlateFixed`).  ``out`` (float32, the shape of
-    ``data``; may be ``data`` itself) receives the result.
+    The output keeps the input's shape, the input being extended by
+    reflection at its edges.  The interior is the tiled overlap-save engine
+    of the full-image convolution (`correlateFixed`) run on the input
+    itself; only the four edge strips are padded (no padded copy of the
+    whole image is made).
     """
     radius = max(1, math.ceil(4.0 * sigma))
     offsets = np.arange(-radius, radius + 1, dtype=float)
     profile = np.exp(-(offsets**2) / (2.0 * sigma * sigma))
     kernel = np.outer(profile, profile)
     kernel /= kernel.sum()
-    padded = np.pad(data.astype(np.float32, copy=False), radius, mode="reflect")
-    return correlateFixed(padded, kernel, dtype=np.float32, out=out)
+    data = np.asarray(data, dtype=np.float32)
+    ny, nx = data.shape
+    r = radius
+    if ny < 3 * r or nx < 3 * r:
+        padded = np.pad(data, r, mode="reflect")
+        return correlateFixed(padded, kernel, dtype=np.float32)
+    out = np.empty((ny, nx), dtype=np.float32)
+    correlateFixed(data, kernel, dtype=np.float32, out=out[r : ny - r, r : nx - r])
+    # Edge strips: each is the reflected padding of a 3r-wide band of the input.
+    top = correlateFixed(np.pad(data[: 3 * r], r, mode="reflect"), kernel, dtype=np.float32)
+    out[:r] = top[:r]
+    bottom = correlateFixed(np.pad(data[ny - 3 * r :], r, mode="reflect"), kernel, dtype=np.float32)
+    out[ny - r :] = bottom[2 * r :]
+    left = correlateFixed(np.pad(data[:, : 3 * r], r, mode="reflect"), kernel, dtype=np.float32)
+    out[:, :r] = left[:, :r]
+    right = correlateFixed(np.pad(data[:, nx - 3 * r :], r, mode="reflect"), kernel, dtype=np.float32)
+    out[:, nx - r :] = right[:, 2 * r :]
+    return out
 
 
 def _anyInBoxes(
