@@ -929,7 +929,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
 
         batchable: list[tuple[StampStack, list[KernelCandidate], list[int]]] = []
         for stack, index, kcs in groupByStampStack(good):
-            clean = stack.finiteAll[index] & ~stack.hasBadPixels(badPlanes)[index]
+            clean = stack.isClean(badPlanes)[index]
             for cand in kcs[~clean]:
                 recordSingle(cand)
             if clean.any():

@@ -86,6 +86,45 @@ def _forEachChunk(chunks: list[slice], work: Callable[[slice, int], None]) -> No
             future.result()
 
 
+def _storeChunk(
+    mMat: np.ndarray,
+    bVec: np.ndarray,
+    chunk: slice,
+    dtd: np.ndarray,
+    dty: np.ndarray,
+    columnSums: np.ndarray | None,
+    data: np.ndarray,
+    weights: np.ndarray,
+) -> None:
+    """Write one chunk of weighted normal equations.
+
+    Parameters
+    ----------
+    mMat, bVec : `numpy.ndarray`
+        The outputs of every candidate.
+    chunk : `slice`
+        The candidates of this chunk.
+    dtd, dty : `numpy.ndarray`
+        ``(m, nb, nb)`` and ``(m, nb)``: ``D D^T`` and ``D y`` of the basis
+        design ``D`` and the data ``y`` (unweighted).
+    columnSums : `numpy.ndarray` or `None`
+        ``(m, nb)`` sums of the design rows; `None` without a background term.
+    data : `numpy.ndarray`
+        ``(m, nPixels)`` data of the good region.
+    weights : `numpy.ndarray`
+        ``(m,)`` constant inverse variances.
+    """
+    nb = dtd.shape[1]
+    mMat[chunk, :nb, :nb] = dtd * weights[:, np.newaxis, np.newaxis]
+    bVec[chunk, :nb] = dty * weights[:, np.newaxis]
+    if columnSums is not None:
+        colSum = columnSums * weights[:, np.newaxis]
+        mMat[chunk, :nb, nb] = colSum
+        mMat[chunk, nb, :nb] = colSum
+        mMat[chunk, nb, nb] = data.shape[1] * weights
+        bVec[chunk, nb] = data.sum(axis=1) * weights
+
+
 def batchNormalEquations(
     templates: np.ndarray,
     sciences: np.ndarray,
@@ -136,17 +175,16 @@ def batchNormalEquations(
         )
         design = conv[:, :, kh - 1 : ny, kw - 1 : nx].reshape(conv.shape[0], nb, gy * gx)
         data = _f64(sciences[chunk][:, kh // 2 : kh // 2 + gy, kw // 2 : kw // 2 + gx]).reshape(-1, gy * gx)
-        w = weights[chunk][:, np.newaxis, np.newaxis]
-        mm = np.matmul(design, design.transpose(0, 2, 1))
-        bb = np.einsum("kip,kp->ki", design, data)
-        mMat[chunk, :nb, :nb] = mm * w
-        bVec[chunk, :nb] = bb * w[:, :, 0]
-        if fitForBackground:
-            colSum = design.sum(axis=2) * w[:, :, 0]
-            mMat[chunk, :nb, nb] = colSum
-            mMat[chunk, nb, :nb] = colSum
-            mMat[chunk, nb, nb] = gy * gx * weights[chunk]
-            bVec[chunk, nb] = data.sum(axis=1) * weights[chunk]
+        _storeChunk(
+            mMat,
+            bVec,
+            chunk,
+            np.matmul(design, design.transpose(0, 2, 1)),
+            np.einsum("kip,kp->ki", design, data),
+            design.sum(axis=2) if fitForBackground else None,
+            data,
+            weights[chunk],
+        )
 
     _forEachChunk(_chunks(n, perItem), work)
     return mMat, bVec
@@ -178,17 +216,18 @@ def _separableNormalEquations(
     def work(chunk: slice, workers: int) -> None:
         products = separable.correlate(_f64(templates[chunk]))
         data = _f64(sciences[chunk][:, kh // 2 : kh // 2 + gy, kw // 2 : kw // 2 + gx]).reshape(-1, gy * gx)
-        w = weights[chunk]
         mRaw = np.matmul(products, products.transpose(0, 2, 1))
-        mMat[chunk, :nb, :nb] = np.matmul(np.matmul(mix, mRaw), mix.T) * w[:, np.newaxis, np.newaxis]
         bRaw = np.matmul(products, data[:, :, np.newaxis])[:, :, 0]
-        bVec[chunk, :nb] = (bRaw @ mix.T) * w[:, np.newaxis]
-        if fitForBackground:
-            colSum = (products.sum(axis=2) @ mix.T) * w[:, np.newaxis]
-            mMat[chunk, :nb, nb] = colSum
-            mMat[chunk, nb, :nb] = colSum
-            mMat[chunk, nb, nb] = gy * gx * w
-            bVec[chunk, nb] = data.sum(axis=1) * w
+        _storeChunk(
+            mMat,
+            bVec,
+            chunk,
+            np.matmul(np.matmul(mix, mRaw), mix.T),
+            bRaw @ mix.T,
+            products.sum(axis=2) @ mix.T if fitForBackground else None,
+            data,
+            weights[chunk],
+        )
 
     _forEachChunk(_chunks(n, perItem, _SEPARABLE_CHUNK_BYTES), work)
     return mMat, bVec

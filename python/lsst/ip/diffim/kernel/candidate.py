@@ -257,22 +257,6 @@ class KernelCandidate(SpatialCellImageCandidate):
             self._buildKernelSolution(basisList, hMat, diffim.variance.array.astype(float))
         self._isInitialized = True
 
-    def constantWeight(self) -> float | None:
-        """Return the stamp's constant inverse-variance weight, or `None`.
-
-        `None` when per-pixel weights are configured (or iterated fits), so
-        the candidate must be built on its own.
-        """
-        if not bool(self._ps.get("constantVarianceWeighting", True)):
-            return None
-        varEst = self.getTemplateMaskedImage().variance.array.astype(float)
-        varEst += self.getScienceMaskedImage().variance.array
-        finite = varEst[np.isfinite(varEst)]
-        median = float(np.median(finite)) if finite.size else math.nan
-        if not median > 0.0:
-            median = 1.0
-        return 1.0 / float(np.float32(median))
-
     def buildFromNormalEquations(
         self, basisList: Sequence[Kernel], hMat: np.ndarray | None, mMat: np.ndarray, bVec: np.ndarray
     ) -> None:
@@ -310,20 +294,20 @@ class KernelCandidate(SpatialCellImageCandidate):
             If the solution has NaN coefficients.
         """
         solution = StaticKernelSolution(basisList, self._fitForBackground)
-        if self._isInitialized:
-            self._kernelSolutionPca = solution
-        else:
-            self._kernelSolutionOrig = solution
-        self._useRegularization = False
+        self._attachSolution(solution, False)
         solution.setSolvedSystem(mMat, bVec, aVec, solvedBy)
         self._isInitialized = True
 
-    def _finishSolution(self, solution: StaticKernelSolution, useRegularization: bool) -> None:
+    def _attachSolution(self, solution: StaticKernelSolution, useRegularization: bool) -> None:
+        """Keep ``solution`` as ORIG (first build) or PCA (later builds)."""
         if self._isInitialized:
             self._kernelSolutionPca = solution
         else:
             self._kernelSolutionOrig = solution
         self._useRegularization = useRegularization
+
+    def _finishSolution(self, solution: StaticKernelSolution, useRegularization: bool) -> None:
+        self._attachSolution(solution, useRegularization)
         if bool(self._ps.get("checkConditionNumber", False)):
             ctype = ConditionNumberType[str(self._ps.get("conditionNumberType", "EIGENVALUE"))]
             cond = solution.getConditionNumber(ctype)

@@ -213,6 +213,14 @@ class StampStack:
             self._badCache[key] = hit
         return hit
 
+    def isClean(self, planes: Iterable[str]) -> np.ndarray:
+        """Return ``(n,)`` flags: all four planes finite and no pixel in ``planes``.
+
+        Clean stamps are the ones the batched residual statistics handle;
+        the others need the masked, one-at-a-time computation.
+        """
+        return self.finiteAll & ~self.hasBadPixels(planes)
+
     @property
     def finiteImages(self) -> np.ndarray:
         """``(n,)`` flags: template and science images are finite everywhere."""
@@ -241,7 +249,8 @@ class StampStack:
 
         The weight is ``1 / median(templateVariance + scienceVariance)`` over
         the finite pixels, the median rounded to float32 (1 if it is not
-        positive), as `KernelCandidate.constantWeight`.
+        positive), the weight `KernelCandidate.build` uses with constant
+        variance weighting.
         """
         var = self.templateVariance[index].astype(float)
         var += self.scienceVariance[index]

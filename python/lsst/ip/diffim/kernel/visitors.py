@@ -357,7 +357,7 @@ def _batchStatistics(
     planes = ps.get("badMaskPlanes", ())
     planes = [planes] if isinstance(planes, str) else list(planes)
     for stack, index, kcs in groupByStampStack(candidates):
-        clean = stack.finiteAll[index] & ~stack.hasBadPixels(planes)[index]
+        clean = stack.isClean(planes)[index]
         for kc in kcs[~clean]:
             single(kc)
         rows, items = [], []
