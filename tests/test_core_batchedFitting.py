@@ -191,9 +191,9 @@ def test_stamp_stack_matches_candidates():
         np.testing.assert_array_equal(stack.template[i], tmi[box].image.array)
         np.testing.assert_array_equal(stack.scienceVariance[i], smi[box].variance.array)
         kc = makeKernelCandidate(float(c + 15), float(r + 15), tmi[box], smi[box], ps)
-        # The weight build() uses: 1 / median of the summed variances, rounded to float32.
-        summed = tmi[box].variance.array.astype(float) + smi[box].variance.array
-        expectedWeight = 1.0 / float(np.float32(np.median(summed[np.isfinite(summed)])))
+        # The weight build() uses: 1 / median of the variances summed in float32.
+        summed = np.add(tmi[box].variance.array, smi[box].variance.array, dtype=np.float32)
+        expectedWeight = 1.0 / float(np.median(summed[np.isfinite(summed)]))
         assert weights[i] == pytest.approx(expectedWeight, rel=1e-15)
         stats.apply(smi[box], 3)
         assert ok[i]

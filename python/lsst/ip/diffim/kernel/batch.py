@@ -50,13 +50,22 @@ from .stamps import _kernelSpectra
 #: Upper bound on the bytes of one chunk of candidate spectra.
 _CHUNK_BYTES = 4 * 1024 * 1024
 
-#: Same for the separable products (matrix passes want larger batches).
-_SEPARABLE_CHUNK_BYTES = 32 * 1024 * 1024
+#: Same for the separable products (a few dozen candidates: the passes stay in cache).
+_SEPARABLE_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def _f64(array: np.ndarray) -> np.ndarray:
     """The stamps in float64 (stacks keep the images' own type)."""
     return np.asarray(array, dtype=np.float64)
+
+
+def _take(stamps: np.ndarray, rows: np.ndarray | None, chunk: slice) -> np.ndarray:
+    """The stamps of one chunk of the selected rows, gathered by the chunk's thread.
+
+    Gathering chunk by chunk keeps the copies small (and in memory the
+    thread has just used) instead of copying every selected stamp up front.
+    """
+    return stamps[chunk] if rows is None else stamps[rows[chunk]]
 
 
 def _fftShape(ny: int, nx: int) -> tuple[int, int]:
@@ -132,13 +141,14 @@ def batchNormalEquations(
     basis: np.ndarray,
     fitForBackground: bool,
     separable: SeparableBasis | None = None,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return the normal equations of many candidates with constant weights.
 
     Parameters
     ----------
     templates, sciences : `numpy.ndarray`
-        Stamps ``(n, ny, nx)`` (finite; computed in float64 whatever their type).
+        Stamps ``(N, ny, nx)`` (finite; computed in float64 whatever their type).
     weights : `numpy.ndarray`
         One inverse variance per candidate ``(n,)``.
     basis : `numpy.ndarray`
@@ -148,6 +158,8 @@ def batchNormalEquations(
     separable : `SeparableBasis`, optional
         Separable form of ``basis``; when given (and cheaper for this stamp
         size) the correlations are two 1-d matrix passes instead of FFTs.
+    rows : `numpy.ndarray`, optional
+        The ``n`` rows of the stamp arrays to use (all ``N`` if not given).
 
     Returns
     -------
@@ -156,10 +168,11 @@ def batchNormalEquations(
     bVec : `numpy.ndarray`
         ``(n, nloc)``.
     """
-    n, ny, nx = templates.shape
+    n = len(templates) if rows is None else len(rows)
+    ny, nx = templates.shape[1:]
     nb, kh, kw = basis.shape
     if separable is not None and separable.isWorthwhile((ny, nx)):
-        return _separableNormalEquations(templates, sciences, weights, separable, fitForBackground)
+        return _separableNormalEquations(templates, sciences, weights, separable, fitForBackground, rows)
     shape = _fftShape(ny, nx)
     spectra = _kernelSpectra(basis, shape)
     gy, gx = ny - kh + 1, nx - kw + 1
@@ -169,12 +182,13 @@ def batchNormalEquations(
     perItem = nb * shape[0] * (shape[1] // 2 + 1) * 16 * 2
 
     def work(chunk: slice, workers: int) -> None:
-        tSpec = scipy.fft.rfft2(_f64(templates[chunk]), s=shape, axes=(-2, -1), workers=workers)
+        tSpec = scipy.fft.rfft2(_f64(_take(templates, rows, chunk)), s=shape, axes=(-2, -1), workers=workers)
         conv = scipy.fft.irfft2(
             tSpec[:, np.newaxis] * spectra[np.newaxis], s=shape, axes=(-2, -1), workers=workers
         )
         design = conv[:, :, kh - 1 : ny, kw - 1 : nx].reshape(conv.shape[0], nb, gy * gx)
-        data = _f64(sciences[chunk][:, kh // 2 : kh // 2 + gy, kw // 2 : kw // 2 + gx]).reshape(-1, gy * gx)
+        science = _take(sciences, rows, chunk)
+        data = _f64(science[:, kh // 2 : kh // 2 + gy, kw // 2 : kw // 2 + gx]).reshape(-1, gy * gx)
         _storeChunk(
             mMat,
             bVec,
@@ -196,6 +210,7 @@ def _separableNormalEquations(
     weights: np.ndarray,
     separable: SeparableBasis,
     fitForBackground: bool,
+    rows: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`batchNormalEquations` through the separable products of the basis.
 
@@ -203,7 +218,8 @@ def _separableNormalEquations(
     correlations ``P`` with the distinct separable products, so
     ``M = mixing (P P^T) mixing^T`` and ``b = mixing (P d)``.
     """
-    n, ny, nx = templates.shape
+    n = len(templates) if rows is None else len(rows)
+    ny, nx = templates.shape[1:]
     kh, kw = separable.kernelShape
     nb, nPairs = separable.mixing.shape
     gy, gx = ny - kh + 1, nx - kw + 1
@@ -214,8 +230,9 @@ def _separableNormalEquations(
     mix = separable.mixing
 
     def work(chunk: slice, workers: int) -> None:
-        products = separable.correlate(_f64(templates[chunk]))
-        data = _f64(sciences[chunk][:, kh // 2 : kh // 2 + gy, kw // 2 : kw // 2 + gx]).reshape(-1, gy * gx)
+        products = separable.correlate(_f64(_take(templates, rows, chunk)))
+        science = _take(sciences, rows, chunk)
+        data = _f64(science[:, kh // 2 : kh // 2 + gy, kw // 2 : kw // 2 + gx]).reshape(-1, gy * gx)
         mRaw = np.matmul(products, products.transpose(0, 2, 1))
         bRaw = np.matmul(products, data[:, :, np.newaxis])[:, :, 0]
         _storeChunk(
@@ -240,17 +257,20 @@ def batchNormalizedResiduals(
     scienceVariances: np.ndarray,
     kernels: np.ndarray,
     backgrounds: np.ndarray,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return ``D / sqrt(var_D)`` on each stamp's good region, NaN where undefined.
 
     Parameters
     ----------
     templates, templateVariances, sciences, scienceVariances : `numpy.ndarray`
-        Stamps ``(n, ny, nx)``.
+        Stamps ``(N, ny, nx)``.
     kernels : `numpy.ndarray`
         One kernel image per candidate ``(n, kh, kw)``.
     backgrounds : `numpy.ndarray`
         One background per candidate ``(n,)``.
+    rows : `numpy.ndarray`, optional
+        The ``n`` rows of the stamp arrays to use (all ``N`` if not given).
 
     Returns
     -------
@@ -259,8 +279,8 @@ def batchNormalizedResiduals(
         `ImageStatistics`-equivalent means and variances from it for stamps
         whose masks carry none of the bad planes.
     """
-    n, ny, nx = templates.shape
-    _, kh, kw = kernels.shape
+    n, kh, kw = kernels.shape
+    ny, nx = templates.shape[1:]
     shape = _fftShape(ny, nx)
     gy, gx = ny - kh + 1, nx - kw + 1
     cy, cx = kh // 2, kw // 2
@@ -271,14 +291,17 @@ def batchNormalizedResiduals(
         k = kernels[chunk]
         kSpec = scipy.fft.rfft2(k[:, ::-1, ::-1], s=shape, axes=(-2, -1), workers=workers)
         k2Spec = scipy.fft.rfft2((k * k)[:, ::-1, ::-1], s=shape, axes=(-2, -1), workers=workers)
-        tSpec = scipy.fft.rfft2(_f64(templates[chunk]), s=shape, axes=(-2, -1), workers=workers)
-        vSpec = scipy.fft.rfft2(_f64(templateVariances[chunk]), s=shape, axes=(-2, -1), workers=workers)
+        tSpec = scipy.fft.rfft2(_f64(_take(templates, rows, chunk)), s=shape, axes=(-2, -1), workers=workers)
+        vSpec = scipy.fft.rfft2(
+            _f64(_take(templateVariances, rows, chunk)), s=shape, axes=(-2, -1), workers=workers
+        )
         conv = scipy.fft.irfft2(tSpec * kSpec, s=shape, axes=(-2, -1), workers=workers)
         convVar = scipy.fft.irfft2(vSpec * k2Spec, s=shape, axes=(-2, -1), workers=workers)
         good = (slice(None), slice(cy, cy + gy), slice(cx, cx + gx))
         valid = (slice(None), slice(kh - 1, ny), slice(kw - 1, nx))
-        diff = _f64(sciences[chunk][good]) - conv[valid] - backgrounds[chunk][:, np.newaxis, np.newaxis]
-        dvar = _f64(scienceVariances[chunk][good]) + convVar[valid]
+        science = _take(sciences, rows, chunk)[good]
+        diff = _f64(science) - conv[valid] - backgrounds[chunk][:, np.newaxis, np.newaxis]
+        dvar = _f64(_take(scienceVariances, rows, chunk)[good]) + convVar[valid]
         with np.errstate(divide="ignore", invalid="ignore"):
             out[chunk] = np.where(dvar > 0, diff / np.sqrt(dvar), np.nan)
 

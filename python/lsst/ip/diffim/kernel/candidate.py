@@ -240,15 +240,21 @@ class KernelCandidate(SpatialCellImageCandidate):
         KernelSolutionError
             If the system cannot be built or solved.
         """
-        tVar = self.getTemplateMaskedImage().variance.array.astype(float)
-        sVar = self.getScienceMaskedImage().variance.array.astype(float)
-        varEst = sVar + tVar
+        # The variance estimate is the sum of the two variance planes, in
+        # float32 like afw's variance images.
+        varEst = np.add(
+            self.getScienceMaskedImage().variance.array,
+            self.getTemplateMaskedImage().variance.array,
+            dtype=np.float32,
+        )
         if bool(self._ps.get("constantVarianceWeighting", True)):
             finite = varEst[np.isfinite(varEst)]
             median = float(np.median(finite)) if finite.size else math.nan
             if not median > 0.0:
                 median = 1.0
             varEst = np.full(varEst.shape, np.float32(median), dtype=float)
+        else:
+            varEst = varEst.astype(float)
         self._buildKernelSolution(basisList, hMat, varEst)
         if bool(self._ps.get("iterateSingleKernel", False)) and not bool(
             self._ps.get("constantVarianceWeighting", True)

@@ -41,6 +41,7 @@ from __future__ import annotations
 __all__ = ["SeparableBasis"]
 
 import dataclasses
+import functools
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -138,6 +139,10 @@ class SeparableBasis:
         mixing = np.zeros((len(basisList), len(pairs)))
         for k, p, w in entries:
             mixing[k, p] += w
+        # Products sharing a row vector are kept together: the vertical pass
+        # of each row vector then writes one contiguous block of products.
+        order = np.argsort(pairs[:, 1], kind="stable")
+        pairs, mixing = pairs[order], mixing[:, order]
         plan = cls(columns=columns, rows=rows, pairs=pairs, mixing=mixing)
         basis = kernelListToArray(basisList)
         if basis.shape[1:] != (height, width):
@@ -174,6 +179,18 @@ class SeparableBasis:
             self._toeplitzCache[key] = hit
         return hit
 
+    @functools.cached_property
+    def _rowBlocks(self) -> list[tuple[int, int, int]]:
+        """``(row, start, stop)``: the contiguous block of products of each row vector."""
+        blocks = []
+        for r in range(len(self.rows)):
+            which = np.flatnonzero(self.pairs[:, 1] == r)
+            if which.size:
+                if which[-1] - which[0] + 1 != which.size:
+                    raise RuntimeError("Separable products are not grouped by row vector.")
+                blocks.append((r, int(which[0]), int(which[-1]) + 1))
+        return blocks
+
     def correlate(self, stamps: np.ndarray) -> np.ndarray:
         """Return the valid correlations of stamps with every distinct product.
 
@@ -195,13 +212,14 @@ class SeparableBasis:
         nRows = len(self.rows)
         # Horizontal pass: one matrix product for all distinct row vectors.
         horizontal = stamps.reshape(n * ny, nx) @ self._matrix("rows", -1, nx)
-        horizontal = horizontal.reshape(n, ny, nRows, gx).transpose(2, 1, 0, 3).reshape(nRows, ny, n * gx)
+        horizontal = horizontal.reshape(n, ny, nRows, gx)
         out = np.empty((n, len(self.pairs), gy, gx))
-        for r in range(nRows):
-            which = np.flatnonzero(self.pairs[:, 1] == r)
-            if which.size == 0:
-                continue
-            # Vertical pass for every column vector paired with row vector r.
-            vertical = self._matrix("columns", r, ny) @ horizontal[r]
-            out[:, which] = vertical.reshape(which.size, gy, n, gx).transpose(2, 0, 1, 3)
+        for r, start, stop in self._rowBlocks:
+            # Vertical pass for every column vector paired with row vector r,
+            # written straight into that row vector's block of products.
+            np.matmul(
+                self._matrix("columns", r, ny),
+                horizontal[:, :, r, :],
+                out=np.reshape(out[:, start:stop], (n, (stop - start) * gy, gx), copy=False),
+            )
         return out.reshape(n, len(self.pairs), gy * gx)

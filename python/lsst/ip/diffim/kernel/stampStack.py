@@ -110,6 +110,7 @@ class StampStack:
         self._badCache: dict[tuple[str, ...], np.ndarray] = {}
         self._finiteImages: np.ndarray | None = None
         self._finiteAll: np.ndarray | None = None
+        self._weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.template.shape[0]
@@ -181,35 +182,22 @@ class StampStack:
         )
 
     # --- per-stamp flags -----------------------------------------------------
-    def badPixels(self, planes: Iterable[str], which: str = "both") -> np.ndarray:
-        """Return ``(n, ny, nx)`` flags of pixels with any of ``planes`` set.
-
-        Parameters
-        ----------
-        planes : iterable of `str`
-            Mask plane names (unknown ones are ignored).
-        which : `str`, optional
-            ``"template"``, ``"science"`` or ``"both"``.
-        """
-        out = np.zeros(self.template.shape, dtype=bool)
-        sides = {"template": ("template",), "science": ("science",), "both": ("template", "science")}[which]
-        names = list(planes)
-        for side in sides:
-            mask = getattr(self, f"{side}Mask")
-            schema = getattr(self, f"{side}Schema")
-            if mask is None or schema is None:
-                continue
-            bitmask = maskPlaneBitmask(schema, names)
-            if bitmask.any():
-                out |= np.any(mask & bitmask, axis=-1)
-        return out
-
     def hasBadPixels(self, planes: Iterable[str]) -> np.ndarray:
         """Return ``(n,)`` flags: the template or science stamp has a pixel in ``planes``."""
         key = tuple(planes)
         hit = self._badCache.get(key)
         if hit is None:
-            hit = self.badPixels(key).reshape(len(self), -1).any(axis=1)
+            hit = np.zeros(len(self), dtype=bool)
+            sides = ((self.templateMask, self.templateSchema), (self.scienceMask, self.scienceSchema))
+            for mask, schema in sides:
+                if mask is None or schema is None or not len(mask):
+                    continue
+                bitmask = maskPlaneBitmask(schema, list(key))
+                if not bitmask.any():
+                    continue
+                # OR of every stamp's pixels: a stamp has a bad pixel iff its OR has a bad bit.
+                stampBits = np.bitwise_or.reduce(mask.reshape(len(mask), -1, mask.shape[-1]), axis=1)
+                hit |= (stampBits & bitmask).any(axis=1)
             self._badCache[key] = hit
         return hit
 
@@ -248,21 +236,30 @@ class StampStack:
         """Return the constant inverse-variance weight of stamps ``index``.
 
         The weight is ``1 / median(templateVariance + scienceVariance)`` over
-        the finite pixels, the median rounded to float32 (1 if it is not
-        positive), the weight `KernelCandidate.build` uses with constant
-        variance weighting.
+        the finite pixels, the variances summed in float32 as afw's variance
+        planes are (1 if the median is not positive), the weight
+        `KernelCandidate.build` uses with constant variance weighting.  The
+        weights of the whole stack are computed on first use.
         """
-        var = self.templateVariance[index].astype(float)
-        var += self.scienceVariance[index]
-        flat = var.reshape(len(var), -1)
-        if np.isfinite(flat).all():
-            median = np.median(flat, axis=1)
-        else:
-            flat = np.where(np.isfinite(flat), flat, np.nan)
-            with np.errstate(all="ignore"):
-                median = np.nanmedian(flat, axis=1) if flat.shape[1] else np.full(len(flat), math.nan)
-        median = np.where(median > 0.0, median, 1.0)
-        return 1.0 / median.astype(np.float32).astype(float)
+        if self._weights is None:
+            self._weights = self._constantWeights()
+        return self._weights[index]
+
+    def _constantWeights(self) -> np.ndarray:
+        n = len(self)
+        median = np.empty(n, dtype=np.float32)
+        for start in range(0, n, 1024):
+            chunk = slice(start, min(start + 1024, n))
+            var = np.add(self.templateVariance[chunk], self.scienceVariance[chunk], dtype=np.float32)
+            flat = var.reshape(len(var), -1)
+            finite = np.isfinite(flat)
+            if finite.all() and flat.shape[1]:
+                median[chunk] = np.median(flat, axis=1, overwrite_input=True)
+                continue
+            # Rare: the median of each stamp's finite pixels, as build() takes it.
+            for i, (row, ok) in enumerate(zip(flat, finite, strict=True)):
+                median[start + i] = np.median(row[ok]) if ok.any() else math.nan
+        return 1.0 / np.where(median > 0.0, median, np.float32(1.0)).astype(float)
 
     def coreRatings(self, core: int, planes: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
         """Return every stamp's core signal-to-noise rating, as `ImageStatistics`.

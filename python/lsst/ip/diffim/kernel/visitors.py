@@ -242,12 +242,13 @@ class BuildSingleKernelVisitor(CandidateVisitor):
                         continue
                     sel = index[use]
                     mMats, bVecs = batchNormalEquations(
-                        stack.template[sel],
-                        stack.science[sel],
+                        stack.template,
+                        stack.science,
                         stack.constantWeights(sel),
                         basis,
                         fitBg,
                         separable,
+                        rows=sel,
                     )
                     ready.extend(self._finishBatch(kcs[use], mMats, bVecs, solveHere))
         _batchStatistics(
@@ -374,12 +375,13 @@ def _batchStatistics(
         kernels = np.stack([k for _, k, _ in items])
         rows = np.asarray(rows, dtype=int)
         residuals = batchNormalizedResiduals(
-            stack.template[rows],
-            stack.templateVariance[rows],
-            stack.science[rows],
-            stack.scienceVariance[rows],
+            stack.template,
+            stack.templateVariance,
+            stack.science,
+            stack.scienceVariance,
             kernels,
             np.array([b for _, _, b in items]),
+            rows=rows,
         )
         ny, nx = stack.stampShape
         kh, kw = kernels.shape[1:]
