@@ -46,6 +46,7 @@ from lsst.utils.timer import timeMethod
 from .kernel.stampStack import gatherStamps
 from .math.convolveImage import correlateFixed
 from .math.masks import anyMaskPlaneSet, maskPlaneBitmask
+from .math.statistics import allFinite
 
 
 class SourceDetectionConfig(pexConfig.Config):
@@ -142,17 +143,22 @@ class SourceDetectionTask(pipeBase.Task):
         """
         image = np.asarray(maskedImage.image.array, dtype=np.float32)
         variance = np.asarray(maskedImage.variance.array, dtype=np.float32)
-        # bad = not (finite image and finite positive variance), built in place.
-        bad = np.isfinite(image)
-        bad &= variance > 0
-        bad &= np.isfinite(variance)
-        np.logical_not(bad, out=bad)
         excluded = anyMaskPlaneSet(maskedImage.mask, self.config.excludeMaskPlanes)
-        if excluded is not None:
-            bad |= excluded
-        anyBad = bool(bad.any())
-        if anyBad and bad.all():
-            return pipeBase.Struct(sources=_emptyTable(), background=None)
+        anyBad = not (allFinite(image) and allFinite(variance) and image.size and variance.min() > 0) or (
+            excluded is not None and bool(excluded.any())
+        )
+        if anyBad:
+            # bad = not (finite image and finite positive variance) or excluded, built in place.
+            bad = np.isfinite(image)
+            bad &= variance > 0
+            bad &= np.isfinite(variance)
+            np.logical_not(bad, out=bad)
+            if excluded is not None:
+                bad |= excluded
+            if bad.all():
+                return pipeBase.Struct(sources=_emptyTable(), background=None)
+        else:
+            bad = np.zeros(image.shape, dtype=bool)
         sample = (slice(None, None, 4), slice(None, None, 4))
         goodSample = image[sample][~bad[sample]]
         if goodSample.size == 0:

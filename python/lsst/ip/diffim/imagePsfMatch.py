@@ -49,6 +49,7 @@ from .math.functions import Function2
 from .math.kernels import Kernel
 from .math.masks import anyMaskPlaneSet
 from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
+from .math.threads import forEachRowBand
 from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
 
 
@@ -468,18 +469,30 @@ class ImagePsfMatchTask(PsfMatchTask):
         """Return ``science - matched - background`` (variances add, masks OR)."""
         with self.timer("subtract"):
             bbox = scienceMaskedImage.bbox
-            # Each output plane is made once; no other image-sized temporaries.
-            image = np.subtract(scienceMaskedImage.image.array, matched.image.array, dtype=np.float32)
-            if self.config.doSubtractBackground:
-                background.addTo(image, bbox, scale=-1.0)
-            variance = np.add(scienceMaskedImage.variance.array, matched.variance.array, dtype=np.float32)
             scienceMask = scienceMaskedImage.mask
-            if matched.mask.schema == scienceMask.schema:
-                mask = Mask(
-                    np.bitwise_or(scienceMask.array, matched.mask.array),
-                    schema=scienceMask.schema,
-                    bbox=scienceMask.bbox,
+            sameSchema = matched.mask.schema == scienceMask.schema
+            # Each output plane is made once, filled a band of rows at a time
+            # on the configured threads; no image-sized temporaries.
+            shape = scienceMaskedImage.image.array.shape
+            image = np.empty(shape, dtype=np.float32)
+            variance = np.empty(shape, dtype=np.float32)
+            maskArray = np.empty_like(scienceMask.array) if sameSchema else None
+
+            def band(rows: slice) -> None:
+                np.subtract(scienceMaskedImage.image.array[rows], matched.image.array[rows], out=image[rows])
+                if self.config.doSubtractBackground:
+                    y0 = bbox.y.start + rows.start
+                    bandBox = Box.factory[y0 : y0 + rows.stop - rows.start, bbox.x.start : bbox.x.stop]
+                    background.addTo(image[rows], bandBox, scale=-1.0)
+                np.add(
+                    scienceMaskedImage.variance.array[rows], matched.variance.array[rows], out=variance[rows]
                 )
+                if maskArray is not None:
+                    np.bitwise_or(scienceMask.array[rows], matched.mask.array[rows], out=maskArray[rows])
+
+            forEachRowBand(shape[0], band)
+            if maskArray is not None:
+                mask = Mask(maskArray, schema=scienceMask.schema, bbox=scienceMask.bbox)
             else:
                 mask = scienceMask.copy()
                 mask.update(matched.mask)

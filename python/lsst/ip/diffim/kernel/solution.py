@@ -613,13 +613,25 @@ class SpatialKernelSolution(KernelSolution):
         n = len(xCenters)
         if n == 0:
             return
-        nb, nkt = self._nbases, self._nkt
+        nb = self._nbases
         nloc = nb + (1 if self._fitForBackground else 0)
         if qMats.shape != (n, nloc, nloc) or wVecs.shape != (n, nloc):
             raise InvalidParameterError(
                 f"Candidate systems of shape {qMats.shape[1:]} do not match {nloc} local unknowns "
                 "(check fitForBackground of the candidates and of the spatial fit)."
             )
+        # A few hundred candidates at a time keep the block temporaries small.
+        for start in range(0, n, 512):
+            chunk = slice(start, min(start + 512, n))
+            self._addConstraintBlocks(xCenters[chunk], yCenters[chunk], qMats[chunk], wVecs[chunk])
+        self._nConstraints += n
+
+    def _addConstraintBlocks(
+        self, xCenters: np.ndarray, yCenters: np.ndarray, qMats: np.ndarray, wVecs: np.ndarray
+    ) -> None:
+        """The body of `addConstraints`, for one chunk of checked candidate systems."""
+        n = len(xCenters)
+        nb, nkt = self._nbases, self._nkt
         xs = np.asarray(xCenters, dtype=float)
         ys = np.asarray(yCenters, dtype=float)
         kernelTerms = np.asarray(self._kFunction.terms(xs, ys), dtype=float).reshape(nkt, n).T
@@ -650,7 +662,6 @@ class SpatialKernelSolution(KernelSolution):
                 self._mMat[start1 : start1 + span1, start2 : start2 + span2] += block.transpose(
                     0, 2, 1, 3
                 ).reshape(span1, span2)
-        self._nConstraints += n
 
     def getNConstraints(self) -> int:
         return self._nConstraints

@@ -35,12 +35,14 @@ __all__ = ["StampStack", "gatherStamps"]
 
 import math
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lsst.images import MaskedImage
 
+from ..math.convolveImage import fftWorkers
 from ..math.masks import maskPlaneBitmask
 
 
@@ -65,6 +67,52 @@ def gatherStamps(array: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: t
     stamps = windows[np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)]
     # Window axes come last in the view; put them back after the stamp axis.
     return np.moveaxis(stamps, (-2, -1), (1, 2)) if array.ndim > 2 else stamps
+
+
+class _MaskStamps:
+    """Mask stamps ``(n, ny, nx, nElem)``: a stacked array, or cut from the parent plane on demand.
+
+    Masks are read only through a few per-stamp reductions (any bad bit in
+    the stamp, bits in the core), so stamps cut from a parent are not
+    copied as a whole unless asked for.
+    """
+
+    def __init__(
+        self,
+        stack: np.ndarray | None = None,
+        parent: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
+        cols: np.ndarray | None = None,
+        shape: tuple[int, int] | None = None,
+    ) -> None:
+        self._stack = stack
+        self._parent = parent
+        self._rows = None if rows is None else np.asarray(rows, dtype=np.intp)
+        self._cols = None if cols is None else np.asarray(cols, dtype=np.intp)
+        self._shape = shape
+
+    def __len__(self) -> int:
+        return len(self._stack) if self._stack is not None else len(self._rows)
+
+    @property
+    def nElem(self) -> int:
+        return (self._stack if self._stack is not None else self._parent).shape[-1]
+
+    def all(self) -> np.ndarray:
+        """Return (and keep) the whole stack."""
+        if self._stack is None:
+            self._stack = gatherStamps(self._parent, self._rows, self._cols, self._shape)
+            self._parent = self._rows = self._cols = None
+        return self._stack
+
+    def window(self, index: slice, ys: slice, xs: slice) -> np.ndarray:
+        """Return ``[index, ys, xs]`` of the stamps, cutting only that window."""
+        if self._stack is not None:
+            return self._stack[index][:, ys, xs]
+        ny, nx = self._shape
+        y0, y1, _ = ys.indices(ny)
+        x0, x1, _ = xs.indices(nx)
+        return gatherStamps(self._parent, self._rows[index] + y0, self._cols[index] + x0, (y1 - y0, x1 - x0))
 
 
 class StampStack:
@@ -103,8 +151,8 @@ class StampStack:
         self.templateVariance = templateVariance
         self.science = science
         self.scienceVariance = scienceVariance
-        self.templateMask = templateMask
-        self.scienceMask = scienceMask
+        self._templateMask = None if templateMask is None else _MaskStamps(templateMask)
+        self._scienceMask = None if scienceMask is None else _MaskStamps(scienceMask)
         self.templateSchema = templateSchema
         self.scienceSchema = scienceSchema
         self._badCache: dict[tuple[str, ...], np.ndarray] = {}
@@ -118,6 +166,16 @@ class StampStack:
     @property
     def stampShape(self) -> tuple[int, int]:
         return self.template.shape[1], self.template.shape[2]
+
+    @property
+    def templateMask(self) -> np.ndarray | None:
+        """Template mask stamps ``(n, ny, nx, nElem)``, or `None`."""
+        return None if self._templateMask is None else self._templateMask.all()
+
+    @property
+    def scienceMask(self) -> np.ndarray | None:
+        """Science mask stamps ``(n, ny, nx, nElem)``, or `None`."""
+        return None if self._scienceMask is None else self._scienceMask.all()
 
     # --- construction ---------------------------------------------------------
     @classmethod
@@ -142,19 +200,27 @@ class StampStack:
             Stamp shape ``(ny, nx)``; every stamp must lie inside the parent.
         """
 
-        def cut(array: np.ndarray) -> np.ndarray:
-            return gatherStamps(array, rows, cols, shape)
-
-        return cls(
-            cut(templateMaskedImage.image.array),
-            cut(templateMaskedImage.variance.array),
-            cut(scienceMaskedImage.image.array),
-            cut(scienceMaskedImage.variance.array),
-            cut(templateMaskedImage.mask.array),
-            cut(scienceMaskedImage.mask.array),
-            templateMaskedImage.mask.schema,
-            scienceMaskedImage.mask.schema,
+        planes = [
+            templateMaskedImage.image.array,
+            templateMaskedImage.variance.array,
+            scienceMaskedImage.image.array,
+            scienceMaskedImage.variance.array,
+        ]
+        # The four gathers share the threads (numpy releases the GIL for them).
+        with ThreadPoolExecutor(min(fftWorkers(None), len(planes))) as pool:
+            stamps = list(pool.map(lambda plane: gatherStamps(plane, rows, cols, shape), planes))
+        stack = cls(
+            *stamps,
+            templateSchema=templateMaskedImage.mask.schema,
+            scienceSchema=scienceMaskedImage.mask.schema,
         )
+        stack._templateMask = _MaskStamps(
+            parent=templateMaskedImage.mask.array, rows=rows, cols=cols, shape=shape
+        )
+        stack._scienceMask = _MaskStamps(
+            parent=scienceMaskedImage.mask.array, rows=rows, cols=cols, shape=shape
+        )
+        return stack
 
     @classmethod
     def fromMaskedImages(
@@ -188,16 +254,20 @@ class StampStack:
         hit = self._badCache.get(key)
         if hit is None:
             hit = np.zeros(len(self), dtype=bool)
-            sides = ((self.templateMask, self.templateSchema), (self.scienceMask, self.scienceSchema))
-            for mask, schema in sides:
-                if mask is None or schema is None or not len(mask):
+            sides = ((self._templateMask, self.templateSchema), (self._scienceMask, self.scienceSchema))
+            every = slice(None)
+            for masks, schema in sides:
+                if masks is None or schema is None or not len(masks):
                     continue
                 bitmask = maskPlaneBitmask(schema, list(key))
                 if not bitmask.any():
                     continue
                 # OR of every stamp's pixels: a stamp has a bad pixel iff its OR has a bad bit.
-                stampBits = np.bitwise_or.reduce(mask.reshape(len(mask), -1, mask.shape[-1]), axis=1)
-                hit |= (stampBits & bitmask).any(axis=1)
+                for start in range(0, len(masks), 1024):
+                    chunk = slice(start, min(start + 1024, len(masks)))
+                    stamps = masks.window(chunk, every, every)
+                    stampBits = np.bitwise_or.reduce(stamps.reshape(len(stamps), -1, masks.nElem), axis=1)
+                    hit[chunk] |= (stampBits & bitmask).any(axis=1)
             self._badCache[key] = hit
         return hit
 
@@ -286,10 +356,10 @@ class StampStack:
         with np.errstate(divide="ignore", invalid="ignore"):
             ivar = 1.0 / self.scienceVariance[:, ys, xs].astype(float)
         use = np.isfinite(ivar)
-        if self.scienceMask is not None and self.scienceSchema is not None:
+        if self._scienceMask is not None and self.scienceSchema is not None:
             bitmask = maskPlaneBitmask(self.scienceSchema, list(planes))
             if bitmask.any():
-                use &= ~np.any(self.scienceMask[:, ys, xs] & bitmask, axis=-1)
+                use &= ~np.any(self._scienceMask.window(slice(None), ys, xs) & bitmask, axis=-1)
         with np.errstate(invalid="ignore", over="ignore"):
             xsum = np.where(use, image * np.sqrt(np.where(use, ivar, 0.0)), 0.0).reshape(n, -1).sum(axis=1)
             x2sum = np.where(use, image * image * np.where(use, ivar, 0.0), 0.0).reshape(n, -1).sum(axis=1)

@@ -31,6 +31,7 @@ __all__ = [
     "Property",
     "Statistics",
     "StatisticsControl",
+    "allFinite",
     "clippedMeanStd",
     "makeStatistics",
 ]
@@ -43,6 +44,20 @@ import numpy as np
 
 #: IQR -> Gaussian sigma (1 / (2 * 0.6744897...)).
 _IQ_TO_STDEV = 0.741301109252802
+
+
+def allFinite(plane: np.ndarray) -> bool:
+    """Whether every pixel is finite, without an image-sized temporary.
+
+    A float64 sum of finite float32 (or smaller) values cannot overflow, so
+    it is finite exactly when all the values are; wider types are tested
+    pixel by pixel if the sum is not finite.
+    """
+    if plane.size == 0 or plane.dtype.kind not in "fc":
+        return True
+    if np.isfinite(np.sum(plane, dtype=np.float64 if plane.dtype.kind == "f" else None)):
+        return True
+    return bool(np.isfinite(plane).all())
 
 
 class Property(enum.IntFlag):

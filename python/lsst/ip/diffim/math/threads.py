@@ -26,14 +26,20 @@ float32 product takes 6x longer on two BLAS threads than on one).  The
 fit therefore runs with BLAS on one thread and spreads chunks of
 candidates over its own threads (``$IPDIFFIM_NUM_THREADS``, see
 `lsst.ip.diffim.math.convolveImage.fftWorkers`).
+
+Whole-image pixel arithmetic (the subtraction) is spread over the same
+threads by bands of rows (`forEachRowBand`): numpy releases the GIL for
+it, and on virtual machines the first touch of a new output page is a
+large part of its cost, which two threads also share.
 """
 
 from __future__ import annotations
 
-__all__ = ["singleThreadedBlas"]
+__all__ = ["forEachRowBand", "singleThreadedBlas"]
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 from threadpoolctl import threadpool_limits
 
@@ -43,3 +49,33 @@ def singleThreadedBlas() -> Iterator[None]:
     """Limit BLAS to one thread inside the ``with`` block (restored after)."""
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+def forEachRowBand(
+    nRows: int, work: Callable[[slice], None], workers: int | None = None, rowsPerBand: int = 256
+) -> None:
+    """Call ``work(rows)`` for consecutive bands of ``rowsPerBand`` rows, on several threads.
+
+    Parameters
+    ----------
+    nRows : `int`
+        Rows of the image.
+    work : callable
+        Computes the band ``rows`` (a `slice`); bands must write disjoint
+        outputs.
+    workers : `int`, optional
+        Threads; ``$IPDIFFIM_NUM_THREADS`` or the CPU count if not given.
+    rowsPerBand : `int`, optional
+        Rows of each band.
+    """
+    from .convolveImage import fftWorkers
+
+    bands = [slice(y0, min(y0 + rowsPerBand, nRows)) for y0 in range(0, nRows, rowsPerBand)]
+    threads = min(fftWorkers(workers), len(bands))
+    if threads <= 1:
+        for band in bands:
+            work(band)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(work, band) for band in bands]:
+            future.result()
