@@ -47,6 +47,7 @@ from .kernel.stampStack import gatherStamps
 from .math.convolveImage import correlateFixed
 from .math.masks import anyMaskPlaneSet, maskPlaneBitmask
 from .math.statistics import allFinite
+from .objectExtraction import extractObjects
 
 
 class SourceDetectionConfig(pexConfig.Config):
@@ -207,16 +208,22 @@ class SourceDetectionTask(pipeBase.Task):
             good = data[sample][~bad[sample]]
             std = float(1.4826 * np.median(np.abs(good - np.median(good))))
             thresh = value * std if ttype == "stdev" else value * std * std
-        objects = _extract(
-            data,
-            thresh,
-            var=varArg,
-            mask=bad if anyBad else None,
-            minarea=self.config.minPixels,
-            filter_kernel=None,
-            deblend_cont=0.005 if self.config.deblend else 1.0,
-            clean=False,
-        )
+        if self.config.deblend:
+            objects = _extract(
+                data,
+                thresh,
+                var=varArg,
+                mask=bad if anyBad else None,
+                minarea=self.config.minPixels,
+                filter_kernel=None,
+                deblend_cont=0.005,
+                clean=False,
+            )
+        else:
+            # sep.extract's isophotal objects without deblending, on all threads.
+            objects = extractObjects(
+                data, thresh, var=varArg, mask=bad if anyBad else None, minarea=self.config.minPixels
+            )
         x0, y0 = maskedImage.bbox.x.start, maskedImage.bbox.y.start
         n = len(objects)
         sources = Table()

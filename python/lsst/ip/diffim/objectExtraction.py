@@ -1,0 +1,191 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Isophotal object extraction: 8-connected pixels above a threshold.
+
+This is the extraction `sep.extract` performs without a filter, without
+deblending and without cleaning, computed on the runs of detected pixels
+rather than on the image: each row's runs come from a threaded threshold
+pass over bands of rows, runs touching in consecutive rows (including
+diagonally) are joined with a sparse connected-components search, and the
+measurements are sums over the detected pixels only.  No image-sized label
+array is made, and the only image-sized work (the threshold) runs on all
+threads.
+"""
+
+from __future__ import annotations
+
+__all__ = ["OBJECT_DTYPE", "extractObjects"]
+
+import numpy as np
+import scipy.sparse
+from scipy.sparse.csgraph import connected_components
+
+from .math.threads import forEachRowBand
+
+#: Fields of the extracted objects (sep's names; inclusive bounding boxes).
+OBJECT_DTYPE = np.dtype(
+    [
+        ("x", np.float64),
+        ("y", np.float64),
+        ("flux", np.float64),
+        ("peak", np.float64),
+        ("npix", np.int64),
+        ("xmin", np.int64),
+        ("xmax", np.int64),
+        ("ymin", np.int64),
+        ("ymax", np.int64),
+    ]
+)
+
+
+def _runs(
+    data: np.ndarray, thresh: float, var: np.ndarray | None, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the runs of detected pixels ``(row, first, last)`` in raster order."""
+    ny, nx = data.shape
+    bands: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    threshold = np.float32(thresh)
+
+    def band(rows: slice) -> None:
+        block = data[rows]
+        if var is None:
+            above = block > threshold
+        else:
+            # Relative threshold: thresh * sqrt(var) at each pixel.
+            limit = np.sqrt(var[rows], dtype=np.float32)
+            limit *= threshold
+            above = block > limit
+        if mask is not None:
+            above &= ~mask[rows]
+        # Run edges: +1 where a run starts, -1 one past where it ends.
+        edges = np.diff(above.view(np.int8), axis=1, prepend=0, append=0)
+        startRow, startCol = np.nonzero(edges == 1)
+        _, stopCol = np.nonzero(edges == -1)
+        bands[rows.start] = (startRow + rows.start, startCol, stopCol - 1)
+
+    forEachRowBand(ny, band)
+    parts = [bands[k] for k in sorted(bands)]
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    return tuple(np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(3))  # type: ignore
+
+
+def _joinRuns(row: np.ndarray, first: np.ndarray, last: np.ndarray, width: int) -> np.ndarray:
+    """Return the object index of every run (runs touching in consecutive rows are one object)."""
+    n = len(row)
+    stride = width + 2  # keys of different rows never interleave
+    endKey = row * stride + last
+    startKey = row * stride + first
+    # Runs of row r - 1 touching run q of row r: last >= first_q - 1 and first <= last_q + 1;
+    # both bounds are monotonic within a row, so the touching runs are a contiguous range.
+    lo = np.searchsorted(endKey, (row - 1) * stride + first - 1, side="left")
+    hi = np.searchsorted(startKey, (row - 1) * stride + last + 1, side="right")
+    hi = np.maximum(hi, lo)
+    counts = hi - lo
+    q = np.repeat(np.arange(n), counts)
+    p = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    graph = scipy.sparse.coo_matrix((np.ones(len(q), dtype=np.int8), (q, p)), shape=(n, n)).tocsr()
+    _, labels = connected_components(graph, directed=False)
+    return labels
+
+
+def extractObjects(
+    data: np.ndarray,
+    thresh: float,
+    var: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    minarea: int = 5,
+) -> np.ndarray:
+    """Extract the isophotal objects of an image.
+
+    Parameters
+    ----------
+    data : `numpy.ndarray`
+        Finite ``(ny, nx)`` image (background subtracted, filtered if wanted).
+    thresh : `float`
+        Detection threshold: absolute, or relative to ``sqrt(var)`` if
+        ``var`` is given.
+    var : `numpy.ndarray`, optional
+        Per-pixel variance of ``data``.
+    mask : `numpy.ndarray`, optional
+        Boolean ``(ny, nx)``; `True` pixels are never detected.
+    minarea : `int`, optional
+        Smallest number of pixels of an object.
+
+    Returns
+    -------
+    objects : `numpy.ndarray`
+        Structured array of `OBJECT_DTYPE`: first moments ``x``, ``y`` and
+        sum ``flux`` of the pixel values, brightest value ``peak``, pixel
+        count and inclusive bounding box (array indices).  Objects are in
+        the order a raster scan completes them (by the position of their
+        last pixel), as `sep.extract` returns them.
+    """
+    data = np.asarray(data, dtype=np.float32)
+    ny, nx = data.shape
+    row, first, last = _runs(data, thresh, var, mask)
+    if len(row) == 0:
+        return np.zeros(0, dtype=OBJECT_DTYPE)
+    labels = _joinRuns(row, first, last, nx)
+    # Every detected pixel, in raster order, with its object.
+    lengths = last - first + 1
+    runOfPixel = np.repeat(np.arange(len(row)), lengths)
+    cols = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + first[runOfPixel]
+    rows = row[runOfPixel]
+    obj = labels[runOfPixel]
+    values = data[rows, cols].astype(np.float64)
+    nObj = int(labels.max()) + 1
+    npix = np.bincount(obj, minlength=nObj)
+    flux = np.bincount(obj, weights=values, minlength=nObj)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.bincount(obj, weights=values * cols, minlength=nObj) / flux
+        y = np.bincount(obj, weights=values * rows, minlength=nObj) / flux
+    # Pixels grouped by object, raster order kept within each object.
+    order = np.argsort(obj, kind="stable")
+    starts = np.cumsum(npix) - npix
+    peak = np.maximum.reduceat(values[order], starts)
+    lastPixel = (rows * nx + cols)[order][starts + npix - 1]
+    runLabels = labels
+    xmin = np.full(nObj, nx, dtype=np.int64)
+    np.minimum.at(xmin, runLabels, first)
+    xmax = np.full(nObj, -1, dtype=np.int64)
+    np.maximum.at(xmax, runLabels, last)
+    ymin = np.full(nObj, ny, dtype=np.int64)
+    np.minimum.at(ymin, runLabels, row)
+    ymax = np.full(nObj, -1, dtype=np.int64)
+    np.maximum.at(ymax, runLabels, row)
+    keep = np.flatnonzero(npix >= minarea)
+    keep = keep[np.argsort(lastPixel[keep], kind="stable")]
+    out = np.empty(len(keep), dtype=OBJECT_DTYPE)
+    for name, values_ in (
+        ("x", x),
+        ("y", y),
+        ("flux", flux),
+        ("peak", peak),
+        ("npix", npix),
+        ("xmin", xmin),
+        ("xmax", xmax),
+        ("ymin", ymin),
+        ("ymax", ymax),
+    ):
+        out[name] = values_[keep]
+    return out
