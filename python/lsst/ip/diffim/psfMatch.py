@@ -889,19 +889,22 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             values[kind]["KCDiffimChiSq"].append(float(np.mean(pix**2)))
 
         def recordMany(kind: str, residuals: np.ndarray) -> None:
-            """Add many candidates' metrics from a stack of residual rows."""
+            """Add many candidates' metrics from a stack of residual rows (which it reorders)."""
             finite = np.isfinite(residuals).all(axis=1)
-            for r in residuals[~finite]:
-                record(kind, r)
-            pix = residuals[finite]
+            pix = residuals
+            if not finite.all():
+                for r in residuals[~finite]:
+                    record(kind, r)
+                pix = residuals[finite]
             if pix.shape[0] == 0 or pix.shape[1] < 2:
                 return
-            q25, q50, q75 = np.percentile(pix, [25, 50, 75], axis=1)
+            # Moments first: the percentiles then partition the rows in place.
             values[kind]["KCDiffimMean"].extend(pix.mean(axis=1).tolist())
+            values[kind]["KCDiffimStDev"].extend(pix.std(axis=1, ddof=1).tolist())
+            values[kind]["KCDiffimChiSq"].extend((np.einsum("ij,ij->i", pix, pix) / pix.shape[1]).tolist())
+            q25, q50, q75 = np.percentile(pix, [25, 50, 75], axis=1, overwrite_input=True)
             values[kind]["KCDiffimMedian"].extend(q50.tolist())
             values[kind]["KCDiffimIQR"].extend((q75 - q25).tolist())
-            values[kind]["KCDiffimStDev"].extend(pix.std(axis=1, ddof=1).tolist())
-            values[kind]["KCDiffimChiSq"].extend(np.mean(pix**2, axis=1).tolist())
 
         good = [
             c

@@ -392,10 +392,13 @@ def _batchStatistics(
             xs = slice(max(nx // 2 - core, cx) - cx, min(nx // 2 + core + 1, cx + residuals.shape[2]) - cx)
             region = residuals[:, ys, xs]
         flat = region.reshape(region.shape[0], -1)
-        count = np.isfinite(flat).sum(axis=1)
+        finite = np.isfinite(flat)
+        count = finite.sum(axis=1)
+        if not finite.all():
+            flat = np.where(finite, flat, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            xsum = np.nansum(flat, axis=1)
-            x2sum = np.nansum(flat * flat, axis=1)
+            xsum = flat.sum(axis=1)
+            x2sum = np.einsum("ij,ij->i", flat, flat)
             mean = np.where(count > 0, xsum / count, np.nan)
             var = np.where(count > 1, (x2sum / count - mean * mean) * count / (count - 1.0), np.nan)
         for (kc, _, _), m, v, r in zip(items, mean, var, residuals, strict=True):
