@@ -30,6 +30,8 @@ __all__ = [
     "subtractAlgorithmRegistry",
 ]
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -45,10 +47,13 @@ from .kernel.candidate import KernelCandidate
 from .kernel.stampStack import StampStack
 from .makeKernelBasisList import makeKernelBasisList
 from .math.convolve import ConvolutionControl, convolve
+from .math.convolveImage import ConvolutionResult
 from .math.functions import Function2
 from .math.kernels import Kernel
 from .math.masks import anyMaskPlaneSet
+from .math.outputPlanes import OutputPlanes
 from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
+from .math.statistics import allFinite
 from .math.threads import forEachRowBand
 from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
 
@@ -119,6 +124,43 @@ class ImagePsfMatchTask(PsfMatchTask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.makeSubtask("selectDetection")
+        self._outputPlanes: OutputPlanes | None = None
+
+    @contextlib.contextmanager
+    def _preparedOutputs(
+        self, templateMaskedImage: MaskedImage, scienceMaskedImage: MaskedImage, difference: bool
+    ) -> Iterator[None]:
+        """Prepare the output planes on a spare core while the kernel is fitted.
+
+        Inside the block, `_convolve` (and `_subtract` if ``difference``)
+        take their planes from an `OutputPlanes`; nested calls use the
+        outer block's planes.
+        """
+        if self._outputPlanes is not None:
+            yield
+            return
+        shape = templateMaskedImage.image.array.shape
+        specs = {
+            "matched.image": (shape, np.float32),
+            "matched.variance": (shape, np.float32),
+            "matched.mask": (templateMaskedImage.mask.array.shape, templateMaskedImage.mask.array.dtype),
+        }
+        if difference:
+            specs["difference.image"] = (shape, np.float32)
+            specs["difference.variance"] = (shape, np.float32)
+            scienceMask = scienceMaskedImage.mask.array
+            specs["difference.mask"] = (scienceMask.shape, scienceMask.dtype)
+        self._outputPlanes = OutputPlanes.start(specs)
+        try:
+            yield
+        finally:
+            planes, self._outputPlanes = self._outputPlanes, None
+            if planes is not None:
+                planes.close()
+
+    def _takePlane(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray | None:
+        """A prepared output plane (zeroed), or `None` to allocate one."""
+        return None if self._outputPlanes is None else self._outputPlanes.take(name, shape, dtype)
 
     # ----------------------------------------------------------------- helpers
     def makeKernelBasisList(
@@ -164,15 +206,22 @@ class ImagePsfMatchTask(PsfMatchTask):
     def _checkPixels(maskedImage: MaskedImage, name: str) -> None:
         image = maskedImage.image.array
         variance = maskedImage.variance.array
-        finite = np.isfinite(image)
-        if not finite.any():
-            raise MismatchedImagesError(f"The {name} image has no finite pixels.")
         noData = anyMaskPlaneSet(maskedImage.mask, ["NO_DATA"])
-        usable = finite & ~noData
-        if not usable.any():
-            raise MismatchedImagesError(f"Every pixel of the {name} image is masked NO_DATA.")
-        goodVar = variance[usable]
-        if not np.any(np.isfinite(goodVar) & (goodVar > 0)):
+        if image.size and allFinite(image) and (noData is None or not noData.any()):
+            goodVar = variance  # every pixel is usable (no image-sized temporaries)
+        else:
+            finite = np.isfinite(image)
+            if not finite.any():
+                raise MismatchedImagesError(f"The {name} image has no finite pixels.")
+            usable = finite if noData is None else finite & ~noData
+            if not usable.any():
+                raise MismatchedImagesError(f"Every pixel of the {name} image is masked NO_DATA.")
+            goodVar = variance[usable]
+        if goodVar.size and allFinite(goodVar):
+            hasVariance = bool(goodVar.max() > 0)
+        else:
+            hasVariance = bool(np.any(np.isfinite(goodVar) & (goodVar > 0)))
+        if not hasVariance:
             raise MismatchedImagesError(
                 f"The {name} variance plane has no positive finite values; supply a variance plane "
                 "(or gain and read noise)."
@@ -389,11 +438,15 @@ class ImagePsfMatchTask(PsfMatchTask):
             )
         self._validateSize(templateMaskedImage, scienceMaskedImage)
         self._displayImages(templateMaskedImage, scienceMaskedImage)
-        kernelCellSet = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
-        basisList = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, metadata=self.metadata)
-        _, psfMatchingKernel, backgroundModel = self._solve(kernelCellSet, basisList)
-        self._displaySpatialCells(scienceMaskedImage, kernelCellSet)
-        matched = self._convolve(templateMaskedImage, psfMatchingKernel)
+        with self._preparedOutputs(templateMaskedImage, scienceMaskedImage, difference=False):
+            kernelCellSet = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
+            basisList = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, metadata=self.metadata)
+            if self._outputPlanes is not None:
+                # The fit leaves a core mostly idle: the planes are prepared meanwhile.
+                self._outputPlanes.begin()
+            _, psfMatchingKernel, backgroundModel = self._solve(kernelCellSet, basisList)
+            self._displaySpatialCells(scienceMaskedImage, kernelCellSet)
+            matched = self._convolve(templateMaskedImage, psfMatchingKernel)
         return pipeBase.Struct(
             matchedImage=matched,
             psfMatchingKernel=psfMatchingKernel,
@@ -403,6 +456,12 @@ class ImagePsfMatchTask(PsfMatchTask):
 
     def _convolve(self, maskedImage: MaskedImage, kernel: Kernel, doNormalize: bool = False) -> MaskedImage:
         with self.timer("convolve"):
+            shape, mask = maskedImage.image.array.shape, maskedImage.mask.array
+            out = ConvolutionResult(
+                image=self._takePlane("matched.image", shape, np.float32),
+                variance=self._takePlane("matched.variance", shape, np.float32),
+                mask=self._takePlane("matched.mask", mask.shape, mask.dtype),
+            )
             return convolve(
                 maskedImage,
                 kernel,
@@ -411,6 +470,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                     doCopyEdge=False,
                     preserveMaskPlanes=tuple(self.config.candidateMaskPlanesConvolved),
                 ),
+                out=out,
             )
 
     @timeMethod
@@ -436,22 +496,23 @@ class ImagePsfMatchTask(PsfMatchTask):
         self._validateSize(templateMaskedImage, scienceMaskedImage)
         self._checkPixels(templateMaskedImage, "template")
         self._checkPixels(scienceMaskedImage, "science")
-        if candidateList is None or "stampXmin" not in getattr(candidateList, "colnames", ()):
-            kernelSize = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
-            self._checkKernelFits(templateMaskedImage, kernelSize)
-            candidateList = self.makeCandidateList(
-                templateMaskedImage, scienceMaskedImage, kernelSize, candidateList
+        with self._preparedOutputs(templateMaskedImage, scienceMaskedImage, difference=True):
+            if candidateList is None or "stampXmin" not in getattr(candidateList, "colnames", ()):
+                kernelSize = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
+                self._checkKernelFits(templateMaskedImage, kernelSize)
+                candidateList = self.makeCandidateList(
+                    templateMaskedImage, scienceMaskedImage, kernelSize, candidateList
+                )
+            result = self.matchMaskedImages(
+                templateMaskedImage,
+                scienceMaskedImage,
+                candidateList,
+                templateFwhmPix=templateFwhmPix,
+                scienceFwhmPix=scienceFwhmPix,
             )
-        result = self.matchMaskedImages(
-            templateMaskedImage,
-            scienceMaskedImage,
-            candidateList,
-            templateFwhmPix=templateFwhmPix,
-            scienceFwhmPix=scienceFwhmPix,
-        )
-        result.subtractedMaskedImage = self._subtract(
-            scienceMaskedImage, result.matchedImage, result.backgroundModel
-        )
+            result.subtractedMaskedImage = self._subtract(
+                scienceMaskedImage, result.matchedImage, result.backgroundModel
+            )
         self._displayDiffIm(result.subtractedMaskedImage, "Subtracted masked image")
         return result
 
@@ -474,9 +535,15 @@ class ImagePsfMatchTask(PsfMatchTask):
             # Each output plane is made once, filled a band of rows at a time
             # on the configured threads; no image-sized temporaries.
             shape = scienceMaskedImage.image.array.shape
-            image = np.empty(shape, dtype=np.float32)
-            variance = np.empty(shape, dtype=np.float32)
-            maskArray = np.empty_like(scienceMask.array) if sameSchema else None
+            image = self._takePlane("difference.image", shape, np.float32)
+            image = np.empty(shape, dtype=np.float32) if image is None else image
+            variance = self._takePlane("difference.variance", shape, np.float32)
+            variance = np.empty(shape, dtype=np.float32) if variance is None else variance
+            maskArray = None
+            if sameSchema:
+                bits = scienceMask.array
+                maskArray = self._takePlane("difference.mask", bits.shape, bits.dtype)
+                maskArray = np.empty_like(scienceMask.array) if maskArray is None else maskArray
 
             def band(rows: slice) -> None:
                 np.subtract(scienceMaskedImage.image.array[rows], matched.image.array[rows], out=image[rows])

@@ -81,7 +81,7 @@ def _runs(
         _, stopCol = np.nonzero(edges == -1)
         bands[rows.start] = (startRow + rows.start, startCol, stopCol - 1)
 
-    forEachRowBand(ny, band)
+    forEachRowBand(ny, band, rowsPerBand=32)
     parts = [bands[k] for k in sorted(bands)]
     if not parts:
         empty = np.zeros(0, dtype=np.int64)

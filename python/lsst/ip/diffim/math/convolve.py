@@ -40,7 +40,7 @@ import numpy as np
 
 from lsst.images import Box, Image, Mask, MaskedImage
 
-from .convolveImage import convolveSpatiallyVarying
+from .convolveImage import ConvolutionResult, convolveSpatiallyVarying
 from .kernels import Kernel, LinearCombinationKernel
 from .masks import maskPlaneBitmask
 
@@ -94,6 +94,7 @@ def convolve(
     control: ConvolutionControl | None = None,
     *,
     extraPreserve: Iterable[str] = (),
+    out: ConvolutionResult | None = None,
 ) -> MaskedImage:
     """Convolve a masked image with a kernel, in afw's orientation.
 
@@ -105,6 +106,10 @@ def convolve(
         Fixed or spatially varying kernel.
     control : `ConvolutionControl`, optional
         Normalization, edge handling and planes kept undilated.
+    extraPreserve : iterable of `str`, optional
+        More mask planes to keep undilated.
+    out : `~lsst.ip.diffim.math.convolveImage.ConvolutionResult`, optional
+        Arrays to write the planes into (see `convolveSpatiallyVarying`).
 
     Returns
     -------
@@ -138,6 +143,7 @@ def convolve(
         edgeBitmask=maskPlaneBitmask(schema, ["EDGE"]),
         preserveBitmask=maskPlaneBitmask(schema, preserve) if preserve else None,
         doNormalize=control.doNormalize,
+        out=out,
     )
     unit = maskedImage.unit
     return MaskedImage(

@@ -479,6 +479,13 @@ def _border(rows: slice, cols: slice) -> tuple[tuple[slice, slice], ...]:
     )
 
 
+def _given(array: np.ndarray | None, shape: tuple[int, ...], dtype: np.typing.DTypeLike) -> np.ndarray | None:
+    """Return ``array`` if it is an output plane of this shape and type, else `None`."""
+    if array is None or array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
+        return None
+    return array
+
+
 def _zeros(shape: tuple[int, ...], dtype: np.dtype, workers: int) -> np.ndarray:
     """Return a zeroed array, written by bands of rows on the threads.
 
@@ -613,6 +620,7 @@ def convolveSpatiallyVarying(
     tileSize: int = 256,
     dtype: np.typing.DTypeLike = np.float32,
     workers: int | None = None,
+    out: ConvolutionResult | None = None,
 ) -> ConvolutionResult:
     """Convolve image, variance and mask planes with a spatially varying kernel.
 
@@ -649,6 +657,9 @@ def convolveSpatiallyVarying(
         Threads, which share the FFT tiles (or split the FFTs of an image
         that fits in one tile); default ``$IPDIFFIM_NUM_THREADS`` or the CPU
         count.
+    out : `ConvolutionResult`, optional
+        Arrays to write the planes into (the mask one zeroed); a plane that
+        is `None` or of the wrong shape or type is allocated instead.
 
     Returns
     -------
@@ -670,7 +681,9 @@ def convolveSpatiallyVarying(
     imageFinite = allFinite(image)
     finite = None if imageFinite else np.isfinite(image)
     work = image if imageFinite else np.where(finite, image, 0.0)
-    outImage = np.empty((ny, nx), dtype=dtype)
+    outImage = _given(out and out.image, (ny, nx), dtype)
+    if outImage is None:
+        outImage = np.empty((ny, nx), dtype=dtype)
     good = _correlateTerms(work, termKernels, tX, tY, dtype, workers, out=outImage[rows, cols])
     support = np.any(termKernels != 0.0, axis=0)
     isBox = bool(support.all())
@@ -694,7 +707,9 @@ def convolveSpatiallyVarying(
         vAllFinite = allFinite(variance)
         vFinite = None if vAllFinite else np.isfinite(variance)
         vwork = variance if vAllFinite else np.where(vFinite, variance, 0.0)
-        outVar = np.empty((ny, nx), dtype=dtype)
+        outVar = _given(out and out.variance, (ny, nx), dtype)
+        if outVar is None:
+            outVar = np.empty((ny, nx), dtype=dtype)
         goodVar = outVar[rows, cols]
         if mode == "exact":
             _varianceExact(vwork, termKernels, tX, tY, dtype, workers, goodVar)
@@ -711,7 +726,9 @@ def convolveSpatiallyVarying(
 
     outMask = None
     if mask is not None:
-        outMask = _zeros(mask.shape, mask.dtype, workers)
+        outMask = _given(out and out.mask, mask.shape, mask.dtype)
+        if outMask is None:
+            outMask = _zeros(mask.shape, mask.dtype, workers)
         fp = support.astype(np.uint8)
         preserve = None if preserveBitmask is None else np.asarray(preserveBitmask).astype(mask.dtype)
         for e in range(mask.shape[2]):
