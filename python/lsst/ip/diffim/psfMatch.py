@@ -898,10 +898,16 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                 pix = residuals[finite]
             if pix.shape[0] == 0 or pix.shape[1] < 2:
                 return
-            # Moments first: the percentiles then partition the rows in place.
-            values[kind]["KCDiffimMean"].extend(pix.mean(axis=1).tolist())
-            values[kind]["KCDiffimStDev"].extend(pix.std(axis=1, ddof=1).tolist())
-            values[kind]["KCDiffimChiSq"].extend((np.einsum("ij,ij->i", pix, pix) / pix.shape[1]).tolist())
+            # Moments first (from the row sums of x and x^2; the normalized
+            # residuals are of order one), then the percentiles partition the
+            # rows in place.
+            n = pix.shape[1]
+            mean = pix.mean(axis=1)
+            meanSquare = np.einsum("ij,ij->i", pix, pix) / n
+            variance = np.maximum(meanSquare - mean * mean, 0.0) * (n / (n - 1.0))
+            values[kind]["KCDiffimMean"].extend(mean.tolist())
+            values[kind]["KCDiffimStDev"].extend(np.sqrt(variance).tolist())
+            values[kind]["KCDiffimChiSq"].extend(meanSquare.tolist())
             q25, q50, q75 = np.percentile(pix, [25, 50, 75], axis=1, overwrite_input=True)
             values[kind]["KCDiffimMedian"].extend(q50.tolist())
             values[kind]["KCDiffimIQR"].extend((q75 - q25).tolist())
