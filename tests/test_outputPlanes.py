@@ -23,10 +23,9 @@
 import numpy as np
 import pytest
 from astropy.table import Table
+from coreHelpers import maskedImage
 
 import lsst.ip.diffim as ipDiffim
-from lsst.images import Box, Image, MaskedImage
-from lsst.ip.diffim.math import makeDifferenceMaskSchema
 from lsst.ip.diffim.math.outputPlanes import OutputPlanes
 from lsst.ip.diffim.psfMatch import NoKernelCandidatesError
 from lsst.ip.diffim.syntheticPairs import makeSyntheticPair
@@ -62,15 +61,6 @@ def test_one_thread_means_no_background_thread(monkeypatch):
     assert OutputPlanes.start({"a": ((8, 8), np.float32)}) is None
 
 
-def _maskedImage(image: np.ndarray, variance: np.ndarray) -> MaskedImage:
-    bbox = Box.from_shape(image.shape)
-    return MaskedImage(
-        Image(np.asarray(image, np.float32), bbox=bbox),
-        variance=Image(np.asarray(variance, np.float32), bbox=bbox),
-        mask_schema=makeDifferenceMaskSchema(),
-    )
-
-
 def _task() -> ipDiffim.ImagePsfMatchTask:
     config = ipDiffim.ImagePsfMatchTask.ConfigClass()
     config.kernel.active.fitForBackground = True
@@ -82,8 +72,8 @@ def test_prepared_planes_give_the_same_subtraction(monkeypatch):
     """Results are identical whether the planes were prepared or allocated on the spot."""
     monkeypatch.setenv("IPDIFFIM_NUM_THREADS", "2")
     pair = makeSyntheticPair(size=256, nStars=80, seed=5)
-    template = _maskedImage(pair.template, pair.templateVariance)
-    science = _maskedImage(pair.science, pair.scienceVariance)
+    template = maskedImage(pair.template, pair.templateVariance)
+    science = maskedImage(pair.science, pair.scienceVariance)
     taken = []
     original = OutputPlanes.take
 
@@ -113,8 +103,8 @@ def test_prepared_planes_give_the_same_subtraction(monkeypatch):
 def test_planes_are_released_after_a_failure(monkeypatch):
     monkeypatch.setenv("IPDIFFIM_NUM_THREADS", "2")
     pair = makeSyntheticPair(size=128, nStars=20, seed=2)
-    template = _maskedImage(pair.template, pair.templateVariance)
-    science = _maskedImage(pair.science, pair.scienceVariance)
+    template = maskedImage(pair.template, pair.templateVariance)
+    science = maskedImage(pair.science, pair.scienceVariance)
     empty = Table(names=["x", "y", "stampXmin", "stampXmax", "stampYmin", "stampYmax"])
     task = _task()
     with pytest.raises(NoKernelCandidatesError):

@@ -479,11 +479,32 @@ def _border(rows: slice, cols: slice) -> tuple[tuple[slice, slice], ...]:
     )
 
 
-def _given(array: np.ndarray | None, shape: tuple[int, ...], dtype: np.typing.DTypeLike) -> np.ndarray | None:
-    """Return ``array`` if it is an output plane of this shape and type, else `None`."""
-    if array is None or array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
-        return None
-    return array
+def _finiteWork(plane: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return the plane with non-finite pixels zeroed, and its finite flags.
+
+    The plane itself and `None` when every pixel is finite (no copy).
+    """
+    if allFinite(plane):
+        return plane, None
+    finite = np.isfinite(plane)
+    return np.where(finite, plane, 0.0), finite
+
+
+def _outputPlane(
+    given: np.ndarray | None,
+    shape: tuple[int, ...],
+    dtype: np.typing.DTypeLike,
+    workers: int = 1,
+    zeroed: bool = False,
+) -> np.ndarray:
+    """Return ``given`` if it is an output plane of this shape and type, else a new one.
+
+    A new plane is zeroed (on the threads) if ``zeroed``; a given one must
+    already be.
+    """
+    if given is not None and given.shape == tuple(shape) and given.dtype == np.dtype(dtype):
+        return given
+    return _zeros(shape, np.dtype(dtype), workers) if zeroed else np.empty(shape, dtype=dtype)
 
 
 def _zeros(shape: tuple[int, ...], dtype: np.dtype, workers: int) -> np.ndarray:
@@ -678,16 +699,12 @@ def convolveSpatiallyVarying(
         raise ValueError(f"Unknown edgeMode {edgeMode!r}; use 'nodata' or 'copy'.")
 
     # Image plane: non-finite pixels are zeroed for the FFT and re-flagged after.
-    imageFinite = allFinite(image)
-    finite = None if imageFinite else np.isfinite(image)
-    work = image if imageFinite else np.where(finite, image, 0.0)
-    outImage = _given(out and out.image, (ny, nx), dtype)
-    if outImage is None:
-        outImage = np.empty((ny, nx), dtype=dtype)
+    work, finite = _finiteWork(image)
+    outImage = _outputPlane(out and out.image, (ny, nx), dtype)
     good = _correlateTerms(work, termKernels, tX, tY, dtype, workers, out=outImage[rows, cols])
     support = np.any(termKernels != 0.0, axis=0)
     isBox = bool(support.all())
-    if not imageFinite:
+    if finite is not None:
         touched = _dilate((~finite).astype(np.uint8), support.astype(np.uint8), isBox)[rows, cols]
         good[touched.astype(bool)] = np.nan
 
@@ -704,12 +721,8 @@ def convolveSpatiallyVarying(
         mode = varianceMode
         if mode == "auto":
             mode = "exact" if nTerms == 1 or (gy * gx) <= 512 * 512 else "tiled"
-        vAllFinite = allFinite(variance)
-        vFinite = None if vAllFinite else np.isfinite(variance)
-        vwork = variance if vAllFinite else np.where(vFinite, variance, 0.0)
-        outVar = _given(out and out.variance, (ny, nx), dtype)
-        if outVar is None:
-            outVar = np.empty((ny, nx), dtype=dtype)
+        vwork, vFinite = _finiteWork(variance)
+        outVar = _outputPlane(out and out.variance, (ny, nx), dtype)
         goodVar = outVar[rows, cols]
         if mode == "exact":
             _varianceExact(vwork, termKernels, tX, tY, dtype, workers, goodVar)
@@ -717,7 +730,7 @@ def convolveSpatiallyVarying(
             _varianceTiled(vwork, termKernels, tX, tY, tileSize, dtype, workers, goodVar)
         else:
             raise ValueError(f"Unknown varianceMode {varianceMode!r}; use 'exact', 'tiled' or 'auto'.")
-        if not vAllFinite:
+        if vFinite is not None:
             touched = _dilate((~vFinite).astype(np.uint8), support.astype(np.uint8), isBox)[rows, cols]
             goodVar[touched.astype(bool)] = np.inf
         if kSum is not None:
@@ -726,9 +739,7 @@ def convolveSpatiallyVarying(
 
     outMask = None
     if mask is not None:
-        outMask = _given(out and out.mask, mask.shape, mask.dtype)
-        if outMask is None:
-            outMask = _zeros(mask.shape, mask.dtype, workers)
+        outMask = _outputPlane(out and out.mask, mask.shape, mask.dtype, workers, zeroed=True)
         fp = support.astype(np.uint8)
         preserve = None if preserveBitmask is None else np.asarray(preserveBitmask).astype(mask.dtype)
         for e in range(mask.shape[2]):
