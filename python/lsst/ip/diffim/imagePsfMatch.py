@@ -667,23 +667,25 @@ class ImagePsfMatchTask(PsfMatchTask):
             template is convolved, the matching kernel attached) or an
             `lsst.images.MaskedImage` when the inputs carry no projection.
         """
-        result = self.matchExposures(
-            templateExposure,
-            scienceExposure,
-            templateFwhmPix=templateFwhmPix,
-            scienceFwhmPix=scienceFwhmPix,
-            candidateList=candidateList,
-            doWarping=doWarping,
-            convolveTemplate=convolveTemplate,
-        )
         scienceMI = _asMaskedImage(scienceExposure)
-        if convolveTemplate:
-            subtracted = self._subtract(scienceMI, result.matchedImage, result.backgroundModel)
-        else:
-            templateMI = _asMaskedImage(result.warpedExposure)
-            subtracted = self._subtractConvolvedScience(
-                templateMI, result.matchedImage, result.backgroundModel, result.psfMatchingKernel
+        # Every output is on the science grid (the template is warped onto it).
+        with self._preparedOutputs(scienceMI, scienceMI, difference=convolveTemplate):
+            result = self.matchExposures(
+                templateExposure,
+                scienceExposure,
+                templateFwhmPix=templateFwhmPix,
+                scienceFwhmPix=scienceFwhmPix,
+                candidateList=candidateList,
+                doWarping=doWarping,
+                convolveTemplate=convolveTemplate,
             )
+            if convolveTemplate:
+                subtracted = self._subtract(scienceMI, result.matchedImage, result.backgroundModel)
+            else:
+                templateMI = _asMaskedImage(result.warpedExposure)
+                subtracted = self._subtractConvolvedScience(
+                    templateMI, result.matchedImage, result.backgroundModel, result.psfMatchingKernel
+                )
         result.subtractedMaskedImage = subtracted
         result.subtractedExposure = self._makeDifferenceExposure(
             scienceExposure, result.warpedExposure, subtracted, result.psfMatchingKernel, convolveTemplate
