@@ -31,18 +31,16 @@ tests) get a stack of their own stamps on first use.
 
 from __future__ import annotations
 
-__all__ = ["StampStack", "gatherStamps"]
+__all__ = ["StampPlane", "StampStack", "gatherStamps"]
 
 import math
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lsst.images import MaskedImage
 
-from ..math.convolveImage import fftWorkers
 from ..math.masks import maskPlaneBitmask
 
 
@@ -69,12 +67,25 @@ def gatherStamps(array: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: t
     return np.moveaxis(stamps, (-2, -1), (1, 2)) if array.ndim > 2 else stamps
 
 
-class _MaskStamps:
-    """Mask stamps ``(n, ny, nx, nElem)``: a stacked array, or cut from the parent plane on demand.
+class StampPlane:
+    """One plane of a stack of stamps ``(n, ny, nx, ...)``, indexed like an array.
 
-    Masks are read only through a few per-stamp reductions (any bad bit in
-    the stamp, bits in the core), so stamps cut from a parent are not
-    copied as a whole unless asked for.
+    Either a stacked array, or stamps cut from the parent plane when they
+    are indexed: the passes over the candidates read a few dozen stamps at
+    a time, so the stack itself never needs to exist.  Indexing by stamp
+    (an integer, a slice or an index array), optionally followed by row
+    and column slices of the stamps, returns a new `numpy.ndarray`.
+
+    Parameters
+    ----------
+    stack : `numpy.ndarray`, optional
+        The stamps, stacked.
+    parent : `numpy.ndarray`, optional
+        The parent plane ``(H, W, ...)`` (instead of ``stack``).
+    rows, cols : `numpy.ndarray`, optional
+        Array indices of every stamp's first row and column in ``parent``.
+    shape : `tuple` [`int`, `int`], optional
+        Stamp shape ``(ny, nx)`` (with ``parent``).
     """
 
     def __init__(
@@ -89,30 +100,61 @@ class _MaskStamps:
         self._parent = parent
         self._rows = None if rows is None else np.asarray(rows, dtype=np.intp)
         self._cols = None if cols is None else np.asarray(cols, dtype=np.intp)
-        self._shape = shape
+        self._stampShape = shape
 
     def __len__(self) -> int:
         return len(self._stack) if self._stack is not None else len(self._rows)
 
     @property
-    def nElem(self) -> int:
-        return (self._stack if self._stack is not None else self._parent).shape[-1]
+    def shape(self) -> tuple[int, ...]:
+        if self._stack is not None:
+            return self._stack.shape
+        return (len(self._rows), *self._stampShape, *self._parent.shape[2:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return (self._stack if self._stack is not None else self._parent).dtype
 
     def all(self) -> np.ndarray:
         """Return (and keep) the whole stack."""
         if self._stack is None:
-            self._stack = gatherStamps(self._parent, self._rows, self._cols, self._shape)
+            self._stack = gatherStamps(self._parent, self._rows, self._cols, self._stampShape)
             self._parent = self._rows = self._cols = None
         return self._stack
 
-    def window(self, index: slice, ys: slice, xs: slice) -> np.ndarray:
-        """Return ``[index, ys, xs]`` of the stamps, cutting only that window."""
+    def __getitem__(self, key: object) -> np.ndarray:
         if self._stack is not None:
-            return self._stack[index][:, ys, xs]
-        ny, nx = self._shape
+            return self._stack[key]
+        index, window = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        if len(window) > 2 or not all(isinstance(w, slice) for w in window):
+            raise IndexError("Stamp planes take a stamp index and at most row and column slices.")
+        ys, xs = (*window, slice(None), slice(None))[:2]
+        ny, nx = self._stampShape
         y0, y1, _ = ys.indices(ny)
         x0, x1, _ = xs.indices(nx)
-        return gatherStamps(self._parent, self._rows[index] + y0, self._cols[index] + x0, (y1 - y0, x1 - x0))
+        single = np.ndim(index) == 0 and not isinstance(index, slice)
+        which = np.arange(len(self._rows))[index] if not single else np.array([index])
+        stamps = gatherStamps(
+            self._parent, self._rows[which] + y0, self._cols[which] + x0, (max(y1 - y0, 0), max(x1 - x0, 0))
+        )
+        return stamps[0] if single else stamps
+
+
+def _plane(stamps: np.ndarray | StampPlane) -> StampPlane:
+    return stamps if isinstance(stamps, StampPlane) else StampPlane(stack=stamps)
+
+
+def _chunks(n: int, size: int = 1024) -> list[slice]:
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def _finiteStamps(plane: StampPlane) -> np.ndarray:
+    """``(n,)`` flags: every pixel of the stamp is finite."""
+    out = np.empty(len(plane), dtype=bool)
+    for chunk in _chunks(len(plane)):
+        stamps = plane[chunk]
+        out[chunk] = np.isfinite(stamps).reshape(len(stamps), -1).all(axis=1)
+    return out
 
 
 class StampStack:
@@ -120,9 +162,10 @@ class StampStack:
 
     Parameters
     ----------
-    template, templateVariance, science, scienceVariance : `numpy.ndarray`
-        Stamps ``(n, ny, nx)``.
-    templateMask, scienceMask : `numpy.ndarray` or `None`
+    template, templateVariance, science, scienceVariance : `numpy.ndarray` or `StampPlane`
+        Stamps ``(n, ny, nx)``; kept as `StampPlane` attributes of the same
+        names, which index like arrays.
+    templateMask, scienceMask : `numpy.ndarray`, `StampPlane` or `None`
         Mask stamps ``(n, ny, nx, nElem)`` in `lsst.images` layout.
     templateSchema, scienceSchema : `lsst.images.MaskSchema` or `None`
         Schemas of the masks.
@@ -130,12 +173,12 @@ class StampStack:
 
     def __init__(
         self,
-        template: np.ndarray,
-        templateVariance: np.ndarray,
-        science: np.ndarray,
-        scienceVariance: np.ndarray,
-        templateMask: np.ndarray | None = None,
-        scienceMask: np.ndarray | None = None,
+        template: np.ndarray | StampPlane,
+        templateVariance: np.ndarray | StampPlane,
+        science: np.ndarray | StampPlane,
+        scienceVariance: np.ndarray | StampPlane,
+        templateMask: np.ndarray | StampPlane | None = None,
+        scienceMask: np.ndarray | StampPlane | None = None,
         templateSchema: object | None = None,
         scienceSchema: object | None = None,
     ) -> None:
@@ -147,12 +190,12 @@ class StampStack:
         ):
             if array.shape != shape:
                 raise ValueError(f"Stamp stack {name} has shape {array.shape}; template has {shape}.")
-        self.template = template
-        self.templateVariance = templateVariance
-        self.science = science
-        self.scienceVariance = scienceVariance
-        self._templateMask = None if templateMask is None else _MaskStamps(templateMask)
-        self._scienceMask = None if scienceMask is None else _MaskStamps(scienceMask)
+        self.template = _plane(template)
+        self.templateVariance = _plane(templateVariance)
+        self.science = _plane(science)
+        self.scienceVariance = _plane(scienceVariance)
+        self._templateMask = None if templateMask is None else _plane(templateMask)
+        self._scienceMask = None if scienceMask is None else _plane(scienceMask)
         self.templateSchema = templateSchema
         self.scienceSchema = scienceSchema
         self._badCache: dict[tuple[str, ...], np.ndarray] = {}
@@ -187,7 +230,10 @@ class StampStack:
         cols: np.ndarray,
         shape: tuple[int, int],
     ) -> StampStack:
-        """Cut equal-sized stamps out of two aligned masked images.
+        """Stamps of equal size in two aligned masked images.
+
+        The stack refers to the parents' planes (the stamps are cut as they
+        are read), so the parents must not change while it is in use.
 
         Parameters
         ----------
@@ -200,27 +246,20 @@ class StampStack:
             Stamp shape ``(ny, nx)``; every stamp must lie inside the parent.
         """
 
-        planes = [
-            templateMaskedImage.image.array,
-            templateMaskedImage.variance.array,
-            scienceMaskedImage.image.array,
-            scienceMaskedImage.variance.array,
-        ]
-        # The four gathers share the threads (numpy releases the GIL for them).
-        with ThreadPoolExecutor(min(fftWorkers(None), len(planes))) as pool:
-            stamps = list(pool.map(lambda plane: gatherStamps(plane, rows, cols, shape), planes))
-        stack = cls(
-            *stamps,
-            templateSchema=templateMaskedImage.mask.schema,
-            scienceSchema=scienceMaskedImage.mask.schema,
+        def cut(parent: np.ndarray) -> StampPlane:
+            return StampPlane(parent=parent, rows=rows, cols=cols, shape=shape)
+
+        # The stamps are cut when the passes over the candidates read them.
+        return cls(
+            cut(templateMaskedImage.image.array),
+            cut(templateMaskedImage.variance.array),
+            cut(scienceMaskedImage.image.array),
+            cut(scienceMaskedImage.variance.array),
+            cut(templateMaskedImage.mask.array),
+            cut(scienceMaskedImage.mask.array),
+            templateMaskedImage.mask.schema,
+            scienceMaskedImage.mask.schema,
         )
-        stack._templateMask = _MaskStamps(
-            parent=templateMaskedImage.mask.array, rows=rows, cols=cols, shape=shape
-        )
-        stack._scienceMask = _MaskStamps(
-            parent=scienceMaskedImage.mask.array, rows=rows, cols=cols, shape=shape
-        )
-        return stack
 
     @classmethod
     def fromMaskedImages(
@@ -255,7 +294,6 @@ class StampStack:
         if hit is None:
             hit = np.zeros(len(self), dtype=bool)
             sides = ((self._templateMask, self.templateSchema), (self._scienceMask, self.scienceSchema))
-            every = slice(None)
             for masks, schema in sides:
                 if masks is None or schema is None or not len(masks):
                     continue
@@ -263,10 +301,10 @@ class StampStack:
                 if not bitmask.any():
                     continue
                 # OR of every stamp's pixels: a stamp has a bad pixel iff its OR has a bad bit.
-                for start in range(0, len(masks), 1024):
-                    chunk = slice(start, min(start + 1024, len(masks)))
-                    stamps = masks.window(chunk, every, every)
-                    stampBits = np.bitwise_or.reduce(stamps.reshape(len(stamps), -1, masks.nElem), axis=1)
+                for chunk in _chunks(len(masks)):
+                    stamps = masks[chunk]
+                    flat = stamps.reshape(len(stamps), -1, stamps.shape[-1])
+                    stampBits = np.bitwise_or.reduce(flat, axis=1)
                     hit[chunk] |= (stampBits & bitmask).any(axis=1)
             self._badCache[key] = hit
         return hit
@@ -283,21 +321,15 @@ class StampStack:
     def finiteImages(self) -> np.ndarray:
         """``(n,)`` flags: template and science images are finite everywhere."""
         if self._finiteImages is None:
-            n = len(self)
-            self._finiteImages = np.isfinite(self.template).reshape(n, -1).all(axis=1) & np.isfinite(
-                self.science
-            ).reshape(n, -1).all(axis=1)
+            self._finiteImages = _finiteStamps(self.template) & _finiteStamps(self.science)
         return self._finiteImages
 
     @property
     def finiteAll(self) -> np.ndarray:
         """``(n,)`` flags: all four planes are finite everywhere."""
         if self._finiteAll is None:
-            n = len(self)
             self._finiteAll = (
-                self.finiteImages
-                & np.isfinite(self.templateVariance).reshape(n, -1).all(axis=1)
-                & np.isfinite(self.scienceVariance).reshape(n, -1).all(axis=1)
+                self.finiteImages & _finiteStamps(self.templateVariance) & _finiteStamps(self.scienceVariance)
             )
         return self._finiteAll
 
@@ -318,8 +350,8 @@ class StampStack:
     def _constantWeights(self) -> np.ndarray:
         n = len(self)
         median = np.empty(n, dtype=np.float32)
-        for start in range(0, n, 1024):
-            chunk = slice(start, min(start + 1024, n))
+        for chunk in _chunks(n):
+            start = chunk.start
             var = np.add(self.templateVariance[chunk], self.scienceVariance[chunk], dtype=np.float32)
             flat = var.reshape(len(var), -1)
             finite = np.isfinite(flat)
@@ -359,7 +391,7 @@ class StampStack:
         if self._scienceMask is not None and self.scienceSchema is not None:
             bitmask = maskPlaneBitmask(self.scienceSchema, list(planes))
             if bitmask.any():
-                use &= ~np.any(self._scienceMask.window(slice(None), ys, xs) & bitmask, axis=-1)
+                use &= ~np.any(self._scienceMask[:, ys, xs] & bitmask, axis=-1)
         with np.errstate(invalid="ignore", over="ignore"):
             xsum = np.where(use, image * np.sqrt(np.where(use, ivar, 0.0)), 0.0).reshape(n, -1).sum(axis=1)
             x2sum = np.where(use, image * image * np.where(use, ivar, 0.0), 0.0).reshape(n, -1).sum(axis=1)
