@@ -20,10 +20,12 @@
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 """Detection of kernel-candidate stars (in place of meas_algorithms' detection).
 
-Detection uses `sep`, the SExtractor library: it is a small, well-kept
-compiled package (wheels for every platform), an order of magnitude faster
-than a pure-Python segmentation, and it returns the isophotal fluxes,
-centroids and footprint boxes that candidate selection needs.  Thresholds
+The background model comes from `sep`, the SExtractor library (a small,
+well-kept compiled package with wheels for every platform).  The objects are
+the isophotal ones `sep.extract` finds without deblending, computed by
+`lsst.ip.diffim.objectExtraction.extractObjects` on the runs of detected
+pixels (identical objects, on all threads, without an image-sized label
+array); with ``deblend`` set, `sep.extract` itself deblends them.  Thresholds
 follow the stack's conventions (``pixel_stdev``: in units of each pixel's
 sqrt(variance)).
 """
@@ -195,8 +197,8 @@ class SourceDetectionTask(pipeBase.Task):
             errScale = 1.0
         if background is not None:
             background.subfrom(data)
-        # The noise of the searched image is errScale * sqrt(var); sep takes
-        # the variance itself (no image-sized error array is made).
+        # The noise of the searched image is errScale * sqrt(var); the
+        # extraction takes the variance itself (no image-sized error array).
         ttype = self.config.thresholdType
         value = self.config.thresholdValue
         varArg = None
