@@ -37,6 +37,7 @@ __all__ = ["OutputPlanes"]
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Mapping
 
@@ -82,9 +83,11 @@ class OutputPlanes:
         return cls(specs)
 
     def _prepare(self) -> None:
-        # Lowest priority: the thread should only use time the other threads leave idle.
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        # Lowest priority: the thread should only use time the other threads
+        # leave idle (Linux applies a "process" priority to a thread id).
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(AttributeError, OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             for name, (shape, dtype) in self._specs.items():
                 if self._cancel.is_set():
