@@ -45,7 +45,7 @@ from lsst.ip.diffim.kernel.solution import (
     solveSymmetricSystem,
     solveSymmetricSystems,
 )
-from lsst.ip.diffim.kernel.stampStack import StampStack
+from lsst.ip.diffim.kernel.stampStack import StampPlane, StampStack, gatherStamps
 from lsst.ip.diffim.math import FixedKernel, InvalidParameterError, kernelListToArray, makeSpatialFunction
 
 SIGMAS = [1.05, 2.25, 4.5]
@@ -250,3 +250,20 @@ def test_detection_grows_pixel_stack_when_needed(monkeypatch):
     assert len(grown) == len(expected) > 10
     np.testing.assert_allclose(grown["x"], expected["x"])
     np.testing.assert_allclose(grown["flux"], expected["flux"])
+
+
+def test_stamp_plane_cut_from_parent_matches_stacked_stamps():
+    """A StampPlane reading its parent gives the stacked stamps for every kind of index."""
+    rng = np.random.default_rng(4)
+    parent = rng.normal(size=(60, 70, 2)).astype(np.float32)
+    rows = np.array([0, 10, 29, 5])
+    cols = np.array([3, 38, 0, 39])
+    lazy = StampPlane(parent=parent, rows=rows, cols=cols, shape=(31, 31))
+    stacked = gatherStamps(parent, rows, cols, (31, 31))
+    assert lazy.shape == stacked.shape and lazy.dtype == stacked.dtype and len(lazy) == 4
+    for key in (2, np.int64(-1), slice(1, 3), np.array([3, 0]), (slice(None), slice(12, 19), slice(5, None))):
+        np.testing.assert_array_equal(lazy[key], stacked[key])
+    np.testing.assert_array_equal(lazy[np.array([1, 2]), 3:9, :4], stacked[[1, 2], 3:9, :4])
+    with pytest.raises(IndexError):
+        lazy[0, 3]  # stamps are indexed by slices of rows and columns only
+    np.testing.assert_array_equal(lazy.all(), stacked)

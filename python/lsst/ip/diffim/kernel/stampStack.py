@@ -22,11 +22,12 @@
 
 A 4k x 4k image gives thousands of kernel candidates.  Cutting each stamp
 as its own `lsst.images.MaskedImage` and reading it back plane by plane
-costs far more than the arithmetic, so the task cuts all stamps of a cell
-set at once, with one fancy-indexing gather per plane, into a
-`StampStack`; each candidate keeps its row of the stack, and the batched
-visitors work on whole stacks.  Candidates made one at a time (by users or
-tests) get a stack of their own stamps on first use.
+costs far more than the arithmetic, so the task describes all stamps of a
+cell set as one `StampStack`: each plane is a `StampPlane` that cuts any
+chunk of stamps out of the parent image with one fancy-indexing gather when
+it is read.  Each candidate keeps its row of the stack, and the batched
+visitors work on whole stacks, a chunk at a time.  Candidates made one at a
+time (by users or tests) get a stack of their own stamps on first use.
 """
 
 from __future__ import annotations
