@@ -43,6 +43,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from lsst.images import MaskedImage
 
 from ..math.masks import maskPlaneBitmask
+from ..math.statistics import allFinite
 
 
 def gatherStamps(array: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -116,6 +117,11 @@ class StampPlane:
     def dtype(self) -> np.dtype:
         return (self._stack if self._stack is not None else self._parent).dtype
 
+    @property
+    def parent(self) -> np.ndarray | None:
+        """The parent plane the stamps are cut from, or `None` if they are stacked."""
+        return self._parent
+
     def all(self) -> np.ndarray:
         """Return (and keep) the whole stack."""
         if self._stack is None:
@@ -151,6 +157,8 @@ def _chunks(n: int, size: int = 1024) -> list[slice]:
 
 def _finiteStamps(plane: StampPlane) -> np.ndarray:
     """``(n,)`` flags: every pixel of the stamp is finite."""
+    if plane.parent is not None and allFinite(plane.parent):
+        return np.ones(len(plane), dtype=bool)
     out = np.empty(len(plane), dtype=bool)
     for chunk in _chunks(len(plane)):
         stamps = plane[chunk]
@@ -299,6 +307,10 @@ class StampStack:
                 if masks is None or schema is None or not len(masks):
                     continue
                 bitmask = maskPlaneBitmask(schema, list(key))
+                if masks.parent is not None and bitmask.any():
+                    # None of the bits anywhere in the parent: no stamp has them.
+                    parent = masks.parent
+                    bitmask = bitmask & np.bitwise_or.reduce(parent.reshape(-1, parent.shape[-1]), axis=0)
                 if not bitmask.any():
                     continue
                 # OR of every stamp's pixels: a stamp has a bad pixel iff its OR has a bad bit.
