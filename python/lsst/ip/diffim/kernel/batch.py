@@ -37,13 +37,13 @@ from __future__ import annotations
 __all__ = ["batchNormalEquations", "batchNormalizedResiduals"]
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.fft
 from threadpoolctl import threadpool_limits
 
 from ..math.convolveImage import fftWorkers
+from ..math.threads import chunkSlices, forEach
 from .separableBasis import SeparableBasis
 from .stamps import _kernelSpectra
 
@@ -73,8 +73,7 @@ def _fftShape(ny: int, nx: int) -> tuple[int, int]:
 
 
 def _chunks(n: int, perItemBytes: int, chunkBytes: int = _CHUNK_BYTES) -> list[slice]:
-    size = max(1, chunkBytes // max(perItemBytes, 1))
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+    return chunkSlices(n, chunkBytes // max(perItemBytes, 1))
 
 
 def _forEachChunk(chunks: list[slice], work: Callable[[slice, int], None]) -> None:
@@ -85,14 +84,12 @@ def _forEachChunk(chunks: list[slice], work: Callable[[slice, int], None]) -> No
     BLAS limited to one thread, as many small products gain nothing from
     BLAS threads.  ``work`` must write disjoint slices of its outputs.
     """
-    threads = min(fftWorkers(None), len(chunks))
-    if threads <= 1:
+    if min(fftWorkers(None), len(chunks)) <= 1:
         for chunk in chunks:
             work(chunk, fftWorkers(None))
         return
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(work, chunk, 1) for chunk in chunks]:
-            future.result()
+    with threadpool_limits(limits=1, user_api="blas"):
+        forEach(lambda chunk: work(chunk, 1), chunks)
 
 
 def _storeChunk(

@@ -44,6 +44,7 @@ from lsst.images import MaskedImage
 
 from ..math.masks import maskPlaneBitmask
 from ..math.statistics import allFinite
+from ..math.threads import chunkSlices
 
 
 def gatherStamps(array: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -151,8 +152,9 @@ def _plane(stamps: np.ndarray | StampPlane) -> StampPlane:
     return stamps if isinstance(stamps, StampPlane) else StampPlane(stack=stamps)
 
 
-def _chunks(n: int, size: int = 1024) -> list[slice]:
-    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+def _chunks(n: int) -> list[slice]:
+    """Stamps are read a thousand at a time."""
+    return chunkSlices(n, 1024)
 
 
 def _finiteStamps(plane: StampPlane) -> np.ndarray:

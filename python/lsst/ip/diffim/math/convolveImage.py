@@ -69,6 +69,7 @@ import scipy.fft
 from scipy import ndimage
 
 from .statistics import allFinite
+from .threads import forEachRowBand
 
 
 @dataclass
@@ -513,8 +514,6 @@ def _zeros(shape: tuple[int, ...], dtype: np.dtype, workers: int) -> np.ndarray:
     The first write of new memory is a large part of the cost of an image
     plane; sharing it between threads halves that time.
     """
-    from .threads import forEachRowBand
-
     out = np.empty(shape, dtype=dtype)
     forEachRowBand(shape[0], lambda rows: out[rows].fill(0), workers)
     return out
@@ -608,19 +607,16 @@ def _dilateBits(plane: np.ndarray, shape: tuple[int, int], workers: int) -> np.n
     ny, nx = plane.shape
     above, left = kh // 2, kw // 2
     out = np.empty_like(plane)
-    band = 256
-    starts = range(0, ny, band)
 
-    def task(y0: int) -> None:
-        y1 = min(y0 + band, ny)
+    def task(rows: slice) -> None:
+        y0, y1 = rows.start, rows.stop
         # Zero-padded input rows y0 - above .. y1 + kh - 1 - above, columns likewise.
         padded = np.zeros((y1 - y0 + kh - 1, nx + kw - 1), dtype=plane.dtype)
         lo, hi = max(y0 - above, 0), min(y1 + kh - 1 - above, ny)
         padded[lo - (y0 - above) : hi - (y0 - above), left : left + nx] = plane[lo:hi]
         out[y0:y1] = _slidingOr(_slidingOr(padded, kw, axis=1), kh, axis=0)
 
-    with _threadPool(min(workers, len(starts))) as pool:
-        _runTasks(task, starts, pool)
+    forEachRowBand(ny, task, workers)
     return out
 
 

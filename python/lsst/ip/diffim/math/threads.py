@@ -35,10 +35,10 @@ large part of its cost, which two threads also share.
 
 from __future__ import annotations
 
-__all__ = ["forEachRowBand", "singleThreadedBlas"]
+__all__ = ["chunkSlices", "forEach", "forEachRowBand", "singleThreadedBlas"]
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from threadpoolctl import threadpool_limits
@@ -49,6 +49,37 @@ def singleThreadedBlas() -> Iterator[None]:
     """Limit BLAS to one thread inside the ``with`` block (restored after)."""
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+def chunkSlices(n: int, size: int) -> list[slice]:
+    """Return consecutive slices of at most ``size`` items covering ``range(n)``."""
+    size = max(1, int(size))
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+def forEach[T](work: Callable[[T], None], items: Sequence[T], workers: int | None = None) -> None:
+    """Call ``work(item)`` for every item, on up to ``workers`` threads.
+
+    Parameters
+    ----------
+    work : callable
+        Called once per item; calls must write disjoint outputs.
+    items : sequence
+        The items, handed out in order.
+    workers : `int`, optional
+        Threads; ``$IPDIFFIM_NUM_THREADS`` or the CPU count if not given.
+        With one thread (or one item) the calls run in this thread.
+    """
+    from .convolveImage import fftWorkers
+
+    threads = min(fftWorkers(workers), len(items))
+    if threads <= 1:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(work, item) for item in items]:
+            future.result()
 
 
 def forEachRowBand(
@@ -68,14 +99,4 @@ def forEachRowBand(
     rowsPerBand : `int`, optional
         Rows of each band.
     """
-    from .convolveImage import fftWorkers
-
-    bands = [slice(y0, min(y0 + rowsPerBand, nRows)) for y0 in range(0, nRows, rowsPerBand)]
-    threads = min(fftWorkers(workers), len(bands))
-    if threads <= 1:
-        for band in bands:
-            work(band)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(work, band) for band in bands]:
-            future.result()
+    forEach(work, chunkSlices(nRows, rowsPerBand), workers)
