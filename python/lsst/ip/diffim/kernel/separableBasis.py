@@ -42,18 +42,14 @@ __all__ = ["SeparableBasis"]
 
 import dataclasses
 import functools
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 
-from ..math.kernels import FixedKernel, Kernel, kernelListToArray
+from ..math.kernels import FixedKernel, Kernel, PerBasisCache, kernelListToArray
 
 #: Largest reconstruction error, relative to the basis' largest pixel, accepted.
 _RECONSTRUCTION_TOLERANCE = 1e-12
-
-_PLAN_CACHE: OrderedDict[tuple[int, ...], tuple[list[Kernel], SeparableBasis | None]] = OrderedDict()
-_PLAN_CACHE_SIZE = 16
 
 
 def _toeplitz(filters: np.ndarray, n: int) -> np.ndarray:
@@ -105,15 +101,7 @@ class SeparableBasis:
 
         Plans are cached per list of kernel objects.
         """
-        key = tuple(id(k) for k in basisList)
-        hit = _PLAN_CACHE.get(key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], basisList, strict=True)):
-            return hit[1]
-        plan = cls._build(basisList)
-        _PLAN_CACHE[key] = (list(basisList), plan)
-        while len(_PLAN_CACHE) > _PLAN_CACHE_SIZE:
-            _PLAN_CACHE.popitem(last=False)
-        return plan
+        return _PLANS(basisList)
 
     @classmethod
     def _build(cls, basisList: Sequence[Kernel]) -> SeparableBasis | None:
@@ -223,3 +211,6 @@ class SeparableBasis:
                 out=np.reshape(out[:, start:stop], (n, (stop - start) * gy, gx), copy=False),
             )
         return out.reshape(n, len(self.pairs), gy * gx)
+
+
+_PLANS: PerBasisCache[SeparableBasis | None] = PerBasisCache(SeparableBasis._build)

@@ -35,6 +35,7 @@ __all__ = [
     "GaussianFunction2",
     "Kernel",
     "LinearCombinationKernel",
+    "PerBasisCache",
     "BasisInfo",
     "SeparableTerms",
     "basisInfo",
@@ -392,8 +393,38 @@ class AnalyticKernel(Kernel):
         return np.asarray(self._func(u - self.getCtrX(), v - self.getCtrY()), dtype=float)
 
 
-_STACK_CACHE: OrderedDict[tuple[int, ...], BasisInfo] = OrderedDict()
-_STACK_CACHE_SIZE = 16
+class PerBasisCache[T]:
+    """Values computed once per list of kernel objects, for the latest ``size`` lists.
+
+    A basis list is built once and then used by thousands of candidates;
+    what is derived from it (its stacked images, its separable plan) is
+    computed on first use and looked up by the identities of its kernels.
+    Entries keep the kernels, so those identities cannot be reused while
+    cached.
+
+    Parameters
+    ----------
+    build : callable
+        Computes the value of a kernel list.
+    size : `int`, optional
+        Number of lists remembered (the oldest is forgotten first).
+    """
+
+    def __init__(self, build: Callable[[Sequence[Kernel]], T], size: int = 16) -> None:
+        self._build = build
+        self._size = size
+        self._entries: OrderedDict[tuple[int, ...], tuple[tuple[Kernel, ...], T]] = OrderedDict()
+
+    def __call__(self, kernelList: Sequence[Kernel]) -> T:
+        key = tuple(map(id, kernelList))
+        hit = self._entries.get(key)
+        if hit is not None:
+            return hit[1]
+        value = self._build(kernelList)
+        self._entries[key] = (tuple(kernelList), value)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -428,11 +459,10 @@ def basisInfo(kernelList: Sequence[Kernel]) -> BasisInfo:
     """
     if len(kernelList) == 0:
         raise ValueError("Empty kernel list.")
-    # The cache holds the kernels themselves, so their ids cannot be reused while cached.
-    key = tuple(map(id, kernelList))
-    hit = _STACK_CACHE.get(key)
-    if hit is not None:
-        return hit
+    return _BASIS_INFO(kernelList)
+
+
+def _makeBasisInfo(kernelList: Sequence[Kernel]) -> BasisInfo:
     dims = {(k.getWidth(), k.getHeight()) for k in kernelList}
     if len(dims) != 1:
         raise ValueError(f"All kernels of a list must have the same dimensions; got {sorted(dims)}.")
@@ -443,16 +473,15 @@ def basisInfo(kernelList: Sequence[Kernel]) -> BasisInfo:
     stack.flags.writeable = False
     sums = stack.sum(axis=(1, 2))
     sums.flags.writeable = False
-    info = BasisInfo(
+    return BasisInfo(
         kernels=tuple(kernelList),
         array=stack,
         sums=sums,
         isDelta=all(isinstance(k, DeltaFunctionKernel) for k in kernelList),
     )
-    _STACK_CACHE[key] = info
-    while len(_STACK_CACHE) > _STACK_CACHE_SIZE:
-        _STACK_CACHE.popitem(last=False)
-    return info
+
+
+_BASIS_INFO: PerBasisCache[BasisInfo] = PerBasisCache(_makeBasisInfo)
 
 
 def kernelListToArray(kernelList: Sequence[Kernel]) -> np.ndarray:
