@@ -167,3 +167,19 @@ def test_tiled_variance_accuracy():
     rel = np.abs(tiled[good] / exact[good] - 1)
     print(f"tiled variance: max relative error {rel.max():.2e}, median {np.median(rel):.2e}")
     assert rel.max() < 3e-3, rel.max()
+
+
+def test_kernel_images_at_many_points_match_one_at_a_time():
+    """Kernel.getArrays equals getArray point by point, for spatial and fixed kernels."""
+    bbox = Box.from_shape((200, 300))
+    yy, xx = np.mgrid[-4:5, -4:5]
+    gaussians = [FixedKernel(np.exp(-(xx**2 + yy**2) / (2 * s * s))) for s in (1.0, 1.7)]
+    spatial = LinearCombinationKernel(gaussians, Chebyshev1Function2(1, bbox))
+    spatial.setSpatialParameters([[1.0, 0.2, -0.1], [0.5, -0.3, 0.4]])
+    xs, ys = np.array([0.0, 150.5, 299.0]), np.array([10.0, 0.0, 199.0])
+    for kernel in (spatial, gaussians[1]):
+        images = kernel.getArrays(xs, ys)
+        assert images.shape == (3, 9, 9)
+        for image, x, y in zip(images, xs, ys, strict=True):
+            np.testing.assert_allclose(image, kernel.getArray(x, y), rtol=1e-14, atol=1e-16)
+    assert kernel.getArrays([], []).shape == (0, 9, 9)

@@ -978,20 +978,15 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                 continue
             xs = np.array([c.getXCenter() for c in cands])
             ys = np.array([c.getYCenter() for c in cands])
-            spatialKernels = np.stack([spatialKernel.getArray(x, y) for x, y in zip(xs, ys, strict=True)])
+            spatialKernels = spatialKernel.getArrays(xs, ys)
             spatialBgs = np.asarray(spatialBg(xs, ys), dtype=float) * np.ones(len(cands))
             sel = np.asarray(todoRows, dtype=int)
-            stamps = [
-                stack.template[sel],
-                stack.templateVariance[sel],
-                stack.science[sel],
-                stack.scienceVariance[sel],
-            ]
+            stamps = [stack.template, stack.templateVariance, stack.science, stack.scienceVariance]
             for kind, kernels, bgs in (
                 ("LOCAL", np.stack(localKernels), np.array(localBgs, dtype=float)),
                 ("SPATIAL", spatialKernels, spatialBgs),
             ):
-                residuals = batchNormalizedResiduals(*stamps, kernels, bgs).reshape(len(cands), -1)
+                residuals = batchNormalizedResiduals(*stamps, kernels, bgs, rows=sel).reshape(len(cands), -1)
                 recordMany(kind, residuals)
         out: dict[str, float] = {}
         for kind, metrics in values.items():

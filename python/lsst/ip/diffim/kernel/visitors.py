@@ -54,7 +54,7 @@ from lsst.images import Box
 
 from ..math.functions import Function2, makeSpatialFunction
 from ..math.imagePca import ImagePca
-from ..math.kernels import FixedKernel, Kernel, LinearCombinationKernel, kernelListToArray
+from ..math.kernels import FixedKernel, Kernel, kernelListToArray
 from ..math.spatialCell import CandidateVisitor, SpatialCellCandidate, SpatialCellCandidateStatus
 from ..math.statistics import clippedMeanStd
 from .batch import batchNormalEquations, batchNormalizedResiduals
@@ -281,6 +281,14 @@ class BuildSingleKernelVisitor(CandidateVisitor):
             if self._checkBuilt(kc):
                 ready.append(kc)
         return ready
+
+
+def _spatialConstraint(kc: KernelCandidate) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate's ``(M, b)`` for the spatial fit (its regularization left out)."""
+    solution = kc.getKernelSolution(CandidateSwitch.RECENT)
+    if isinstance(solution, RegularizedKernelSolution):
+        return solution.getM(includeHmat=False), solution.getB()
+    return solution.getM(), solution.getB()
 
 
 def _initializedOrBad(candidates: Sequence[SpatialCellCandidate]) -> list[KernelCandidate]:
@@ -612,12 +620,8 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
         if not kc.isInitialized():
             kc.setStatus(BAD)
             return
-        solution = kc.getKernelSolution(CandidateSwitch.RECENT)
-        if isinstance(solution, RegularizedKernelSolution):
-            qMat = solution.getM(includeHmat=False)
-        else:
-            qMat = solution.getM()
-        self._solution.addConstraint(kc.getXCenter(), kc.getYCenter(), qMat, solution.getB())
+        qMat, wVec = _spatialConstraint(kc)
+        self._solution.addConstraint(kc.getXCenter(), kc.getYCenter(), qMat, wVec)
         self._nCandidates += 1
         self._candidates.append(kc)
 
@@ -628,14 +632,7 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
         ready = _initializedOrBad(candidates)
         if not ready:
             return
-        qMats, wVecs = [], []
-        for kc in ready:
-            solution = kc.getKernelSolution(CandidateSwitch.RECENT)
-            if isinstance(solution, RegularizedKernelSolution):
-                qMats.append(solution.getM(includeHmat=False))
-            else:
-                qMats.append(solution.getM())
-            wVecs.append(solution.getB())
+        qMats, wVecs = zip(*(_spatialConstraint(kc) for kc in ready), strict=True)
         if len({q.shape for q in qMats}) != 1:
             for kc in ready:
                 self.processCandidate(kc)
@@ -748,11 +745,7 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
             return
         xs = np.array([kc.getXCenter() for kc in ready])
         ys = np.array([kc.getYCenter() for kc in ready])
-        if isinstance(self._kernel, LinearCombinationKernel):
-            coeffs = self._kernel.coefficientsAt(xs, ys)
-            kernels = np.tensordot(coeffs.T, self._kernel.basisArray, axes=1)
-        else:
-            kernels = np.stack([self._kernel.getArray(x, y) for x, y in zip(xs, ys, strict=True)])
+        kernels = self._kernel.getArrays(xs, ys)
         backgrounds = np.asarray(self._background(xs, ys), dtype=float) * np.ones(len(ready))
         lookup = {id(kc): (kernels[i], backgrounds[i]) for i, kc in enumerate(ready)}
         _batchStatistics(

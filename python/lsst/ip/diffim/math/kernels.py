@@ -168,6 +168,13 @@ class Kernel:
             array = array / total
         return array
 
+    def getArrays(self, xs: Any, ys: Any) -> np.ndarray:
+        """Return the (unnormalized) kernel images at many points, ``(n, height, width)``."""
+        xs, ys = np.atleast_1d(np.asarray(xs, dtype=float)), np.atleast_1d(np.asarray(ys, dtype=float))
+        if xs.size == 0:
+            return np.empty((0, self.getHeight(), self.getWidth()))
+        return np.stack([self._computeArray(float(x), float(y)) for x, y in zip(xs, ys, strict=True)])
+
     def _computeArray(self, x: float, y: float) -> np.ndarray:
         raise NotImplementedError()
 
@@ -617,6 +624,11 @@ class LinearCombinationKernel(Kernel):
             ).copy()
         terms = self._spatialFunctions[0].terms(x, y)
         return np.tensordot(self.getSpatialCoefficients(), terms, axes=1)
+
+    def getArrays(self, xs: Any, ys: Any) -> np.ndarray:
+        """Return the kernel images at many points, ``(n, height, width)``, from one product."""
+        xs, ys = np.atleast_1d(np.asarray(xs, dtype=float)), np.atleast_1d(np.asarray(ys, dtype=float))
+        return np.tensordot(self.coefficientsAt(xs, ys).T, self._basis, axes=1)
 
     def getTermKernels(self) -> tuple[np.ndarray, Function2 | None]:
         """Return the kernel images of each spatial term.
