@@ -45,9 +45,9 @@ import lsst.pipe.base as pipeBase
 from lsst.images import Box, MaskedImage
 from lsst.utils.timer import timeMethod
 
-from .kernel.stampStack import gatherStamps
+from .kernel.stampStack import StampStack
 from .math.convolveImage import correlateFixed
-from .math.masks import anyMaskPlaneSet, maskPlaneBitmask
+from .math.masks import anyMaskPlaneSet
 from .math.statistics import allFinite
 from .objectExtraction import extractObjects
 
@@ -395,24 +395,15 @@ def selectCandidateFootprints(
     inside &= (x0 >= bbox.x.start) & (y0 >= bbox.y.start)
     inside &= (x0 + size <= bbox.x.stop) & (y0 + size <= bbox.y.stop)
     candidates = np.flatnonzero(inside)
-    # Look only at the stamps' pixels, gathered a few thousand stamps at a time.
-    usable = np.ones(len(candidates), dtype=bool)
-    bitmasks = [
-        maskPlaneBitmask(mi.mask.schema, badMaskPlanes) if mi.mask is not None else None
-        for mi in (templateMI, scienceMI)
-    ]
-    for start in range(0, len(candidates), 2048):
-        chunk = candidates[start : start + 2048]
-        rows, cols = y0[chunk] - bbox.y.start, x0[chunk] - bbox.x.start
-        ok = np.ones(len(chunk), dtype=bool)
-        for mi, bitmask in zip((templateMI, scienceMI), bitmasks, strict=True):
-            stamps = gatherStamps(mi.image.array, rows, cols, (size, size))
-            ok &= np.isfinite(stamps).reshape(len(chunk), -1).all(axis=1)
-            if bitmask is not None and bitmask.any():
-                masks = gatherStamps(mi.mask.array, rows, cols, (size, size))
-                ok &= ~(masks & bitmask).reshape(len(chunk), -1).any(axis=1)
-        usable[start : start + len(chunk)] = ok
-    keep = candidates[usable]
+    # Look only at the stamps' pixels: the flags the kernel fit uses for its stamps.
+    stamps = StampStack.fromParents(
+        templateMI,
+        scienceMI,
+        y0[candidates] - bbox.y.start,
+        x0[candidates] - bbox.x.start,
+        (size, size),
+    )
+    keep = candidates[stamps.finiteImages & ~stamps.hasBadPixels(badMaskPlanes)]
     boxes = np.stack([x0[keep], x0[keep] + size, y0[keep], y0[keep] + size], axis=1)
     kept = Table(sources[keep], copy=True)
     arr = boxes.astype(np.int64).reshape(-1, 4)
