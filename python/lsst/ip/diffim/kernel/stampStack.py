@@ -42,7 +42,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lsst.images import MaskedImage
 
-from ..math.masks import maskPlaneBitmask
+from ..math.masks import maskBitsPresent, maskPlaneBitmask
 from ..math.statistics import allFinite
 from ..math.threads import chunkSlices
 
@@ -311,8 +311,7 @@ class StampStack:
                 bitmask = maskPlaneBitmask(schema, list(key))
                 if masks.parent is not None and bitmask.any():
                     # None of the bits anywhere in the parent: no stamp has them.
-                    parent = masks.parent
-                    bitmask = bitmask & np.bitwise_or.reduce(parent.reshape(-1, parent.shape[-1]), axis=0)
+                    bitmask = bitmask & maskBitsPresent(masks.parent)
                 if not bitmask.any():
                     continue
                 # OR of every stamp's pixels: a stamp has a bad pixel iff its OR has a bad bit.

@@ -33,6 +33,7 @@ __all__ = [
     "DIFFERENCE_MASK_PLANES",
     "anyMaskPlaneSet",
     "makeDifferenceMaskSchema",
+    "maskBitsPresent",
     "maskPlaneBitmask",
     "resolveMaskPlane",
 ]
@@ -109,6 +110,11 @@ def maskPlaneBitmask(schema: MaskSchema, names: Iterable[str]) -> np.ndarray:
     return bitmask
 
 
+def maskBitsPresent(array: np.ndarray) -> np.ndarray:
+    """Return the OR of every pixel of a mask array ``(..., nElem)``: the bits set anywhere."""
+    return np.bitwise_or.reduce(array.reshape(-1, array.shape[-1]), axis=0)
+
+
 def anyMaskPlaneSet(mask: Mask | None, names: Iterable[str]) -> np.ndarray | None:
     """Return a 2-d boolean array, `True` where any of ``names`` is set.
 
@@ -131,8 +137,7 @@ def anyMaskPlaneSet(mask: Mask | None, names: Iterable[str]) -> np.ndarray | Non
     array = mask.array
     if bitmask.any() and array.size:
         # A cheap OR-reduction first: most masks have none of the planes set.
-        present = np.bitwise_or.reduce(array.reshape(-1, array.shape[-1]), axis=0)
-        bitmask = bitmask & present
+        bitmask = bitmask & maskBitsPresent(array)
     if not bitmask.any():
         return np.zeros(array.shape[:2], dtype=bool)
     elements = np.flatnonzero(bitmask)
