@@ -532,18 +532,18 @@ class ImagePsfMatchTask(PsfMatchTask):
             bbox = scienceMaskedImage.bbox
             scienceMask = scienceMaskedImage.mask
             sameSchema = matched.mask.schema == scienceMask.schema
+
             # Each output plane is made once, filled a band of rows at a time
             # on the configured threads; no image-sized temporaries.
+            def newPlane(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+                prepared = self._takePlane(name, shape, dtype)
+                return np.empty(shape, dtype=dtype) if prepared is None else prepared
+
             shape = scienceMaskedImage.image.array.shape
-            image = self._takePlane("difference.image", shape, np.float32)
-            image = np.empty(shape, dtype=np.float32) if image is None else image
-            variance = self._takePlane("difference.variance", shape, np.float32)
-            variance = np.empty(shape, dtype=np.float32) if variance is None else variance
-            maskArray = None
-            if sameSchema:
-                bits = scienceMask.array
-                maskArray = self._takePlane("difference.mask", bits.shape, bits.dtype)
-                maskArray = np.empty_like(scienceMask.array) if maskArray is None else maskArray
+            image = newPlane("difference.image", shape, np.float32)
+            variance = newPlane("difference.variance", shape, np.float32)
+            bits = scienceMask.array
+            maskArray = newPlane("difference.mask", bits.shape, bits.dtype) if sameSchema else None
 
             def band(rows: slice) -> None:
                 np.subtract(scienceMaskedImage.image.array[rows], matched.image.array[rows], out=image[rows])
