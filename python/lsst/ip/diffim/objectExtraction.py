@@ -141,7 +141,7 @@ def extractObjects(
         last pixel), as `sep.extract` returns them.
     """
     data = np.asarray(data, dtype=np.float32)
-    ny, nx = data.shape
+    nx = data.shape[1]
     row, first, last = _runs(data, thresh, var, mask)
     if len(row) == 0:
         return np.zeros(0, dtype=OBJECT_DTYPE)
@@ -163,29 +163,27 @@ def extractObjects(
     order = np.argsort(obj, kind="stable")
     starts = np.cumsum(npix) - npix
     peak = np.maximum.reduceat(values[order], starts)
-    lastPixel = (rows * nx + cols)[order][starts + npix - 1]
-    runLabels = labels
+    raster = (rows * nx + cols)[order]
+    firstPixel, lastPixel = raster[starts], raster[starts + npix - 1]
     xmin = np.full(nObj, nx, dtype=np.int64)
-    np.minimum.at(xmin, runLabels, first)
+    np.minimum.at(xmin, labels, first)
     xmax = np.full(nObj, -1, dtype=np.int64)
-    np.maximum.at(xmax, runLabels, last)
-    ymin = np.full(nObj, ny, dtype=np.int64)
-    np.minimum.at(ymin, runLabels, row)
-    ymax = np.full(nObj, -1, dtype=np.int64)
-    np.maximum.at(ymax, runLabels, row)
+    np.maximum.at(xmax, labels, last)
     keep = np.flatnonzero(npix >= minarea)
     keep = keep[np.argsort(lastPixel[keep], kind="stable")]
     out = np.empty(len(keep), dtype=OBJECT_DTYPE)
-    for name, values_ in (
-        ("x", x),
-        ("y", y),
-        ("flux", flux),
-        ("peak", peak),
-        ("npix", npix),
-        ("xmin", xmin),
-        ("xmax", xmax),
-        ("ymin", ymin),
-        ("ymax", ymax),
-    ):
-        out[name] = values_[keep]
+    columns = {
+        "x": x,
+        "y": y,
+        "flux": flux,
+        "peak": peak,
+        "npix": npix,
+        "xmin": xmin,
+        "xmax": xmax,
+        # An object's first and last pixels in raster order lie on its first and last rows.
+        "ymin": firstPixel // nx,
+        "ymax": lastPixel // nx,
+    }
+    for name, column in columns.items():
+        out[name] = column[keep]
     return out

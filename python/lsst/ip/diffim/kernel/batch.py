@@ -40,10 +40,9 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.fft
-from threadpoolctl import threadpool_limits
 
 from ..math.convolveImage import fftWorkers
-from ..math.threads import chunkSlices, forEach
+from ..math.threads import chunkSlices, forEach, singleThreadedBlas
 from .separableBasis import SeparableBasis
 from .stamps import _kernelSpectra
 
@@ -88,7 +87,7 @@ def _forEachChunk(chunks: list[slice], work: Callable[[slice, int], None]) -> No
         for chunk in chunks:
             work(chunk, fftWorkers(None))
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with singleThreadedBlas():
         forEach(lambda chunk: work(chunk, 1), chunks)
 
 
