@@ -515,7 +515,8 @@ def _zeros(shape: tuple[int, ...], dtype: np.dtype, workers: int) -> np.ndarray:
     plane; sharing it between threads halves that time.
     """
     out = np.empty(shape, dtype=dtype)
-    forEachRowBand(shape[0], lambda rows: out[rows].fill(0), workers)
+    # copyto, as OutputPlanes uses: measured, a fill() in one thread held up the others; copyto did not.
+    forEachRowBand(shape[0], lambda rows: np.copyto(out[rows], 0), workers)
     return out
 
 
