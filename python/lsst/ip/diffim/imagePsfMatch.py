@@ -703,7 +703,10 @@ class ImagePsfMatchTask(PsfMatchTask):
         kSum = kernel.getSum(xc, yc)
         image = matchedScience.image.array - templateMI.image.array.astype(np.float32)
         if self.config.doSubtractBackground:
-            image -= background.render(bbox, dtype=np.float32)
+            # The fit is template = kernel * science + background, so the
+            # background joins the matched science image (it is not removed
+            # from it): science - template in science units.
+            image += background.render(bbox, dtype=np.float32)
         image /= np.float32(kSum)
         variance = (matchedScience.variance.array + templateMI.variance.array) / np.float32(kSum**2)
         mask = matchedScience.mask.copy()
