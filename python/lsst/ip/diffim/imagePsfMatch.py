@@ -51,6 +51,7 @@ from .math.convolveImage import ConvolutionResult
 from .math.functions import Function2
 from .math.kernels import Kernel
 from .math.masks import anyMaskPlaneSet
+from .math.nonFinite import flagNonFinitePixels
 from .math.outputPlanes import OutputPlanes
 from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
 from .math.statistics import allFinite
@@ -437,6 +438,8 @@ class ImagePsfMatchTask(PsfMatchTask):
                 "candidateList is empty; it must be populated by makeCandidateList."
             )
         self._validateSize(templateMaskedImage, scienceMaskedImage)
+        templateMaskedImage = flagNonFinitePixels(templateMaskedImage)
+        scienceMaskedImage = flagNonFinitePixels(scienceMaskedImage)
         self._displayImages(templateMaskedImage, scienceMaskedImage)
         with self._preparedOutputs(templateMaskedImage, scienceMaskedImage, difference=False):
             kernelCellSet = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
@@ -494,6 +497,8 @@ class ImagePsfMatchTask(PsfMatchTask):
             `lsst.images.MaskedImage` (science - matched - background).
         """
         self._validateSize(templateMaskedImage, scienceMaskedImage)
+        templateMaskedImage = flagNonFinitePixels(templateMaskedImage)
+        scienceMaskedImage = flagNonFinitePixels(scienceMaskedImage)
         self._checkPixels(templateMaskedImage, "template")
         self._checkPixels(scienceMaskedImage, "science")
         with self._preparedOutputs(templateMaskedImage, scienceMaskedImage, difference=True):
@@ -615,8 +620,8 @@ class ImagePsfMatchTask(PsfMatchTask):
                 self.log.warning("Image PSF(s) missing: using the configured kernel basis")
             templateFwhmPix = self._getFwhm(templateExposure) if templateFwhmPix is None else templateFwhmPix
             scienceFwhmPix = self._getFwhm(scienceExposure) if scienceFwhmPix is None else scienceFwhmPix
-        templateMI = _asMaskedImage(templateExposure)
-        scienceMI = _asMaskedImage(scienceExposure)
+        templateMI = flagNonFinitePixels(_asMaskedImage(templateExposure))
+        scienceMI = flagNonFinitePixels(_asMaskedImage(scienceExposure))
         self._checkPixels(templateMI, "template")
         self._checkPixels(scienceMI, "science")
         if convolveTemplate:
@@ -667,7 +672,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             template is convolved, the matching kernel attached) or an
             `lsst.images.MaskedImage` when the inputs carry no projection.
         """
-        scienceMI = _asMaskedImage(scienceExposure)
+        scienceMI = flagNonFinitePixels(_asMaskedImage(scienceExposure))
         # Every output is on the science grid (the template is warped onto it).
         with self._preparedOutputs(scienceMI, scienceMI, difference=convolveTemplate):
             result = self.matchExposures(
@@ -682,7 +687,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             if convolveTemplate:
                 subtracted = self._subtract(scienceMI, result.matchedImage, result.backgroundModel)
             else:
-                templateMI = _asMaskedImage(result.warpedExposure)
+                templateMI = flagNonFinitePixels(_asMaskedImage(result.warpedExposure))
                 subtracted = self._subtractConvolvedScience(
                     templateMI, result.matchedImage, result.backgroundModel, result.psfMatchingKernel
                 )

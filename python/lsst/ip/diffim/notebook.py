@@ -40,7 +40,7 @@ class DifferenceResult:
         Difference image and its variance.
     mask : `numpy.ndarray`
         Boolean array, `True` where the difference is unusable (NO_DATA,
-        EDGE, saturated).
+        EDGE, saturated, BAD).
     matchedTemplate : `numpy.ndarray`
         The convolved image (the template unless the science was convolved).
     kernelSum : `float`
@@ -67,11 +67,16 @@ class DifferenceResult:
 
 
 def _planes(
-    data: Any, variance: Any, gain: float | None, readNoise: float | None
-) -> tuple[np.ndarray, np.ndarray, Any]:
+    data: Any, variance: Any, gain: float | None, readNoise: float | None, mask: Any = None
+) -> tuple[np.ndarray, np.ndarray, Any, Any, Any]:
+    """Image, variance, WCS, user mask and unit of an array or NDData input."""
     wcs = None
+    unit = None
     if hasattr(data, "data") and hasattr(data, "wcs"):  # NDData / CCDData
         wcs = data.wcs
+        unit = getattr(data, "unit", None)
+        if mask is None and getattr(data, "mask", None) is not None:
+            mask = data.mask
         if variance is None and getattr(data, "uncertainty", None) is not None:
             unc = data.uncertainty
             name = type(unc).__name__
@@ -86,7 +91,7 @@ def _planes(
     variance = np.asarray(variance, dtype=np.float32)
     if variance.shape != image.shape:
         raise ValueError(f"Variance shape {variance.shape} differs from image shape {image.shape}.")
-    return image, variance, wcs
+    return image, variance, wcs, mask, unit
 
 
 def subtract(
@@ -101,6 +106,11 @@ def subtract(
     scienceFwhm: float | None = None,
     convolve: str = "auto",
     config: Any = None,
+    templateMask: Any = None,
+    scienceMask: Any = None,
+    saturation: float | None = None,
+    templateSaturation: float | None = None,
+    scienceSaturation: float | None = None,
 ) -> DifferenceResult:
     """PSF-match and subtract two images given as arrays, NDData or CCDData.
 
@@ -119,23 +129,46 @@ def subtract(
         ``"template"``, ``"science"`` or ``"auto"`` (the narrower PSF).
     config : `lsst.ip.diffim.ImagePsfMatchConfig`, optional
         Task configuration (default: fitForBackground on).
+    templateMask, scienceMask : `numpy.ndarray`, optional
+        Bad-pixel masks (non-zero = bad; default: ``CCDData.mask``); the
+        pixels are kept out of the kernel fit and flagged BAD.
+    saturation, templateSaturation, scienceSaturation : `float`, optional
+        Saturation level of both images, or of each (the specific one wins):
+        pixels at or above it, grown by one pixel, are flagged SAT and kept
+        out of the kernel fit.  Non-finite pixels are flagged NO_DATA.  All
+        these flags are grown by the kernel footprint in the difference mask.
 
     Returns
     -------
     result : `DifferenceResult`
     """
     from .adapters.exposures import makeVisitImage
+    from .adapters.inputMasks import makeInputMask, parseUnit
     from .adapters.psf import estimateFwhmFromImage
     from .imagePsfMatch import ImagePsfMatchTask
     from .kernelConversion import toImagesBackground
     from .math.masks import anyMaskPlaneSet
 
-    tImage, tVar, tWcs = _planes(template, templateVariance, gain, readNoise)
-    sImage, sVar, sWcs = _planes(science, scienceVariance, gain, readNoise)
+    tImage, tVar, tWcs, tMask, tUnit = _planes(template, templateVariance, gain, readNoise, templateMask)
+    sImage, sVar, sWcs, sMask, sUnit = _planes(science, scienceVariance, gain, readNoise, scienceMask)
     if tWcs is None or sWcs is None:
         tWcs = sWcs = None
-    t = makeVisitImage(tImage, tVar, wcs=tWcs)
-    s = makeVisitImage(sImage, sVar, wcs=sWcs)
+    tLevel = templateSaturation if templateSaturation is not None else saturation
+    sLevel = scienceSaturation if scienceSaturation is not None else saturation
+    t = makeVisitImage(
+        tImage,
+        tVar,
+        makeInputMask(tImage, variance=tVar, badPixels=tMask, saturation=tLevel),
+        wcs=tWcs,
+        unit=parseUnit(tUnit),
+    )
+    s = makeVisitImage(
+        sImage,
+        sVar,
+        makeInputMask(sImage, variance=sVar, badPixels=sMask, saturation=sLevel),
+        wcs=sWcs,
+        unit=parseUnit(sUnit),
+    )
     tF = templateFwhm or estimateFwhmFromImage(t)
     sF = scienceFwhm or estimateFwhmFromImage(s)
     if config is None:
@@ -148,7 +181,7 @@ def subtract(
     return DifferenceResult(
         difference=diff.image.array,
         variance=diff.variance.array,
-        mask=anyMaskPlaneSet(diff.mask, ["NO_DATA", "EDGE", "SAT"]),
+        mask=anyMaskPlaneSet(diff.mask, ["NO_DATA", "EDGE", "SAT", "BAD"]),
         matchedTemplate=result.matchedImage.image.array,
         kernelSum=float(task.metadata["spatialKernelSum"]),
         kernel=result.difference.kernel,

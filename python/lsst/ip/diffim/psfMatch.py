@@ -116,8 +116,10 @@ class DetectionConfig(pexConfig.Config):
     )
     badMaskPlanes = pexConfig.ListField(
         dtype=str,
-        doc="Candidates whose footprint touches any of these planes (in either image) are rejected.",
-        default=("NO_DATA", "EDGE", "SAT"),
+        doc="Candidates whose footprint touches any of these planes (in either image) are rejected. "
+        "Deviation: upstream's default omits BAD; it is added so that user bad-pixel masks (a MASK/DQ "
+        "extension, CCDData.mask) keep pixels out of the kernel fit (remove it for upstream's behaviour).",
+        default=("NO_DATA", "EDGE", "SAT", "BAD"),
     )
     fpNpixMin = pexConfig.Field(
         dtype=int,

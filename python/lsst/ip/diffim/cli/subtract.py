@@ -50,7 +50,9 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from ..adapters.exposures import makeVisitImage
+from ..adapters.inputMasks import headerSaturation, makeInputMask, parseUnit, saturatedPixels
 from ..adapters.psf import estimateFwhmFromImage
+from ..math.masks import resolveMaskPlane
 
 
 class InputError(ValueError):
@@ -65,9 +67,20 @@ def _findHdu(hdul: fits.HDUList, names: tuple[str, ...]) -> int | None:
 
 
 def readInput(
-    path: str, *, hdu: int | None = None, gain: float | None = None, readNoise: float | None = None
+    path: str,
+    *,
+    hdu: int | None = None,
+    gain: float | None = None,
+    readNoise: float | None = None,
+    saturation: float | None = None,
 ) -> tuple[Any, float | None]:
     """Read one input image as an `lsst.images.VisitImage`.
+
+    Pixels at or above ``saturation`` (default: the ``SATURATE``,
+    ``SATLEVEL`` or ``DATAMAX`` card) are SAT, non-zero pixels of a
+    MASK/DQ/BPM extension BAD and non-finite pixels NO_DATA (see
+    `lsst.ip.diffim.adapters.inputMasks`); the unit is ``BUNIT`` (ADU if
+    absent) and the WCS the header's celestial one, if any.
 
     Returns
     -------
@@ -93,9 +106,13 @@ def readInput(
             from lsst.images import VisitImage
 
             try:
-                return VisitImage.read(path), None
+                visitImage = VisitImage.read(path)
             except Exception as exc:  # lsst.images raises many types for foreign files
                 raise InputError(f"{path}: lsst-images file could not be read ({exc})") from exc
+            sat = saturatedPixels(visitImage.image.array, saturation)
+            if sat is not None:
+                visitImage.mask.set(resolveMaskPlane(visitImage.mask.schema, "SAT") or "SATURATED", sat)
+            return visitImage, None
         if hdu is None:
             hdu = next((i for i, h in enumerate(hdul) if h.data is not None and h.data.ndim == 2), None)
         if hdu is None or hdu >= len(hdul) or hdul[hdu].data is None or hdul[hdu].data.ndim != 2:
@@ -120,28 +137,26 @@ def readInput(
             variance = (np.maximum(image, 0.0) / float(g) + (float(rn) / float(g)) ** 2).astype(np.float32)
         badPixels = None
         if maskIndex is not None and maskIndex != hdu:
-            badPixels = np.asarray(hdul[maskIndex].data) != 0
+            badPixels = np.asarray(hdul[maskIndex].data)
         try:
             wcs = WCS(header, naxis=2) if header.get("CTYPE1", "").startswith("RA") else None
         except Exception:  # astropy raises several types for broken WCS headers
             wcs = None
         fwhm = next((float(header[k]) for k in ("FWHM", "PFWHM", "SEEING") if k in header), None)
+        level = saturation if saturation is not None else headerSaturation(header)
+        unit = parseUnit(header.get("BUNIT"))
     if image.shape != variance.shape:
         raise InputError(f"{path}: image {image.shape} and variance {variance.shape} differ in shape")
-    from lsst.images import Mask
+    try:
+        mask = makeInputMask(image, variance=variance, badPixels=badPixels, saturation=level)
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from exc
+    return makeVisitImage(image, variance, mask, wcs=wcs, unit=unit), fwhm
 
-    from ..math.masks import makeDifferenceMaskSchema
 
-    schema = makeDifferenceMaskSchema()
-    maskArray = np.zeros(image.shape + (1,), dtype=np.int32)
-    if badPixels is not None:
-        maskArray[badPixels, 0] |= int(schema.bitmask("BAD")[0])
-    nonFinite = ~np.isfinite(image)
-    maskArray[nonFinite, 0] |= int(schema.bitmask("NO_DATA")[0])
-    from lsst.images import Box
-
-    bbox = Box.from_shape(image.shape)
-    return makeVisitImage(image, variance, Mask(maskArray, schema=schema, bbox=bbox), wcs=wcs), fwhm
+def _pick(specific: float | None, common: float | None) -> float | None:
+    """The image's own option if given, else the common one."""
+    return specific if specific is not None else common
 
 
 def _applyOverrides(config: Any, configFiles: list[str], overrides: list[str]) -> None:
@@ -204,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         "--read-noise", type=float, help="read noise (e-) for images without a variance plane"
     )
     parser.add_argument("--hdu", type=int, help="image HDU index of plain FITS inputs")
+    parser.add_argument(
+        "--saturation",
+        type=float,
+        help="saturation level of both images (default: SATURATE/SATLEVEL/DATAMAX header card)",
+    )
+    parser.add_argument("--template-saturation", type=float, help="saturation level of the template")
+    parser.add_argument("--science-saturation", type=float, help="saturation level of the science image(s)")
     parser.add_argument("--template-fwhm", type=float, help="template PSF FWHM (pixels); estimated if absent")
     parser.add_argument("--science-fwhm", type=float, help="science PSF FWHM (pixels); estimated if absent")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
@@ -220,7 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         config = ImagePsfMatchTask.ConfigClass()
         config.kernel.active.fitForBackground = True
         _applyOverrides(config, args.config_file, args.config)
-        template, tFwhm = readInput(args.template, hdu=args.hdu, gain=args.gain, readNoise=args.read_noise)
+        template, tFwhm = readInput(
+            args.template,
+            hdu=args.hdu,
+            gain=args.gain,
+            readNoise=args.read_noise,
+            saturation=_pick(args.template_saturation, args.saturation),
+        )
         tFwhm = args.template_fwhm or tFwhm or estimateFwhmFromImage(template)
     except (InputError, ValueError) as exc:
         print(f"ipdiffim-subtract: error: {exc}", file=sys.stderr)
@@ -231,7 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         label = Path(sciencePath).name
         print(f"[{i}/{total}] {label}", flush=True)
         try:
-            science, sFwhm = readInput(sciencePath, hdu=args.hdu, gain=args.gain, readNoise=args.read_noise)
+            science, sFwhm = readInput(
+                sciencePath,
+                hdu=args.hdu,
+                gain=args.gain,
+                readNoise=args.read_noise,
+                saturation=_pick(args.science_saturation, args.saturation),
+            )
             sFwhm = args.science_fwhm or sFwhm or estimateFwhmFromImage(science)
             convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
             task = ImagePsfMatchTask(config=config)
