@@ -6,9 +6,11 @@ the visitors, ``KernelCandidateF`` ...).  The afw.math-like primitives
 (``SpatialCellSet``, ``FixedKernel`` ...) live in `lsst.ip.diffim.math`.
 """
 
+from .imageDecorrelation import *
 from .imagePsfMatch import *
 from .kernel import *
 from .kernelConversion import *
+from .makeKernel import *
 from .makeKernelBasisList import *
 from .modelPsfMatch import *
 from .notebook import *
