@@ -32,11 +32,12 @@ there is no ``selectMeasurement`` subtask.
 
 from __future__ import annotations
 
-__all__ = ["MakeKernelConfig", "MakeKernelTask"]
+__all__ = ["MakeKernelConfig", "MakeKernelTask", "measurePsfFlux"]
 
 import math
 from typing import Any
 
+import numpy as np
 from astropy.table import Table
 
 import lsst.pex.config as pexConfig
@@ -206,9 +207,15 @@ class MakeKernelTask(PsfMatchTask):
         Returns
         -------
         sources : `astropy.table.Table`
-            One row per detection (``x``, ``y``, ``flux``, ``fluxErr``, box, flags).
+            One row per detection (``x``, ``y``, ``flux``, ``fluxErr``, box,
+            flags) and, if the image has a PSF, the PSF fluxes
+            ``base_PsfFlux_instFlux`` / ``base_PsfFlux_instFluxErr`` (in place
+            of upstream's ``selectMeasurement``).
         """
         sources = self.selectDetection.run(_maskedImage(exposure), sigma=sigma, doSmooth=doSmooth).sources
+        psf = getattr(exposure, "psf", None)
+        if psf is not None and len(sources):
+            measurePsfFlux(sources, exposure, psf)
         self.log.info("Selected %d sources via detection measurement.", len(sources))
         return sources
 
@@ -348,3 +355,38 @@ class MakeKernelTask(PsfMatchTask):
         if preconvolved:
             scienceFwhmPix *= math.sqrt(2.0)
         return templateFwhmPix, scienceFwhmPix
+
+
+def measurePsfFlux(sources: Table, exposure: Any, psf: Any) -> None:
+    """Add PSF-fit fluxes (``base_PsfFlux_instFlux``, ``..._instFluxErr``, ``base_PsfFlux_flag``) in place.
+
+    The PSF image at each source is fitted, by linear least squares with a
+    constant weight, to the pixels around the nearest pixel centre, after
+    removing the median of the stamp's border (the local sky).
+    """
+    bbox = exposure.bbox
+    image = exposure.image.array
+    variance = exposure.variance.array
+    n = len(sources)
+    flux = np.full(n, np.nan)
+    err = np.full(n, np.nan)
+    for i, (x, y) in enumerate(zip(np.asarray(sources["x"], float), np.asarray(sources["y"], float))):
+        try:
+            p = np.asarray(psf.compute_kernel_image(x=x, y=y).array, dtype=float)
+        except Exception:  # PSF models raise many types off their domain
+            continue
+        ry, rx = p.shape[0] // 2, p.shape[1] // 2
+        cx, cy = math.floor(x + 0.5) - bbox.x.start, math.floor(y + 0.5) - bbox.y.start
+        if cy - ry < 0 or cx - rx < 0 or cy + ry + 1 > image.shape[0] or cx + rx + 1 > image.shape[1]:
+            continue
+        stamp = image[cy - ry : cy + ry + 1, cx - rx : cx + rx + 1].astype(float)
+        var = variance[cy - ry : cy + ry + 1, cx - rx : cx + rx + 1].astype(float)
+        if not (np.all(np.isfinite(stamp)) and np.all(np.isfinite(var))):
+            continue
+        border = np.concatenate([stamp[0], stamp[-1], stamp[1:-1, 0], stamp[1:-1, -1]])
+        p2 = float((p * p).sum())
+        flux[i] = float((p * (stamp - np.median(border))).sum()) / p2
+        err[i] = math.sqrt(float((p * p * var).sum())) / p2
+    sources["base_PsfFlux_instFlux"] = flux
+    sources["base_PsfFlux_instFluxErr"] = err
+    sources["base_PsfFlux_flag"] = ~np.isfinite(flux)
