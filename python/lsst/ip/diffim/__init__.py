@@ -6,13 +6,16 @@ the visitors, ``KernelCandidateF`` ...).  The afw.math-like primitives
 (``SpatialCellSet``, ``FixedKernel`` ...) live in `lsst.ip.diffim.math`.
 """
 
+from .imageDecorrelation import *
 from .imagePsfMatch import *
 from .kernel import *
 from .kernelConversion import *
+from .makeKernel import *
 from .makeKernelBasisList import *
 from .modelPsfMatch import *
 from .notebook import *
 from .psfMatch import *
+from .scaleVariance import *
 from .snapPsfMatch import *
 from .subtractImages import *
 from .utils import *

@@ -219,3 +219,10 @@ class SubtractImagesTask(pipeBase.PipelineTask):
 
         source = result.matchedImage if convolveTemplate else result.warpedExposure
         return makeMatchedVisitImage(science, source, psf=science.psf if convolveTemplate else None)
+
+
+# Upstream's Alard & Lupton tasks are importable from this module (implemented in alardLuptonSubtract).
+from .alardLuptonSubtract import *  # noqa: E402, F403
+from .alardLuptonSubtract import __all__ as _alardLuptonAll  # noqa: E402
+
+__all__ += _alardLuptonAll

@@ -1,0 +1,392 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""The image-to-image kernel solver of today's subtraction tasks (``MakeKernelTask``).
+
+Notes
+-----
+Deviations from upstream: kernel sources are an `astropy.table.Table` with
+``x``/``y`` centroids (parent pixels) rather than an afw ``SourceCatalog``;
+their footprint is the stamp box written into the ``stampXmin ...
+stampYmax`` columns.  Detection is `lsst.ip.diffim.detection.SourceDetectionTask`
+(sep background and isophotal objects), which also measures the fluxes, so
+there is no ``selectMeasurement`` subtask.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MakeKernelConfig", "MakeKernelTask", "measurePsfFlux"]
+
+import math
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+
+import lsst.pex.config as pexConfig
+import lsst.pipe.base as pipeBase
+from lsst.images import MaskedImage
+from lsst.utils.timer import timeMethod
+
+from .adapters.psf import evaluateMeanPsfFwhm, getPsfFwhm
+from .detection import SourceDetectionTask, selectCandidateFootprints
+from .makeKernelBasisList import makeKernelBasisList
+from .math.kernels import Kernel
+from .math.spatialCell import SpatialCellSet
+from .psfMatch import (
+    NoKernelCandidatesError,
+    PsfMatchConfig,
+    PsfMatchConfigAL,
+    PsfMatchConfigDF,
+    PsfMatchTask,
+)
+
+
+class MakeKernelConfig(PsfMatchConfig):
+    """Configuration of `MakeKernelTask`.
+
+    The top-level `PsfMatchConfig` fields are inherited as upstream does;
+    only ``badMaskPlanes`` is read from the top level (by
+    `MakeKernelTask.makeCandidateList`).  The kernel fit uses
+    ``kernel.active``.
+    """
+
+    kernel = pexConfig.ConfigChoiceField(
+        doc="Kernel basis and fitting configuration.",
+        typemap=dict(AL=PsfMatchConfigAL, DF=PsfMatchConfigDF),
+        default="AL",
+    )
+    selectDetection = pexConfig.ConfigurableField(
+        target=SourceDetectionTask,
+        doc="Detection of kernel candidate stars when no source list is given.",
+    )
+    fwhmExposureGrid = pexConfig.Field(
+        dtype=int,
+        doc="Grid size (per axis) on which the mean PSF FWHM is evaluated when the PSF cannot be "
+        "evaluated at its average position.",
+        default=10,
+    )
+    fwhmExposureBuffer = pexConfig.Field(
+        dtype=float,
+        doc="Fraction of the image left out on every side of the grid of fwhmExposureGrid.",
+        default=0.05,
+    )
+
+    def setDefaults(self) -> None:
+        super().setDefaults()
+        self.selectDetection.thresholdValue = 10.0
+        self.selectDetection.excludeMaskPlanes = ["EDGE"]
+
+
+def _maskedImage(exposure: Any) -> MaskedImage:
+    if type(exposure) is MaskedImage:
+        return exposure
+    return MaskedImage(
+        exposure.image, mask=exposure.mask, variance=exposure.variance, sky_projection=exposure.sky_projection
+    )
+
+
+class MakeKernelTask(PsfMatchTask):
+    """Fit the PSF-matching kernel of two images on given kernel sources.
+
+    ``template`` is the image that will be convolved and ``science`` the one
+    it is matched to (the subtraction tasks swap them to convolve the science
+    image).  Select the sources with `selectKernelSources`, then call `run`.
+    """
+
+    ConfigClass = MakeKernelConfig
+    _DefaultName = "makeALKernel"
+    config: MakeKernelConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.makeSubtask("selectDetection")
+
+    @timeMethod
+    def run(
+        self,
+        template: Any,
+        science: Any,
+        kernelSources: Table,
+        preconvolved: bool = False,
+        templateFwhmPix: float | None = None,
+        scienceFwhmPix: float | None = None,
+    ) -> pipeBase.Struct:
+        """Solve for the kernel and background matching ``template`` to ``science``.
+
+        Parameters
+        ----------
+        template : `lsst.images.VisitImage` or `lsst.images.MaskedImage`
+            Image that will be convolved.
+        science : `lsst.images.VisitImage` or `lsst.images.MaskedImage`
+            Image it is matched to.
+        kernelSources : `astropy.table.Table`
+            Kernel candidates with stamp boxes, as returned by
+            `selectKernelSources`.
+        preconvolved : `bool`, optional
+            Was ``science`` convolved with its own PSF?
+        templateFwhmPix, scienceFwhmPix : `float`, optional
+            PSF FWHMs (pixels); both are recomputed if either is missing.
+
+        Returns
+        -------
+        result : `lsst.pipe.base.Struct`
+            ``psfMatchingKernel`` : `lsst.ip.diffim.math.LinearCombinationKernel`
+            ``backgroundModel`` : `lsst.ip.diffim.math.Function2`
+
+        Raises
+        ------
+        NoKernelCandidatesError
+            If no kernel source is usable.
+        """
+        kernelCellSet = self._buildCellSet(_maskedImage(template), _maskedImage(science), kernelSources)
+        templateFwhmPix, scienceFwhmPix = self._checkPsfWidths(
+            template, science, templateFwhmPix, scienceFwhmPix, preconvolved=preconvolved
+        )
+        basisList = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, metadata=self.metadata)
+        _, psfMatchingKernel, backgroundModel = self._solve(kernelCellSet, basisList)
+        return pipeBase.Struct(psfMatchingKernel=psfMatchingKernel, backgroundModel=backgroundModel)
+
+    def selectKernelSources(
+        self,
+        template: Any,
+        science: Any,
+        candidateList: Table | None = None,
+        preconvolved: bool = False,
+        templateFwhmPix: float | None = None,
+        scienceFwhmPix: float | None = None,
+    ) -> Table:
+        """Return the usable candidates with stamp boxes of the kernel's size.
+
+        Parameters
+        ----------
+        template, science : `lsst.images.VisitImage` or `lsst.images.MaskedImage`
+            Image to convolve and image matched to.
+        candidateList : `astropy.table.Table`, optional
+            Sources with ``x``, ``y``; detected on ``science`` if absent.
+        preconvolved : `bool`, optional
+            Was ``science`` convolved with its own PSF?
+        templateFwhmPix, scienceFwhmPix : `float`, optional
+            PSF FWHMs (pixels).
+
+        Returns
+        -------
+        kernelSources : `astropy.table.Table`
+            The kept rows with ``stampXmin, stampXmax, stampYmin, stampYmax``.
+        """
+        templateFwhmPix, scienceFwhmPix = self._checkPsfWidths(
+            template, science, templateFwhmPix, scienceFwhmPix, preconvolved=preconvolved
+        )
+        kernelSize = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
+        return self.makeCandidateList(
+            template, science, kernelSize, candidateList=candidateList, preconvolved=preconvolved
+        )
+
+    def getSelectSources(
+        self, exposure: Any, sigma: float | None = None, doSmooth: bool = True, idFactory: Any = None
+    ) -> Table:
+        """Detect candidate stars on an image (background subtracted by the detection).
+
+        Returns
+        -------
+        sources : `astropy.table.Table`
+            One row per detection (``x``, ``y``, ``flux``, ``fluxErr``, box,
+            flags) and, if the image has a PSF, the PSF fluxes
+            ``base_PsfFlux_instFlux`` / ``base_PsfFlux_instFluxErr`` (in place
+            of upstream's ``selectMeasurement``).
+        """
+        sources = self.selectDetection.run(_maskedImage(exposure), sigma=sigma, doSmooth=doSmooth).sources
+        psf = getattr(exposure, "psf", None)
+        if psf is not None and len(sources):
+            measurePsfFlux(sources, exposure, psf)
+        self.log.info("Selected %d sources via detection measurement.", len(sources))
+        return sources
+
+    def makeCandidateList(
+        self,
+        convolved: Any,
+        reference: Any,
+        kernelSize: int,
+        candidateList: Table | None,
+        preconvolved: bool = False,
+        sigma: float | None = None,
+    ) -> Table:
+        """Return candidates with centred ``(2 kernelSize + 1)^2`` stamps inside both images.
+
+        Stamps touching ``config.badMaskPlanes`` in either mask, or off
+        either image, are rejected.
+
+        Raises
+        ------
+        NoKernelCandidatesError
+            If detection finds nothing, or no candidate survives.
+        """
+        if candidateList is None:
+            candidateList = self.getSelectSources(reference, doSmooth=not preconvolved, sigma=sigma)
+            if len(candidateList) < 1:
+                raise NoKernelCandidatesError("No kernel candidates after detection and measurement.")
+        if not isinstance(candidateList, Table):
+            candidateList = Table(rows=list(candidateList))
+        convolvedMI = _maskedImage(convolved)
+        referenceMI = _maskedImage(reference)
+        # Candidates must fit in both images: cut both to their overlap.
+        overlap = referenceMI.bbox.intersection(convolvedMI.bbox)
+        if overlap is None:
+            raise NoKernelCandidatesError("The convolved and reference images do not overlap.")
+        kept = selectCandidateFootprints(
+            candidateList,
+            convolvedMI[overlap],
+            referenceMI[overlap],
+            kernelSize,
+            badMaskPlanes=list(self.config.badMaskPlanes),
+            growPix=kernelSize,
+            mode="centered",
+        )
+        self.log.info("Selected %d / %d sources as kernel candidates.", len(kept), len(candidateList))
+        if len(kept) < 1:
+            raise NoKernelCandidatesError("No good kernel candidates available.")
+        return kept
+
+    def makeKernelBasisList(
+        self,
+        targetFwhmPix: float | None = None,
+        referenceFwhmPix: float | None = None,
+        basisDegGauss: list[int] | None = None,
+        basisSigmaGauss: list[float] | None = None,
+        metadata: Any = None,
+    ) -> list[Kernel]:
+        """Return the basis of the active kernel configuration (and log the matching mode)."""
+        basisList = makeKernelBasisList(
+            self.kConfig,
+            targetFwhmPix=targetFwhmPix,
+            referenceFwhmPix=referenceFwhmPix,
+            basisDegGauss=basisDegGauss,
+            basisSigmaGauss=basisSigmaGauss,
+            metadata=metadata,
+        )
+        if targetFwhmPix is None or referenceFwhmPix is None or targetFwhmPix == referenceFwhmPix:
+            self.log.info("Target and reference psf fwhms are equal, falling back to config values")
+        elif referenceFwhmPix > targetFwhmPix:
+            self.log.info("Reference psf fwhm is the greater, normal convolution mode")
+        else:
+            self.log.info("Target psf fwhm is the greater, deconvolution mode")
+        return basisList
+
+    def _adaptCellSize(self, candidateList: Table) -> tuple[int, int]:
+        """Return the spatial cell size (the configured one, as upstream)."""
+        return self.kConfig.sizeCellX, self.kConfig.sizeCellY
+
+    def _buildCellSet(
+        self, convolved: MaskedImage, reference: MaskedImage, candidateList: Table
+    ) -> SpatialCellSet:
+        """Return the cell set of kernel candidates over the overlap of the two images.
+
+        Raises
+        ------
+        NoKernelCandidatesError
+            If ``candidateList`` is empty or lacks stamp boxes.
+        """
+        if candidateList is None or len(candidateList) == 0:
+            raise NoKernelCandidatesError("No kernel sources: nothing to fit the kernel on.")
+        if "stampXmin" not in candidateList.colnames:
+            raise NoKernelCandidatesError(
+                "kernelSources have no stamp boxes; select them with MakeKernelTask.selectKernelSources."
+            )
+        overlap = convolved.bbox.intersection(reference.bbox)
+        if overlap is None:
+            raise NoKernelCandidatesError("The convolved and reference images do not overlap.")
+        # The stamp cutting and rating of ImagePsfMatchTask serve here unchanged.
+        from .imagePsfMatch import ImagePsfMatchTask
+
+        return ImagePsfMatchTask._buildCellSet(self, convolved[overlap], reference[overlap], candidateList)
+
+    def _checkPsfWidths(
+        self,
+        template: Any,
+        science: Any,
+        templateFwhmPix: float | None,
+        scienceFwhmPix: float | None,
+        preconvolved: bool = False,
+    ) -> tuple[float, float]:
+        """Return the two PSF FWHMs, recomputing both if either is missing.
+
+        The PSFs are evaluated at the centre of their bounds, or, if that
+        fails, averaged over a ``fwhmExposureGrid`` grid; only a recomputed
+        science FWHM is scaled by sqrt(2) when ``preconvolved``.
+        """
+        if templateFwhmPix is not None and scienceFwhmPix is not None:
+            return templateFwhmPix, scienceFwhmPix
+        try:
+            templateFwhmPix = float(getPsfFwhm(template.psf))
+            scienceFwhmPix = float(getPsfFwhm(science.psf))
+        except Exception:  # PSF models raise many types off their domain
+            self.log.debug(
+                "Unable to evaluate PSF at the average position. Evaluting PSF on a grid of points."
+            )
+            templateFwhmPix = evaluateMeanPsfFwhm(
+                template.psf,
+                template.bbox,
+                fwhmExposureBuffer=self.config.fwhmExposureBuffer,
+                fwhmExposureGrid=self.config.fwhmExposureGrid,
+            )
+            scienceFwhmPix = evaluateMeanPsfFwhm(
+                science.psf,
+                science.bbox,
+                fwhmExposureBuffer=self.config.fwhmExposureBuffer,
+                fwhmExposureGrid=self.config.fwhmExposureGrid,
+            )
+        if preconvolved:
+            scienceFwhmPix *= math.sqrt(2.0)
+        return templateFwhmPix, scienceFwhmPix
+
+
+def measurePsfFlux(sources: Table, exposure: Any, psf: Any) -> None:
+    """Add PSF-fit fluxes (``base_PsfFlux_instFlux``, ``..._instFluxErr``, ``base_PsfFlux_flag``) in place.
+
+    The PSF image at each source is fitted, by linear least squares with a
+    constant weight, to the pixels around the nearest pixel centre, after
+    removing the median of the stamp's border (the local sky).
+    """
+    bbox = exposure.bbox
+    image = exposure.image.array
+    variance = exposure.variance.array
+    n = len(sources)
+    flux = np.full(n, np.nan)
+    err = np.full(n, np.nan)
+    for i, (x, y) in enumerate(zip(np.asarray(sources["x"], float), np.asarray(sources["y"], float))):
+        try:
+            p = np.asarray(psf.compute_kernel_image(x=x, y=y).array, dtype=float)
+        except Exception:  # PSF models raise many types off their domain
+            continue
+        ry, rx = p.shape[0] // 2, p.shape[1] // 2
+        cx, cy = math.floor(x + 0.5) - bbox.x.start, math.floor(y + 0.5) - bbox.y.start
+        if cy - ry < 0 or cx - rx < 0 or cy + ry + 1 > image.shape[0] or cx + rx + 1 > image.shape[1]:
+            continue
+        stamp = image[cy - ry : cy + ry + 1, cx - rx : cx + rx + 1].astype(float)
+        var = variance[cy - ry : cy + ry + 1, cx - rx : cx + rx + 1].astype(float)
+        if not (np.all(np.isfinite(stamp)) and np.all(np.isfinite(var))):
+            continue
+        border = np.concatenate([stamp[0], stamp[-1], stamp[1:-1, 0], stamp[1:-1, -1]])
+        p2 = float((p * p).sum())
+        flux[i] = float((p * (stamp - np.median(border))).sum()) / p2
+        err[i] = math.sqrt(float((p * p * var).sum())) / p2
+    sources["base_PsfFlux_instFlux"] = flux
+    sources["base_PsfFlux_instFluxErr"] = err
+    sources["base_PsfFlux_flag"] = ~np.isfinite(flux)
