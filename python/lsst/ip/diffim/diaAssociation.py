@@ -104,7 +104,10 @@ def associateDiaSources(
     Parameters
     ----------
     diaSources : `astropy.table.Table`
-        DIA sources with ``x`` and ``y``; modified in place.
+        DIA sources with ``x`` and ``y``; modified in place.  Sources
+        classified as dipoles (``isDipole``) are matched at their dipole
+        centre (``dipole_x``, ``dipole_y``): a misregistered star is where
+        its two lobes meet.
     templateSources, scienceSources : `astropy.table.Table` or `None`
         The template's (reference) and the science image's sources, on the
         same pixel grid.
@@ -116,8 +119,14 @@ def associateDiaSources(
     counts : `dict` [`str`, `int`]
         The four ``NFalsePositives*`` counts (`countFalsePositives`).
     """
+    x = np.asarray(diaSources["x"], dtype=float)
+    y = np.asarray(diaSources["y"], dtype=float)
+    if "isDipole" in diaSources.colnames:
+        dipole = np.asarray(diaSources["isDipole"], dtype=bool)
+        x = np.where(dipole, np.asarray(diaSources["dipole_x"], dtype=float), x)
+        y = np.where(dipole, np.asarray(diaSources["dipole_y"], dtype=float), y)
     for column, catalog in (("refMatch", templateSources), ("srcMatch", scienceSources)):
-        ids, distances = matchToCatalog(diaSources["x"], diaSources["y"], catalog, radius)
+        ids, distances = matchToCatalog(x, y, catalog, radius)
         diaSources[f"{column}Id"] = ids
         diaSources[f"{column}Distance"] = distances
     return countFalsePositives(diaSources)

@@ -133,11 +133,21 @@ class PsfStampModel:
     """
 
     def __init__(self, psf: Any) -> None:
+        from lsst.images.psfs import GaussianPointSpreadFunction
+
         self.psf = psf
+        # Gaussian models are rendered here as the model does it (sampled
+        # separable profiles normalized over the model's stamp), without the
+        # per-call image objects.
+        self._gaussian = None
+        if type(psf) is GaussianPointSpreadFunction:
+            self._gaussian = (float(psf.sigma) ** 2, psf.kernel_bbox.x.size // 2)
 
     def render(self, x: float, y: float, x0: int, y0: int, width: int, height: int) -> np.ndarray:
         """Return the unit-flux PSF at parent position ``(x, y)`` on the stamp
         whose lower-left pixel is ``(x0, y0)`` (parts outside are dropped)."""
+        if self._gaussian is not None:
+            return np.outer(self._profile(y, y0, height), self._profile(x, x0, width))
         image = self.psf.compute_stellar_image(x=float(x), y=float(y))
         b = image.bbox
         out = np.zeros((height, width))
@@ -147,6 +157,17 @@ class PsfStampModel:
             out[ya - y0 : yb - y0, xa - x0 : xb - x0] = image.array[
                 ya - b.y.start : yb - b.y.start, xa - b.x.start : xb - b.x.start
             ]
+        return out
+
+    def _profile(self, center: float, start: int, size: int) -> np.ndarray:
+        sigma2, r = self._gaussian
+        ic = math.floor(center + 0.5)
+        full = np.exp(-0.5 * np.square(np.arange(ic - r, ic + r + 1) - center) / sigma2)
+        full /= full.sum()
+        out = np.zeros(size)
+        a, b = max(ic - r, start), min(ic + r + 1, start + size)
+        if a < b:
+            out[a - start : b - start] = full[a - (ic - r) : b - (ic - r)]
         return out
 
 
@@ -218,7 +239,7 @@ def fitPointSource(
     lo, hi = _positionBounds((xStart, yStart), maxShift, stamp)
     start = _clip(np.array([xStart, yStart], dtype=float), lo, hi)
     try:
-        fit = least_squares(residual, start, bounds=(lo, hi), x_scale=0.5, xtol=1e-6, max_nfev=200)
+        fit = least_squares(residual, start, bounds=(lo, hi), x_scale=0.5, xtol=1e-4, ftol=1e-6, max_nfev=200)
         theta, ok = fit.x, bool(fit.status > 0)
         chi2 = float(np.sum(fit.fun**2))
         try:
@@ -290,10 +311,17 @@ class _DipoleDesign:
     def solve(self, pPos: np.ndarray, pNeg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (parameters, weighted residual, design matrix) with non-negative fluxes."""
         a = self.matrix(pPos, pNeg)
+        # Normal equations (a few columns, many rows); singular -> lstsq.
+        ata = a.T @ a
+        atb = a.T @ self.b
         active = np.ones(a.shape[1], dtype=bool)
         for _ in range(3):
             params = np.zeros(a.shape[1])
-            params[active] = np.linalg.lstsq(a[:, active], self.b, rcond=None)[0]
+            sub = np.ix_(active, active)
+            try:
+                params[active] = np.linalg.solve(ata[sub], atb[active])
+            except np.linalg.LinAlgError:
+                params[active] = np.linalg.lstsq(a[:, active], self.b, rcond=None)[0]
             negative = (params[:2] < 0) & active[:2]
             if not negative.any():
                 break
@@ -351,7 +379,7 @@ def fitDipole(
     )
     try:
         fit = least_squares(
-            residual, start, bounds=(lo + lo, hi + hi), x_scale=0.5, xtol=1e-6, max_nfev=400
+            residual, start, bounds=(lo + lo, hi + hi), x_scale=0.5, xtol=1e-4, ftol=1e-6, max_nfev=400
         )
         theta, ok = fit.x, bool(fit.status > 0)
     except ValueError:
