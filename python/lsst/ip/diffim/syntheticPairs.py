@@ -126,8 +126,19 @@ def makeSyntheticPair(
     readNoise: float = 5.0,
     templateNoiseFactor: float = 0.5,
     transients: list[tuple[float, float, float]] | None = None,
+    variables: list[tuple[float, float, float, float]] | None = None,
+    shifts: list[tuple[float, float, float, float, float]] | None = None,
 ) -> SyntheticPair:
-    """Return a synthetic pair (see module docstring)."""
+    """Return a synthetic pair (see module docstring).
+
+    ``transients`` are ``(x, y, flux)`` in the science image only (science
+    units).  ``variables`` are ``(x, y, flux, deltaFlux)``: stars of
+    template flux ``flux``, of science flux ``fluxRatio * flux + deltaFlux``.
+    ``shifts`` are ``(x, y, flux, dx, dy)``: stars at ``(x, y)`` in the
+    template and ``(x + dx, y + dy)`` in the science image (misregistered).
+    Both are kept in ``extra`` and draw no random numbers, so a pair made
+    without them is unchanged.
+    """
     rng = np.random.default_rng(seed)
     shape = (size, size)
     border = 20
@@ -156,6 +167,17 @@ def makeSyntheticPair(
         ty = np.array([t[1] for t in transients])
         tf = np.array([t[2] for t in transients])
         scienceModel += renderStars(shape, tx, ty, tf, sPsf)
+    extra: dict = {}
+    for key, rows in (("variables", variables), ("shifts", shifts)):
+        if not rows:
+            continue
+        arr = np.asarray(rows, dtype=float).reshape(len(rows), -1)
+        dx = arr[:, 3] if key == "shifts" else 0.0
+        dy = arr[:, 4] if key == "shifts" else 0.0
+        sFlux = fluxRatio * arr[:, 2] + (arr[:, 3] if key == "variables" else 0.0)
+        templateModel += renderStars(shape, arr[:, 0], arr[:, 1], arr[:, 2], tPsf)
+        scienceModel += renderStars(shape, arr[:, 0] + dx, arr[:, 1] + dy, sFlux, sPsf)
+        extra[key] = [tuple(r) for r in rows]
     sVar = scienceModel / gain + readNoise**2
     tVar = (templateModel / gain + readNoise**2) * templateNoiseFactor**2
     science = scienceModel + rng.normal(size=shape) * np.sqrt(sVar)
@@ -175,4 +197,5 @@ def makeSyntheticPair(
         background=(c0 + fluxRatio * sky - fluxRatio * sky, c1, c2),
         templatePsf=tPsf,
         sciencePsf=sPsf,
+        extra=extra,
     )
