@@ -397,7 +397,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 rating,
             )
             if not ok:
-                cand.setStatus(SpatialCellCandidateStatus.BAD)
+                cand.setStatus(SpatialCellCandidateStatus.BAD, "core rating not finite")
             cellSet.insertCandidate(cand)
         return cellSet
 

@@ -91,6 +91,9 @@ class KernelCandidate(SpatialCellImageCandidate):
     RECENT = CandidateSwitch.RECENT
     CandidateSwitch = CandidateSwitch
 
+    #: Why the candidate was last marked BAD ("" if it is not BAD or no reason was given).
+    _rejectionReason: str = ""
+
     def __init__(
         self,
         xCenter: float,
@@ -167,7 +170,22 @@ class KernelCandidate(SpatialCellImageCandidate):
                 stats.apply(self.getScienceMaskedImage(), int(self._ps.get("candidateCoreRadius", 3)))
                 self._rating = stats.getMean()
             except ArithmeticError:
-                self.setStatus(SpatialCellCandidateStatus.BAD)
+                self.setStatus(SpatialCellCandidateStatus.BAD, "no rating: core statistics failed")
+
+    # --- status ---------------------------------------------------------------
+    def setStatus(self, status: SpatialCellCandidateStatus | int, reason: str = "") -> None:
+        """Set the status; ``reason`` says why a candidate is marked BAD.
+
+        The reason is kept while the candidate stays BAD (`getRejectionReason`)
+        and cleared by any other status.  Our addition: upstream records no
+        reason.
+        """
+        super().setStatus(status)
+        self._rejectionReason = str(reason) if self.isBad() else ""
+
+    def getRejectionReason(self) -> str:
+        """Return why the candidate is BAD ("" if it is not, or if no reason was recorded)."""
+        return self._rejectionReason
 
     # --- rating, images -------------------------------------------------------
     def getCandidateRating(self) -> float:
@@ -318,7 +336,10 @@ class KernelCandidate(SpatialCellImageCandidate):
             ctype = ConditionNumberType[str(self._ps.get("conditionNumberType", "EIGENVALUE"))]
             cond = solution.getConditionNumber(ctype)
             if not cond <= float(self._ps["maxConditionNumber"]):
-                self.setStatus(SpatialCellCandidateStatus.BAD)
+                self.setStatus(
+                    SpatialCellCandidateStatus.BAD,
+                    f"condition number {cond:.3g} > {float(self._ps['maxConditionNumber']):.3g}",
+                )
                 return
         solution.solve()
 

@@ -168,7 +168,7 @@ class BuildSingleKernelVisitor(CandidateVisitor):
             kc.build(self._basisList, self._hMat)
         except CANDIDATE_ERRORS as exc:
             _log.debug("Candidate %d: unable to build kernel: %s", kc.getId(), exc)
-            kc.setStatus(BAD)
+            kc.setStatus(BAD, f"kernel fit failed: {exc}")
             self._nRejected += 1
             return False
         return self._checkBuilt(kc)
@@ -186,7 +186,7 @@ class BuildSingleKernelVisitor(CandidateVisitor):
             self._imstats.apply(diffim, self._coreRadius if self._useCoreStats else 0)
         except CANDIDATE_ERRORS as exc:
             _log.debug("Candidate %d: unable to compute residual statistics: %s", kc.getId(), exc)
-            kc.setStatus(BAD)
+            kc.setStatus(BAD, f"own-fit residual statistics failed: {exc}")
             return
         self._applyStatistics(kc, self._imstats.getMean(), self._imstats.getVariance())
 
@@ -204,7 +204,7 @@ class BuildSingleKernelVisitor(CandidateVisitor):
             kc.setStatus(GOOD)
         else:
             _log.debug("Candidate %d rejected: %s", kc.getId(), reason)
-            kc.setStatus(BAD)
+            kc.setStatus(BAD, f"own-fit residuals: {reason}")
             self._nRejected += 1
 
     def processCandidates(self, candidates: Sequence[SpatialCellCandidate]) -> None:
@@ -275,7 +275,7 @@ class BuildSingleKernelVisitor(CandidateVisitor):
                     kc.buildFromNormalEquations(self._basisList, self._hMat, mMats[i], bVecs[i])
             except CANDIDATE_ERRORS as exc:
                 _log.debug("Candidate %d: unable to build kernel: %s", kc.getId(), exc)
-                kc.setStatus(BAD)
+                kc.setStatus(BAD, f"kernel fit failed: {exc}")
                 self._nRejected += 1
                 continue
             if self._checkBuilt(kc):
@@ -299,7 +299,7 @@ def _initializedOrBad(candidates: Sequence[SpatialCellCandidate]) -> list[Kernel
         if kc.isInitialized():
             ready.append(kc)
         else:
-            kc.setStatus(BAD)
+            kc.setStatus(BAD, "no kernel fit")
     return ready
 
 
@@ -485,7 +485,9 @@ class KernelSumVisitor(CandidateVisitor):
                     self._kSumMean,
                     self._dkSumMax,
                 )
-                kc.setStatus(BAD)
+                kc.setStatus(
+                    BAD, f"kernel sum {kSum:.3f} outside {self._kSumMean:.3f} +/- {self._dkSumMax:.3f}"
+                )
                 self._nRejected += 1
 
     def processKsumDistribution(self) -> None:
@@ -618,7 +620,7 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
         kc = _asKernelCandidate(candidate)
         if not kc.isInitialized():
-            kc.setStatus(BAD)
+            kc.setStatus(BAD, "no kernel fit")
             return
         qMat, wVec = _spatialConstraint(kc)
         self._solution.addConstraint(kc.getXCenter(), kc.getYCenter(), qMat, wVec)
@@ -700,7 +702,7 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
         kc = _asKernelCandidate(candidate)
         if not kc.isInitialized():
-            kc.setStatus(BAD)
+            kc.setStatus(BAD, "no kernel fit")
             return
         self._assess(kc)
 
@@ -716,7 +718,7 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
             self._imstats.apply(diffim, self._coreRadius if self._useCoreStats else 0)
         except CANDIDATE_ERRORS as exc:
             _log.debug("Candidate %d: unable to assess the spatial model: %s", kc.getId(), exc)
-            kc.setStatus(BAD)
+            kc.setStatus(BAD, f"spatial-model residual statistics failed: {exc}")
             return
         self._applyStatistics(kc, self._imstats.getMean(), self._imstats.getVariance())
 
@@ -735,7 +737,7 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
             self._nGood += 1
         else:
             _log.debug("Candidate %d rejected by the spatial model: %s", kc.getId(), reason)
-            kc.setStatus(BAD)
+            kc.setStatus(BAD, f"spatial-model residuals: {reason}")
             self._nRejected += 1
 
     def processCandidates(self, candidates: Sequence[SpatialCellCandidate]) -> None:
