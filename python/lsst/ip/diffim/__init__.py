@@ -13,6 +13,7 @@ from .makeKernelBasisList import *
 from .modelPsfMatch import *
 from .notebook import *
 from .psfMatch import *
+from .scaleVariance import *
 from .snapPsfMatch import *
 from .subtractImages import *
 from .utils import *

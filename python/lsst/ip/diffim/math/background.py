@@ -58,3 +58,12 @@ class SubtractBackgroundConfig(pexConfig.Config):
         doc="Mask planes whose pixels are ignored in the bin statistics.",
         default=["BAD", "EDGE", "DETECTED", "DETECTED_NEGATIVE", "NO_DATA"],
     )
+    undersampleStyle = pexConfig.ChoiceField(
+        dtype=str,
+        doc="What to do when there are too few bins for the interpolation algorithm.",
+        default="REDUCE_INTERP_ORDER",
+        allowed={
+            "THROW_EXCEPTION": "raise an error",
+            "REDUCE_INTERP_ORDER": "use the highest-order interpolation the bins allow",
+        },
+    )
