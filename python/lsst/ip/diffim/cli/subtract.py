@@ -50,7 +50,9 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from ..adapters.exposures import makeVisitImage
+from ..adapters.noiseModel import modelVariance, readVarianceFile
 from ..adapters.psf import estimateFwhmFromImage
+from .noiseOptions import addNoiseArguments, noiseReadOptions, recordVarianceFactors, scaleInputVariance
 
 
 class InputError(ValueError):
@@ -65,7 +67,14 @@ def _findHdu(hdul: fits.HDUList, names: tuple[str, ...]) -> int | None:
 
 
 def readInput(
-    path: str, *, hdu: int | None = None, gain: float | None = None, readNoise: float | None = None
+    path: str,
+    *,
+    hdu: int | None = None,
+    gain: float | None = None,
+    readNoise: float | None = None,
+    variancePath: str | None = None,
+    varianceKind: str = "auto",
+    measureSky: bool = True,
 ) -> tuple[Any, float | None]:
     """Read one input image as an `lsst.images.VisitImage`.
 
@@ -105,7 +114,9 @@ def readInput(
         varIndex = _findHdu(hdul, ("VARIANCE", "VAR"))
         errIndex = _findHdu(hdul, ("ERR", "ERROR", "SIGMA", "NOISE"))
         maskIndex = _findHdu(hdul, ("MASK", "DQ", "BPM"))
-        if varIndex is not None and varIndex != hdu:
+        if variancePath is not None:
+            variance = readVarianceFile(variancePath, image.shape, varianceKind, image)
+        elif varIndex is not None and varIndex != hdu:
             variance = np.asarray(hdul[varIndex].data, dtype=np.float32)
         elif errIndex is not None and errIndex != hdu:
             variance = np.asarray(hdul[errIndex].data, dtype=np.float32) ** 2
@@ -115,9 +126,10 @@ def readInput(
             if g is None or rn is None:
                 raise InputError(
                     f"{path}: no variance or error extension; give --gain and --read-noise "
-                    "(or GAIN/RDNOISE header keywords)"
+                    "(or the per-image --template-/--science- ones, GAIN/RDNOISE header keywords, "
+                    "or a --template-/--science-variance file)"
                 )
-            variance = (np.maximum(image, 0.0) / float(g) + (float(rn) / float(g)) ** 2).astype(np.float32)
+            variance = modelVariance(image, float(g), float(rn), measureSky=measureSky)
         badPixels = None
         if maskIndex is not None and maskIndex != hdu:
             badPixels = np.asarray(hdul[maskIndex].data) != 0
@@ -136,7 +148,7 @@ def readInput(
     maskArray = np.zeros(image.shape + (1,), dtype=np.int32)
     if badPixels is not None:
         maskArray[badPixels, 0] |= int(schema.bitmask("BAD")[0])
-    nonFinite = ~np.isfinite(image)
+    nonFinite = ~np.isfinite(image) | ~np.isfinite(variance)
     maskArray[nonFinite, 0] |= int(schema.bitmask("NO_DATA")[0])
     from lsst.images import Box
 
@@ -207,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template-fwhm", type=float, help="template PSF FWHM (pixels); estimated if absent")
     parser.add_argument("--science-fwhm", type=float, help="science PSF FWHM (pixels); estimated if absent")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    addNoiseArguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s %(levelname)s: %(message)s"
@@ -220,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         config = ImagePsfMatchTask.ConfigClass()
         config.kernel.active.fitForBackground = True
         _applyOverrides(config, args.config_file, args.config)
-        template, tFwhm = readInput(args.template, hdu=args.hdu, gain=args.gain, readNoise=args.read_noise)
+        template, tFwhm = readInput(args.template, hdu=args.hdu, **noiseReadOptions(args, "template"))
+        tFactor = scaleInputVariance(template, args, "template")
         tFwhm = args.template_fwhm or tFwhm or estimateFwhmFromImage(template)
     except (InputError, ValueError) as exc:
         print(f"ipdiffim-subtract: error: {exc}", file=sys.stderr)
@@ -231,10 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         label = Path(sciencePath).name
         print(f"[{i}/{total}] {label}", flush=True)
         try:
-            science, sFwhm = readInput(sciencePath, hdu=args.hdu, gain=args.gain, readNoise=args.read_noise)
+            science, sFwhm = readInput(sciencePath, hdu=args.hdu, **noiseReadOptions(args, "science", i - 1))
+            sFactor = scaleInputVariance(science, args, "science")
             sFwhm = args.science_fwhm or sFwhm or estimateFwhmFromImage(science)
             convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
             task = ImagePsfMatchTask(config=config)
+            recordVarianceFactors(task, tFactor, sFactor)
             start = time.perf_counter()
             result = task.run(
                 template,
