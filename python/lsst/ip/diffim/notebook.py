@@ -82,11 +82,26 @@ def _planes(
     if variance is None:
         if gain is None or readNoise is None:
             raise ValueError("Give a variance array (or an uncertainty), or gain and readNoise.")
-        variance = np.maximum(image, 0.0) / gain + (readNoise / gain) ** 2
+        from .adapters.noiseModel import modelVariance
+
+        variance = modelVariance(image, float(gain), float(readNoise))
     variance = np.asarray(variance, dtype=np.float32)
     if variance.shape != image.shape:
         raise ValueError(f"Variance shape {variance.shape} differs from image shape {image.shape}.")
     return image, variance, wcs
+
+
+def _fwhm(image: Any, fwhm: float | None, psf: Any, name: str) -> float:
+    """The given FWHM, else that of the PSF image, else the estimate from the image's stars."""
+    from .adapters.fwhmEstimate import estimateFwhmFromImage, psfImageFwhm, readPsfImage
+    from .fwhmValidation import validateFwhm
+
+    if fwhm is not None:
+        return float(fwhm)
+    if psf is not None:
+        array = readPsfImage(psf) if isinstance(psf, (str, bytes)) or hasattr(psf, "__fspath__") else psf
+        return float(validateFwhm(psfImageFwhm(np.asarray(array, dtype=float)), f"the FWHM of {name}'s PSF"))
+    return estimateFwhmFromImage(image)
 
 
 def subtract(
@@ -101,6 +116,8 @@ def subtract(
     scienceFwhm: float | None = None,
     convolve: str = "auto",
     config: Any = None,
+    templatePsf: Any = None,
+    sciencePsf: Any = None,
 ) -> DifferenceResult:
     """PSF-match and subtract two images given as arrays, NDData or CCDData.
 
@@ -112,32 +129,39 @@ def subtract(
     templateVariance, scienceVariance : `numpy.ndarray`, optional
         Variance planes.
     gain, readNoise : `float`, optional
-        Build the variance as ``max(image, 0)/gain + (readNoise/gain)^2``.
+        Build the variance as the sky variance measured from the image plus
+        ``max(image - sky, 0)/gain`` (at least ``(readNoise/gain)^2``;
+        `lsst.ip.diffim.adapters.noiseModel.modelVariance`).
     templateFwhm, scienceFwhm : `float`, optional
-        PSF FWHMs in pixels (estimated from the images if absent).
+        PSF FWHMs in pixels, finite and positive (else `InvalidFwhmError`);
+        from the PSF images, or estimated from the images, if absent.
     convolve : `str`, optional
         ``"template"``, ``"science"`` or ``"auto"`` (the narrower PSF).
     config : `lsst.ip.diffim.ImagePsfMatchConfig`, optional
         Task configuration (default: fitForBackground on).
+    templatePsf, sciencePsf : `numpy.ndarray` or `str`, optional
+        Images of the PSFs (arrays, or FITS file paths); their FWHM (width
+        at half maximum) is used when the FWHM is not given.
 
     Returns
     -------
     result : `DifferenceResult`
     """
     from .adapters.exposures import makeVisitImage
-    from .adapters.psf import estimateFwhmFromImage
+    from .fwhmValidation import validateFwhmArguments
     from .imagePsfMatch import ImagePsfMatchTask
     from .kernelConversion import toImagesBackground
     from .math.masks import anyMaskPlaneSet
 
+    validateFwhmArguments(templateFwhm=templateFwhm, scienceFwhm=scienceFwhm)
     tImage, tVar, tWcs = _planes(template, templateVariance, gain, readNoise)
     sImage, sVar, sWcs = _planes(science, scienceVariance, gain, readNoise)
     if tWcs is None or sWcs is None:
         tWcs = sWcs = None
     t = makeVisitImage(tImage, tVar, wcs=tWcs)
     s = makeVisitImage(sImage, sVar, wcs=sWcs)
-    tF = templateFwhm or estimateFwhmFromImage(t)
-    sF = scienceFwhm or estimateFwhmFromImage(s)
+    tF = _fwhm(t, templateFwhm, templatePsf, "templateFwhm")
+    sF = _fwhm(s, scienceFwhm, sciencePsf, "scienceFwhm")
     if config is None:
         config = ImagePsfMatchTask.ConfigClass()
         config.kernel.active.fitForBackground = True

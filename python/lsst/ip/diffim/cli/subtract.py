@@ -51,8 +51,8 @@ from astropy.wcs import WCS
 
 from ..adapters.exposures import makeVisitImage
 from ..adapters.noiseModel import modelVariance, readVarianceFile
-from ..adapters.psf import estimateFwhmFromImage
 from .noiseOptions import addNoiseArguments, noiseReadOptions, recordVarianceFactors, scaleInputVariance
+from .psfOptions import addPsfArguments, fwhmArgument, resolveFwhm
 
 
 class InputError(ValueError):
@@ -216,10 +216,15 @@ def main(argv: list[str] | None = None) -> int:
         "--read-noise", type=float, help="read noise (e-) for images without a variance plane"
     )
     parser.add_argument("--hdu", type=int, help="image HDU index of plain FITS inputs")
-    parser.add_argument("--template-fwhm", type=float, help="template PSF FWHM (pixels); estimated if absent")
-    parser.add_argument("--science-fwhm", type=float, help="science PSF FWHM (pixels); estimated if absent")
+    parser.add_argument(
+        "--template-fwhm", type=fwhmArgument, help="template PSF FWHM (pixels); estimated if absent"
+    )
+    parser.add_argument(
+        "--science-fwhm", type=fwhmArgument, help="science PSF FWHM (pixels); estimated if absent"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     addNoiseArguments(parser)
+    addPsfArguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s %(levelname)s: %(message)s"
@@ -235,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         _applyOverrides(config, args.config_file, args.config)
         template, tFwhm = readInput(args.template, hdu=args.hdu, **noiseReadOptions(args, "template"))
         tFactor = scaleInputVariance(template, args, "template")
-        tFwhm = args.template_fwhm or tFwhm or estimateFwhmFromImage(template)
+        tFwhm = resolveFwhm(template, args.template_fwhm, tFwhm, args.template_psf)
     except (InputError, ValueError) as exc:
         print(f"ipdiffim-subtract: error: {exc}", file=sys.stderr)
         return 2
@@ -247,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             science, sFwhm = readInput(sciencePath, hdu=args.hdu, **noiseReadOptions(args, "science", i - 1))
             sFactor = scaleInputVariance(science, args, "science")
-            sFwhm = args.science_fwhm or sFwhm or estimateFwhmFromImage(science)
+            sFwhm = resolveFwhm(science, args.science_fwhm, sFwhm, args.science_psf)
             convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
             task = ImagePsfMatchTask(config=config)
             recordVarianceFactors(task, tFactor, sFactor)
