@@ -43,6 +43,7 @@ from lsst.images import Box, Image, Mask, MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .detection import SourceDetectionTask, selectCandidateFootprints
+from .fwhmValidation import validateFwhmArguments
 from .kernel.candidate import KernelCandidate
 from .kernel.stampStack import StampStack
 from .makeKernelBasisList import makeKernelBasisList
@@ -433,6 +434,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             ``backgroundModel`` : `lsst.ip.diffim.math.Function2`
             ``kernelCellSet`` : `lsst.ip.diffim.math.SpatialCellSet`
         """
+        validateFwhmArguments(templateFwhmPix=templateFwhmPix, scienceFwhmPix=scienceFwhmPix)
         if candidateList is None or len(candidateList) == 0:
             raise NoKernelCandidatesError(
                 "candidateList is empty; it must be populated by makeCandidateList."
@@ -496,6 +498,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             As `matchMaskedImages`, plus ``subtractedMaskedImage`` :
             `lsst.images.MaskedImage` (science - matched - background).
         """
+        validateFwhmArguments(templateFwhmPix=templateFwhmPix, scienceFwhmPix=scienceFwhmPix)
         self._validateSize(templateMaskedImage, scienceMaskedImage)
         templateMaskedImage = flagNonFinitePixels(templateMaskedImage)
         scienceMaskedImage = flagNonFinitePixels(scienceMaskedImage)
@@ -601,6 +604,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         MismatchedImagesError
             If they are not registered and ``doWarping`` is False.
         """
+        validateFwhmArguments(templateFwhmPix=templateFwhmPix, scienceFwhmPix=scienceFwhmPix)
         registered = self._validateWcs(templateExposure, scienceExposure)
         if not registered:
             if not doWarping:
@@ -672,6 +676,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             template is convolved, the matching kernel attached) or an
             `lsst.images.MaskedImage` when the inputs carry no projection.
         """
+        validateFwhmArguments(templateFwhmPix=templateFwhmPix, scienceFwhmPix=scienceFwhmPix)
         scienceMI = flagNonFinitePixels(_asMaskedImage(scienceExposure))
         # Every output is on the science grid (the template is warped onto it).
         with self._preparedOutputs(scienceMI, scienceMI, difference=convolveTemplate):
@@ -768,6 +773,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             ``matchedTemplate`` (``matchedExposure``), ``psfMatchingKernel``,
             ``backgroundModel``, ``kernelCellSet``.
         """
+        validateFwhmArguments(templateFwhmPix=templateFwhmPix, scienceFwhmPix=scienceFwhmPix)
         if (
             isinstance(template, MaskedImage)
             and isinstance(science, MaskedImage)

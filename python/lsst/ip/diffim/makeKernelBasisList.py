@@ -29,6 +29,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from .fwhmValidation import validateFwhmArguments
 from .kernel.basisLists import makeAlardLuptonBasisList, makeDeltaFunctionBasisList
 from .math.kernels import Kernel
 
@@ -65,7 +66,10 @@ def makeKernelBasisList(
     ------
     ValueError
         For an unknown ``kernelBasisSet``.
+    InvalidFwhmError
+        If a FWHM is given but is not finite and positive.
     """
+    validateFwhmArguments(targetFwhmPix=targetFwhmPix, referenceFwhmPix=referenceFwhmPix)
     if config.kernelBasisSet == "alard-lupton":
         return generateAlardLuptonBasisList(
             config,

@@ -87,11 +87,26 @@ def _planes(
     if variance is None:
         if gain is None or readNoise is None:
             raise ValueError("Give a variance array (or an uncertainty), or gain and readNoise.")
-        variance = np.maximum(image, 0.0) / gain + (readNoise / gain) ** 2
+        from .adapters.noiseModel import modelVariance
+
+        variance = modelVariance(image, float(gain), float(readNoise))
     variance = np.asarray(variance, dtype=np.float32)
     if variance.shape != image.shape:
         raise ValueError(f"Variance shape {variance.shape} differs from image shape {image.shape}.")
     return image, variance, wcs, mask, unit
+
+
+def _fwhm(image: Any, fwhm: float | None, psf: Any, name: str) -> float:
+    """The given FWHM, else that of the PSF image, else the estimate from the image's stars."""
+    from .adapters.fwhmEstimate import estimateFwhmFromImage, psfImageFwhm, readPsfImage
+    from .fwhmValidation import validateFwhm
+
+    if fwhm is not None:
+        return float(fwhm)
+    if psf is not None:
+        array = readPsfImage(psf) if isinstance(psf, (str, bytes)) or hasattr(psf, "__fspath__") else psf
+        return float(validateFwhm(psfImageFwhm(np.asarray(array, dtype=float)), f"the FWHM of {name}'s PSF"))
+    return estimateFwhmFromImage(image)
 
 
 def subtract(
@@ -111,6 +126,8 @@ def subtract(
     saturation: float | None = None,
     templateSaturation: float | None = None,
     scienceSaturation: float | None = None,
+    templatePsf: Any = None,
+    sciencePsf: Any = None,
 ) -> DifferenceResult:
     """PSF-match and subtract two images given as arrays, NDData or CCDData.
 
@@ -122,9 +139,12 @@ def subtract(
     templateVariance, scienceVariance : `numpy.ndarray`, optional
         Variance planes.
     gain, readNoise : `float`, optional
-        Build the variance as ``max(image, 0)/gain + (readNoise/gain)^2``.
+        Build the variance as the sky variance measured from the image plus
+        ``max(image - sky, 0)/gain`` (at least ``(readNoise/gain)^2``;
+        `lsst.ip.diffim.adapters.noiseModel.modelVariance`).
     templateFwhm, scienceFwhm : `float`, optional
-        PSF FWHMs in pixels (estimated from the images if absent).
+        PSF FWHMs in pixels, finite and positive (else `InvalidFwhmError`);
+        from the PSF images, or estimated from the images, if absent.
     convolve : `str`, optional
         ``"template"``, ``"science"`` or ``"auto"`` (the narrower PSF).
     config : `lsst.ip.diffim.ImagePsfMatchConfig`, optional
@@ -137,6 +157,9 @@ def subtract(
         pixels at or above it, grown by one pixel, are flagged SAT and kept
         out of the kernel fit.  Non-finite pixels are flagged NO_DATA.  All
         these flags are grown by the kernel footprint in the difference mask.
+    templatePsf, sciencePsf : `numpy.ndarray` or `str`, optional
+        Images of the PSFs (arrays, or FITS file paths); their FWHM (width
+        at half maximum) is used when the FWHM is not given.
 
     Returns
     -------
@@ -144,11 +167,12 @@ def subtract(
     """
     from .adapters.exposures import makeVisitImage
     from .adapters.inputMasks import makeInputMask, parseUnit
-    from .adapters.psf import estimateFwhmFromImage
+    from .fwhmValidation import validateFwhmArguments
     from .imagePsfMatch import ImagePsfMatchTask
     from .kernelConversion import toImagesBackground
     from .math.masks import anyMaskPlaneSet
 
+    validateFwhmArguments(templateFwhm=templateFwhm, scienceFwhm=scienceFwhm)
     tImage, tVar, tWcs, tMask, tUnit = _planes(template, templateVariance, gain, readNoise, templateMask)
     sImage, sVar, sWcs, sMask, sUnit = _planes(science, scienceVariance, gain, readNoise, scienceMask)
     if tWcs is None or sWcs is None:
@@ -169,8 +193,8 @@ def subtract(
         wcs=sWcs,
         unit=parseUnit(sUnit),
     )
-    tF = templateFwhm or estimateFwhmFromImage(t)
-    sF = scienceFwhm or estimateFwhmFromImage(s)
+    tF = _fwhm(t, templateFwhm, templatePsf, "templateFwhm")
+    sF = _fwhm(s, scienceFwhm, sciencePsf, "scienceFwhm")
     if config is None:
         config = ImagePsfMatchTask.ConfigClass()
         config.kernel.active.fitForBackground = True

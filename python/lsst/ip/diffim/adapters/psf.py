@@ -31,6 +31,8 @@ import numpy as np
 
 from lsst.images import Box
 
+from .fwhmEstimate import estimateFwhmFromImage
+
 #: FWHM / sigma of a Gaussian.
 SIGMA2FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -102,79 +104,3 @@ def evaluateMeanPsfFwhm(
     if not values:
         raise ValueError("Unable to evaluate the PSF anywhere on the grid.")
     return float(np.nanmean(values))
-
-
-def estimateFwhmFromImage(maskedImage: Any, maxStars: int = 60, half: int = 10) -> float:
-    """Estimate the PSF FWHM (pixels) of an image without a PSF model.
-
-    Bright, unsaturated, isolated detections (20 sigma) are fitted with a
-    circular Gaussian plus constant in ``(2 half + 1)^2`` windows; the median
-    FWHM is returned.
-
-    Raises
-    ------
-    ValueError
-        If no usable star is found.
-    """
-    from ..detection import SourceDetectionTask
-
-    task = SourceDetectionTask()
-    task.config.thresholdValue = 20.0
-    sources = task.run(maskedImage).sources
-    if len(sources) == 0:
-        raise ValueError("No stars bright enough to estimate the PSF FWHM; give the FWHM explicitly.")
-    image = maskedImage.image.array
-    x0, y0 = maskedImage.bbox.x.start, maskedImage.bbox.y.start
-    ny, nx = image.shape
-    xs = np.asarray(sources["x"]) - x0
-    ys = np.asarray(sources["y"]) - y0
-    ok = ~np.asarray(sources["flag_saturated"]) & ~np.asarray(sources["flag_badMask"])
-    ok &= (xs > half) & (xs < nx - half - 1) & (ys > half) & (ys < ny - half - 1)
-    order = np.argsort(-np.asarray(sources["flux"]))
-    fwhms = []
-    for k in order:
-        if not ok[k]:
-            continue
-        d = np.hypot(xs - xs[k], ys - ys[k])
-        d[k] = np.inf
-        if d.min() < 2 * half:
-            continue
-        ix, iy = int(round(xs[k])), int(round(ys[k]))
-        stamp = image[iy - half : iy + half + 1, ix - half : ix + half + 1].astype(float)
-        border = np.concatenate([stamp[0], stamp[-1], stamp[:, 0], stamp[:, -1]])
-        stamp = stamp - np.median(border)
-        if not np.all(np.isfinite(stamp)) or stamp.sum() <= 0:
-            continue
-        sigma = _fitGaussianSigma(stamp)
-        if sigma is not None:
-            fwhms.append(SIGMA2FWHM * sigma)
-        if len(fwhms) >= maxStars:
-            break
-    if not fwhms:
-        raise ValueError("No isolated unsaturated star to estimate the PSF FWHM; give the FWHM explicitly.")
-    return float(np.median(fwhms))
-
-
-def _fitGaussianSigma(stamp: np.ndarray) -> float | None:
-    """Return the sigma of a circular Gaussian + constant fitted to a star stamp."""
-    from scipy.optimize import least_squares
-
-    h, w = stamp.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    peak = float(stamp.max())
-    if not peak > 0:
-        return None
-
-    def residual(p: np.ndarray) -> np.ndarray:
-        amp, xc, yc, sig, sky = p
-        model = amp * np.exp(-((xx - xc) ** 2 + (yy - yc) ** 2) / (2 * sig * sig)) + sky
-        return (model - stamp).ravel()
-
-    start = np.array([peak, w / 2 - 0.5, h / 2 - 0.5, 1.5, 0.0])
-    try:
-        fit = least_squares(residual, start, bounds=([0, 0, 0, 0.3, -np.inf], [np.inf, w, h, w, np.inf]))
-    except ValueError:
-        return None
-    if not fit.success:
-        return None
-    return float(abs(fit.x[3]))

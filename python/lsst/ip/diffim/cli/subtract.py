@@ -51,8 +51,10 @@ from astropy.wcs import WCS
 
 from ..adapters.exposures import makeVisitImage
 from ..adapters.inputMasks import headerSaturation, makeInputMask, parseUnit, saturatedPixels
-from ..adapters.psf import estimateFwhmFromImage
+from ..adapters.noiseModel import modelVariance, readVarianceFile
 from ..math.masks import resolveMaskPlane
+from .noiseOptions import addNoiseArguments, noiseReadOptions, recordVarianceFactors, scaleInputVariance
+from .psfOptions import addPsfArguments, fwhmArgument, resolveFwhm
 
 
 class InputError(ValueError):
@@ -73,6 +75,9 @@ def readInput(
     gain: float | None = None,
     readNoise: float | None = None,
     saturation: float | None = None,
+    variancePath: str | None = None,
+    varianceKind: str = "auto",
+    measureSky: bool = True,
 ) -> tuple[Any, float | None]:
     """Read one input image as an `lsst.images.VisitImage`.
 
@@ -122,7 +127,9 @@ def readInput(
         varIndex = _findHdu(hdul, ("VARIANCE", "VAR"))
         errIndex = _findHdu(hdul, ("ERR", "ERROR", "SIGMA", "NOISE"))
         maskIndex = _findHdu(hdul, ("MASK", "DQ", "BPM"))
-        if varIndex is not None and varIndex != hdu:
+        if variancePath is not None:
+            variance = readVarianceFile(variancePath, image.shape, varianceKind, image)
+        elif varIndex is not None and varIndex != hdu:
             variance = np.asarray(hdul[varIndex].data, dtype=np.float32)
         elif errIndex is not None and errIndex != hdu:
             variance = np.asarray(hdul[errIndex].data, dtype=np.float32) ** 2
@@ -132,9 +139,10 @@ def readInput(
             if g is None or rn is None:
                 raise InputError(
                     f"{path}: no variance or error extension; give --gain and --read-noise "
-                    "(or GAIN/RDNOISE header keywords)"
+                    "(or the per-image --template-/--science- ones, GAIN/RDNOISE header keywords, "
+                    "or a --template-/--science-variance file)"
                 )
-            variance = (np.maximum(image, 0.0) / float(g) + (float(rn) / float(g)) ** 2).astype(np.float32)
+            variance = modelVariance(image, float(g), float(rn), measureSky=measureSky)
         badPixels = None
         if maskIndex is not None and maskIndex != hdu:
             badPixels = np.asarray(hdul[maskIndex].data)
@@ -226,9 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--template-saturation", type=float, help="saturation level of the template")
     parser.add_argument("--science-saturation", type=float, help="saturation level of the science image(s)")
-    parser.add_argument("--template-fwhm", type=float, help="template PSF FWHM (pixels); estimated if absent")
-    parser.add_argument("--science-fwhm", type=float, help="science PSF FWHM (pixels); estimated if absent")
+    parser.add_argument(
+        "--template-fwhm", type=fwhmArgument, help="template PSF FWHM (pixels); estimated if absent"
+    )
+    parser.add_argument(
+        "--science-fwhm", type=fwhmArgument, help="science PSF FWHM (pixels); estimated if absent"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    addNoiseArguments(parser)
+    addPsfArguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s %(levelname)s: %(message)s"
@@ -245,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         template, tFwhm = readInput(
             args.template,
             hdu=args.hdu,
-            gain=args.gain,
-            readNoise=args.read_noise,
             saturation=_pick(args.template_saturation, args.saturation),
+            **noiseReadOptions(args, "template"),
         )
-        tFwhm = args.template_fwhm or tFwhm or estimateFwhmFromImage(template)
+        tFactor = scaleInputVariance(template, args, "template")
+        tFwhm = resolveFwhm(template, args.template_fwhm, tFwhm, args.template_psf)
     except (InputError, ValueError) as exc:
         print(f"ipdiffim-subtract: error: {exc}", file=sys.stderr)
         return 2
@@ -262,13 +276,14 @@ def main(argv: list[str] | None = None) -> int:
             science, sFwhm = readInput(
                 sciencePath,
                 hdu=args.hdu,
-                gain=args.gain,
-                readNoise=args.read_noise,
                 saturation=_pick(args.science_saturation, args.saturation),
+                **noiseReadOptions(args, "science", i - 1),
             )
-            sFwhm = args.science_fwhm or sFwhm or estimateFwhmFromImage(science)
+            sFactor = scaleInputVariance(science, args, "science")
+            sFwhm = resolveFwhm(science, args.science_fwhm, sFwhm, args.science_psf)
             convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
             task = ImagePsfMatchTask(config=config)
+            recordVarianceFactors(task, tFactor, sFactor)
             start = time.perf_counter()
             result = task.run(
                 template,
