@@ -6,6 +6,7 @@ the visitors, ``KernelCandidateF`` ...).  The afw.math-like primitives
 (``SpatialCellSet``, ``FixedKernel`` ...) live in `lsst.ip.diffim.math`.
 """
 
+from .exclusions import *
 from .imagePsfMatch import *
 from .kernel import *
 from .kernelConversion import *
