@@ -133,7 +133,16 @@ def measureDifference(
     }
 
 
-def runOurs(templatePath: str, sciencePath: str, overrides: list[str]) -> dict:
+def _setSaturated(image: object, level: float) -> None:
+    """Flag pixels at or above ``level`` in the SAT plane (what ``--saturation`` does)."""
+    mask = image.mask  # type: ignore[attr-defined]
+    bit = int(mask.schema.bitmask("SAT")[0])
+    mask.array[..., 0][np.asarray(image.image.array) >= level] |= bit  # type: ignore[attr-defined]
+
+
+def runOurs(
+    templatePath: str, sciencePath: str, overrides: list[str], saturation: float | None = None
+) -> dict:
     """Run the task as ipdiffim-subtract does; return arrays and candidates."""
     from lsst.ip.diffim import ImagePsfMatchTask
     from lsst.ip.diffim.adapters.psf import estimateFwhmFromImage
@@ -146,6 +155,9 @@ def runOurs(templatePath: str, sciencePath: str, overrides: list[str]) -> dict:
     _applyOverrides(config, [], overrides)
     template, tFwhm = readInput(templatePath)
     science, sFwhm = readInput(sciencePath)
+    if saturation:
+        _setSaturated(template, saturation)
+        _setSaturated(science, saturation)
     tFwhm = tFwhm or estimateFwhmFromImage(template)
     sFwhm = sFwhm or estimateFwhmFromImage(science)
     convolveTemplate = tFwhm <= sFwhm
@@ -254,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--config", action="append", default=[], help="config override KEY=VALUE")
     parser.add_argument("--hotpants", choices=("none", "default", "grid"), default="grid")
     parser.add_argument("--saturation", type=float, default=60000.0)
+    parser.add_argument(
+        "--ours-saturation",
+        type=float,
+        default=0.0,
+        help="flag pixels >= this in the SAT plane of our inputs (as --saturation would); 0: none",
+    )
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
     haveHotpants = args.hotpants != "none" and shutil.which("hotpants") is not None
@@ -263,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         tPath, sPath = framePath(args.data, tFrame), framePath(args.data, sFrame)
         tImg = fits.getdata(tPath).astype(float)
         sImg = fits.getdata(sPath).astype(float)
-        ours = runOurs(tPath, sPath, args.config)
+        ours = runOurs(tPath, sPath, args.config, args.ours_saturation)
         fwhm = max(ours["fwhm"])
         stars = referenceStars(sImg, tImg, ours["fwhm"][1], args.saturation)
         gain = float(fits.getheader(sPath).get("GAIN", 1.9))

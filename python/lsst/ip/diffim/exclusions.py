@@ -30,14 +30,23 @@ the library's 0-based parent pixel coordinates), or as a file:
   points, in ``image``/``physical`` coordinates or in sky coordinates
   (``fk5``, ``icrs``, ...), the latter converted with the image's WCS.
 
-Excluded positions keep every candidate whose stamp contains them (or
-meets their circle) out of the kernel fit; a stamp list gives the
-candidates themselves (the detection is skipped).
+Excluded positions keep every candidate within a kernel half-width of them
+(or of their circle) out of the kernel fit (a stamp-wide margin would empty
+small cutouts); a stamp list gives the candidates themselves (the
+detection is skipped).
 """
 
 from __future__ import annotations
 
-__all__ = ["ExclusionRegions", "PositionListError", "readPositions", "stampListTable"]
+__all__ = [
+    "ExclusionRegions",
+    "candidateArguments",
+    "PositionListError",
+    "parseExcludeArguments",
+    "readFitsWcs",
+    "readPositions",
+    "stampListTable",
+]
 
 import os
 from collections.abc import Sequence
@@ -204,28 +213,21 @@ class ExclusionRegions:
     def __len__(self) -> int:
         return len(self.x)
 
-    def touchesStamps(self, candidates: Table) -> np.ndarray:
-        """Return, per candidate, whether its stamp contains or meets an excluded circle.
+    def nearCandidates(self, candidates: Table, margin: float = 0.0) -> np.ndarray:
+        """Return, per candidate, whether an excluded circle lies within ``margin`` of its centre.
 
-        Candidates need ``stampXmin, stampXmax, stampYmin, stampYmax``
-        (half-open parent boxes, as `makeCandidateList` gives); without them
-        their ``x, y`` position must lie inside a circle.
+        A candidate (``x``, ``y`` parent pixels) is excluded when its centre
+        is within ``radius + margin`` of an excluded position; with the
+        kernel half-width as the margin, no kernel fitted on a kept
+        candidate reaches an excluded position from the candidate's star.
         """
         n = len(candidates)
         if n == 0 or len(self) == 0:
             return np.zeros(n, dtype=bool)
-        if "stampXmin" in candidates.colnames:
-            # Distance from each circle centre to each box (pixel edges at +-0.5).
-            x0 = np.asarray(candidates["stampXmin"], dtype=float)[:, None] - 0.5
-            x1 = np.asarray(candidates["stampXmax"], dtype=float)[:, None] - 0.5
-            y0 = np.asarray(candidates["stampYmin"], dtype=float)[:, None] - 0.5
-            y1 = np.asarray(candidates["stampYmax"], dtype=float)[:, None] - 0.5
-            dx = np.maximum(np.maximum(x0 - self.x[None, :], self.x[None, :] - x1), 0.0)
-            dy = np.maximum(np.maximum(y0 - self.y[None, :], self.y[None, :] - y1), 0.0)
-            return np.any(np.hypot(dx, dy) <= self.radius[None, :], axis=1)
         cx = np.asarray(candidates["x"], dtype=float)[:, None]
         cy = np.asarray(candidates["y"], dtype=float)[:, None]
-        return np.any(np.hypot(cx - self.x[None, :], cy - self.y[None, :]) <= self.radius[None, :], axis=1)
+        distance = np.hypot(cx - self.x[None, :], cy - self.y[None, :])
+        return np.any(distance <= self.radius[None, :] + margin, axis=1)
 
 
 def stampListTable(spec: Any, *, wcs: Any = None, x0: int = 0, y0: int = 0) -> Table:
@@ -247,3 +249,83 @@ def stampListTable(spec: Any, *, wcs: Any = None, x0: int = 0, y0: int = 0) -> T
     if len(x) == 0:
         raise PositionListError("the stamp list is empty")
     return Table({"id": np.arange(1, len(x) + 1, dtype=np.int64), "x": x, "y": y})
+
+
+def readFitsWcs(path: str, hdu: int | None = None) -> Any:
+    """Return the celestial `astropy.wcs.WCS` of a FITS image, or `None` if it has none."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    try:
+        with fits.open(path) as hdul:
+            index = hdu
+            if index is None:
+                index = next((i for i, h in enumerate(hdul) if h.data is not None and h.data.ndim == 2), 0)
+            header = hdul[index].header
+            if not str(header.get("CTYPE1", "")).upper().startswith(("RA", "GLON", "ELON")):
+                return None
+            return WCS(header, naxis=2)
+    except Exception:  # astropy raises several types for broken files/headers
+        return None
+
+
+def parseExcludeArguments(
+    values: Sequence[Sequence[str]], *, wcs: Any = None, x0: int = 0, y0: int = 0, radius: float = 0.0
+) -> ExclusionRegions:
+    """Turn command-line ``--exclude`` values into `ExclusionRegions`.
+
+    Each value is ``X Y`` (FITS 1-based pixel coordinates, as ds9 shows
+    them) or one file name (a text list or a ds9 region file).
+
+    Raises
+    ------
+    PositionListError
+        For a value that is neither.
+    """
+    rows: list[tuple[float, float, float]] = []
+    files: list[str] = []
+    for value in values:
+        if len(value) == 1:
+            files.append(value[0])
+            continue
+        try:
+            numbers = [float(v) for v in value]
+        except ValueError:
+            message = f"--exclude takes 'X Y' or a file name, got {' '.join(value)!r}"
+            raise PositionListError(message) from None
+        if len(numbers) != 2:
+            raise PositionListError(f"--exclude takes 'X Y' or a file name, got {' '.join(value)!r}")
+        rows.append((numbers[0] - 1.0, numbers[1] - 1.0, 0.0))
+    parts = [readPositions(np.array(rows).reshape(-1, 3), x0=x0, y0=y0)] if rows else []
+    parts += [readPositions(path, wcs=wcs, x0=x0, y0=y0) for path in files]
+    if not parts:
+        return ExclusionRegions(np.zeros(0), np.zeros(0), np.zeros(0))
+    return ExclusionRegions(
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.maximum(np.concatenate([p[2] for p in parts]), float(radius)),
+    )
+
+
+def candidateArguments(
+    args: Any, sciencePath: str, science: Any
+) -> tuple[Table | None, ExclusionRegions | None]:
+    """Return the stamp list and exclusions of ``ipdiffim-subtract``'s ``--stamps``/``--exclude``.
+
+    Positions are on the science image's grid (``sciencePath`` gives its WCS
+    for sky regions).
+
+    Raises
+    ------
+    PositionListError
+        For unreadable lists (a `ValueError`, reported by the CLI).
+    """
+    if not getattr(args, "stamps", None) and not getattr(args, "exclude", None):
+        return None, None
+    wcs = readFitsWcs(sciencePath, getattr(args, "hdu", None))
+    x0, y0 = science.bbox.x.start, science.bbox.y.start
+    stamps = stampListTable(args.stamps, wcs=wcs, x0=x0, y0=y0) if args.stamps else None
+    exclude = None
+    if args.exclude:
+        exclude = parseExcludeArguments(args.exclude, wcs=wcs, x0=x0, y0=y0, radius=args.exclude_radius)
+    return stamps, exclude

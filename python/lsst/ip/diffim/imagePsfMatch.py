@@ -300,9 +300,9 @@ class ImagePsfMatchTask(PsfMatchTask):
             not given.  A user stamp list (positions to use as the
             candidates, like HOTPANTS' ``-ssf``) is given here.
         exclude : `lsst.ip.diffim.ExclusionRegions`, optional
-            Positions (circles) kept out of the kernel fit: candidates whose
-            stamp contains an excluded position (or meets its circle) are
-            dropped.
+            Positions (circles) kept out of the kernel fit: candidates within
+            a kernel half-width of an excluded circle are dropped (metadata
+            ``nExcludedCandidates``).
 
         Notes
         -----
@@ -352,7 +352,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         if exclude is not None and not isinstance(exclude, ExclusionRegions):
             exclude = ExclusionRegions.fromSpec(exclude)
         if exclude is not None and len(kept):
-            excluded = exclude.touchesStamps(kept)
+            excluded = exclude.nearCandidates(kept, margin=kernelSize // 2)
             if excluded.any():
                 self.log.info("Excluded %d candidates near the excluded positions", int(excluded.sum()))
             self.metadata["nExcludedCandidates"] = int(excluded.sum())

@@ -101,6 +101,8 @@ def subtract(
     scienceFwhm: float | None = None,
     convolve: str = "auto",
     config: Any = None,
+    exclude: Any = None,
+    stamps: Any = None,
 ) -> DifferenceResult:
     """PSF-match and subtract two images given as arrays, NDData or CCDData.
 
@@ -119,6 +121,15 @@ def subtract(
         ``"template"``, ``"science"`` or ``"auto"`` (the narrower PSF).
     config : `lsst.ip.diffim.ImagePsfMatchConfig`, optional
         Task configuration (default: fitForBackground on).
+    exclude : optional
+        Positions kept out of the kernel fit: ``(x, y)`` or ``(x, y, radius)``
+        rows in 0-based array pixels of the science image, a text file of
+        ``x y [radius]`` lines (FITS 1-based) or a ds9 region file (sky
+        regions need the science WCS), or an `ExclusionRegions`.
+    stamps : optional
+        Positions to use as the kernel candidates (like HOTPANTS' ``-ssf``):
+        the same forms as ``exclude`` (radii ignored) or a table with ``x``,
+        ``y`` columns.
 
     Returns
     -------
@@ -126,6 +137,7 @@ def subtract(
     """
     from .adapters.exposures import makeVisitImage
     from .adapters.psf import estimateFwhmFromImage
+    from .exclusions import ExclusionRegions, stampListTable
     from .imagePsfMatch import ImagePsfMatchTask
     from .kernelConversion import toImagesBackground
     from .math.masks import anyMaskPlaneSet
@@ -143,7 +155,17 @@ def subtract(
         config.kernel.active.fitForBackground = True
     convolveTemplate = convolve == "template" or (convolve == "auto" and tF <= sF)
     task = ImagePsfMatchTask(config=config)
-    result = task.run(t, s, templateFwhmPix=tF, scienceFwhmPix=sF, convolveTemplate=convolveTemplate)
+    candidateList = stampListTable(stamps, wcs=sWcs) if stamps is not None else None
+    excluded = ExclusionRegions.fromSpec(exclude, wcs=sWcs) if exclude is not None else None
+    result = task.run(
+        t,
+        s,
+        templateFwhmPix=tF,
+        scienceFwhmPix=sF,
+        convolveTemplate=convolveTemplate,
+        candidateList=candidateList,
+        exclude=excluded,
+    )
     diff = result.subtractedMaskedImage
     return DifferenceResult(
         difference=diff.image.array,

@@ -51,6 +51,7 @@ from astropy.wcs import WCS
 
 from ..adapters.exposures import makeVisitImage
 from ..adapters.psf import estimateFwhmFromImage
+from ..exclusions import candidateArguments
 
 
 class InputError(ValueError):
@@ -206,6 +207,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hdu", type=int, help="image HDU index of plain FITS inputs")
     parser.add_argument("--template-fwhm", type=float, help="template PSF FWHM (pixels); estimated if absent")
     parser.add_argument("--science-fwhm", type=float, help="science PSF FWHM (pixels); estimated if absent")
+    parser.add_argument(
+        "--exclude",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="X Y | FILE",
+        help="keep a position out of the kernel fit: X Y (FITS 1-based pixels of the science image), or "
+        "a file of 'x y [radius]' lines or a ds9 region file (circles/points, image or sky coordinates); "
+        "repeatable",
+    )
+    parser.add_argument(
+        "--exclude-radius", type=float, default=0.0, help="smallest radius (pixels) of excluded positions"
+    )
+    parser.add_argument(
+        "--stamps",
+        metavar="FILE",
+        help="kernel candidates to use: 'x y' lines or a ds9 file (like HOTPANTS -ssf)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -235,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             sFwhm = args.science_fwhm or sFwhm or estimateFwhmFromImage(science)
             convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
             task = ImagePsfMatchTask(config=config)
+            stamps, exclude = candidateArguments(args, sciencePath, science)
             start = time.perf_counter()
             result = task.run(
                 template,
@@ -242,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                 templateFwhmPix=tFwhm,
                 scienceFwhmPix=sFwhm,
                 convolveTemplate=convolveTemplate,
+                candidateList=stamps,
+                exclude=exclude,
             )
             summary = summarize(task, result, time.perf_counter() - start)
             prefix = f"{Path(sciencePath).stem.removesuffix('.fits')}_" if total > 1 else ""
