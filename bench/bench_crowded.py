@@ -135,9 +135,11 @@ def measureDifference(
 
 def _setSaturated(image: object, level: float) -> None:
     """Flag pixels at or above ``level`` in the SAT plane (what ``--saturation`` does)."""
+    from lsst.ip.diffim.math.masks import maskPlaneBitmask
+
     mask = image.mask  # type: ignore[attr-defined]
-    bit = int(mask.schema.bitmask("SAT")[0])
-    mask.array[..., 0][np.asarray(image.image.array) >= level] |= bit  # type: ignore[attr-defined]
+    bits = maskPlaneBitmask(mask.schema, ["SAT"]).astype(mask.array.dtype)
+    mask.array[np.asarray(image.image.array) >= level] |= bits  # type: ignore[attr-defined]
 
 
 def runOurs(
@@ -151,8 +153,11 @@ def runOurs(
     from lsst.ip.diffim.math.spatialCell import SpatialCellCandidateStatus
 
     config = ImagePsfMatchTask.ConfigClass()
+    for item in overrides:
+        if item.replace(" ", "").startswith("kernel.name="):
+            config.kernel.name = item.split("=", 1)[1].strip().strip("'\"")
     config.kernel.active.fitForBackground = True
-    _applyOverrides(config, [], overrides)
+    _applyOverrides(config, [], [o for o in overrides if not o.replace(" ", "").startswith("kernel.name=")])
     template, tFwhm = readInput(templatePath)
     science, sFwhm = readInput(sciencePath)
     if saturation:

@@ -499,7 +499,7 @@ def isolatedSources(candidates: Table, sources: Table, *, radius: float, peakRat
     isolated = np.ones(n, dtype=bool)
     for i, near in enumerate(tree.query_ball_point(np.stack([cx, cy], axis=1), radius)):
         near = np.asarray(near, dtype=np.int64)
-        if near.size <= 1:
+        if near.size == 0:
             continue
         far = np.hypot(sx[near] - cx[i], sy[near] - cy[i]) > 0.5
         isolated[i] = not np.any(far & (sb[near] >= peakRatio * cb[i]))

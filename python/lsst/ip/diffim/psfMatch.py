@@ -242,7 +242,7 @@ class PsfMatchConfig(pexConfig.Config):
         "spatialKernelOrderUsed, spatialBgOrderUsed, spatialOrderLowered), so that the fit does not "
         "extrapolate wildly to the edges. A deviation from upstream; 0 keeps the configured orders "
         "(upstream's behaviour).",
-        default=2.0,
+        default=3.0,
         check=lambda x: x >= 0.0,
     )
     sizeCellX = pexConfig.Field(
