@@ -29,9 +29,9 @@ import logging
 import numpy as np
 import pytest
 from astropy.table import Table
+from coreHelpers import maskedImage
 
 import lsst.ip.diffim as ipDiffim
-from coreHelpers import maskedImage
 from lsst.ip.diffim.detection import SourceDetectionTask, isolatedSources
 from lsst.ip.diffim.exclusions import (
     ExclusionRegions,
