@@ -8,6 +8,7 @@ the visitors, ``KernelCandidateF`` ...).  The afw.math-like primitives
 
 from .fwhmValidation import *
 from .imageDecorrelation import *
+from .exclusions import *
 from .imagePsfMatch import *
 from .kernel import *
 from .kernelConversion import *

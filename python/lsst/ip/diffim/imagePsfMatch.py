@@ -42,7 +42,8 @@ import lsst.pipe.base as pipeBase
 from lsst.images import Box, Image, Mask, MaskedImage
 from lsst.utils.timer import timeMethod
 
-from .detection import SourceDetectionTask, selectCandidateFootprints
+from .detection import SourceDetectionTask, isolatedSources, selectCandidateFootprints
+from .exclusions import ExclusionRegions
 from .fwhmValidation import validateFwhmArguments
 from .kernel.candidate import KernelCandidate
 from .kernel.stampStack import StampStack
@@ -90,6 +91,21 @@ class ImagePsfMatchConfig(pexConfig.Config):
         dtype=int,
         doc="Keep at most this many detected candidates (brightest first); <= 0 keeps all.",
         default=-1,
+    )
+    rankIsolatedFirst = pexConfig.Field(
+        dtype=bool,
+        doc="Within each spatial cell, use the isolated candidates first (brightest first), then the "
+        "others: HOTPANTS' rule. A candidate is not isolated when a detected source within the kernel "
+        "half-width has a peak at least isolationPeakRatio times its own. A deviation from upstream "
+        "(brightest first regardless of neighbours); False restores upstream's order.",
+        default=True,
+    )
+    isolationPeakRatio = pexConfig.RangeField(
+        dtype=float,
+        doc="Neighbour-to-candidate peak ratio above which a neighbour spoils a candidate's isolation "
+        "(rankIsolatedFirst).",
+        default=0.5,
+        min=0.0,
     )
     candidateMaskPlanesConvolved = pexConfig.ListField(
         dtype=str,
@@ -269,6 +285,8 @@ class ImagePsfMatchTask(PsfMatchTask):
         scienceExposure: Any,
         kernelSize: int,
         candidateList: Table | None = None,
+        *,
+        exclude: ExclusionRegions | None = None,
     ) -> Table:
         """Return the kernel candidates with their stamp boxes.
 
@@ -281,7 +299,21 @@ class ImagePsfMatchTask(PsfMatchTask):
         candidateList : `astropy.table.Table`, optional
             Sources with ``x``, ``y`` (parent pixels) and optionally ``flux``;
             detected on the template (``detOnTemplate``) or science image if
-            not given.
+            not given.  A user stamp list (positions to use as the
+            candidates, like HOTPANTS' ``-ssf``) is given here.
+        exclude : `lsst.ip.diffim.ExclusionRegions`, optional
+            Positions (circles) kept out of the kernel fit: candidates within
+            a kernel half-width of an excluded circle are dropped (metadata
+            ``nExcludedCandidates``).
+
+        Notes
+        -----
+        Candidates are ranked within their cells by the core
+        signal-to-noise of their stamps; with ``rankIsolatedFirst`` the
+        isolated ones (column ``isolated``) come first, HOTPANTS' rule.
+        With the default detection (``splitFootprintsAtPeaks``) there is one
+        candidate per peak, its stamp centred on the peak.  Both deviate
+        from upstream, which takes one candidate per detection footprint.
 
         Raises
         ------
@@ -289,10 +321,11 @@ class ImagePsfMatchTask(PsfMatchTask):
             If no candidate survives.
         """
         detConfig = self.kConfig.detectionConfig
+        detected = candidateList
         if candidateList is None:
             image = templateExposure if detConfig.detOnTemplate else scienceExposure
-            candidateList = self.getSelectSources(image)
-            candidateList = self._filterDetections(candidateList)
+            detected = self.getSelectSources(image)
+            candidateList = self._filterDetections(detected)
         if candidateList is None or len(candidateList) == 0:
             raise NoKernelCandidatesError(
                 "No candidates in candidateList: no stars were detected. Lower "
@@ -318,11 +351,23 @@ class ImagePsfMatchTask(PsfMatchTask):
             growPix=growPix,
             mode="shifted",
         )
+        if exclude is not None and not isinstance(exclude, ExclusionRegions):
+            exclude = ExclusionRegions.fromSpec(exclude)
+        if exclude is not None and len(kept):
+            excluded = exclude.nearCandidates(kept, margin=kernelSize // 2)
+            if excluded.any():
+                self.log.info("Excluded %d candidates near the excluded positions", int(excluded.sum()))
+            self.metadata["nExcludedCandidates"] = int(excluded.sum())
+            kept = kept[~excluded]
         if len(kept) == 0:
             raise NoKernelCandidatesError(
                 f"Cannot find any objects suitable for KernelCandidacy among {len(candidateList)} sources: "
-                "all stamps touch the image edge or masked pixels. Check badMaskPlanes, or use a smaller "
-                "kernel or stamp (fpGrowKernelScaling)."
+                "all stamps touch the image edge, masked pixels or excluded positions. Check badMaskPlanes, "
+                "or use a smaller kernel or stamp (fpGrowKernelScaling)."
+            )
+        if self.config.rankIsolatedFirst and isinstance(detected, Table):
+            kept["isolated"] = isolatedSources(
+                kept, detected, radius=kernelSize / 4, peakRatio=self.config.isolationPeakRatio
             )
         self.log.info("Selected %d kernel candidates of %d sources", len(kept), len(candidateList))
         return kept
@@ -384,6 +429,16 @@ class ImagePsfMatchTask(PsfMatchTask):
             ratings, ok = stack.coreRatings(core, badPlanes)
             for i, row in enumerate(which):
                 placement[row] = (stack, i, float(ratings[i]) if ok[i] else 0.0, bool(ok[i]))
+        if self.config.rankIsolatedFirst and "isolated" in candidateList.colnames:
+            # Isolated candidates rank above every other one, each group by its rating.
+            rated = np.array([p[2] for p in placement], dtype=float)
+            finite = rated[np.isfinite(rated)]
+            lift = float(np.abs(finite).max()) * 2 + 1.0 if finite.size else 1.0
+            isolated = np.asarray(candidateList["isolated"], dtype=bool)
+            for row in np.flatnonzero(isolated):
+                stack, i, rating, ok = placement[row]
+                if ok and np.isfinite(rating):
+                    placement[row] = (stack, i, rating + lift, ok)
         for row, (stack, i, rating, ok) in enumerate(placement):
             box = Box.factory[int(y0[row]) : int(y1[row]), int(x0[row]) : int(x1[row])]
             cand = KernelCandidate.fromStack(
@@ -486,11 +541,14 @@ class ImagePsfMatchTask(PsfMatchTask):
         candidateList: Table | None = None,
         templateFwhmPix: float | None = None,
         scienceFwhmPix: float | None = None,
+        *,
+        exclude: ExclusionRegions | None = None,
     ) -> pipeBase.Struct:
         """PSF-match and subtract two masked images on the same grid.
 
         ``candidateList`` defaults to candidates detected by
-        `makeCandidateList` with the kernel size of the basis.
+        `makeCandidateList` with the kernel size of the basis; ``exclude``
+        (positions kept out of the fit) is passed to it.
 
         Returns
         -------
@@ -509,7 +567,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 kernelSize = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
                 self._checkKernelFits(templateMaskedImage, kernelSize)
                 candidateList = self.makeCandidateList(
-                    templateMaskedImage, scienceMaskedImage, kernelSize, candidateList
+                    templateMaskedImage, scienceMaskedImage, kernelSize, candidateList, exclude=exclude
                 )
             result = self.matchMaskedImages(
                 templateMaskedImage,
@@ -583,6 +641,8 @@ class ImagePsfMatchTask(PsfMatchTask):
         candidateList: Table | None = None,
         doWarping: bool = True,
         convolveTemplate: bool = True,
+        *,
+        exclude: ExclusionRegions | None = None,
     ) -> pipeBase.Struct:
         """PSF-match two exposures (`lsst.images.VisitImage`).
 
@@ -631,7 +691,9 @@ class ImagePsfMatchTask(PsfMatchTask):
         if convolveTemplate:
             kernelSize = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
             self._checkKernelFits(templateMI, kernelSize)
-            candidates = self.makeCandidateList(templateMI, scienceMI, kernelSize, candidateList)
+            candidates = self.makeCandidateList(
+                templateMI, scienceMI, kernelSize, candidateList, exclude=exclude
+            )
             result = self.matchMaskedImages(
                 templateMI,
                 scienceMI,
@@ -642,7 +704,9 @@ class ImagePsfMatchTask(PsfMatchTask):
         else:
             kernelSize = self.makeKernelBasisList(scienceFwhmPix, templateFwhmPix)[0].getWidth()
             self._checkKernelFits(templateMI, kernelSize)
-            candidates = self.makeCandidateList(templateMI, scienceMI, kernelSize, candidateList)
+            candidates = self.makeCandidateList(
+                templateMI, scienceMI, kernelSize, candidateList, exclude=exclude
+            )
             result = self.matchMaskedImages(
                 scienceMI,
                 templateMI,
@@ -665,6 +729,8 @@ class ImagePsfMatchTask(PsfMatchTask):
         candidateList: Table | None = None,
         doWarping: bool = True,
         convolveTemplate: bool = True,
+        *,
+        exclude: ExclusionRegions | None = None,
     ) -> pipeBase.Struct:
         """PSF-match and subtract two exposures.
 
@@ -688,6 +754,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 candidateList=candidateList,
                 doWarping=doWarping,
                 convolveTemplate=convolveTemplate,
+                exclude=exclude,
             )
             if convolveTemplate:
                 subtracted = self._subtract(scienceMI, result.matchedImage, result.backgroundModel)
@@ -758,6 +825,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         candidateList: Table | None = None,
         doWarping: bool = True,
         convolveTemplate: bool = True,
+        exclude: ExclusionRegions | None = None,
     ) -> pipeBase.Struct:
         """Match and subtract: the natural entry point.
 
@@ -765,6 +833,11 @@ class ImagePsfMatchTask(PsfMatchTask):
         ----------
         template, science : `lsst.images.VisitImage` or `lsst.images.MaskedImage`
             The template and the science image.
+        candidateList : `astropy.table.Table`, optional
+            Kernel candidates (``x``, ``y``): a user stamp list; detected if
+            not given.
+        exclude : `lsst.ip.diffim.ExclusionRegions`, optional
+            Positions kept out of the kernel fit (see `makeCandidateList`).
 
         Returns
         -------
@@ -786,6 +859,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                     candidateList,
                     templateFwhmPix=templateFwhmPix,
                     scienceFwhmPix=scienceFwhmPix,
+                    exclude=exclude,
                 )
             else:
                 result = self.subtractExposures(
@@ -796,6 +870,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                     candidateList=candidateList,
                     doWarping=False,
                     convolveTemplate=False,
+                    exclude=exclude,
                 )
             result.difference = result.subtractedMaskedImage
             result.matchedTemplate = result.matchedImage
@@ -808,6 +883,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             candidateList=candidateList,
             doWarping=doWarping,
             convolveTemplate=convolveTemplate,
+            exclude=exclude,
         )
         result.difference = result.subtractedExposure
         result.matchedTemplate = result.matchedExposure

@@ -128,6 +128,8 @@ def subtract(
     scienceSaturation: float | None = None,
     templatePsf: Any = None,
     sciencePsf: Any = None,
+    exclude: Any = None,
+    stamps: Any = None,
 ) -> DifferenceResult:
     """PSF-match and subtract two images given as arrays, NDData or CCDData.
 
@@ -160,6 +162,15 @@ def subtract(
     templatePsf, sciencePsf : `numpy.ndarray` or `str`, optional
         Images of the PSFs (arrays, or FITS file paths); their FWHM (width
         at half maximum) is used when the FWHM is not given.
+    exclude : optional
+        Positions kept out of the kernel fit: ``(x, y)`` or ``(x, y, radius)``
+        rows in 0-based array pixels of the science image, a text file of
+        ``x y [radius]`` lines (FITS 1-based) or a ds9 region file (sky
+        regions need the science WCS), or an `ExclusionRegions`.
+    stamps : optional
+        Positions to use as the kernel candidates (like HOTPANTS' ``-ssf``):
+        the same forms as ``exclude`` (radii ignored) or a table with ``x``,
+        ``y`` columns.
 
     Returns
     -------
@@ -167,6 +178,7 @@ def subtract(
     """
     from .adapters.exposures import makeVisitImage
     from .adapters.inputMasks import makeInputMask, parseUnit
+    from .exclusions import ExclusionRegions, stampListTable
     from .fwhmValidation import validateFwhmArguments
     from .imagePsfMatch import ImagePsfMatchTask
     from .kernelConversion import toImagesBackground
@@ -200,7 +212,17 @@ def subtract(
         config.kernel.active.fitForBackground = True
     convolveTemplate = convolve == "template" or (convolve == "auto" and tF <= sF)
     task = ImagePsfMatchTask(config=config)
-    result = task.run(t, s, templateFwhmPix=tF, scienceFwhmPix=sF, convolveTemplate=convolveTemplate)
+    candidateList = stampListTable(stamps, wcs=sWcs) if stamps is not None else None
+    excluded = ExclusionRegions.fromSpec(exclude, wcs=sWcs) if exclude is not None else None
+    result = task.run(
+        t,
+        s,
+        templateFwhmPix=tF,
+        scienceFwhmPix=sF,
+        convolveTemplate=convolveTemplate,
+        candidateList=candidateList,
+        exclude=excluded,
+    )
     diff = result.subtractedMaskedImage
     return DifferenceResult(
         difference=diff.image.array,

@@ -236,6 +236,17 @@ class PsfMatchConfig(pexConfig.Config):
         default=1,
         check=lambda x: x >= 0,
     )
+    minCandidatesPerSpatialTerm = pexConfig.Field(
+        dtype=float,
+        doc="Sparse fields: when fewer kernel candidates enter the spatial fit than this many per "
+        "spatial term ((order + 1)(order + 2) / 2 terms per coefficient), the spatial kernel and "
+        "background orders are lowered until they are not (with a warning; metadata "
+        "spatialKernelOrderUsed, spatialBgOrderUsed, spatialOrderLowered), so that the fit does not "
+        "extrapolate wildly to the edges. A deviation from upstream; 0 keeps the configured orders "
+        "(upstream's behaviour).",
+        default=3.0,
+        check=lambda x: x >= 0.0,
+    )
     sizeCellX = pexConfig.Field(
         dtype=int,
         doc="Width (pixels) of the spatial cells that spread candidates over the image.",
@@ -710,9 +721,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                 spatialBasisList = basisList
 
             t0 = time.perf_counter()
-            regionBBox = kernelCellSet.getBBox()
-            spatialkv = BuildSpatialKernelVisitor(spatialBasisList, regionBBox, ps)
-            kernelCellSet.visitCandidates(spatialkv, nStarPerCell)
+            spatialkv = self._buildSpatialVisitor(kernelCellSet, spatialBasisList, ps, nStarPerCell)
             spatialkv.solveLinearEquation()
             timing["spatialFit"] += time.perf_counter() - t0
             trace2.debug("Spatial kernel built with %d candidates", spatialkv.getNCandidates())
@@ -741,9 +750,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             trace2.debug("Final spatial fit")
             if usePcaForSpatialKernel:
                 _, spatialBasisList = self._createPcaBasis(kernelCellSet, nStarPerCell, ps)
-            regionBBox = kernelCellSet.getBBox()
-            spatialkv = BuildSpatialKernelVisitor(spatialBasisList, regionBBox, ps)
-            kernelCellSet.visitCandidates(spatialkv, nStarPerCell)
+            spatialkv = self._buildSpatialVisitor(kernelCellSet, spatialBasisList, ps, nStarPerCell)
             spatialkv.solveLinearEquation()
             spatialKernel, spatialBackground = spatialkv.getSolutionPair()
 
@@ -768,6 +775,47 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         for name, seconds in timing.items():
             self.metadata[f"timing_{name}"] = float(seconds)
         return spatialSolution, spatialKernel, spatialBackground
+
+    def _buildSpatialVisitor(
+        self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], ps: PropertySet, nStarPerCell: int
+    ) -> BuildSpatialKernelVisitor:
+        """Accumulate the spatial system, lowering the spatial orders in sparse fields.
+
+        With fewer candidates than ``minCandidatesPerSpatialTerm`` per
+        spatial term, the kernel order (then the background order) is
+        lowered until there are enough; a warning says what was done and
+        the metadata records the orders used.
+        """
+        regionBBox = kernelCellSet.getBBox()
+        spatialkv = BuildSpatialKernelVisitor(basisList, regionBBox, ps)
+        kernelCellSet.visitCandidates(spatialkv, nStarPerCell)
+        kOrder = int(ps["spatialKernelOrder"])
+        bgOrder = int(ps["spatialBgOrder"]) if bool(ps["fitForBackground"]) else 0
+        perTerm = float(self.kConfig.minCandidatesPerSpatialTerm)
+        nCand = spatialkv.getNCandidates()
+        newK, newBg = _lowerSpatialOrders(nCand, kOrder, bgOrder, perTerm)
+        lowered = (newK, newBg) != (kOrder, bgOrder)
+        if lowered:
+            self.log.warning(
+                "Only %d kernel candidates for a spatial kernel of order %d and background of order %d "
+                "(at least %.3g per spatial term asked, minCandidatesPerSpatialTerm): lowered to kernel "
+                "order %d and background order %d so the spatial model does not extrapolate to the edges",
+                nCand,
+                kOrder,
+                bgOrder,
+                perTerm,
+                newK,
+                newBg,
+            )
+            ps = ps.copy()
+            ps["spatialKernelOrder"] = newK
+            ps["spatialBgOrder"] = newBg
+            spatialkv = BuildSpatialKernelVisitor(basisList, regionBBox, ps)
+            kernelCellSet.visitCandidates(spatialkv, nStarPerCell)
+        self.metadata["spatialKernelOrderUsed"] = newK
+        self.metadata["spatialBgOrderUsed"] = newBg
+        self.metadata["spatialOrderLowered"] = lowered
+        return spatialkv
 
     def _displayDebug(
         self, kernelCellSet: SpatialCellSet, spatialKernel: Kernel, spatialBackground: Function2
@@ -998,3 +1046,23 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                 out[f"{name}_{kind}_MEDIAN"] = float(np.median(arr)) if arr.size else math.nan
                 out[f"{name}_{kind}_STDEV"] = float(arr.std(ddof=1)) if arr.size > 1 else math.nan
         return out
+
+
+def _nSpatialTerms(order: int) -> int:
+    """Number of terms of a 2-d polynomial (or Chebyshev series) of total ``order``."""
+    return (order + 1) * (order + 2) // 2
+
+
+def _lowerSpatialOrders(nCandidates: int, kernelOrder: int, bgOrder: int, perTerm: float) -> tuple[int, int]:
+    """Return the spatial orders that ``nCandidates`` candidates support.
+
+    Each order is lowered until ``nCandidates >= perTerm * nTerms(order)``
+    (or it is 0); ``perTerm <= 0`` keeps both.
+    """
+    if perTerm <= 0:
+        return kernelOrder, bgOrder
+    while kernelOrder > 0 and nCandidates < perTerm * _nSpatialTerms(kernelOrder):
+        kernelOrder -= 1
+    while bgOrder > 0 and nCandidates < perTerm * _nSpatialTerms(bgOrder):
+        bgOrder -= 1
+    return kernelOrder, bgOrder

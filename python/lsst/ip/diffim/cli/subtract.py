@@ -52,6 +52,7 @@ from astropy.wcs import WCS
 from ..adapters.exposures import makeVisitImage
 from ..adapters.inputMasks import headerSaturation, makeInputMask, parseUnit, saturatedPixels
 from ..adapters.noiseModel import modelVariance, readVarianceFile
+from ..exclusions import candidateArguments
 from ..math.masks import resolveMaskPlane
 from .noiseOptions import addNoiseArguments, noiseReadOptions, recordVarianceFactors, scaleInputVariance
 from .psfOptions import addPsfArguments, fwhmArgument, resolveFwhm
@@ -240,6 +241,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--science-fwhm", type=fwhmArgument, help="science PSF FWHM (pixels); estimated if absent"
     )
+    parser.add_argument(
+        "--exclude",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="X Y | FILE",
+        help="keep a position out of the kernel fit: X Y (FITS 1-based pixels of the science image), or "
+        "a file of 'x y [radius]' lines or a ds9 region file (circles/points, image or sky coordinates); "
+        "repeatable",
+    )
+    parser.add_argument(
+        "--exclude-radius", type=float, default=0.0, help="smallest radius (pixels) of excluded positions"
+    )
+    parser.add_argument(
+        "--stamps",
+        metavar="FILE",
+        help="kernel candidates to use: 'x y' lines or a ds9 file (like HOTPANTS -ssf)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     addNoiseArguments(parser)
     addPsfArguments(parser)
@@ -284,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
             task = ImagePsfMatchTask(config=config)
             recordVarianceFactors(task, tFactor, sFactor)
+            stamps, exclude = candidateArguments(args, sciencePath, science)
             start = time.perf_counter()
             result = task.run(
                 template,
@@ -291,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                 templateFwhmPix=tFwhm,
                 scienceFwhmPix=sFwhm,
                 convolveTemplate=convolveTemplate,
+                candidateList=stamps,
+                exclude=exclude,
             )
             summary = summarize(task, result, time.perf_counter() - start)
             prefix = f"{Path(sciencePath).stem.removesuffix('.fits')}_" if total > 1 else ""
