@@ -67,7 +67,7 @@ class DifferenceResult:
 
 
 def _planes(
-    data: Any, variance: Any, gain: float | None, readNoise: float | None
+    data: Any, variance: Any, gain: float | None, readNoise: float | None, name: str = "input"
 ) -> tuple[np.ndarray, np.ndarray, Any]:
     wcs = None
     if hasattr(data, "data") and hasattr(data, "wcs"):  # NDData / CCDData
@@ -78,12 +78,14 @@ def _planes(
             arr = np.asarray(unc.array, dtype=float)
             variance = arr**2 if name == "StdDevUncertainty" else (1.0 / arr if "Inverse" in name else arr)
         data = data.data
-    image = np.asarray(data, dtype=np.float32)
+    from .inputChecks import checkImageArray
+
+    image = np.asarray(checkImageArray(data, name), dtype=np.float32)
     if variance is None:
         if gain is None or readNoise is None:
             raise ValueError("Give a variance array (or an uncertainty), or gain and readNoise.")
         variance = np.maximum(image, 0.0) / gain + (readNoise / gain) ** 2
-    variance = np.asarray(variance, dtype=np.float32)
+    variance = np.asarray(checkImageArray(variance, f"{name} variance"), dtype=np.float32)
     if variance.shape != image.shape:
         raise ValueError(f"Variance shape {variance.shape} differs from image shape {image.shape}.")
     return image, variance, wcs
@@ -123,17 +125,26 @@ def subtract(
     Returns
     -------
     result : `DifferenceResult`
+
+    Raises
+    ------
+    lsst.ip.diffim.inputChecks.InvalidImageError
+        For a complex, non-2-d or empty image; a WCS on one image only
+        (`MissingWcsError`); different sizes without WCSs
+        (`UnregisteredImagesError`); more than half the variance pixels
+        zero, negative or non-finite (`BadVarianceError`; fewer are flagged
+        ``NO_DATA``).
     """
     from .adapters.exposures import makeVisitImage
     from .adapters.psf import estimateFwhmFromImage
     from .imagePsfMatch import ImagePsfMatchTask
+    from .inputChecks import checkRegistration
     from .kernelConversion import toImagesBackground
     from .math.masks import anyMaskPlaneSet
 
-    tImage, tVar, tWcs = _planes(template, templateVariance, gain, readNoise)
-    sImage, sVar, sWcs = _planes(science, scienceVariance, gain, readNoise)
-    if tWcs is None or sWcs is None:
-        tWcs = sWcs = None
+    tImage, tVar, tWcs = _planes(template, templateVariance, gain, readNoise, "template")
+    sImage, sVar, sWcs = _planes(science, scienceVariance, gain, readNoise, "science")
+    checkRegistration(tWcs is not None, tImage.shape, sWcs is not None, sImage.shape)
     t = makeVisitImage(tImage, tVar, wcs=tWcs)
     s = makeVisitImage(sImage, sVar, wcs=sWcs)
     tF = templateFwhm or estimateFwhmFromImage(t)

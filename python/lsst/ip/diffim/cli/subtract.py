@@ -40,8 +40,10 @@ __all__ = ["InputError", "main", "readInput"]
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +53,8 @@ from astropy.wcs import WCS
 
 from ..adapters.exposures import makeVisitImage
 from ..adapters.psf import estimateFwhmFromImage
-
-
-class InputError(ValueError):
-    """An input file cannot be used (missing, unreadable, no image, bad options)."""
+from .configOverrides import applyConfigOverrides
+from .errors import EXIT_REFUSED, InputError, OutputExistsError
 
 
 def _findHdu(hdul: fits.HDUList, names: tuple[str, ...]) -> int | None:
@@ -100,6 +100,8 @@ def readInput(
             hdu = next((i for i, h in enumerate(hdul) if h.data is not None and h.data.ndim == 2), None)
         if hdu is None or hdu >= len(hdul) or hdul[hdu].data is None or hdul[hdu].data.ndim != 2:
             raise InputError(f"{path}: no 2-d image HDU")
+        if np.iscomplexobj(hdul[hdu].data):
+            raise InputError(f"{path}: HDU {hdu} holds a complex image; give a real image")
         image = np.asarray(hdul[hdu].data, dtype=np.float32)
         header = hdul[hdu].header
         varIndex = _findHdu(hdul, ("VARIANCE", "VAR"))
@@ -144,40 +146,162 @@ def readInput(
     return makeVisitImage(image, variance, Mask(maskArray, schema=schema, bbox=bbox), wcs=wcs), fwhm
 
 
-def _applyOverrides(config: Any, configFiles: list[str], overrides: list[str]) -> None:
-    for path in configFiles:
-        if not os.path.exists(path):
-            raise InputError(f"{path}: no such config file")
-        config.load(path)
-    for item in overrides:
-        if "=" not in item:
-            raise InputError(f"config override {item!r} is not key=value")
-        key, value = item.split("=", 1)
-        target = config
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            target = getattr(target, part)
-        try:
-            field = type(target)._fields[parts[-1]]
-        except (AttributeError, KeyError):
-            raise InputError(f"unknown config field {key!r}") from None
-        from ast import literal_eval
+def _checkOptions(args: argparse.Namespace) -> None:
+    """Refuse option values no image could use (before any work)."""
+    import math
 
+    for option in ("gain", "read_noise", "template_fwhm", "science_fwhm"):
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        flag = "--" + option.replace("_", "-")
+        if not math.isfinite(value) or value < 0 or (value == 0 and option != "read_noise"):
+            allowed = "finite and >= 0" if option == "read_noise" else "finite and > 0"
+            raise InputError(f"{flag} {value}: must be {allowed}")
+
+
+def _subtractOne(args: argparse.Namespace, config: Any, template: Any, tFwhm: float, sciencePath: str) -> Any:
+    """Read and subtract one science image; return what `_writeOne` needs."""
+    from ..imagePsfMatch import ImagePsfMatchTask
+    from .inputPairs import checkPair, readOrFail
+    from .outputs import summarize
+
+    science, sFwhm = readOrFail(
+        readInput, sciencePath, hdu=args.hdu, gain=args.gain, readNoise=args.read_noise
+    )
+    checkPair(args.template, template, sciencePath, science, hdu=args.hdu)
+    sFwhm = args.science_fwhm or sFwhm or estimateFwhmFromImage(science)
+    convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
+    task = ImagePsfMatchTask(config=config)
+    start = time.perf_counter()
+    result = task.run(
+        template,
+        science,
+        templateFwhmPix=tFwhm,
+        scienceFwhmPix=sFwhm,
+        convolveTemplate=convolveTemplate,
+    )
+    summary = summarize(task, result, time.perf_counter() - start)
+    return task, result, summary, science, sFwhm, convolveTemplate
+
+
+def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
+    from lsst.pipe.base import NoWorkFound
+
+    from ..imagePsfMatch import ImagePsfMatchTask
+    from .errors import EXIT_FAILED_IMAGES, EXIT_OK, CliError, formatError
+    from .inputPairs import checkMemory, readOrFail
+    from .outputNames import outputNames
+    from .outputs import writeOutputs
+    from .progress import RunProgress
+    from .runLock import RunLock
+    from .staging import removeStaleStaging, stagedFolder
+
+    def report(exc: BaseException, where: str | None = None) -> None:
+        text = formatError(exc)
+        if where and where not in text:
+            text = f"{where}: {text}"
+        print(f"ipdiffim-subtract: error: {text}", file=sys.stderr, flush=True)
+        if args.debug_errors:
+            traceback.print_exception(exc, file=sys.stderr)
+
+    outDir = Path(args.output)
+    try:
+        _checkOptions(args)
+        config = ImagePsfMatchTask.ConfigClass()
+        for name in ("AL", "DF"):
+            config.kernel[name].fitForBackground = True
+        applyConfigOverrides(config, args.config_file, args.config)
+        names = outputNames(args.science)
+        if outDir.exists() and not outDir.is_dir():
+            raise InputError(f"{outDir}: exists and is not a folder")
+        lock = RunLock(outDir)
+        lock.acquire()
+    except CliError as exc:
+        report(exc)
+        return exc.exitCode
+    try:
+        removed = removeStaleStaging(outDir)
+        if removed:
+            logging.getLogger("ipdiffim-subtract").warning(
+                "Removed %d staging folder(s) a killed run left in %s", len(removed), outDir
+            )
         try:
-            parsed = literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value
-        if field.dtype is float and isinstance(parsed, int):
-            parsed = float(parsed)
+            existing = [outDir / n for n in names if (outDir / n).exists()]
+            if existing and not args.overwrite:
+                raise OutputExistsError(
+                    f"{existing[0]} exists (an earlier run)"
+                    + (f", and {len(existing) - 1} more" if len(existing) > 1 else "")
+                    + "; nothing is overwritten unless --overwrite is given"
+                )
+            template, tFwhm = readOrFail(
+                readInput, args.template, hdu=args.hdu, gain=args.gain, readNoise=args.read_noise
+            )
+            checkMemory(config, template, args.template)
+            tFwhm = args.template_fwhm or tFwhm or estimateFwhmFromImage(template)
+        except CliError as exc:
+            report(exc)
+            return exc.exitCode
+        except (Exception, NoWorkFound) as exc:  # a library error on the template
+            report(exc, args.template)
+            return EXIT_REFUSED
+        total = len(args.science)
+        progress = RunProgress(total, stream=progressStream, quiet=args.quiet)
+        failures: list[tuple[str, str]] = []
+        written_total = 0
         try:
-            setattr(target, parts[-1], parsed)
-        except Exception as exc:  # pex_config raises FieldValidationError/TypeError
-            raise InputError(f"invalid value for {key!r}: {exc}") from exc
-    config.validate()
+            for i, (sciencePath, name) in enumerate(zip(args.science, names, strict=True), start=1):
+                label = Path(sciencePath).name
+                progress.start(i, label)
+                try:
+                    with stagedFolder(outDir, name, overwrite=args.overwrite) as staging:
+                        task, result, summary, science, sFwhm, convolveTemplate = _subtractOne(
+                            args, config, template, tFwhm, sciencePath
+                        )
+                        written = writeOutputs(
+                            staging,
+                            task,
+                            result,
+                            summary,
+                            template=template,
+                            science=science,
+                            sheetTitle=f"{label} - {Path(args.template).name}",
+                        )
+                except (Exception, NoWorkFound) as exc:  # NoWorkFound is a BaseException
+                    report(exc, sciencePath)
+                    failures.append((sciencePath, formatError(exc)))
+                    progress.finish()
+                    continue
+                progress.finish()
+                written_total += 1
+                if not args.quiet:
+                    lines = [
+                        f"  convolved: {'template' if convolveTemplate else 'science'} "
+                        f"(FWHM template {tFwhm:.2f} px, science {sFwhm:.2f} px)"
+                    ]
+                    lines += [f"  {line}" for line in summary.format().splitlines()]
+                    lines.append(f"  wrote {len(written)} files to {outDir / name}")
+                    progress.write("\n".join(lines))
+        finally:
+            progress.close()
+        if total > 1 or failures:
+            print(f"done: {written_total} of {total} science images subtracted into {outDir}", flush=True)
+        if failures:
+            if total > 1:
+                print(f"failed ({len(failures)} of {total}):", file=sys.stderr)
+                for path, cause in failures:
+                    print(f"  {cause if path in cause else f'{path}: {cause}'}", file=sys.stderr)
+            return EXIT_FAILED_IMAGES
+        return EXIT_OK
+    finally:
+        lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Subtract a template from one or more science images."""
+    """Subtract a template from one or more science images; return the exit code.
+
+    See `lsst.ip.diffim.cli.errors` (and the README) for the exit codes.
+    """
     parser = argparse.ArgumentParser(
         prog="ipdiffim-subtract", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -207,70 +331,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template-fwhm", type=float, help="template PSF FWHM (pixels); estimated if absent")
     parser.add_argument("--science-fwhm", type=float, help="science PSF FWHM (pixels); estimated if absent")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the outputs of images an earlier run wrote"
+    )
+    parser.add_argument(
+        "--debug-errors", action="store_true", help="print the traceback after each error line"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s %(levelname)s: %(message)s"
     )
-
-    from ..imagePsfMatch import ImagePsfMatchTask
-    from ..psfMatch import NoKernelCandidatesError
-    from .outputs import summarize, writeOutputs
+    from .errors import InterruptedRun
+    from .interrupts import signalsRaise
 
     try:
-        config = ImagePsfMatchTask.ConfigClass()
-        config.kernel.active.fitForBackground = True
-        _applyOverrides(config, args.config_file, args.config)
-        template, tFwhm = readInput(args.template, hdu=args.hdu, gain=args.gain, readNoise=args.read_noise)
-        tFwhm = args.template_fwhm or tFwhm or estimateFwhmFromImage(template)
-    except (InputError, ValueError) as exc:
-        print(f"ipdiffim-subtract: error: {exc}", file=sys.stderr)
-        return 2
-    status = 0
-    total = len(args.science)
-    for i, sciencePath in enumerate(args.science, start=1):
-        label = Path(sciencePath).name
-        print(f"[{i}/{total}] {label}", flush=True)
-        try:
-            science, sFwhm = readInput(sciencePath, hdu=args.hdu, gain=args.gain, readNoise=args.read_noise)
-            sFwhm = args.science_fwhm or sFwhm or estimateFwhmFromImage(science)
-            convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
-            task = ImagePsfMatchTask(config=config)
-            start = time.perf_counter()
-            result = task.run(
-                template,
-                science,
-                templateFwhmPix=tFwhm,
-                scienceFwhmPix=sFwhm,
-                convolveTemplate=convolveTemplate,
-            )
-            summary = summarize(task, result, time.perf_counter() - start)
-            prefix = f"{Path(sciencePath).stem.removesuffix('.fits')}_" if total > 1 else ""
-            written = writeOutputs(
-                args.output,
-                task,
-                result,
-                summary,
-                prefix=prefix,
-                template=template,
-                science=science,
-                sheetTitle=f"{label} - {Path(args.template).name}",
-            )
-        except (InputError, NoKernelCandidatesError, ValueError, ArithmeticError) as exc:
-            print(f"ipdiffim-subtract: error: {label}: {exc}", file=sys.stderr)
-            status = 1
-            continue
-        except Exception as exc:  # NoWorkFound and other pipeline errors: report and go on
-            print(f"ipdiffim-subtract: error: {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            status = 1
-            continue
+        with signalsRaise():
+            return _run(args)
+    except (KeyboardInterrupt, InterruptedRun) as exc:
+        signum = exc.signum if isinstance(exc, InterruptedRun) else signal.SIGINT
         print(
-            f"  convolved: {'template' if convolveTemplate else 'science'} "
-            f"(FWHM template {tFwhm:.2f} px, science {sFwhm:.2f} px)"
+            f"ipdiffim-subtract: interrupted ({signal.Signals(signum).name}): unfinished outputs removed, "
+            "finished images kept",
+            file=sys.stderr,
         )
-        for line in summary.format().splitlines():
-            print(f"  {line}")
-        print(f"  wrote {len(written)} files to {args.output}")
-    return status
+        return 128 + int(signum)
 
 
 if __name__ == "__main__":
