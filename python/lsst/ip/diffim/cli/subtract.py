@@ -100,8 +100,6 @@ def readInput(
             hdu = next((i for i, h in enumerate(hdul) if h.data is not None and h.data.ndim == 2), None)
         if hdu is None or hdu >= len(hdul) or hdul[hdu].data is None or hdul[hdu].data.ndim != 2:
             raise InputError(f"{path}: no 2-d image HDU")
-        if np.iscomplexobj(hdul[hdu].data):
-            raise InputError(f"{path}: HDU {hdu} holds a complex image; give a real image")
         image = np.asarray(hdul[hdu].data, dtype=np.float32)
         header = hdul[hdu].header
         varIndex = _findHdu(hdul, ("VARIANCE", "VAR"))
