@@ -24,9 +24,10 @@
 - `checkRegistration`: a pair with a celestial WCS on one side only, or of
   different sizes without a WCS to register them, is refused (never
   silently resampled on a made-up grid);
-- `flagBadVariance`: pixels whose variance is not positive and finite are
-  flagged ``NO_DATA`` (kept out of the kernel fit through
-  ``badMaskPlanes``), and more than half of them is an error.
+- `flagBadVariance`: pixels whose variance is not positive and finite (and
+  non-finite image pixels) are flagged ``NO_DATA`` (kept out of the kernel
+  fit through ``badMaskPlanes``); more than half such variance pixels is an
+  error.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from .math.masks import anyMaskPlaneSet, maskPlaneBitmask, resolveMaskPlane
+from .math.statistics import allFinite
 
 MAX_BAD_VARIANCE_FRACTION = 0.5
 """Largest fraction of an image whose variance may be non-positive or non-finite."""
@@ -118,10 +120,20 @@ def checkRegistration(
         )
 
 
+def _flagNoData(mask: Any, where: np.ndarray) -> None:
+    if resolveMaskPlane(mask.schema, "NO_DATA") is None:
+        raise InvalidImageError("The mask has no NO_DATA plane to flag unusable pixels in.")
+    bits = maskPlaneBitmask(mask.schema, ["NO_DATA"])
+    for element in np.flatnonzero(bits):
+        mask.array[where, element] |= bits[element]
+
+
 def flagBadVariance(maskedImage: Any, name: str, maxFraction: float = MAX_BAD_VARIANCE_FRACTION) -> int:
     """Flag ``NO_DATA`` where the variance is not positive and finite; return how many.
 
-    Pixels already flagged ``NO_DATA`` are not counted.
+    Pixels already flagged ``NO_DATA`` are not counted.  Non-finite image
+    pixels are flagged ``NO_DATA`` too (not counted), so that no NaN of an
+    input reaches a result unmasked.
 
     Parameters
     ----------
@@ -141,9 +153,12 @@ def flagBadVariance(maskedImage: Any, name: str, maxFraction: float = MAX_BAD_VA
     with np.errstate(invalid="ignore"):
         bad = ~(variance > 0)  # NaN compares False
         bad |= ~np.isfinite(variance)
+    image = maskedImage.image.array
+    mask = maskedImage.mask
+    if not allFinite(image):
+        _flagNoData(mask, ~np.isfinite(image))  # NaN/inf pixels: never unmasked in a result
     if not bad.any():
         return 0
-    mask = maskedImage.mask
     flagged = anyMaskPlaneSet(mask, ["NO_DATA"])
     if flagged is not None:
         bad &= ~flagged  # already out of the fit (e.g. off the warped template)
@@ -156,12 +171,7 @@ def flagBadVariance(maskedImage: Any, name: str, maxFraction: float = MAX_BAD_VA
             f"{fraction:.0%} of the {name} variance pixels ({nBad} of {bad.size}) are zero, negative or "
             f"not finite (at most {maxFraction:.0%} allowed); supply a valid variance plane."
         )
-    plane = resolveMaskPlane(mask.schema, "NO_DATA")
-    if plane is None:
-        raise BadVarianceError(f"The {name} mask has no NO_DATA plane to flag {nBad} bad variance pixels.")
-    bits = maskPlaneBitmask(mask.schema, ["NO_DATA"])
-    for element in np.flatnonzero(bits):
-        mask.array[bad, element] |= bits[element]
+    _flagNoData(mask, bad)
     _log.warning(
         "%d %s pixels (%.2g%%) have a zero, negative or non-finite variance; flagged NO_DATA and "
         "left out of the kernel fit.",
