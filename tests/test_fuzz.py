@@ -71,6 +71,7 @@ def _config(draw):
     config.kernel.name = kernel
     active = config.kernel.active
     active.fitForBackground = draw(st.booleans())
+    changed = {} if active.fitForBackground else {"fitForBackground": False}  # the pair has a background
     # Values inside and beyond the valid ranges (pex_config refuses some on assignment, others on validate).
     settings_ = {
         "spatialKernelOrder": st.integers(-1, 3),
@@ -80,7 +81,6 @@ def _config(draw):
         "kernelSize": st.sampled_from([0, 4, 7, 11, 21] if kernel == "DF" else [0, 10, 11, 19, 21]),
         "candidateResidualMeanMax": st.sampled_from([-1.0, 0.25, 3.0, float("nan")]),
     }
-    changed = {}
     for name, strategy in settings_.items():
         if draw(st.integers(0, 7)) == 0:
             value = draw(strategy)
@@ -145,14 +145,14 @@ def _arrays(case):
 
 
 def _clean(case, changed):
+    """A case whose flux ratio must come out right: default config, float pixels, little damage."""
     return (
         not changed
-        and case["dtype"] in ("float32", "float64")
-        and case["offset"] == (0, 0)
-        and case["nanFraction"] == 0
-        and case["badVarFraction"] == 0
+        and case["dtype"] in ("float32", "float64", "int32")
+        and case["nanFraction"] <= 1e-4
+        and case["badVarFraction"] <= 1e-3
         and case["degenerate"] is None
-        and min(case["shape"]) >= 300
+        and min(case["shape"]) >= 200
     )
 
 
