@@ -109,14 +109,15 @@ def test_cli_subtracts(files, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "[1/2] science.fits" in result.stdout and "[2/2] science2.fits" in result.stdout
-    diff = DifferenceImage.read(str(out / "science_difference.fits"))
+    diff = DifferenceImage.read(str(out / "science" / "difference.fits"))
     assert abs(diff.kernel.compute_kernel_image(x=128, y=128).array.sum() / pair.fluxRatio - 1) < 0.01
     yy, xx = np.mgrid[0:256, 0:256]
     aperture = (xx - 128.4) ** 2 + (yy - 140.2) ** 2 <= 15**2
     flux = diff.image.array[aperture].sum()
     assert abs(flux - 6000.0) < 3 * np.sqrt(diff.variance.array[aperture].sum())
     for name in ("matched_template.fits", "kernel.fits", "background.fits", "metadata.json", "summary.png"):
-        assert (out / f"science2_{name}").exists()
+        assert (out / "science2" / name).exists()
+    assert sorted(p.name for p in out.iterdir()) == ["science", "science2"]  # no staging, no lock left
 
 
 @pytest.mark.parametrize(
@@ -166,6 +167,7 @@ def test_cli_bad_override(files, tmp_path):
         folder / "template.fits", folder / "science.fits", "-o", tmp_path / "o", "-c", "kernel.active.nope=1"
     )
     assert result.returncode == 2 and "unknown config field" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
 
 
 def test_notebook_api_arrays_and_ccddata():

@@ -222,6 +222,9 @@ class ImagePsfMatchTask(PsfMatchTask):
 
     @staticmethod
     def _checkPixels(maskedImage: MaskedImage, name: str) -> None:
+        from .inputChecks import flagBadVariance
+
+        flagBadVariance(maskedImage, name)  # deviation: upstream fits with whatever variance it gets
         image = maskedImage.image.array
         variance = maskedImage.variance.array
         noData = anyMaskPlaneSet(maskedImage.mask, ["NO_DATA"])

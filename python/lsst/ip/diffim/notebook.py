@@ -67,7 +67,12 @@ class DifferenceResult:
 
 
 def _planes(
-    data: Any, variance: Any, gain: float | None, readNoise: float | None, mask: Any = None
+    data: Any,
+    variance: Any,
+    gain: float | None,
+    readNoise: float | None,
+    mask: Any = None,
+    name: str = "input",
 ) -> tuple[np.ndarray, np.ndarray, Any, Any, Any]:
     """Image, variance, WCS, user mask and unit of an array or NDData input."""
     wcs = None
@@ -79,18 +84,20 @@ def _planes(
             mask = data.mask
         if variance is None and getattr(data, "uncertainty", None) is not None:
             unc = data.uncertainty
-            name = type(unc).__name__
+            kind = type(unc).__name__
             arr = np.asarray(unc.array, dtype=float)
-            variance = arr**2 if name == "StdDevUncertainty" else (1.0 / arr if "Inverse" in name else arr)
+            variance = arr**2 if kind == "StdDevUncertainty" else (1.0 / arr if "Inverse" in kind else arr)
         data = data.data
-    image = np.asarray(data, dtype=np.float32)
+    from .inputChecks import checkImageArray
+
+    image = np.asarray(checkImageArray(data, name), dtype=np.float32)
     if variance is None:
         if gain is None or readNoise is None:
             raise ValueError("Give a variance array (or an uncertainty), or gain and readNoise.")
         from .adapters.noiseModel import modelVariance
 
         variance = modelVariance(image, float(gain), float(readNoise))
-    variance = np.asarray(variance, dtype=np.float32)
+    variance = np.asarray(checkImageArray(variance, f"{name} variance"), dtype=np.float32)
     if variance.shape != image.shape:
         raise ValueError(f"Variance shape {variance.shape} differs from image shape {image.shape}.")
     return image, variance, wcs, mask, unit
@@ -175,18 +182,33 @@ def subtract(
     Returns
     -------
     result : `DifferenceResult`
+
+    Raises
+    ------
+    lsst.ip.diffim.inputChecks.InvalidImageError
+        For a complex, non-2-d or empty image; a WCS on one image only
+        (`MissingWcsError`); different sizes without WCSs
+        (`UnregisteredImagesError`); more than half the variance pixels
+        zero, negative or non-finite (`BadVarianceError`; fewer are flagged
+        ``NO_DATA``).
     """
     from .adapters.exposures import makeVisitImage
     from .adapters.inputMasks import makeInputMask, parseUnit
     from .exclusions import ExclusionRegions, stampListTable
     from .fwhmValidation import validateFwhmArguments
     from .imagePsfMatch import ImagePsfMatchTask
+    from .inputChecks import checkRegistration
     from .kernelConversion import toImagesBackground
     from .math.masks import anyMaskPlaneSet
 
     validateFwhmArguments(templateFwhm=templateFwhm, scienceFwhm=scienceFwhm)
-    tImage, tVar, tWcs, tMask, tUnit = _planes(template, templateVariance, gain, readNoise, templateMask)
-    sImage, sVar, sWcs, sMask, sUnit = _planes(science, scienceVariance, gain, readNoise, scienceMask)
+    tImage, tVar, tWcs, tMask, tUnit = _planes(
+        template, templateVariance, gain, readNoise, templateMask, "template"
+    )
+    sImage, sVar, sWcs, sMask, sUnit = _planes(
+        science, scienceVariance, gain, readNoise, scienceMask, "science"
+    )
+    checkRegistration(tWcs is not None, tImage.shape, sWcs is not None, sImage.shape)
     if tWcs is None or sWcs is None:
         tWcs = sWcs = None
     tLevel = templateSaturation if templateSaturation is not None else saturation

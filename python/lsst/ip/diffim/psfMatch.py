@@ -384,6 +384,8 @@ class PsfMatchConfig(pexConfig.Config):
 
     def validate(self) -> None:
         super().validate()
+        if self.kernelSize < 1:
+            raise pexConfig.FieldValidationError(PsfMatchConfig.kernelSize, self, "kernelSize must be >= 1.")
         if self.kernelBasisSet == "alard-lupton" and self.kernelSize % 2 == 0:
             raise pexConfig.FieldValidationError(
                 PsfMatchConfig.kernelSize, self, "kernelSize must be odd for the Alard-Lupton basis."

@@ -40,8 +40,10 @@ __all__ = ["InputError", "main", "readInput"]
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +56,10 @@ from ..adapters.inputMasks import headerSaturation, makeInputMask, parseUnit, sa
 from ..adapters.noiseModel import modelVariance, readVarianceFile
 from ..exclusions import candidateArguments
 from ..math.masks import resolveMaskPlane
+from .configOverrides import applyConfigOverrides
+from .errors import EXIT_REFUSED, InputError, OutputExistsError
 from .noiseOptions import addNoiseArguments, noiseReadOptions, recordVarianceFactors, scaleInputVariance
 from .psfOptions import addPsfArguments, fwhmArgument, resolveFwhm
-
-
-class InputError(ValueError):
-    """An input file cannot be used (missing, unreadable, no image, bad options)."""
 
 
 def _findHdu(hdul: fits.HDUList, names: tuple[str, ...]) -> int | None:
@@ -168,40 +168,184 @@ def _pick(specific: float | None, common: float | None) -> float | None:
     return specific if specific is not None else common
 
 
-def _applyOverrides(config: Any, configFiles: list[str], overrides: list[str]) -> None:
-    for path in configFiles:
-        if not os.path.exists(path):
-            raise InputError(f"{path}: no such config file")
-        config.load(path)
-    for item in overrides:
-        if "=" not in item:
-            raise InputError(f"config override {item!r} is not key=value")
-        key, value = item.split("=", 1)
-        target = config
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            target = getattr(target, part)
-        try:
-            field = type(target)._fields[parts[-1]]
-        except (AttributeError, KeyError):
-            raise InputError(f"unknown config field {key!r}") from None
-        from ast import literal_eval
+def _checkOptions(args: argparse.Namespace) -> None:
+    """Refuse option values no image could use (before any work)."""
+    import math
 
+    for option in ("gain", "read_noise", "template_fwhm", "science_fwhm"):
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        flag = "--" + option.replace("_", "-")
+        if not math.isfinite(value) or value < 0 or (value == 0 and option != "read_noise"):
+            allowed = "finite and >= 0" if option == "read_noise" else "finite and > 0"
+            raise InputError(f"{flag} {value}: must be {allowed}")
+
+
+def _subtractOne(
+    args: argparse.Namespace,
+    config: Any,
+    template: Any,
+    tFwhm: float,
+    tFactor: float | None,
+    sciencePath: str,
+    index: int,
+) -> Any:
+    """Read and subtract the ``index``-th science image; return what `_writeOne` needs."""
+    from ..imagePsfMatch import ImagePsfMatchTask
+    from .inputPairs import checkPair, readOrFail
+    from .outputs import summarize
+
+    science, sFwhm = readOrFail(
+        readInput,
+        sciencePath,
+        hdu=args.hdu,
+        saturation=_pick(args.science_saturation, args.saturation),
+        **noiseReadOptions(args, "science", index),
+    )
+    checkPair(args.template, template, sciencePath, science, hdu=args.hdu)
+    sFactor = scaleInputVariance(science, args, "science")
+    sFwhm = resolveFwhm(science, args.science_fwhm, sFwhm, args.science_psf)
+    convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
+    task = ImagePsfMatchTask(config=config)
+    recordVarianceFactors(task, tFactor, sFactor)
+    stamps, exclude = candidateArguments(args, sciencePath, science)
+    start = time.perf_counter()
+    result = task.run(
+        template,
+        science,
+        templateFwhmPix=tFwhm,
+        scienceFwhmPix=sFwhm,
+        convolveTemplate=convolveTemplate,
+        candidateList=stamps,
+        exclude=exclude,
+    )
+    summary = summarize(task, result, time.perf_counter() - start)
+    return task, result, summary, science, sFwhm, convolveTemplate
+
+
+def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
+    from lsst.pipe.base import NoWorkFound
+
+    from ..imagePsfMatch import ImagePsfMatchTask
+    from .errors import EXIT_FAILED_IMAGES, EXIT_OK, CliError, formatError
+    from .inputPairs import checkMemory, readOrFail
+    from .outputNames import outputNames
+    from .outputs import writeOutputs
+    from .progress import RunProgress
+    from .runLock import RunLock
+    from .staging import removeStaleStaging, stagedFolder
+
+    def report(exc: BaseException, where: str | None = None) -> None:
+        text = formatError(exc)
+        if where and where not in text:
+            text = f"{where}: {text}"
+        print(f"ipdiffim-subtract: error: {text}", file=sys.stderr, flush=True)
+        if args.debug_errors:
+            traceback.print_exception(exc, file=sys.stderr)
+
+    outDir = Path(args.output)
+    try:
+        _checkOptions(args)
+        config = ImagePsfMatchTask.ConfigClass()
+        for name in ("AL", "DF"):
+            config.kernel[name].fitForBackground = True
+        applyConfigOverrides(config, args.config_file, args.config)
+        names = outputNames(args.science)
+        if outDir.exists() and not outDir.is_dir():
+            raise InputError(f"{outDir}: exists and is not a folder")
+        lock = RunLock(outDir)
+        lock.acquire()
+    except CliError as exc:
+        report(exc)
+        return exc.exitCode
+    try:
+        removed = removeStaleStaging(outDir)
+        if removed:
+            logging.getLogger("ipdiffim-subtract").warning(
+                "Removed %d staging folder(s) a killed run left in %s", len(removed), outDir
+            )
         try:
-            parsed = literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value
-        if field.dtype is float and isinstance(parsed, int):
-            parsed = float(parsed)
+            existing = [outDir / n for n in names if (outDir / n).exists()]
+            if existing and not args.overwrite:
+                raise OutputExistsError(
+                    f"{existing[0]} exists (an earlier run)"
+                    + (f", and {len(existing) - 1} more" if len(existing) > 1 else "")
+                    + "; nothing is overwritten unless --overwrite is given"
+                )
+            template, tFwhm = readOrFail(
+                readInput,
+                args.template,
+                hdu=args.hdu,
+                saturation=_pick(args.template_saturation, args.saturation),
+                **noiseReadOptions(args, "template"),
+            )
+            checkMemory(config, template, args.template)
+            tFactor = scaleInputVariance(template, args, "template")
+            tFwhm = resolveFwhm(template, args.template_fwhm, tFwhm, args.template_psf)
+        except CliError as exc:
+            report(exc)
+            return exc.exitCode
+        except (Exception, NoWorkFound) as exc:  # a library error on the template
+            report(exc, args.template)
+            return EXIT_REFUSED
+        total = len(args.science)
+        progress = RunProgress(total, stream=progressStream, quiet=args.quiet)
+        failures: list[tuple[str, str]] = []
+        written_total = 0
         try:
-            setattr(target, parts[-1], parsed)
-        except Exception as exc:  # pex_config raises FieldValidationError/TypeError
-            raise InputError(f"invalid value for {key!r}: {exc}") from exc
-    config.validate()
+            for i, (sciencePath, name) in enumerate(zip(args.science, names, strict=True), start=1):
+                label = Path(sciencePath).name
+                progress.start(i, label)
+                try:
+                    with stagedFolder(outDir, name, overwrite=args.overwrite) as staging:
+                        task, result, summary, science, sFwhm, convolveTemplate = _subtractOne(
+                            args, config, template, tFwhm, tFactor, sciencePath, i - 1
+                        )
+                        written = writeOutputs(
+                            staging,
+                            task,
+                            result,
+                            summary,
+                            template=template,
+                            science=science,
+                            sheetTitle=f"{label} - {Path(args.template).name}",
+                        )
+                except (Exception, NoWorkFound) as exc:  # NoWorkFound is a BaseException
+                    report(exc, sciencePath)
+                    failures.append((sciencePath, formatError(exc)))
+                    progress.finish()
+                    continue
+                progress.finish()
+                written_total += 1
+                if not args.quiet:
+                    lines = [
+                        f"  convolved: {'template' if convolveTemplate else 'science'} "
+                        f"(FWHM template {tFwhm:.2f} px, science {sFwhm:.2f} px)"
+                    ]
+                    lines += [f"  {line}" for line in summary.format().splitlines()]
+                    lines.append(f"  wrote {len(written)} files to {outDir / name}")
+                    progress.write("\n".join(lines))
+        finally:
+            progress.close()
+        if total > 1 or failures:
+            print(f"done: {written_total} of {total} science images subtracted into {outDir}", flush=True)
+        if failures:
+            if total > 1:
+                print(f"failed ({len(failures)} of {total}):", file=sys.stderr)
+                for path, cause in failures:
+                    print(f"  {cause if path in cause else f'{path}: {cause}'}", file=sys.stderr)
+            return EXIT_FAILED_IMAGES
+        return EXIT_OK
+    finally:
+        lock.release()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Subtract a template from one or more science images."""
+    """Subtract a template from one or more science images; return the exit code.
+
+    See `lsst.ip.diffim.cli.errors` (and the README) for the exit codes.
+    """
     parser = argparse.ArgumentParser(
         prog="ipdiffim-subtract", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -260,88 +404,32 @@ def main(argv: list[str] | None = None) -> int:
         help="kernel candidates to use: 'x y' lines or a ds9 file (like HOTPANTS -ssf)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the outputs of images an earlier run wrote"
+    )
+    parser.add_argument(
+        "--debug-errors", action="store_true", help="print the traceback after each error line"
+    )
     addNoiseArguments(parser)
     addPsfArguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s %(levelname)s: %(message)s"
     )
-
-    from ..imagePsfMatch import ImagePsfMatchTask
-    from ..psfMatch import NoKernelCandidatesError
-    from .outputs import summarize, writeOutputs
+    from .errors import InterruptedRun
+    from .interrupts import signalsRaise
 
     try:
-        config = ImagePsfMatchTask.ConfigClass()
-        config.kernel.active.fitForBackground = True
-        _applyOverrides(config, args.config_file, args.config)
-        template, tFwhm = readInput(
-            args.template,
-            hdu=args.hdu,
-            saturation=_pick(args.template_saturation, args.saturation),
-            **noiseReadOptions(args, "template"),
-        )
-        tFactor = scaleInputVariance(template, args, "template")
-        tFwhm = resolveFwhm(template, args.template_fwhm, tFwhm, args.template_psf)
-    except (InputError, ValueError) as exc:
-        print(f"ipdiffim-subtract: error: {exc}", file=sys.stderr)
-        return 2
-    status = 0
-    total = len(args.science)
-    for i, sciencePath in enumerate(args.science, start=1):
-        label = Path(sciencePath).name
-        print(f"[{i}/{total}] {label}", flush=True)
-        try:
-            science, sFwhm = readInput(
-                sciencePath,
-                hdu=args.hdu,
-                saturation=_pick(args.science_saturation, args.saturation),
-                **noiseReadOptions(args, "science", i - 1),
-            )
-            sFactor = scaleInputVariance(science, args, "science")
-            sFwhm = resolveFwhm(science, args.science_fwhm, sFwhm, args.science_psf)
-            convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
-            task = ImagePsfMatchTask(config=config)
-            recordVarianceFactors(task, tFactor, sFactor)
-            stamps, exclude = candidateArguments(args, sciencePath, science)
-            start = time.perf_counter()
-            result = task.run(
-                template,
-                science,
-                templateFwhmPix=tFwhm,
-                scienceFwhmPix=sFwhm,
-                convolveTemplate=convolveTemplate,
-                candidateList=stamps,
-                exclude=exclude,
-            )
-            summary = summarize(task, result, time.perf_counter() - start)
-            prefix = f"{Path(sciencePath).stem.removesuffix('.fits')}_" if total > 1 else ""
-            written = writeOutputs(
-                args.output,
-                task,
-                result,
-                summary,
-                prefix=prefix,
-                template=template,
-                science=science,
-                sheetTitle=f"{label} - {Path(args.template).name}",
-            )
-        except (InputError, NoKernelCandidatesError, ValueError, ArithmeticError) as exc:
-            print(f"ipdiffim-subtract: error: {label}: {exc}", file=sys.stderr)
-            status = 1
-            continue
-        except Exception as exc:  # NoWorkFound and other pipeline errors: report and go on
-            print(f"ipdiffim-subtract: error: {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            status = 1
-            continue
+        with signalsRaise():
+            return _run(args)
+    except (KeyboardInterrupt, InterruptedRun) as exc:
+        signum = exc.signum if isinstance(exc, InterruptedRun) else signal.SIGINT
         print(
-            f"  convolved: {'template' if convolveTemplate else 'science'} "
-            f"(FWHM template {tFwhm:.2f} px, science {sFwhm:.2f} px)"
+            f"ipdiffim-subtract: interrupted ({signal.Signals(signum).name}): unfinished outputs removed, "
+            "finished images kept",
+            file=sys.stderr,
         )
-        for line in summary.format().splitlines():
-            print(f"  {line}")
-        print(f"  wrote {len(written)} files to {args.output}")
-    return status
+        return 128 + int(signum)
 
 
 if __name__ == "__main__":

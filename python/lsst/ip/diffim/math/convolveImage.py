@@ -408,7 +408,9 @@ def _correlateTerms(
     ty, tx = fftShape[0] - kh + 1, fftShape[1] - kw + 1
     origins = [(y0, x0) for y0 in range(0, gy, ty) for x0 in range(0, gx, tx)]
     threads = min(workers, len(origins))
-    corr = _Correlator(plane, (kh, kw), fftShape, dtype, workers if threads <= 1 else 1)
+    # One FFT worker per tile, always: a multi-worker FFT batches its 1-d
+    # transforms differently and changes the last bits with the thread count.
+    corr = _Correlator(plane, (kh, kw), fftShape, dtype, 1)
     kernels, wY, groupX, starts = _groupTerms(kernels, wX, wY)
     spectra = corr.kernelSpectra(kernels)
     wY = wY.astype(dtype)
