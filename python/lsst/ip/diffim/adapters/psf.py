@@ -170,9 +170,22 @@ def _fitGaussianSigma(stamp: np.ndarray) -> float | None:
         model = amp * np.exp(-((xx - xc) ** 2 + (yy - yc) ** 2) / (2 * sig * sig)) + sky
         return (model - stamp).ravel()
 
+    def jacobian(p: np.ndarray) -> np.ndarray:
+        # Analytic derivatives: one model evaluation per step instead of six.
+        amp, xc, yc, sig, _ = p
+        dx, dy = xx - xc, yy - yc
+        r2 = dx * dx + dy * dy
+        g = np.exp(-r2 / (2 * sig * sig))
+        ag = amp * g
+        return np.stack(
+            [g, ag * dx / sig**2, ag * dy / sig**2, ag * r2 / sig**3, np.ones_like(g)], axis=-1
+        ).reshape(-1, 5)
+
     start = np.array([peak, w / 2 - 0.5, h / 2 - 0.5, 1.5, 0.0])
     try:
-        fit = least_squares(residual, start, bounds=([0, 0, 0, 0.3, -np.inf], [np.inf, w, h, w, np.inf]))
+        fit = least_squares(
+            residual, start, jac=jacobian, bounds=([0, 0, 0, 0.3, -np.inf], [np.inf, w, h, w, np.inf])
+        )
     except ValueError:
         return None
     if not fit.success:

@@ -43,14 +43,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from astropy.io import fits
-from astropy.wcs import WCS
-
-from ..adapters.exposures import makeVisitImage
-from ..adapters.psf import estimateFwhmFromImage
+# Nothing heavy is imported here: ``--help`` and argument errors must answer at
+# once; numpy, astropy, lsst.images and the task are imported when needed.
+if TYPE_CHECKING:
+    from astropy.io import fits
 
 
 class InputError(ValueError):
@@ -81,6 +79,12 @@ def readInput(
     InputError
         For a missing or unreadable file, or when no variance can be built.
     """
+    import numpy as np
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from ..adapters.exposures import makeVisitImage
+
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
     try:
@@ -128,20 +132,17 @@ def readInput(
         fwhm = next((float(header[k]) for k in ("FWHM", "PFWHM", "SEEING") if k in header), None)
     if image.shape != variance.shape:
         raise InputError(f"{path}: image {image.shape} and variance {variance.shape} differ in shape")
-    from lsst.images import Mask
+    # The mask is made in the visit-image schema makeVisitImage uses, so it is
+    # taken as it is (no plane-by-plane conversion of image-sized planes).
+    from ..adapters.exposures import _visitMaskSchema
 
-    from ..math.masks import makeDifferenceMaskSchema
-
-    schema = makeDifferenceMaskSchema()
-    maskArray = np.zeros(image.shape + (1,), dtype=np.int32)
+    schema = _visitMaskSchema()
+    maskArray = np.zeros(image.shape + (schema.mask_size,), dtype=schema.dtype)
     if badPixels is not None:
-        maskArray[badPixels, 0] |= int(schema.bitmask("BAD")[0])
+        maskArray[badPixels] |= schema.bitmask("BAD")
     nonFinite = ~np.isfinite(image)
-    maskArray[nonFinite, 0] |= int(schema.bitmask("NO_DATA")[0])
-    from lsst.images import Box
-
-    bbox = Box.from_shape(image.shape)
-    return makeVisitImage(image, variance, Mask(maskArray, schema=schema, bbox=bbox), wcs=wcs), fwhm
+    maskArray[nonFinite] |= schema.bitmask("NO_DATA")
+    return makeVisitImage(image, variance, maskArray, wcs=wcs), fwhm
 
 
 def _applyOverrides(config: Any, configFiles: list[str], overrides: list[str]) -> None:
@@ -207,11 +208,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template-fwhm", type=float, help="template PSF FWHM (pixels); estimated if absent")
     parser.add_argument("--science-fwhm", type=float, help="science PSF FWHM (pixels); estimated if absent")
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
+    from .fitsWriting import COMPRESSION_CHOICES
+
+    parser.add_argument("--no-plots", action="store_true", help="do not draw the summary sheet (summary.png)")
+    parser.add_argument(
+        "--compress",
+        choices=COMPRESSION_CHOICES,
+        default="mask",
+        help="lossless (GZIP_2) tile compression of the FITS planes: the mask only (default; float noise "
+        "hardly compresses and costs the most time), all planes, or none",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s %(levelname)s: %(message)s"
     )
 
+    from ..adapters.psf import estimateFwhmFromImage
     from ..imagePsfMatch import ImagePsfMatchTask
     from ..psfMatch import NoKernelCandidatesError
     from .outputs import summarize, writeOutputs
@@ -254,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 template=template,
                 science=science,
                 sheetTitle=f"{label} - {Path(args.template).name}",
+                plots=not args.no_plots,
+                compression=args.compress,
             )
         except (InputError, NoKernelCandidatesError, ValueError, ArithmeticError) as exc:
             print(f"ipdiffim-subtract: error: {label}: {exc}", file=sys.stderr)
