@@ -168,10 +168,13 @@ def writeOutputs(
 
             matched = makeMatchedVisitImage(difference, result.matchedImage)
         diffPath, matchedPath = str(add("difference.fits")), str(add("matched_template.fits"))
-        jobs = [
-            lambda: difference.write(diffPath, compression_options=options),
-            lambda: matched.write(matchedPath, compression_options=options),
-        ]
+        # One writer: two writing at once would hold two planes' compression
+        # buffers at the same time (peak memory); the sheet is drawn meanwhile.
+        def writeImages() -> None:
+            difference.write(diffPath, compression_options=options)
+            matched.write(matchedPath, compression_options=options)
+
+        jobs: list[Any] = [writeImages]
         kernelPath, backgroundPath = add("kernel.fits"), add("background.fits")
         write_archive(toImagesKernel(result.psfMatchingKernel, bbox), kernelPath)
         write_archive(toImagesBackground(result.backgroundModel, bbox), backgroundPath)

@@ -136,7 +136,11 @@ def prepareSummarySheet(
             )
     ys = np.linspace(bbox.y.min, bbox.y.max, 48)
     xs = np.linspace(bbox.x.min, bbox.x.max, 48)
-    ksum = np.array([[kernel.getSum(x, y) for x in xs] for y in ys])
+    if hasattr(kernel, "getArrays"):  # all 48 x 48 kernel images from one product
+        gy, gx = np.meshgrid(ys, xs, indexing="ij")
+        ksum = kernel.getArrays(gx.ravel(), gy.ravel()).sum(axis=(1, 2)).reshape(gy.shape)
+    else:
+        ksum = np.array([[kernel.getSum(x, y) for x in xs] for y in ys])
 
     cands = result.kernelCellSet.allCandidates()
     candidates = {}
@@ -208,14 +212,12 @@ def drawSummarySheet(data: SummarySheetData, path: str | Path) -> Path:
     path : `pathlib.Path`
         The PNG written.
     """
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo"):
-        matplotlib.use("Agg", force=True)
+    # A Figure without pyplot (which is slow to import and picks a GUI
+    # backend): no global figure manager, safe on a thread; savefig renders
+    # the PNG with Agg.
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    # A Figure without pyplot: no global figure manager, safe on a thread.
     fig = Figure(figsize=(15, 14))
     axes = fig.subplots(3, 3)
     panels, limits = data.panels, data.limits
