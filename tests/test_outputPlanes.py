@@ -112,3 +112,22 @@ def test_planes_are_released_after_a_failure(monkeypatch):
             template, science, candidateList=empty, templateFwhmPix=3.0, scienceFwhmPix=4.5
         )
     assert task._outputPlanes is None
+
+
+def test_take_does_not_wait_for_a_starved_background_thread(monkeypatch):
+    """A block held by a background thread that gets no time is waited for briefly, then given up."""
+    import time
+
+    monkeypatch.setenv("IPDIFFIM_NUM_THREADS", "2")
+    planes = OutputPlanes.start({"a": ((256, 32), np.float32), "b": ((256, 32), np.float32)})
+    monkeypatch.setattr(planes, "_prepare", lambda: None)  # the thread never zeroes anything
+    planes._thread = __import__("threading").Thread(target=planes._prepare, daemon=True)
+    held = planes._claim("a")  # as if the background thread had claimed a block and stalled
+    assert held is not None
+    t0 = time.perf_counter()
+    assert planes.take("a", (256, 32), np.float32) is None
+    assert time.perf_counter() - t0 < 5.0
+    # A plane nobody holds is zeroed by the caller and handed out.
+    b = planes.take("b", (256, 32), np.float32)
+    assert b is not None and b.shape == (256, 32) and not b.any()
+    planes.close()

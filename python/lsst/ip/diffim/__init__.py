@@ -4,21 +4,119 @@ The flat namespace holds upstream's public names: the tasks and configs, the
 basis generators, and the kernel-fitting core (``makeKernelCandidate``,
 the visitors, ``KernelCandidateF`` ...).  The afw.math-like primitives
 (``SpatialCellSet``, ``FixedKernel`` ...) live in `lsst.ip.diffim.math`.
+
+Imports are lazy
+----------------
+``import lsst.ip.diffim`` imports nothing heavy: each public name is listed
+in the table ``_LAZY`` below under the submodule that defines it, and the
+module-level ``__getattr__`` imports that submodule the first time one of
+its names is used (``ipDiffim.ImagePsfMatchTask``, ``from lsst.ip.diffim
+import subtract``, ``from lsst.ip.diffim import *`` all work).  So
+``ipdiffim-subtract --help`` does not pay for lsst.pipe.base, lsst.images,
+scipy or matplotlib.
+
+To export a new module's names, add one entry to ``_LAZY``::
+
+    ".myModule": ("MyTask", "MyConfig", "myFunction"),
+
+listing exactly the module's ``__all__`` (``tests/test_lazyImports.py``
+checks every entry against its module).  A plain ``from .myModule import *``
+line below the table works too, but it is eager: it costs its import time
+on every start.
 """
 
-from .fwhmValidation import *
-from .imageDecorrelation import *
-from .exclusions import *
-from .imagePsfMatch import *
-from .kernel import *
-from .kernelConversion import *
-from .makeKernel import *
-from .makeKernelBasisList import *
-from .modelPsfMatch import *
-from .notebook import *
-from .psfMatch import *
-from .scaleVariance import *
-from .snapPsfMatch import *
-from .subtractImages import *
-from .utils import *
 from .version import *
+
+_LAZY: dict[str, tuple[str, ...]] = {
+    ".exclusions": (
+        "ExclusionRegions", "PositionListError", "candidateArguments", "parseExcludeArguments",
+        "readFitsWcs", "readPositions", "stampListTable",
+    ),
+    ".fwhmValidation": (
+        "InvalidFwhmError", "validateFwhm", "validateFwhmArguments",
+    ),
+    ".imageDecorrelation": (
+        "DecorrelateALKernelConfig", "DecorrelateALKernelSpatialConfig",
+        "DecorrelateALKernelSpatialTask", "DecorrelateALKernelTask",
+    ),
+    ".imagePsfMatch": (
+        "ImagePsfMatchConfig", "ImagePsfMatchTask", "ImagesDoNotOverlapError",
+        "MismatchedImagesError", "subtractAlgorithmRegistry",
+    ),
+    ".kernel": (
+        "AssessSpatialKernelVisitor", "AssessSpatialKernelVisitorF", "BuildSingleKernelVisitor",
+        "BuildSingleKernelVisitorF", "BuildSpatialKernelVisitor", "BuildSpatialKernelVisitorF",
+        "CANDIDATE_ERRORS", "CandidateSwitch", "ImageStatistics", "ImageStatisticsD",
+        "ImageStatisticsF", "ImageStatisticsI", "KernelCandidate", "KernelCandidateF", "KernelPca",
+        "KernelPcaD", "KernelPcaVisitor", "KernelPcaVisitorF", "KernelSolution", "KernelSumVisitor",
+        "KernelSumVisitorF", "PropertySet", "RegularizedKernelSolution", "RegularizedKernelSolutionF",
+        "SpatialKernelSolution", "StaticKernelSolution", "StaticKernelSolutionF", "basisDesignMatrix",
+        "convolveAndSubtract", "convolveMaskedStamp", "correlateValid", "goodSlices",
+        "makeAlardLuptonBasisList", "makeAssessSpatialKernelVisitor", "makeBuildSingleKernelVisitor",
+        "makeBuildSpatialKernelVisitor", "makeCentralDifferenceMatrix", "makeDeltaFunctionBasisList",
+        "makeForwardDifferenceMatrix", "makeKernelCandidate", "makeKernelPcaVisitor",
+        "makeKernelSumVisitor", "makePropertySet", "makeRegularizationMatrix",
+        "renormalizeKernelList", "solveSymmetricSystem", "solveSymmetricSystems", "toPropertySet",
+    ),
+    ".kernelConversion": (
+        "fromImagesKernel", "toImagesBackground", "toImagesField", "toImagesKernel",
+    ),
+    ".makeKernel": (
+        "MakeKernelConfig", "MakeKernelTask", "measurePsfFlux",
+    ),
+    ".makeKernelBasisList": (
+        "generateAlardLuptonBasisList", "makeKernelBasisList", "sigma2fwhm",
+    ),
+    ".modelPsfMatch": (
+        "ModelPsfMatchConfig", "ModelPsfMatchTask", "PsfComputeShapeError",
+        "WarpedPsfTransformTooBigError", "nextOddInteger",
+    ),
+    ".notebook": (
+        "DifferenceResult", "subtract",
+    ),
+    ".psfMatch": (
+        "DetectionConfig", "NoKernelCandidatesError", "PsfMatchConfig", "PsfMatchConfigAL",
+        "PsfMatchConfigDF", "PsfMatchTask",
+    ),
+    ".scaleVariance": (
+        "ExceedsMaxVarianceScaleError", "ScaleVarianceConfig", "ScaleVarianceTask",
+    ),
+    ".snapPsfMatch": (
+        "SnapPsfMatchConfig", "SnapPsfMatchConfigAL", "SnapPsfMatchConfigDF", "SnapPsfMatchTask",
+    ),
+    ".subtractImages": (
+        "AlardLuptonPreconvolveSubtractConfig", "AlardLuptonPreconvolveSubtractConnections",
+        "AlardLuptonPreconvolveSubtractTask", "AlardLuptonSubtractBaseConfig",
+        "AlardLuptonSubtractConfig", "AlardLuptonSubtractConnections", "AlardLuptonSubtractTask",
+        "InsufficientKernelSourcesError", "SimplifiedSubtractConfig", "SimplifiedSubtractConnections",
+        "SimplifiedSubtractTask", "SubtractImagesConfig", "SubtractImagesConnections",
+        "SubtractImagesTask", "checkTemplateIsSufficient", "computeDifferenceImageMetrics",
+    ),
+    ".utils": (
+        "angleMean", "computePSFNoiseEquivalentArea", "computeRobustStatistics",
+        "evaluateMeanPsfFwhm", "getKernelCenterDisplacement", "getPsfFwhm",
+    ),
+}
+
+_WHERE = {name: module for module, names in _LAZY.items() for name in names}
+__all__ = sorted(_WHERE) + ["__version__"]
+
+
+def __getattr__(name: str):
+    import importlib
+
+    module = _WHERE.get(name)
+    if module is None:
+        try:  # a submodule, e.g. ``ipDiffim.math``
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -55,7 +55,7 @@ from lsst.images import (
 )
 from lsst.images.cameras import Detector, DetectorAttributes, DetectorType, Orientation
 
-from ..math.masks import makeDifferenceMaskSchema, resolveMaskPlane
+from ..math.masks import makeDifferenceMaskSchema, maskBitsPresent, resolveMaskPlane
 
 
 def makeDetector(instrument: str, detectorId: int, bbox: Box, pixelSize: float = 0.01) -> Detector:
@@ -126,7 +126,12 @@ def _toMask(mask: Mask | np.ndarray | None, bbox: Box, schema: MaskSchema) -> Ma
         if mask.schema == schema:
             return Mask(mask.array.copy(), schema=schema, bbox=bbox)
         out = Mask(0, schema=schema, bbox=bbox)
+        # Only the planes set somewhere are converted (one pass finds them):
+        # each conversion reads and writes image-sized planes.
+        present = maskBitsPresent(mask.array)
         for name in mask.schema.names:
+            if not np.any(present & mask.schema.bitmask(name)):
+                continue
             target = resolveMaskPlane(schema, name)
             if target is not None:
                 out.set(target, mask.get(name))

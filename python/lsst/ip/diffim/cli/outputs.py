@@ -95,7 +95,8 @@ def normalizedResidualStats(difference: Any, sourceMask: np.ndarray | None = Non
     values = norm[ok]
     if values.size == 0:
         return math.nan, math.nan
-    q25, q50, q75 = np.percentile(values, [25, 50, 75])
+    del norm, ok, bad  # values is a copy: partition it in place, no image-sized temporaries left
+    q25, q50, q75 = np.percentile(values, [25, 50, 75], overwrite_input=True)
     return float(q50), float((q75 - q25) / 1.349)
 
 
@@ -130,11 +131,16 @@ def writeOutputs(
     sheetTitle: str = "",
     template: Any = None,
     science: Any = None,
+    plots: bool = True,
+    compression: str = "mask",
 ) -> list[Path]:
     """Write every product of a subtraction into ``outDir``.
 
     Files are written to a temporary folder next to ``outDir`` and moved
     into place only when all succeeded, so a failure leaves nothing behind.
+    The FITS files and the summary sheet are written concurrently;
+    ``compression`` is a `~lsst.ip.diffim.cli.fitsWriting.planeCompression`
+    choice; ``plots=False`` skips the summary sheet.
 
     Returns
     -------
@@ -153,22 +159,38 @@ def writeOutputs(
             names.append(prefix + name)
             return staging / (prefix + name)
 
-        difference.write(str(add("difference.fits")))
+        from .fitsWriting import planeCompression, runConcurrently
+
+        options = planeCompression(compression)
         matched = result.matchedImage
         if hasattr(difference, "psf"):
             from ..adapters.exposures import makeMatchedVisitImage
 
             matched = makeMatchedVisitImage(difference, result.matchedImage)
-        matched.write(str(add("matched_template.fits")))
-        write_archive(toImagesKernel(result.psfMatchingKernel, bbox), add("kernel.fits"))
-        write_archive(toImagesBackground(result.backgroundModel, bbox), add("background.fits"))
+        diffPath, matchedPath = str(add("difference.fits")), str(add("matched_template.fits"))
+        # One writer: two writing at once would hold two planes' compression
+        # buffers at the same time (peak memory); the sheet is drawn meanwhile.
+        def writeImages() -> None:
+            difference.write(diffPath, compression_options=options)
+            matched.write(matchedPath, compression_options=options)
+
+        jobs: list[Any] = [writeImages]
+        kernelPath, backgroundPath = add("kernel.fits"), add("background.fits")
+        write_archive(toImagesKernel(result.psfMatchingKernel, bbox), kernelPath)
+        write_archive(toImagesBackground(result.backgroundModel, bbox), backgroundPath)
         meta = {"summary": asdict(summary), "metadata": _flatMetadata(task.getFullMetadata())}
         add("metadata.json").write_text(json.dumps(meta, indent=2, default=str))
-        from .summarySheet import makeSummarySheet
+        if plots:
+            from .summarySheet import drawSummarySheet, prepareSummarySheet
 
-        makeSummarySheet(
-            add("summary.png"), result, template=template, science=science, title=sheetTitle, summary=summary
-        )
+            # The sheet's views are copied before the writes start (astropy
+            # byte-swaps a plane in place while writing it).
+            sheet = prepareSummarySheet(
+                result, template=template, science=science, title=sheetTitle, summary=summary
+            )
+            sheetPath = add("summary.png")
+            jobs.insert(0, lambda: drawSummarySheet(sheet, sheetPath))
+        runConcurrently(jobs)
         written = []
         for name in names:
             target = outDir / name

@@ -45,21 +45,17 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from astropy.io import fits
-from astropy.wcs import WCS
-
-from ..adapters.exposures import makeVisitImage
-from ..adapters.inputMasks import headerSaturation, makeInputMask, parseUnit, saturatedPixels
-from ..adapters.noiseModel import modelVariance, readVarianceFile
-from ..exclusions import candidateArguments
-from ..math.masks import resolveMaskPlane
+# Nothing heavy is imported here: ``--help`` and argument errors must answer at
+# once; numpy, astropy, lsst.images and the task are imported when needed.
 from .configOverrides import applyConfigOverrides
 from .errors import EXIT_REFUSED, InputError, OutputExistsError
 from .noiseOptions import addNoiseArguments, noiseReadOptions, recordVarianceFactors, scaleInputVariance
 from .psfOptions import addPsfArguments, fwhmArgument, resolveFwhm
+
+if TYPE_CHECKING:
+    from astropy.io import fits
 
 
 def _findHdu(hdul: fits.HDUList, names: tuple[str, ...]) -> int | None:
@@ -100,6 +96,15 @@ def readInput(
     InputError
         For a missing or unreadable file, or when no variance can be built.
     """
+    import numpy as np
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from ..adapters.exposures import makeVisitImage
+    from ..adapters.inputMasks import headerSaturation, makeInputMask, parseUnit, saturatedPixels
+    from ..adapters.noiseModel import modelVariance, readVarianceFile
+    from ..math.masks import resolveMaskPlane
+
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
     try:
@@ -192,6 +197,7 @@ def _subtractOne(
     index: int,
 ) -> Any:
     """Read and subtract the ``index``-th science image; return what `_writeOne` needs."""
+    from ..exclusions import candidateArguments
     from ..imagePsfMatch import ImagePsfMatchTask
     from .inputPairs import checkPair, readOrFail
     from .outputs import summarize
@@ -310,6 +316,8 @@ def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
                             template=template,
                             science=science,
                             sheetTitle=f"{label} - {Path(args.template).name}",
+                            plots=not args.no_plots,
+                            compression=args.compress,
                         )
                 except (Exception, NoWorkFound) as exc:  # NoWorkFound is a BaseException
                     report(exc, sciencePath)
@@ -409,6 +417,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--debug-errors", action="store_true", help="print the traceback after each error line"
+    )
+    from .fitsWriting import COMPRESSION_CHOICES
+
+    parser.add_argument("--no-plots", action="store_true", help="do not draw the summary sheet (summary.png)")
+    parser.add_argument(
+        "--compress",
+        choices=COMPRESSION_CHOICES,
+        default="mask",
+        help="lossless (GZIP_2) tile compression of the FITS planes: the mask only (default; float noise "
+        "hardly compresses and costs the most time), all planes, or none",
     )
     addNoiseArguments(parser)
     addPsfArguments(parser)

@@ -18,18 +18,51 @@
 #
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
-"""The diagnostic PNG sheet of a subtraction (demo and command line)."""
+"""The diagnostic PNG sheet of a subtraction (demo and command line).
+
+The sheet is made in two steps.  `prepareSummarySheet` takes what the sheet
+shows from the result: every image panel is a decimated view (every k-th
+pixel, k chosen so that at most `MAX_PANEL_PIXELS` remain on a side), which
+is what a panel of a few hundred screen pixels drawn with nearest-neighbour
+sampling shows of a full-resolution plane anyway, so the sheet looks the
+same while matplotlib resamples a 1k instead of a 4k image; the
+residual histogram is counted on at most `MAX_HISTOGRAM_PIXELS`.  The
+prepared views are small copies, so `drawSummarySheet` can run while the
+FITS planes are being written.
+"""
 
 from __future__ import annotations
 
-__all__ = ["makeSummarySheet"]
+__all__ = [
+    "MAX_HISTOGRAM_PIXELS",
+    "MAX_PANEL_PIXELS",
+    "SummarySheetData",
+    "drawSummarySheet",
+    "makeSummarySheet",
+    "prepareSummarySheet",
+]
 
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..math.spatialCell import SpatialCellCandidateStatus
+
+#: Most pixels kept on a side of an image panel.
+MAX_PANEL_PIXELS = 1024
+#: Most pixels counted in the residual histogram.
+MAX_HISTOGRAM_PIXELS = 4_000_000
+
+
+def _stride(shape: tuple[int, ...], limit: int) -> int:
+    return max(1, math.ceil(max(shape) / limit))
+
+
+def _decimate(array: np.ndarray, stride: int) -> np.ndarray:
+    return np.array(array[::stride, ::stride], dtype=np.float32, copy=True)
 
 
 def _limits(array: np.ndarray, lo: float = 1.0, hi: float = 99.5) -> tuple[float, float]:
@@ -40,18 +73,219 @@ def _limits(array: np.ndarray, lo: float = 1.0, hi: float = 99.5) -> tuple[float
     return float(a), float(b if b > a else a + 1.0)
 
 
+@dataclass
+class SummarySheetData:
+    """What the summary sheet shows, taken from a result (small copies)."""
+
+    panels: dict[str, np.ndarray]
+    extent: tuple[float, float, float, float]
+    kernelMosaic: np.ndarray
+    kernelSumMap: np.ndarray
+    bbox: tuple[float, float, float, float]
+    candidates: dict[str, np.ndarray]
+    cellBoxes: list[tuple[float, float, float, float]]
+    histogramEdges: np.ndarray
+    histogramCounts: np.ndarray
+    title: str
+    limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def prepareSummarySheet(
+    result: Any,
+    *,
+    template: Any = None,
+    science: Any = None,
+    title: str = "",
+    summary: Any = None,
+) -> SummarySheetData:
+    """Take the decimated views, kernel realizations, candidates and histogram of a result."""
+    diff = result.subtractedMaskedImage
+    bbox = diff.bbox
+    kernel = result.psfMatchingKernel
+    shape = diff.image.array.shape
+    stride = _stride(shape, MAX_PANEL_PIXELS)
+    panels: dict[str, np.ndarray] = {}
+    if template is not None:
+        panels["template"] = _decimate(template.image.array, stride)
+    if science is not None:
+        panels["science"] = _decimate(science.image.array, stride)
+    panels["matched"] = _decimate(result.matchedImage.image.array, stride)
+    panels["difference"] = _decimate(diff.image.array, stride)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        panels["normalized"] = panels["difference"] / np.sqrt(_decimate(diff.variance.array, stride))
+    limits = {name: _limits(array) for name, array in panels.items()}
+    dlo, dhi = _limits(panels["difference"], 0.5, 99.5)
+    limits["difference"] = (-max(abs(dlo), abs(dhi)), max(abs(dlo), abs(dhi)))
+    ny, nx = panels["difference"].shape
+    extent = (
+        bbox.x.min - 0.5,
+        bbox.x.min + nx * stride - 0.5,
+        bbox.y.min - 0.5,
+        bbox.y.min + ny * stride - 0.5,
+    )
+
+    # Kernel realized on a 3 x 3 grid across the field.
+    kh, kw = kernel.getHeight(), kernel.getWidth()
+    mosaic = np.full((3 * kh + 2, 3 * kw + 2), np.nan)
+    for iy, fy in enumerate((0.1, 0.5, 0.9)):
+        for ix, fx in enumerate((0.1, 0.5, 0.9)):
+            x = bbox.x.min + fx * (bbox.x.size - 1)
+            y = bbox.y.min + fy * (bbox.y.size - 1)
+            mosaic[iy * (kh + 1) : iy * (kh + 1) + kh, ix * (kw + 1) : ix * (kw + 1) + kw] = kernel.getArray(
+                x, y
+            )
+    ys = np.linspace(bbox.y.min, bbox.y.max, 48)
+    xs = np.linspace(bbox.x.min, bbox.x.max, 48)
+    if hasattr(kernel, "getArrays"):  # all 48 x 48 kernel images from one product
+        gy, gx = np.meshgrid(ys, xs, indexing="ij")
+        ksum = kernel.getArrays(gx.ravel(), gy.ravel()).sum(axis=(1, 2)).reshape(gy.shape)
+    else:
+        ksum = np.array([[kernel.getSum(x, y) for x in xs] for y in ys])
+
+    cands = result.kernelCellSet.allCandidates()
+    candidates = {}
+    for status, label in (
+        (SpatialCellCandidateStatus.GOOD, "used"),
+        (SpatialCellCandidateStatus.BAD, "rejected"),
+        (SpatialCellCandidateStatus.UNKNOWN, "not visited"),
+    ):
+        pts = [(c.getXCenter(), c.getYCenter()) for c in cands if c.getStatus() == status]
+        candidates[label] = np.array(pts, dtype=float).reshape(-1, 2)
+    cellBoxes = []
+    for cell in result.kernelCellSet.getCellList():
+        cb = cell.getBBox()
+        cellBoxes.append((cb.x.min - 0.5, cb.y.min - 0.5, cb.x.size, cb.y.size))
+
+    # Residual histogram: a regular subsample of at most MAX_HISTOGRAM_PIXELS.
+    hStride = max(1, math.ceil(math.sqrt(diff.image.array.size / MAX_HISTOGRAM_PIXELS)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = diff.image.array[::hStride, ::hStride] / np.sqrt(diff.variance.array[::hStride, ::hStride])
+    values = norm[np.isfinite(norm)]
+    values = values[np.abs(values) < 8]
+    if values.size:
+        counts, edges = np.histogram(values, bins=120)
+    else:
+        counts, edges = np.zeros(120), np.linspace(-8, 8, 121)
+    if summary is not None:
+        title = (title + "\n" if title else "") + summary.format()
+    return SummarySheetData(
+        panels=panels,
+        extent=extent,
+        kernelMosaic=mosaic,
+        kernelSumMap=ksum,
+        bbox=(bbox.x.min, bbox.x.max, bbox.y.min, bbox.y.max),
+        candidates=candidates,
+        cellBoxes=cellBoxes,
+        histogramEdges=edges,
+        histogramCounts=counts,
+        title=title,
+        limits=limits,
+    )
+
+
 def _show(
-    ax: Any, array: np.ndarray, title: str, fig: Any, *, symmetric: float | None = None, cmap: str = "gray"
+    ax: Any,
+    array: np.ndarray,
+    title: str,
+    fig: Any,
+    limits: tuple[float, float] | None = None,
+    *,
+    symmetric: float | None = None,
+    cmap: str = "gray",
 ) -> None:
     if symmetric is not None:
         vmin, vmax, cmap = -symmetric, symmetric, "RdBu_r"
     else:
-        vmin, vmax = _limits(array)
+        vmin, vmax = limits if limits is not None else _limits(array)
     im = ax.imshow(array, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+
+
+def drawSummarySheet(data: SummarySheetData, path: str | Path) -> Path:
+    """Draw a prepared summary sheet and write it as a PNG.
+
+    Returns
+    -------
+    path : `pathlib.Path`
+        The PNG written.
+    """
+    # A Figure without pyplot (which is slow to import and picks a GUI
+    # backend): no global figure manager, safe on a thread; savefig renders
+    # the PNG with Agg.
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    fig = Figure(figsize=(15, 14))
+    axes = fig.subplots(3, 3)
+    panels, limits = data.panels, data.limits
+    if "template" in panels:
+        _show(axes[0, 0], panels["template"], "Template (input)", fig, limits["template"])
+    if "science" in panels:
+        _show(axes[0, 1], panels["science"], "Science", fig, limits["science"])
+    _show(axes[0, 2], panels["matched"], "PSF-matched template", fig, limits["matched"])
+    _show(axes[1, 0], panels["difference"], "Difference", fig, symmetric=limits["difference"][1])
+    _show(axes[1, 1], panels["normalized"], "Difference / sqrt(variance)", fig, symmetric=5.0)
+    peak = float(np.nanmax(np.abs(data.kernelMosaic)))
+    _show(axes[1, 2], data.kernelMosaic, "Kernel at 10/50/90 % of x and y", fig, symmetric=peak)
+
+    xmin, xmax, ymin, ymax = data.bbox
+    im = axes[2, 0].imshow(
+        data.kernelSumMap, origin="lower", cmap="viridis", extent=(xmin, xmax, ymin, ymax), aspect="auto"
+    )
+    axes[2, 0].set_title(f"Kernel sum map (mean {np.mean(data.kernelSumMap):.4f})", fontsize=10)
+    axes[2, 0].set_xlabel("x [pix]")
+    axes[2, 0].set_ylabel("y [pix]")
+    fig.colorbar(im, ax=axes[2, 0], fraction=0.046, pad=0.02)
+
+    ax = axes[2, 1]
+    baseName = "science" if "science" in panels else "matched"
+    lo, hi = limits[baseName]
+    ax.imshow(panels[baseName], origin="lower", cmap="gray", vmin=lo, vmax=hi, extent=data.extent)
+    for label, colour in (("used", "lime"), ("rejected", "red"), ("not visited", "gold")):
+        pts = data.candidates.get(label)
+        if pts is not None and len(pts):
+            ax.scatter(
+                pts[:, 0],
+                pts[:, 1],
+                s=22,
+                facecolors="none",
+                edgecolors=colour,
+                linewidths=1.0,
+                label=f"{label} ({len(pts)})",
+            )
+    for x0, y0, w, h in data.cellBoxes:
+        ax.add_patch(Rectangle((x0, y0), w, h, fill=False, edgecolor="cyan", linewidth=0.3, alpha=0.5))
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+    ax.set_title("Kernel candidates and spatial cells", fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+    ax = axes[2, 2]
+    edges, counts = data.histogramEdges, data.histogramCounts
+    ax.hist(
+        0.5 * (edges[:-1] + edges[1:]),
+        bins=edges,
+        weights=counts,
+        density=True,
+        color="steelblue",
+        alpha=0.8,
+        label="pixels",
+    )
+    grid = np.linspace(-8, 8, 400)
+    ax.plot(grid, np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi), "k-", lw=1.2, label="N(0, 1)")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-5, 1)
+    ax.set_xlabel("difference / sqrt(variance)")
+    ax.set_title("Normalized residual distribution", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.suptitle(data.title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    path = Path(path)
+    fig.savefig(path, dpi=80)
+    return path
 
 
 def makeSummarySheet(
@@ -72,117 +306,5 @@ def makeSummarySheet(
     path : `pathlib.Path`
         The PNG written.
     """
-    import matplotlib
-
-    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo"):
-        matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    diff = result.subtractedMaskedImage
-    bbox = diff.bbox
-    kernel = result.psfMatchingKernel
-    fig, axes = plt.subplots(3, 3, figsize=(15, 14))
-    if template is not None:
-        _show(axes[0, 0], template.image.array, "Template (input)", fig)
-    if science is not None:
-        _show(axes[0, 1], science.image.array, "Science", fig)
-    _show(axes[0, 2], result.matchedImage.image.array, "PSF-matched template", fig)
-    dlo, dhi = _limits(diff.image.array, 0.5, 99.5)
-    _show(axes[1, 0], diff.image.array, "Difference", fig, symmetric=max(abs(dlo), abs(dhi)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        norm = diff.image.array / np.sqrt(diff.variance.array)
-    _show(axes[1, 1], norm, "Difference / sqrt(variance)", fig, symmetric=5.0)
-
-    # Kernel realized on a 3 x 3 grid across the field.
-    kh, kw = kernel.getHeight(), kernel.getWidth()
-    mosaic = np.full((3 * kh + 2, 3 * kw + 2), np.nan)
-    for iy, fy in enumerate((0.1, 0.5, 0.9)):
-        for ix, fx in enumerate((0.1, 0.5, 0.9)):
-            x = bbox.x.min + fx * (bbox.x.size - 1)
-            y = bbox.y.min + fy * (bbox.y.size - 1)
-            k = kernel.getArray(x, y)
-            mosaic[iy * (kh + 1) : iy * (kh + 1) + kh, ix * (kw + 1) : ix * (kw + 1) + kw] = k
-    peak = float(np.nanmax(np.abs(mosaic)))
-    _show(axes[1, 2], mosaic, "Kernel at 10/50/90 % of x and y", fig, symmetric=peak)
-
-    ys = np.linspace(bbox.y.min, bbox.y.max, 48)
-    xs = np.linspace(bbox.x.min, bbox.x.max, 48)
-    ksum = np.array([[kernel.getSum(x, y) for x in xs] for y in ys])
-    im = axes[2, 0].imshow(
-        ksum,
-        origin="lower",
-        cmap="viridis",
-        extent=(bbox.x.min, bbox.x.max, bbox.y.min, bbox.y.max),
-        aspect="auto",
-    )
-    axes[2, 0].set_title(f"Kernel sum map (mean {np.mean(ksum):.4f})", fontsize=10)
-    axes[2, 0].set_xlabel("x [pix]")
-    axes[2, 0].set_ylabel("y [pix]")
-    fig.colorbar(im, ax=axes[2, 0], fraction=0.046, pad=0.02)
-
-    ax = axes[2, 1]
-    base = science.image.array if science is not None else result.matchedImage.image.array
-    lo, hi = _limits(base)
-    ax.imshow(
-        base,
-        origin="lower",
-        cmap="gray",
-        vmin=lo,
-        vmax=hi,
-        extent=(bbox.x.min - 0.5, bbox.x.max + 0.5, bbox.y.min - 0.5, bbox.y.max + 0.5),
-    )
-    cands = result.kernelCellSet.allCandidates()
-    for status, colour, label in (
-        (SpatialCellCandidateStatus.GOOD, "lime", "used"),
-        (SpatialCellCandidateStatus.BAD, "red", "rejected"),
-        (SpatialCellCandidateStatus.UNKNOWN, "gold", "not visited"),
-    ):
-        pts = [(c.getXCenter(), c.getYCenter()) for c in cands if c.getStatus() == status]
-        if pts:
-            arr = np.array(pts)
-            ax.scatter(
-                arr[:, 0],
-                arr[:, 1],
-                s=22,
-                facecolors="none",
-                edgecolors=colour,
-                linewidths=1.0,
-                label=f"{label} ({len(pts)})",
-            )
-    for cell in result.kernelCellSet.getCellList():
-        cb = cell.getBBox()
-        ax.add_patch(
-            plt.Rectangle(
-                (cb.x.min - 0.5, cb.y.min - 0.5),
-                cb.x.size,
-                cb.y.size,
-                fill=False,
-                edgecolor="cyan",
-                linewidth=0.3,
-                alpha=0.5,
-            )
-        )
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
-    ax.set_title("Kernel candidates and spatial cells", fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-    ax = axes[2, 2]
-    values = norm[np.isfinite(norm)]
-    values = values[np.abs(values) < 8]
-    ax.hist(values, bins=120, density=True, color="steelblue", alpha=0.8, label="pixels")
-    grid = np.linspace(-8, 8, 400)
-    ax.plot(grid, np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi), "k-", lw=1.2, label="N(0, 1)")
-    ax.set_yscale("log")
-    ax.set_ylim(1e-5, 1)
-    ax.set_xlabel("difference / sqrt(variance)")
-    ax.set_title("Normalized residual distribution", fontsize=10)
-    ax.legend(fontsize=8)
-    if summary is not None:
-        title = (title + "\n" if title else "") + summary.format()
-    fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    path = Path(path)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    data = prepareSummarySheet(result, template=template, science=science, title=title, summary=summary)
+    return drawSummarySheet(data, path)

@@ -47,6 +47,9 @@ from .convolveImage import fftWorkers
 
 #: Rows zeroed per call (numpy releases the GIL for each block).
 _ROWS_PER_BLOCK = 64
+#: Longest wait in `OutputPlanes.take` for the block the (low-priority)
+#: background thread holds: on a busy machine it may not run for seconds.
+_BLOCK_WAIT_SECONDS = 0.25
 
 
 class OutputPlanes:
@@ -64,7 +67,46 @@ class OutputPlanes:
         self._arrays: dict[str, np.ndarray] = {}
         self._ready = {name: threading.Event() for name in self._specs}
         self._cancel = threading.Event()
+        # Blocks of rows are claimed under a lock, by the background thread or
+        # by `take` when it finds a plane unfinished: on a busy machine the
+        # low-priority thread may get no time at all, so nobody waits for it
+        # longer than one block.
+        self._lock = threading.Lock()
+        self._nextRow = dict.fromkeys(self._specs, 0)
+        self._inFlight = dict.fromkeys(self._specs, 0)
+        self._handedOut: set[str] = set()
         self._thread = threading.Thread(target=self._prepare, name="ipdiffim-output-planes", daemon=True)
+
+    def _claim(self, name: str) -> tuple[np.ndarray, slice] | None:
+        """Claim the next block of rows of a plane to zero, or `None` if none is left."""
+        with self._lock:
+            shape, dtype = self._specs[name]
+            if name in self._handedOut:
+                return None
+            array = self._arrays.get(name)
+            if array is None:
+                array = self._arrays[name] = np.empty(shape, dtype=dtype)
+            rows = shape[0] if shape else 0
+            y0 = self._nextRow[name]
+            if y0 >= rows:
+                if self._inFlight[name] == 0:
+                    self._ready[name].set()
+                return None
+            self._nextRow[name] = y0 + _ROWS_PER_BLOCK
+            self._inFlight[name] += 1
+            return array, slice(y0, y0 + _ROWS_PER_BLOCK)
+
+    def _zeroBlocks(self, name: str) -> None:
+        """Zero blocks of a plane until none is left to claim."""
+        while (claim := self._claim(name)) is not None:
+            if self._cancel.is_set():
+                return
+            array, rows = claim
+            np.copyto(array[rows], 0)
+            with self._lock:
+                self._inFlight[name] -= 1
+                if self._inFlight[name] == 0 and self._nextRow[name] >= array.shape[0]:
+                    self._ready[name].set()
 
     def begin(self) -> None:
         """Start the background thread (once)."""
@@ -89,16 +131,10 @@ class OutputPlanes:
             with contextlib.suppress(AttributeError, OSError):
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
-            for name, (shape, dtype) in self._specs.items():
+            for name in self._specs:
                 if self._cancel.is_set():
                     return
-                array = np.empty(shape, dtype=dtype)
-                for y0 in range(0, shape[0] if shape else 0, _ROWS_PER_BLOCK):
-                    if self._cancel.is_set():
-                        return
-                    np.copyto(array[y0 : y0 + _ROWS_PER_BLOCK], 0)
-                self._arrays[name] = array
-                self._ready[name].set()
+                self._zeroBlocks(name)
         finally:
             for event in self._ready.values():
                 event.set()
@@ -106,14 +142,23 @@ class OutputPlanes:
     def take(self, name: str, shape: tuple[int, ...], dtype: np.typing.DTypeLike) -> np.ndarray | None:
         """Return the zeroed plane ``name`` if it has this shape and type, else `None`.
 
-        Waits for the plane if it is still being prepared.  A plane is
-        handed out once.
+        A plane still being prepared is finished by the caller's thread;
+        only the block the background thread holds is waited for, and at
+        most ``_BLOCK_WAIT_SECONDS`` (then `None`).  A plane is handed out
+        once.
         """
-        if name not in self._ready:
+        if name not in self._ready or self._cancel.is_set():
             return None
         self.begin()
-        self._ready[name].wait()
-        array = self._arrays.pop(name, None)
+        self._zeroBlocks(name)
+        finished = self._ready[name].wait(timeout=_BLOCK_WAIT_SECONDS)
+        with self._lock:
+            self._handedOut.add(name)
+            array = self._arrays.pop(name, None)
+        if not finished:
+            # The background thread holds a block and gets no time: give up
+            # the plane (it drops it after its block); the caller allocates.
+            return None
         if array is None or array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
             return None
         return array
