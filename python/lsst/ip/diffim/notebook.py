@@ -101,6 +101,7 @@ def subtract(
     scienceFwhm: float | None = None,
     convolve: str = "auto",
     config: Any = None,
+    decorrelate: bool = False,
 ) -> DifferenceResult:
     """PSF-match and subtract two images given as arrays, NDData or CCDData.
 
@@ -119,6 +120,10 @@ def subtract(
         ``"template"``, ``"science"`` or ``"auto"`` (the narrower PSF).
     config : `lsst.ip.diffim.ImagePsfMatchConfig`, optional
         Task configuration (default: fitForBackground on).
+    decorrelate : `bool`, optional
+        Decorrelate the difference's noise (`DecorrelateALKernelTask`, as
+        `AlardLuptonSubtractTask` does by default), so that thresholds in
+        units of its variance have their Gaussian false-positive rates.
 
     Returns
     -------
@@ -144,6 +149,10 @@ def subtract(
     convolveTemplate = convolve == "template" or (convolve == "auto" and tF <= sF)
     task = ImagePsfMatchTask(config=config)
     result = task.run(t, s, templateFwhmPix=tF, scienceFwhmPix=sF, convolveTemplate=convolveTemplate)
+    if decorrelate:
+        from .imageDecorrelation import decorrelateDifference
+
+        decorrelateDifference(result, t, s)
     diff = result.subtractedMaskedImage
     return DifferenceResult(
         difference=diff.image.array,

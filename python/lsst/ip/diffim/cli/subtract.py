@@ -206,12 +206,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hdu", type=int, help="image HDU index of plain FITS inputs")
     parser.add_argument("--template-fwhm", type=float, help="template PSF FWHM (pixels); estimated if absent")
     parser.add_argument("--science-fwhm", type=float, help="science PSF FWHM (pixels); estimated if absent")
+    parser.add_argument(
+        "--decorrelate",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="decorrelate the difference's noise (DecorrelateALKernelTask), as AlardLuptonSubtractTask does",
+    )
+    parser.add_argument(
+        "--score",
+        action="store_true",
+        help="write the decorrelated score image (difference correlated with the science PSF; "
+        "pixel / sqrt(variance) = detection S/N) in place of the difference; needs the template convolved",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s %(levelname)s: %(message)s"
     )
 
+    from ..imageDecorrelation import decorrelateDifference
     from ..imagePsfMatch import ImagePsfMatchTask
     from ..psfMatch import NoKernelCandidatesError
     from .outputs import summarize, writeOutputs
@@ -243,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                 scienceFwhmPix=sFwhm,
                 convolveTemplate=convolveTemplate,
             )
+            if args.decorrelate or args.score:
+                decorrelateDifference(result, template, science, score=args.score, sciencePsfFwhm=sFwhm)
             summary = summarize(task, result, time.perf_counter() - start)
             prefix = f"{Path(sciencePath).stem.removesuffix('.fits')}_" if total > 1 else ""
             written = writeOutputs(
