@@ -288,3 +288,23 @@ def test_preConvKernelNeedsScoreMode():
     diff = _difference(science, template, kernel)
     with pytest.raises(ValueError):
         DecorrelateALKernelTask().run(science, template, diff, FixedKernel(kernel), preConvKernel=kernel)
+
+
+def test_scienceConvolvedVarianceRule():
+    """Science convolved: roles swap and the variance is divided by kSum^2 (upstream's rule)."""
+    from lsst.ip.diffim.math.decorrelation import computeCommonShape, computeDiffimCorrection
+
+    science, template, kernel = makeFakeImages(0.04, 0.08, n=128, nSources=5)
+    kernel = 1.3 * kernel  # a kernel sum of 1.3
+    diff = _difference(template, science, kernel)  # the science image's role is the convolved one
+    task = DecorrelateALKernelTask()
+    svar, tvar = task.computeVarianceMean(science), task.computeVarianceMean(template)
+    result = task.run(science, template, diff, FixedKernel(kernel), templateMatched=False)
+    corrected = result.correctedExposure
+    # Recompute the weights as upstream defines them (unconvolved = template, convolved = science).
+    half = task._kernelHalfSize(kernel.shape, (33, 33))
+    shape = computeCommonShape((2 * half[0] + 1, 2 * half[1] + 1), kernel.shape, (33, 33))
+    f = computeDiffimCorrection(kernel, tvar, svar, shape)
+    w1, w2 = f.varianceWeights()
+    expected = (w1 * template.variance.array + w2 * science.variance.array) / 1.3**2
+    np.testing.assert_allclose(corrected.variance.array, expected, rtol=1e-5)
