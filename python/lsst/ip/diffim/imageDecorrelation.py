@@ -61,6 +61,7 @@ from .math.decorrelation import (
     computeDiffimCorrection,
     computeScoreCorrection,
     filterKernel,
+    padCenterOriginArray,
 )
 from .math.masks import anyMaskPlaneSet
 from .math.statistics import Property, StatisticsControl, makeStatistics
@@ -172,6 +173,21 @@ class DecorrelateALKernelTask(pipeBase.Task):
         """Return the score-image filter ``corrft`` and the transfer functions ``cnft, crft``."""
         f = computeScoreCorrection(kappa, svar, tvar, preConvArr, self.freqSpaceShape)
         return pipeBase.Struct(corrft=f.corrft, cnft=f.cnft, crft=f.crft)
+
+    padCenterOriginArray = staticmethod(padCenterOriginArray)
+
+    @staticmethod
+    def estimateVariancePlane(
+        vplane1: np.ndarray, vplane2: np.ndarray, c1ft: np.ndarray, c2ft: np.ndarray
+    ) -> np.ndarray:
+        """Return ``vplane1 mean|c1ft|^2 + vplane2 mean|c2ft|^2`` (the default variance rule)."""
+        w1 = float(np.mean(np.abs(c1ft) ** 2))
+        w2 = float(np.mean(np.abs(c2ft) ** 2))
+        return vplane1 * w1 + vplane2 * w2
+
+    def computeCorrectedImage(self, corrft: np.ndarray, imgOld: np.ndarray) -> np.ndarray:
+        """Return ``imgOld`` filtered by ``corrft`` (non-finite pixels kept), as a new array."""
+        return applyFilterKernel(imgOld, filterKernel(corrft))
 
     def _kernelHalfSize(self, *shapes: tuple[int, int]) -> tuple[int, int]:
         ry = int(math.ceil(self.config.kernelSizeFactor * max(s[0] for s in shapes) / 2))
