@@ -462,3 +462,18 @@ def test_psf_size_grid_fallback(caplog):
     assert "Unable to evaluate PSF at the average position. Evaluting PSF on a grid of points." in caplog.text
     sigma2fwhm = 2 * math.sqrt(2 * math.log(2))
     assert task.metadata["templatePsfSize"] == pytest.approx(2.0 * sigma2fwhm, rel=1e-3)
+
+
+def test_symmetry():
+    """Swapping template and science (auto mode) gives the opposite difference."""
+    a = makePair(templateSigma=(2.0, 2.0), scienceSigma=(2.4, 2.4), seed=9)
+    forward = makeTask(mode="auto").run(a.template, a.science, a.sources).difference
+    b = makePair(templateSigma=(2.0, 2.0), scienceSigma=(2.4, 2.4), seed=9)
+    task = makeTask(mode="auto")
+    backward = task.run(b.science, b.template, b.sources).difference
+    assert task.metadata["convolvedExposure"] == "Science"
+    bad = anyMaskPlaneSet(forward.mask, STATS_BAD) | anyMaskPlaneSet(backward.mask, STATS_BAD)
+    delta = (forward.image.array - backward.image.array)[~bad]
+    mean, std, n = clippedMeanStd(delta)
+    assert abs(mean) < 5 * 2 / math.sqrt(n)
+    assert std == pytest.approx(2 * math.sqrt(2), rel=0.1)
