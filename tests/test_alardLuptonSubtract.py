@@ -430,3 +430,50 @@ def test_simplified_detection():
     assert abs(mean) < 5 / math.sqrt(n) * 3
     assert std == pytest.approx(math.sqrt(2), rel=0.1)
     assert len(result.kernelSources) >= 3
+
+
+def test_psf_size_grid_fallback(caplog):
+    """A template PSF not evaluable at its centre: FWHMs from the grid, with upstream's log line."""
+    from alHelpers import EllipticalGaussianPsf
+
+    class HoleyPsf(EllipticalGaussianPsf):
+        def compute_kernel_image(self, *, x, y):
+            if abs(x - self.bounds.bbox.x.center) < 1 and abs(y - self.bounds.bbox.y.center) < 1:
+                raise ValueError("no input images at this position")
+            return super().compute_kernel_image(x=x, y=y)
+
+    pair = makePair(templateSigma=(2.0, 2.0), scienceSigma=(2.4, 2.4), templateBorder=20)
+    from lsst.images import VisitImage
+
+    t = pair.template
+    template = VisitImage(
+        t.image,
+        mask=t.mask,
+        variance=t.variance,
+        sky_projection=t.sky_projection,
+        obs_info=t.obs_info,
+        psf=HoleyPsf(2.0, 2.0, bounds=t.bbox),
+        detector=t.detector,
+        band=t.band,
+    )
+    task = makeTask()
+    with caplog.at_level("INFO", logger="lsst.alardLuptonSubtract"):
+        task.run(template, pair.science, pair.sources)
+    assert "Unable to evaluate PSF at the average position. Evaluting PSF on a grid of points." in caplog.text
+    sigma2fwhm = 2 * math.sqrt(2 * math.log(2))
+    assert task.metadata["templatePsfSize"] == pytest.approx(2.0 * sigma2fwhm, rel=1e-3)
+
+
+def test_symmetry():
+    """Swapping template and science (auto mode) gives the opposite difference."""
+    a = makePair(templateSigma=(2.0, 2.0), scienceSigma=(2.4, 2.4), seed=9)
+    forward = makeTask(mode="auto").run(a.template, a.science, a.sources).difference
+    b = makePair(templateSigma=(2.0, 2.0), scienceSigma=(2.4, 2.4), seed=9)
+    task = makeTask(mode="auto")
+    backward = task.run(b.science, b.template, b.sources).difference
+    assert task.metadata["convolvedExposure"] == "Science"
+    bad = anyMaskPlaneSet(forward.mask, STATS_BAD) | anyMaskPlaneSet(backward.mask, STATS_BAD)
+    delta = (forward.image.array - backward.image.array)[~bad]
+    mean, std, n = clippedMeanStd(delta)
+    assert abs(mean) < 5 * 2 / math.sqrt(n)
+    assert std == pytest.approx(2 * math.sqrt(2), rel=0.1)

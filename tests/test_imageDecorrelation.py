@@ -288,3 +288,59 @@ def test_preConvKernelNeedsScoreMode():
     diff = _difference(science, template, kernel)
     with pytest.raises(ValueError):
         DecorrelateALKernelTask().run(science, template, diff, FixedKernel(kernel), preConvKernel=kernel)
+
+
+def test_scienceConvolvedVarianceRule():
+    """Science convolved: roles swap and the variance is divided by kSum^2 (upstream's rule)."""
+    from lsst.ip.diffim.math.decorrelation import computeCommonShape, computeDiffimCorrection
+
+    science, template, kernel = makeFakeImages(0.04, 0.08, n=128, nSources=5)
+    kernel = 1.3 * kernel  # a kernel sum of 1.3
+    diff = _difference(template, science, kernel)  # the science image's role is the convolved one
+    task = DecorrelateALKernelTask()
+    svar, tvar = task.computeVarianceMean(science), task.computeVarianceMean(template)
+    result = task.run(science, template, diff, FixedKernel(kernel), templateMatched=False)
+    corrected = result.correctedExposure
+    # Recompute the weights as upstream defines them (unconvolved = template, convolved = science).
+    half = task._kernelHalfSize(kernel.shape, (33, 33))
+    shape = computeCommonShape((2 * half[0] + 1, 2 * half[1] + 1), kernel.shape, (33, 33))
+    f = computeDiffimCorrection(kernel, tvar, svar, shape)
+    w1, w2 = f.varianceWeights()
+    expected = (w1 * template.variance.array + w2 * science.variance.array) / 1.3**2
+    np.testing.assert_allclose(corrected.variance.array, expected, rtol=1e-5)
+
+
+def test_spatiallyVaryingFollowsKernel():
+    """With a kernel that widens across the image, the spatial variant matches the constant filter
+    computed at each node, at that node."""
+    from lsst.ip.diffim.math.functions import Box2D, Chebyshev1Function2
+    from lsst.ip.diffim.math.kernels import LinearCombinationKernel
+
+    n = 256
+    science, template, difference, _ = noisePair(n, 1.0, 4.0, 3.3, 2.2, seed=3)
+    g1, g2 = gauss(1.2, 12), gauss(2.8, 12)
+    kernel = LinearCombinationKernel(
+        [FixedKernel(g1), FixedKernel(g2 - g1)], Chebyshev1Function2(1, Box2D.fromBox(difference.bbox))
+    )
+    kernel.setSpatialParameters([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])  # 0 at x = min, 1 at x = max
+    spatial = DecorrelateALKernelSpatialTask()
+    spatial.config.gridSpacing = 255  # nodes at the corners
+    varying = makeVisitImage(
+        difference.image.array.copy(), difference.variance.array.copy(), psf=difference.psf
+    )
+    spatial.run(science, template, varying, kernel, spatiallyVarying=True)
+    fixed = {}
+    for x in (0, n - 1):
+        fixed[x] = makeVisitImage(
+            difference.image.array.copy(), difference.variance.array.copy(), psf=difference.psf
+        )
+        DecorrelateALKernelTask().run(science, template, fixed[x], kernel, xcen=float(x), ycen=128.0)
+        np.testing.assert_allclose(varying.variance.array[128, x], fixed[x].variance.array[128, x], rtol=1e-4)
+
+    def rms(a, b, x):
+        cols = slice(max(x - 20, 0), x + 21)
+        return float(np.std(a.image.array[100:156, cols] - b.image.array[100:156, cols]))
+
+    # Near each end the spatial filter is that end's filter, not the other end's.
+    for x, other in ((0, n - 1), (n - 1, 0)):
+        assert rms(varying, fixed[x], x) < 0.3 * rms(varying, fixed[other], x)

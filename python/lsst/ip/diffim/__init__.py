@@ -37,7 +37,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ),
     ".imageDecorrelation": (
         "DecorrelateALKernelConfig", "DecorrelateALKernelSpatialConfig",
-        "DecorrelateALKernelSpatialTask", "DecorrelateALKernelTask",
+        "DecorrelateALKernelSpatialTask", "DecorrelateALKernelTask", "decorrelateDifference",
     ),
     ".imagePsfMatch": (
         "ImagePsfMatchConfig", "ImagePsfMatchTask", "ImagesDoNotOverlapError",

@@ -41,6 +41,7 @@ __all__ = [
     "DecorrelateALKernelSpatialConfig",
     "DecorrelateALKernelSpatialTask",
     "DecorrelateALKernelTask",
+    "decorrelateDifference",
 ]
 
 import math
@@ -60,6 +61,7 @@ from .math.decorrelation import (
     computeDiffimCorrection,
     computeScoreCorrection,
     filterKernel,
+    padCenterOriginArray,
 )
 from .math.masks import anyMaskPlaneSet
 from .math.statistics import Property, StatisticsControl, makeStatistics
@@ -171,6 +173,21 @@ class DecorrelateALKernelTask(pipeBase.Task):
         """Return the score-image filter ``corrft`` and the transfer functions ``cnft, crft``."""
         f = computeScoreCorrection(kappa, svar, tvar, preConvArr, self.freqSpaceShape)
         return pipeBase.Struct(corrft=f.corrft, cnft=f.cnft, crft=f.crft)
+
+    padCenterOriginArray = staticmethod(padCenterOriginArray)
+
+    @staticmethod
+    def estimateVariancePlane(
+        vplane1: np.ndarray, vplane2: np.ndarray, c1ft: np.ndarray, c2ft: np.ndarray
+    ) -> np.ndarray:
+        """Return ``vplane1 mean|c1ft|^2 + vplane2 mean|c2ft|^2`` (the default variance rule)."""
+        w1 = float(np.mean(np.abs(c1ft) ** 2))
+        w2 = float(np.mean(np.abs(c2ft) ** 2))
+        return vplane1 * w1 + vplane2 * w2
+
+    def computeCorrectedImage(self, corrft: np.ndarray, imgOld: np.ndarray) -> np.ndarray:
+        """Return ``imgOld`` filtered by ``corrft`` (non-finite pixels kept), as a new array."""
+        return applyFilterKernel(imgOld, filterKernel(corrft))
 
     def _kernelHalfSize(self, *shapes: tuple[int, int]) -> tuple[int, int]:
         ry = int(math.ceil(self.config.kernelSizeFactor * max(s[0] for s in shapes) / 2))
@@ -491,3 +508,93 @@ class DecorrelateALKernelSpatialTask(pipeBase.Task):
             variance, targetVariance = templateExposure.variance.array, scienceExposure.variance.array
         subtractedExposure.variance.array[...] = (w1 * variance + w2 * targetVariance).astype(np.float32)
         return pipeBase.Struct(correctedExposure=subtractedExposure)
+
+
+def decorrelateDifference(
+    result: pipeBase.Struct,
+    template: Any,
+    science: Any,
+    *,
+    score: bool = False,
+    sciencePsfFwhm: float | None = None,
+    config: DecorrelateALKernelConfig | None = None,
+) -> pipeBase.Struct:
+    """Decorrelate (or turn into a decorrelated score image) the difference of an `ImagePsfMatchTask` run.
+
+    The planes of ``result.subtractedMaskedImage`` (and of
+    ``result.subtractedExposure``, if it has its own) are replaced in place.
+
+    Parameters
+    ----------
+    result : `lsst.pipe.base.Struct`
+        Output of `ImagePsfMatchTask.run` / ``subtractExposures``
+        (``psfMatchingKernel``, ``convolveTemplate``, ``warpedExposure``).
+    template, science : `lsst.images.VisitImage`
+        The inputs (the science PSF is used in score mode).
+    score : `bool`, optional
+        Make the score image: the difference correlated with the science
+        PSF, which is the pre-convolved difference of
+        `AlardLuptonPreconvolveSubtractTask` for the kernel ``K * P``, then
+        decorrelated as a likelihood image (its pixels divided by
+        ``sqrt(variance)`` are the point-source detection S/N).
+    sciencePsfFwhm : `float`, optional
+        Science PSF FWHM (pixels) for the score image: a circular Gaussian
+        of this width replaces ``science.psf`` (for inputs without a PSF
+        model).
+    config : `DecorrelateALKernelConfig`, optional
+        Decorrelation configuration.
+
+    Returns
+    -------
+    result : `lsst.pipe.base.Struct`
+        ``result`` itself, with ``decorrelated=True`` and ``score``.
+
+    Raises
+    ------
+    ValueError
+        If ``score`` is requested when the science image was convolved.
+    """
+    from lsst.images import MaskedImage
+
+    from .math.kernels import FixedKernel
+
+    convolveTemplate = bool(getattr(result, "convolveTemplate", True))
+    warped = getattr(result, "warpedExposure", None) or template
+    difference = result.subtractedMaskedImage
+    kernel = result.psfMatchingKernel
+    task = DecorrelateALKernelTask(config=config)
+    work = MaskedImage(difference.image.copy(), mask=difference.mask, variance=difference.variance.copy())
+    if score:
+        if not convolveTemplate:
+            raise ValueError("A score image needs the template convolved (convolve template, not science).")
+        if sciencePsfFwhm is not None:
+            sigma = sciencePsfFwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+            r = max(3, int(math.ceil(4.0 * sigma)))
+            yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+            psf = np.exp(-(xx**2 + yy**2) / (2.0 * sigma * sigma))
+        else:
+            psf = _psfImage(science.psf, *_centre(science.bbox))
+        psf = psf / psf.sum()
+        preConv = FixedKernel(psf[::-1, ::-1].copy())
+        # Score = D correlated with P: the kernel matching T to S * P is K * P.
+        kArr = _kernelImage(kernel, *_centre(difference.bbox))
+        from scipy.signal import fftconvolve
+
+        kernelScore = FixedKernel(fftconvolve(kArr, psf, mode="full"))
+        work.image.array[...] = applyFilterKernel(work.image.array, psf[::-1, ::-1])
+        task.run(
+            science, warped, work, kernelScore, preConvKernel=preConv, templateMatched=True, preConvMode=True
+        )
+    else:
+        task.run(science, warped, work, kernel, templateMatched=convolveTemplate)
+    targets = [difference]
+    exposure = getattr(result, "subtractedExposure", None)
+    if exposure is not None and exposure is not difference:
+        targets.append(exposure)
+    for target in targets:
+        if not np.shares_memory(target.image.array, work.image.array):
+            target.image.array[...] = work.image.array
+            target.variance.array[...] = work.variance.array
+    result.decorrelated = True
+    result.score = score
+    return result

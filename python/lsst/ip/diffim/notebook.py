@@ -137,6 +137,7 @@ def subtract(
     sciencePsf: Any = None,
     exclude: Any = None,
     stamps: Any = None,
+    decorrelate: bool = False,
 ) -> DifferenceResult:
     """PSF-match and subtract two images given as arrays, NDData or CCDData.
 
@@ -178,6 +179,10 @@ def subtract(
         Positions to use as the kernel candidates (like HOTPANTS' ``-ssf``):
         the same forms as ``exclude`` (radii ignored) or a table with ``x``,
         ``y`` columns.
+    decorrelate : `bool`, optional
+        Decorrelate the difference's noise (`DecorrelateALKernelTask`, as
+        `AlardLuptonSubtractTask` does by default), so that thresholds in
+        units of its variance have their Gaussian false-positive rates.
 
     Returns
     -------
@@ -245,6 +250,10 @@ def subtract(
         candidateList=candidateList,
         exclude=excluded,
     )
+    if decorrelate:
+        from .imageDecorrelation import decorrelateDifference
+
+        decorrelateDifference(result, t, s)
     diff = result.subtractedMaskedImage
     return DifferenceResult(
         difference=diff.image.array,

@@ -226,6 +226,10 @@ def _subtractOne(
         candidateList=stamps,
         exclude=exclude,
     )
+    if args.decorrelate or args.score:
+        from ..imageDecorrelation import decorrelateDifference
+
+        decorrelateDifference(result, template, science, score=args.score, sciencePsfFwhm=sFwhm)
     summary = summarize(task, result, time.perf_counter() - start)
     return task, result, summary, science, sFwhm, convolveTemplate
 
@@ -410,6 +414,18 @@ def main(argv: list[str] | None = None) -> int:
         "--stamps",
         metavar="FILE",
         help="kernel candidates to use: 'x y' lines or a ds9 file (like HOTPANTS -ssf)",
+    )
+    parser.add_argument(
+        "--decorrelate",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="decorrelate the difference's noise (DecorrelateALKernelTask), as AlardLuptonSubtractTask does",
+    )
+    parser.add_argument(
+        "--score",
+        action="store_true",
+        help="write the decorrelated score image (difference correlated with the science PSF; "
+        "pixel / sqrt(variance) = detection S/N) in place of the difference; needs the template convolved",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     parser.add_argument(
