@@ -432,8 +432,10 @@ class ImagePsfMatchTask(PsfMatchTask):
             ratings, ok = stack.coreRatings(core, badPlanes)
             for i, row in enumerate(which):
                 placement[row] = (stack, i, float(ratings[i]) if ok[i] else 0.0, bool(ok[i]))
-        if self.config.rankIsolatedFirst and "isolated" in candidateList.colnames:
-            # Isolated candidates rank above every other one, each group by its rating.
+        if "isolated" in candidateList.colnames:
+            # Isolated candidates rank above every other one, each group by its rating.  The column
+            # is there when makeCandidateList ranked them (rankIsolatedFirst) or the caller gave it;
+            # tasks that share this method without the field (MakeKernelTask) never add it.
             rated = np.array([p[2] for p in placement], dtype=float)
             finite = rated[np.isfinite(rated)]
             lift = float(np.abs(finite).max()) * 2 + 1.0 if finite.size else 1.0
