@@ -93,6 +93,10 @@ class MakeKernelConfig(PsfMatchConfig):
         super().setDefaults()
         self.selectDetection.thresholdValue = 10.0
         self.selectDetection.excludeMaskPlanes = ["EDGE"]
+        # The subtraction chain keeps upstream's spatial orders whatever the number of kernel
+        # sources (ImagePsfMatchTask lowers them on sparse fields; see minCandidatesPerSpatialTerm).
+        for name in ("AL", "DF"):
+            self.kernel[name].minCandidatesPerSpatialTerm = 0.0
 
 
 def _maskedImage(exposure: Any) -> MaskedImage:
