@@ -781,6 +781,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                     templateFwhmPix=templateFwhmPix,
                     scienceFwhmPix=scienceFwhmPix,
                 )
+                result.subtractedExposure = result.subtractedMaskedImage
             else:
                 result = self.subtractExposures(
                     template,

@@ -49,8 +49,13 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from ..adapters.exposures import makeVisitImage
-from ..adapters.inputMasks import headerSaturation, makeInputMask, parseUnit, saturatedPixels
+from ..adapters.inputMasks import (
+    headerSaturation,
+    makeInputImage,
+    makeInputMask,
+    parseUnit,
+    saturatedPixels,
+)
 from ..adapters.psf import estimateFwhmFromImage
 from ..math.masks import resolveMaskPlane
 
@@ -84,8 +89,10 @@ def readInput(
 
     Returns
     -------
-    image : `lsst.images.VisitImage`
-        The image (with a default Gaussian PSF; see the FWHM).
+    image : `lsst.images.VisitImage` or `lsst.images.MaskedImage`
+        The image: a `~lsst.images.VisitImage` (with a default Gaussian PSF;
+        see the FWHM) when the file has a celestial WCS, else a
+        `~lsst.images.MaskedImage` without a sky projection.
     fwhm : `float` or `None`
         The FWHM recorded in the header (``FWHM``, ``PFWHM``, ``SEEING``) if any.
 
@@ -151,7 +158,7 @@ def readInput(
         mask = makeInputMask(image, variance=variance, badPixels=badPixels, saturation=level)
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from exc
-    return makeVisitImage(image, variance, mask, wcs=wcs, unit=unit), fwhm
+    return makeInputImage(image, variance, mask, wcs=wcs, unit=unit), fwhm
 
 
 def _pick(specific: float | None, common: float | None) -> float | None:
