@@ -28,7 +28,9 @@ Inputs may be `lsst.images` FITS files (``VisitImage``/``MaskedImage``), afw
 ``MaskedImage`` files, or plain FITS images (uint16 with BZERO or float),
 optionally with a celestial WCS (the template is then warped onto each
 science grid), a variance (or error) extension and a mask extension.
-Without a variance plane, ``--gain`` and ``--read-noise`` build one.  Config
+Without a variance plane, ``--gain`` and ``--read-noise`` build one.
+Saturated pixels (``--saturation`` or the ``SATURATE``/``SATLEVEL``/``DATAMAX``
+card), mask-extension pixels and NaN/inf pixels are kept out of the fit.  Config
 overrides use pex_config syntax, with the same keys as ``pipetask -c``:
 ``-c kernel.active.spatialKernelOrder=1``.
 """
