@@ -23,7 +23,9 @@
 
 Every run is a whole ``ipdiffim-subtract`` process (defaults, only the flags a
 user must give: gain/read noise where the headers lack them, the error maps
-of the JWST pair), in each sensible convolution direction.  For each run the
+of the JWST pair, the saturation level of the SAAO frames when the CLI takes
+one), in each sensible convolution direction.  The exact command of each run
+is in the ``--json`` rows.  For each run the
 table gives:
 
 ``rc``
@@ -89,6 +91,9 @@ class Pair:
     template: str
     science: str
     args: list[str] = field(default_factory=list)
+    #: Flags given only if the CLI has them (``--help`` lists the first item), e.g. a
+    #: saturation level the headers lack, which an older CLI cannot take.
+    ifSupported: list[str] = field(default_factory=list)
 
 
 def _pairs(data: str, tmp: Path) -> list[Pair]:
@@ -99,13 +104,15 @@ def _pairs(data: str, tmp: Path) -> list[Pair]:
     # SAAO bulge (header GAIN/RDNOISE): template 0100 (best seeing).  0015 is much
     # broader, so only the template is convolved; 0028 and 0091 have similar
     # seeing, so both directions make sense.
+    # The frames clip at 65300 ADU with no SATURATE card: the level is given, as HOTPANTS users do.
+    sat = ["--saturation", "60000"]
     pairs.append(
-        Pair("saao 0015-0100 T", saao.format("0100"), saao.format("0015"), ["--convolve", "template"])
+        Pair("saao 0015-0100 T", saao.format("0100"), saao.format("0015"), ["--convolve", "template"], sat)
     )
     for frame in ("0028", "0091"):
         for d in ("template", "science"):
             pairs.append(Pair(f"saao {frame}-0100 {d[0].upper()}", saao.format("0100"), saao.format(frame),
-                              ["--convolve", d]))
+                              ["--convolve", d], sat))
     # DECam stamps (header GAIN/RDNOISE/SATURATE): template OBS18a (sharper), science OBS04b..e.
     for s in "bcde":
         pairs.append(Pair(f"decam 04{s}-18a T", decam.format("18a"), decam.format(f"04{s}"),
@@ -238,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.exists(cli):
         parser.error(f"{cli}: no such executable (give --cli)")
 
+    helpText = subprocess.run([cli, "--help"], capture_output=True, text=True).stdout
     tmp = Path(tempfile.mkdtemp(prefix="bench-real-"))
     rows = []
     try:
@@ -249,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             outDir = (Path(args.keep) if args.keep else tmp) / pair.name.replace(" ", "_").replace(".", "")
             shutil.rmtree(outDir, ignore_errors=True)
             cmd = [cli, pair.template, pair.science, "-o", str(outDir), "-q", *pair.args]
+            if pair.ifSupported and pair.ifSupported[0] in helpText:
+                cmd += pair.ifSupported
             start = time.perf_counter()
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)

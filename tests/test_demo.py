@@ -88,6 +88,22 @@ def test_demo_writes_products(tmp_path, capsys):
     q25, q75 = np.percentile(values, [25, 75])
     assert abs((q75 - q25) / 1.349 - 1.0) < 0.10
     assert abs(meta["summary"]["kernelSum"] - 1.33) < 0.05
+    # The printed "away from sources" statistics really exclude the sources: closer to the star-free
+    # pixels above (1.03) than to all the usable pixels (1.12; 1.15 was printed before).
+    usable = np.isfinite(norm) & ~anyMaskPlaneSet(diff.mask, ["NO_DATA", "EDGE", "SAT"])
+    a25, a75 = np.percentile(norm[usable], [25, 75])
+    printed, starFree, everything = meta["summary"]["normalizedStd"], (q75 - q25) / 1.349, (a75 - a25) / 1.349
+    assert abs(printed - starFree) < 0.06 and abs(printed - starFree) < 0.6 * abs(everything - starFree)
+    assert abs(meta["summary"]["normalizedMean"]) < 0.1
+    # Saturation is masked: the four saturated template stars (and the science ones) are SAT in the
+    # difference, grown with the kernel, and few |D/sigma| > 5 pixels are left unmasked (819 before).
+    sat = anyMaskPlaneSet(diff.mask, ["SAT"])
+    template, _ = loadBuiltinPair()
+    assert sat[template.image.array >= 65000].all() and sat.mean() > 0.03
+    unusable = anyMaskPlaneSet(diff.mask, ["NO_DATA", "EDGE", "SAT"])
+    assert int(((np.abs(norm) > 5) & ~unusable).sum()) < 400
+    assert not np.isnan(norm[~unusable]).any()
+    assert diff.unit.to_string() == "adu"
 
 
 def setup_module(module):

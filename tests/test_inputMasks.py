@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import glob
+import json
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from scipy import ndimage
 
 import lsst.ip.diffim as ipDiffim
-from lsst.images import Box, DifferenceImage, Image, MaskedImage
+from lsst.images import Box, Image, MaskedImage
 from lsst.ip.diffim.adapters.inputMasks import headerSaturation, makeInputMask, parseUnit
 from lsst.ip.diffim.cli import subtract as cliSubtract
 from lsst.ip.diffim.math import anyMaskPlaneSet, makeDifferenceMaskSchema
@@ -181,7 +182,7 @@ def _cli(tmp_path, *extra, out="out"):
          "--template-fwhm", "3", "--science-fwhm", "4.5", *extra]
     )
     paths = glob.glob(str(out / "*difference.fits"))
-    return status, (DifferenceImage.read(paths[0]) if paths else None)
+    return status, (MaskedImage.read(paths[0]) if paths else None)
 
 
 def test_cli_saturate_card_and_options(pair, clipped, tmp_path):
@@ -190,7 +191,15 @@ def test_cli_saturate_card_and_options(pair, clipped, tmp_path):
     _writeFits(tmp_path / "s.fits", science, pair.scienceVariance, fits.Header({"SATURATE": CEILING}))
     status, diff = _cli(tmp_path)
     assert status == 0
-    assert abs(diff.kernel.compute_kernel_image(x=128, y=128).array.sum() / pair.fluxRatio - 1) < 0.01
+    (meta,) = glob.glob(str(tmp_path / "out" / "*metadata.json"))
+    kernelSum = json.loads(open(meta).read())["summary"]["kernelSum"]
+    assert abs(kernelSum / pair.fluxRatio - 1) < 0.01, kernelSum
+    # No WCS in the inputs: none in the output (no invented RA 150, Dec 2); BUNIT kept.
+    with fits.open(glob.glob(str(tmp_path / "out" / "*difference.fits"))[0]) as hdul:
+        cards = [k for h in hdul for k in h.header if k.startswith(("CTYPE", "CRVAL"))]
+        assert not [k for k in cards if not k.endswith("A")]  # only the pixel-offset WCS "A"
+        assert hdul["IMAGE"].header["BUNIT"] == "adu"
+    assert diff.sky_projection is None
     assert anyMaskPlaneSet(diff.mask, ["SAT"])[template >= CEILING].all()  # stars are >= 20 px in
     # An option above the clipped values overrides the card: nothing is SAT any more.
     status, diff = _cli(tmp_path, "--template-saturation", "1e9", "--science-saturation", "1e9", out="out2")
@@ -211,3 +220,25 @@ def test_cli_mask_extension(pair, tmp_path):
     _writeFits(tmp_path / "t.fits", pair.template, pair.templateVariance, mask=np.ones(region.shape, bool))
     status, diff = _cli(tmp_path, out="out2")
     assert status == 1 and diff is None
+
+
+def test_cli_keeps_input_wcs_and_unit(pair, tmp_path):
+    """A celestial WCS and BUNIT of the inputs reach the difference unchanged."""
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [30.0, -10.0]
+    wcs.wcs.crpix = [129.0, 129.0]
+    wcs.wcs.cd = [[-5.5e-5, 0.0], [0.0, 5.5e-5]]
+    header = wcs.to_header()
+    header["BUNIT"] = "electron"
+    _writeFits(tmp_path / "t.fits", pair.template, pair.templateVariance, header)
+    _writeFits(tmp_path / "s.fits", pair.science, pair.scienceVariance, header)
+    status, diff = _cli(tmp_path)
+    assert status == 0
+    with fits.open(glob.glob(str(tmp_path / "out" / "*difference.fits"))[0]) as hdul:
+        image = hdul["IMAGE"].header
+        assert image["BUNIT"] == "electron"
+        out = WCS(image, naxis=2)
+        assert np.allclose(out.pixel_to_world_values(10.0, 200.0), wcs.pixel_to_world_values(10.0, 200.0))

@@ -866,6 +866,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                     scienceFwhmPix=scienceFwhmPix,
                     exclude=exclude,
                 )
+                result.subtractedExposure = result.subtractedMaskedImage
             else:
                 result = self.subtractExposures(
                     template,

@@ -49,8 +49,10 @@ class DifferenceResult:
         The matching kernel (``kernel.compute_kernel_image(x=, y=)``).
     background : `lsst.images.fields.ChebyshevField`
         Differential background.
-    differenceImage : `lsst.images.DifferenceImage`
-        The full difference object (mask planes, projection, kernel).
+    differenceImage : `lsst.images.DifferenceImage` or `lsst.images.MaskedImage`
+        The full difference object (mask planes, projection, kernel); a
+        `~lsst.images.MaskedImage` without a sky projection when the inputs
+        have no WCS (none is invented).
     metadata : `dict`
         The task's diagnostic metadata.
     """
@@ -197,13 +199,12 @@ def subtract(
         zero, negative or non-finite (`BadVarianceError`; fewer are flagged
         ``NO_DATA``).
     """
-    from .adapters.exposures import makeVisitImage
-    from .adapters.inputMasks import makeInputMask, parseUnit
+    from .adapters.inputMasks import makeInputImage, makeInputMask, parseUnit
     from .exclusions import ExclusionRegions, stampListTable
     from .fwhmValidation import validateFwhmArguments
     from .imagePsfMatch import ImagePsfMatchTask
     from .inputChecks import checkRegistration
-    from .kernelConversion import toImagesBackground
+    from .kernelConversion import toImagesBackground, toImagesKernel
     from .math.masks import anyMaskPlaneSet
 
     validateFwhmArguments(templateFwhm=templateFwhm, scienceFwhm=scienceFwhm)
@@ -218,14 +219,15 @@ def subtract(
         tWcs = sWcs = None
     tLevel = templateSaturation if templateSaturation is not None else saturation
     sLevel = scienceSaturation if scienceSaturation is not None else saturation
-    t = makeVisitImage(
+    # Without a WCS the images stay MaskedImages: no sky projection is invented.
+    t = makeInputImage(
         tImage,
         tVar,
         makeInputMask(tImage, variance=tVar, badPixels=tMask, saturation=tLevel),
         wcs=tWcs,
         unit=parseUnit(tUnit),
     )
-    s = makeVisitImage(
+    s = makeInputImage(
         sImage,
         sVar,
         makeInputMask(sImage, variance=sVar, badPixels=sMask, saturation=sLevel),
@@ -255,13 +257,16 @@ def subtract(
 
         decorrelateDifference(result, t, s)
     diff = result.subtractedMaskedImage
+    kernel = getattr(result.difference, "kernel", None)
+    if kernel is None:
+        kernel = toImagesKernel(result.psfMatchingKernel, diff.bbox)
     return DifferenceResult(
         difference=diff.image.array,
         variance=diff.variance.array,
         mask=anyMaskPlaneSet(diff.mask, ["NO_DATA", "EDGE", "SAT", "BAD"]),
         matchedTemplate=result.matchedImage.image.array,
         kernelSum=float(task.metadata["spatialKernelSum"]),
-        kernel=result.difference.kernel,
+        kernel=kernel,
         background=toImagesBackground(result.backgroundModel, diff.bbox),
         differenceImage=result.difference,
         metadata=task.getFullMetadata().to_dict(),

@@ -30,7 +30,14 @@ mask use, as the ISR of the stack does for camera data.
 
 from __future__ import annotations
 
-__all__ = ["SATURATION_KEYWORDS", "headerSaturation", "makeInputMask", "parseUnit", "saturatedPixels"]
+__all__ = [
+    "SATURATION_KEYWORDS",
+    "headerSaturation",
+    "makeInputImage",
+    "makeInputMask",
+    "parseUnit",
+    "saturatedPixels",
+]
 
 import math
 from typing import Any
@@ -87,6 +94,7 @@ def makeInputMask(
     variance: np.ndarray | None = None,
     badPixels: np.ndarray | None = None,
     saturation: float | None = None,
+    saturationGrow: int = 1,
     bbox: Box | None = None,
 ) -> Mask:
     """Return the mask of an input image (difference-image schema).
@@ -100,7 +108,11 @@ def makeInputMask(
     badPixels : `numpy.ndarray`, optional
         A user mask: non-zero (or `True`) pixels are set BAD.
     saturation : `float`, optional
-        Saturation level; pixels at or above it (grown by one pixel) are SAT.
+        Saturation level; pixels at or above it (grown by ``saturationGrow``
+        pixels) are SAT.
+    saturationGrow : `int`, optional
+        Growth of the saturated pixels (1, as the stack's ISR; more to cover
+        the non-linear halo of saturated stars).
     bbox : `lsst.images.Box`, optional
         Box of the mask (default: the image's shape at the origin).
 
@@ -117,7 +129,7 @@ def makeInputMask(
         if badPixels.shape != image.shape:
             raise ValueError(f"Mask shape {badPixels.shape} differs from image shape {image.shape}.")
         mask.set(resolveMaskPlane(schema, "BAD"), badPixels != 0)
-    sat = saturatedPixels(image, saturation)
+    sat = saturatedPixels(image, saturation, grow=saturationGrow)
     if sat is not None:
         mask.set(resolveMaskPlane(schema, "SAT"), sat)
     noData = ~np.isfinite(image)
@@ -137,3 +149,34 @@ def parseUnit(value: Any, default: u.UnitBase = u.adu) -> u.UnitBase:
     if isinstance(unit, u.UnrecognizedUnit):
         unit = u.Unit(str(value).strip(), parse_strict="silent")
     return default if isinstance(unit, u.UnrecognizedUnit) else unit
+
+
+def makeInputImage(
+    image: np.ndarray,
+    variance: np.ndarray,
+    mask: Mask,
+    *,
+    wcs: Any = None,
+    unit: u.UnitBase = u.adu,
+    **kwargs: Any,
+) -> Any:
+    """Return an input image with exactly the astrometry it came with.
+
+    With a celestial WCS this is an `lsst.images.VisitImage` (see
+    `lsst.ip.diffim.adapters.exposures.makeVisitImage`, which takes the
+    other keywords); without one it is an `lsst.images.MaskedImage` with no
+    sky projection, so that no WCS is invented for it and none reaches the
+    outputs.
+    """
+    if wcs is not None:
+        from .exposures import makeVisitImage
+
+        return makeVisitImage(image, variance, mask, wcs=wcs, unit=unit, **kwargs)
+    from lsst.images import Image, MaskedImage
+
+    bbox = mask.bbox
+    return MaskedImage(
+        Image(np.asarray(image, dtype=np.float32), bbox=bbox, unit=unit),
+        mask=mask,
+        variance=Image(np.asarray(variance, dtype=np.float32), bbox=bbox, unit=unit**2),
+    )

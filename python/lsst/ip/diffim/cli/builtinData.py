@@ -22,11 +22,13 @@
 
 from __future__ import annotations
 
-__all__ = ["BUILTIN_GAIN", "BUILTIN_READ_NOISE", "loadBuiltinPair"]
+__all__ = ["BUILTIN_GAIN", "BUILTIN_READ_NOISE", "BUILTIN_SATURATION", "loadBuiltinPair"]
 
+import math
 from importlib.resources import as_file, files
 from typing import Any
 
+import astropy.units as u
 import numpy as np
 from astropy.io import fits
 
@@ -34,10 +36,14 @@ from lsst.images import Box
 from lsst.images.psfs import GaussianPointSpreadFunction
 
 from ..adapters.exposures import makeVisitImage
+from ..adapters.inputMasks import headerSaturation, makeInputMask
 
 #: Detector gain (e-/ADU) and read noise (e-) of the SAAO STE3 frames.
 BUILTIN_GAIN = 1.9
 BUILTIN_READ_NOISE = 5.0
+#: Saturation level (ADU) used when the header has none: the flat-fielded
+#: frames clip at 65300 ADU and the detector is non-linear above about 60000.
+BUILTIN_SATURATION = 60000.0
 
 _TEMPLATE = "AKB13475I0100_aligned.fits.gz"
 _SCIENCE = "AKB13475I0015_aligned.fits.gz"
@@ -48,26 +54,22 @@ def _load(name: str, visit: int) -> Any:
     with as_file(resource) as path, fits.open(path) as hdul:
         data = np.asarray(hdul[0].data, dtype=np.float32)
         fwhm = float(hdul[0].header.get("PFWHM", 5.0))
-        saturation = float(hdul[0].header.get("SATURATE", 60000.0))
+        saturation = headerSaturation(hdul[0].header) or BUILTIN_SATURATION
     variance = np.maximum(data, 0.0) / BUILTIN_GAIN + (BUILTIN_READ_NOISE / BUILTIN_GAIN) ** 2
     bbox = Box.from_shape(data.shape)
     psf = GaussianPointSpreadFunction(fwhm / 2.35482, bounds=bbox, stamp_size=int(4 * fwhm) | 1)
-    from ..math.masks import makeDifferenceMaskSchema
-
-    mask = np.zeros(data.shape + (1,), dtype=np.int32)
-    schema = makeDifferenceMaskSchema()
-    satBit = int(schema.bitmask("SATURATED")[0])
-    mask[data >= saturation, 0] |= satBit
-    from lsst.images import Mask
-
+    # Saturated stars are flagged out to one FWHM: their non-linear halo
+    # otherwise leaves residuals around the flagged cores.
+    mask = makeInputMask(data, variance=variance, saturation=saturation, saturationGrow=math.ceil(fwhm))
     return makeVisitImage(
         data,
         variance.astype(np.float32),
-        Mask(mask, schema=schema, bbox=bbox),
+        mask,
         psf=psf,
         visit=visit,
         band="I",
         instrument="SAAO1m",
+        unit=u.adu,
     )
 
 

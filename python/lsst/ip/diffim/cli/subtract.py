@@ -28,7 +28,9 @@ Inputs may be `lsst.images` FITS files (``VisitImage``/``MaskedImage``), afw
 ``MaskedImage`` files, or plain FITS images (uint16 with BZERO or float),
 optionally with a celestial WCS (the template is then warped onto each
 science grid), a variance (or error) extension and a mask extension.
-Without a variance plane, ``--gain`` and ``--read-noise`` build one.  Config
+Without a variance plane, ``--gain`` and ``--read-noise`` build one.
+Saturated pixels (``--saturation`` or the ``SATURATE``/``SATLEVEL``/``DATAMAX``
+card), mask-extension pixels and NaN/inf pixels are kept out of the fit.  Config
 overrides use pex_config syntax, with the same keys as ``pipetask -c``:
 ``-c kernel.active.spatialKernelOrder=1``.
 """
@@ -86,8 +88,10 @@ def readInput(
 
     Returns
     -------
-    image : `lsst.images.VisitImage`
-        The image (with a default Gaussian PSF; see the FWHM).
+    image : `lsst.images.VisitImage` or `lsst.images.MaskedImage`
+        The image: a `~lsst.images.VisitImage` (with a default Gaussian PSF;
+        see the FWHM) when the file has a celestial WCS, else a
+        `~lsst.images.MaskedImage` without a sky projection.
     fwhm : `float` or `None`
         The FWHM recorded in the header (``FWHM``, ``PFWHM``, ``SEEING``) if any.
 
@@ -100,8 +104,13 @@ def readInput(
     from astropy.io import fits
     from astropy.wcs import WCS
 
-    from ..adapters.exposures import makeVisitImage
-    from ..adapters.inputMasks import headerSaturation, makeInputMask, parseUnit, saturatedPixels
+    from ..adapters.inputMasks import (
+        headerSaturation,
+        makeInputImage,
+        makeInputMask,
+        parseUnit,
+        saturatedPixels,
+    )
     from ..adapters.noiseModel import modelVariance, readVarianceFile
     from ..math.masks import resolveMaskPlane
 
@@ -165,7 +174,7 @@ def readInput(
         mask = makeInputMask(image, variance=variance, badPixels=badPixels, saturation=level)
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from exc
-    return makeVisitImage(image, variance, mask, wcs=wcs, unit=unit), fwhm
+    return makeInputImage(image, variance, mask, wcs=wcs, unit=unit), fwhm
 
 
 def _pick(specific: float | None, common: float | None) -> float | None:
