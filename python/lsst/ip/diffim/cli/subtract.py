@@ -50,7 +50,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from ..adapters.exposures import makeVisitImage
-from ..adapters.noiseModel import modelVariance, readVarianceFile
+from ..adapters.noiseModel import modelVariance, readVarianceFile, usablePixels
 from .noiseOptions import addNoiseArguments, noiseReadOptions, recordVarianceFactors, scaleInputVariance
 from .psfOptions import addPsfArguments, fwhmArgument, resolveFwhm
 
@@ -148,7 +148,7 @@ def readInput(
     maskArray = np.zeros(image.shape + (1,), dtype=np.int32)
     if badPixels is not None:
         maskArray[badPixels, 0] |= int(schema.bitmask("BAD")[0])
-    nonFinite = ~np.isfinite(image) | ~np.isfinite(variance)
+    nonFinite = ~usablePixels(image) | ~np.isfinite(variance)
     maskArray[nonFinite, 0] |= int(schema.bitmask("NO_DATA")[0])
     from lsst.images import Box
 
