@@ -166,3 +166,23 @@ def test_psfImagesGiveTheFwhm(tmp_path):
     # subtract(): an array or a path.
     assert _fwhm(image, None, psf, "templateFwhm") == pytest.approx(3.4, rel=0.05)
     assert _fwhm(image, None, str(tmp_path / "psf.fits"), "templateFwhm") == pytest.approx(3.4, rel=0.05)
+
+
+def test_subtractImagesTaskRefusesNanPsfFwhm():
+    from types import SimpleNamespace
+
+    from lsst.images import Box, Image
+    from lsst.ip.diffim import SubtractImagesTask
+
+    class NanPsf:
+        bounds = SimpleNamespace(bbox=Box.from_shape((20, 20)))
+
+        def compute_kernel_image(self, *, x, y):
+            return Image(np.full((5, 5), np.nan, dtype=np.float32))
+
+    task = SubtractImagesTask()
+    task.config.mode = "auto"
+    good = SimpleNamespace(psf=NanPsf())
+    # NaN <= x is False: without the check the science image would silently be convolved.
+    with pytest.raises(InvalidFwhmError, match="templatePsfFwhm"):
+        task._convolveTemplate(good, good)
