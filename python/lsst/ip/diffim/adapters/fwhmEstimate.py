@@ -249,6 +249,9 @@ def estimateFwhmFromImage(
     for threshold in THRESHOLDS:
         task = SourceDetectionTask()
         task.config.thresholdValue = threshold
+        if hasattr(task.config, "splitFootprintsAtPeaks"):
+            # Sizes need whole detections: the peaks of a split galaxy (its knots) look like stars.
+            task.config.splitFootprintsAtPeaks = False
         found = task.run(maskedImage).sources
         measured = _measure(image, found, x0, y0, window, maxStars)
         nGood = sum(1 for f in measured if f >= minFwhm)
