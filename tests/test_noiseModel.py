@@ -174,3 +174,44 @@ def test_cliVarianceFileAndScalingOff(tmp_path, capsys):
         del hdr["GAIN"]
         fits.PrimaryHDU(image, header=hdr).writeto(tmp_path / "nogain.fits")
         readInput(str(tmp_path / "nogain.fits"))
+
+
+def test_fillValuesAreNoDataAndDoNotSpoilTheNoise(tmp_path):
+    """ZTF cutouts at a CCD edge hold -FLT_MAX fill values: masked, and the variance factor stays sane."""
+    from lsst.ip.diffim.cli.subtract import readInput
+    from lsst.ip.diffim.math.masks import anyMaskPlaneSet
+
+    rng = np.random.default_rng(5)
+    image = (200.0 + rng.normal(0.0, 3.0, (63, 63))).astype(np.float32)
+    image[:, :20] = np.finfo(np.float32).min
+    fits.PrimaryHDU(image).writeto(tmp_path / "edge.fits")
+    vi, _ = readInput(str(tmp_path / "edge.fits"), gain=6.2, readNoise=8.0)
+    noData = anyMaskPlaneSet(vi.mask, ["NO_DATA"])
+    assert noData[:, :20].all() and not noData[:, 20:].any()
+    factor = applyVarianceScaling(vi)
+    # The measured sky noise (3 ADU) is in the model already: the factor is near 1.
+    assert factor == pytest.approx(1.0, abs=0.15)
+    assert np.median(vi.variance.array[:, 20:]) == pytest.approx(9.0, rel=0.2)
+
+
+def test_perImageNoiseOptions():
+    import argparse
+
+    from lsst.ip.diffim.cli.noiseOptions import addNoiseArguments, noiseReadOptions
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("science", nargs="+")
+    parser.add_argument("--gain", type=float)
+    parser.add_argument("--read-noise", type=float)
+    addNoiseArguments(parser)
+    args = parser.parse_args(["a.fits", "b.fits", "--gain", "2", "--read-noise", "5", "--science-gain", "4",
+                              "--science-variance", "va.fits", "--science-variance", "vb.fits"])
+    template = noiseReadOptions(args, "template")
+    science = noiseReadOptions(args, "science", 1)
+    assert (template["gain"], template["readNoise"], template["variancePath"]) == (2.0, 5.0, None)
+    assert (science["gain"], science["readNoise"], science["variancePath"]) == (4.0, 5.0, "vb.fits")
+    assert args.scale_variance and args.sky_noise
+    args = parser.parse_args(["a.fits", "b.fits", "--science-variance", "va.fits", "--no-scale-variance"])
+    assert not args.scale_variance
+    with pytest.raises(ValueError, match="once per science image"):
+        noiseReadOptions(args, "template")

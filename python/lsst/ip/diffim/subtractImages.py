@@ -171,9 +171,11 @@ class SubtractImagesTask(pipeBase.PipelineTask):
         if self.config.mode == "convolveScience":
             return False
         from .adapters.psf import getPsfFwhm
+        from .fwhmValidation import validateFwhmArguments
 
         templateFwhm = getPsfFwhm(template.psf)
         scienceFwhm = getPsfFwhm(science.psf)
+        validateFwhmArguments(templatePsfFwhm=templateFwhm, sciencePsfFwhm=scienceFwhm)
         self.log.info("PSF FWHM: template %.2f px, science %.2f px", templateFwhm, scienceFwhm)
         return bool(templateFwhm <= scienceFwhm)
 

@@ -181,16 +181,17 @@ def _measure(image: np.ndarray, sources: Any, x0: int, y0: int, half: int, maxSt
     return fwhms
 
 
-def _stellarLocus(fwhms: list[float], minFwhm: float) -> float | None:
+def _stellarLocus(fwhms: list[float], minFwhm: float, strict: bool = True) -> float | None:
     """Median of the smallest group of sizes within `LOCUS_WIDTH` of each other.
 
-    With five or more sizes a group needs two members, so that one compact
-    artefact (a hot-pixel cluster, a cosmic ray) does not set the PSF.
+    With five or more sizes a group needs two members and (if ``strict``)
+    5% of the sizes, so that a few compact artefacts (hot-pixel clusters,
+    cosmic rays) do not set the PSF.
     """
     sizes = np.sort(np.asarray([f for f in fwhms if f >= minFwhm]))
     if sizes.size == 0:
         return None
-    need = 2 if sizes.size >= 5 else 1
+    need = (max(2, math.ceil(0.05 * sizes.size)) if strict else 2) if sizes.size >= 5 else 1
     group = sizes[sizes <= LOCUS_WIDTH * sizes[0]]
     for low in sizes:
         candidate = sizes[(sizes >= low) & (sizes <= LOCUS_WIDTH * low)]
@@ -248,6 +249,9 @@ def estimateFwhmFromImage(
     for threshold in THRESHOLDS:
         task = SourceDetectionTask()
         task.config.thresholdValue = threshold
+        if hasattr(task.config, "splitFootprintsAtPeaks"):
+            # Sizes need whole detections: the peaks of a split galaxy (its knots) look like stars.
+            task.config.splitFootprintsAtPeaks = False
         found = task.run(maskedImage).sources
         measured = _measure(image, found, x0, y0, window, maxStars)
         nGood = sum(1 for f in measured if f >= minFwhm)
@@ -257,7 +261,8 @@ def estimateFwhmFromImage(
             nBest, fwhms, sources = nGood, measured, found
         if nGood >= 3:
             break
-    estimate = _stellarLocus(fwhms, minFwhm)
+    # The first, lenient pass only sets the fit window of the final one.
+    estimate = _stellarLocus(fwhms, minFwhm, strict=fixedHalf)
     if estimate is None:
         raise FwhmEstimationError(
             f"No isolated unsaturated star to estimate the PSF FWHM ({'; '.join(summary)}; fit windows "
@@ -266,8 +271,8 @@ def estimateFwhmFromImage(
         )
     if not fixedHalf and sources is not None:
         refined = int(min(max(3, math.ceil(1.5 * estimate)), 15, limit))
-        if refined != window:
-            again = _stellarLocus(_measure(image, sources, x0, y0, refined, maxStars), minFwhm)
-            if again is not None:
-                estimate = again
+        final = fwhms if refined == window else _measure(image, sources, x0, y0, refined, maxStars)
+        again = _stellarLocus(final, minFwhm)
+        if again is not None:
+            estimate = again
     return float(estimate)

@@ -49,6 +49,7 @@ from scipy import ndimage
 from lsst.images import Box, Mask
 
 from ..math.masks import makeDifferenceMaskSchema, resolveMaskPlane
+from .noiseModel import usablePixels
 
 #: Header cards giving the saturation level, in order of preference.
 SATURATION_KEYWORDS = ("SATURATE", "SATLEVEL", "DATAMAX")
@@ -132,7 +133,7 @@ def makeInputMask(
     sat = saturatedPixels(image, saturation, grow=saturationGrow)
     if sat is not None:
         mask.set(resolveMaskPlane(schema, "SAT"), sat)
-    noData = ~np.isfinite(image)
+    noData = ~usablePixels(image)  # NaN/inf and fill values such as 1e32
     if variance is not None:
         noData |= ~np.isfinite(variance)
     mask.set(resolveMaskPlane(schema, "NO_DATA"), noData)

@@ -31,11 +31,13 @@ of the sources above the local background.
 from __future__ import annotations
 
 __all__ = [
+    "FILL_LIMIT",
     "VarianceFileError",
     "applyVarianceScaling",
     "modelVariance",
     "readVarianceFile",
     "skyLevelAndVariance",
+    "usablePixels",
 ]
 
 import logging
@@ -52,6 +54,17 @@ VARIANCE_NAMES = ("VARIANCE", "VAR", "VARIANCES")
 
 #: Side (pixels) of the boxes in which the sky level and noise are measured.
 SKY_BOX = 64
+
+
+#: Values this large are fill values (e.g. -FLT_MAX in ZTF cutouts), not data.
+FILL_LIMIT = 1e30
+
+
+def usablePixels(image: np.ndarray) -> np.ndarray:
+    """Return `True` where ``image`` is finite and not a fill value (``|value| < FILL_LIMIT``)."""
+    good = np.isfinite(image)
+    good[good] = np.abs(image[good]) < FILL_LIMIT
+    return good
 
 
 class VarianceFileError(ValueError):
@@ -72,8 +85,8 @@ def skyLevelAndVariance(
     image : `numpy.ndarray`
         2-d image.
     good : `numpy.ndarray`, optional
-        Boolean array, `False` for pixels to ignore (NaN/inf are always
-        ignored).
+        Boolean array, `False` for pixels to ignore (NaN/inf and fill
+        values are always ignored).
     box : `int`, optional
         Cell size; reduced to the image size for small images.
 
@@ -86,7 +99,7 @@ def skyLevelAndVariance(
     import sep
 
     data = np.ascontiguousarray(image, dtype=np.float32)
-    bad = ~np.isfinite(data)
+    bad = ~usablePixels(data)
     if good is not None:
         bad |= ~good
     if bad.all():
@@ -296,7 +309,7 @@ def applyVarianceScaling(maskedImage: object, name: str = "scaleVariance", confi
     variance = np.asarray(maskedImage.variance.array, dtype=np.float32)  # type: ignore[attr-defined]
     mask = maskedImage.mask  # type: ignore[attr-defined]
     bbox = maskedImage.bbox  # type: ignore[attr-defined]
-    good = np.isfinite(image) & np.isfinite(variance) & (variance > 0)
+    good = usablePixels(image) & np.isfinite(variance) & (variance > 0)
     detected = np.zeros(image.shape, dtype=bool)
     if good.sum() > 10:
         level, _ = skyLevelAndVariance(image, good)

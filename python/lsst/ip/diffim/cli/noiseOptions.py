@@ -85,15 +85,16 @@ def noiseReadOptions(args: argparse.Namespace, which: str, index: int = 0) -> di
     """
     gain = getattr(args, f"{which}_gain")
     readNoise = getattr(args, f"{which}_read_noise")
+    paths = args.science_variance
+    # Checked with the template too, so that a bad count stops the run before any output.
+    if paths and len(paths) != len(args.science):
+        raise ValueError(
+            f"--science-variance given {len(paths)} times for {len(args.science)} science images; "
+            "give it once per science image"
+        )
     if which == "template":
         variancePath = args.template_variance
     else:
-        paths = args.science_variance
-        if paths and len(paths) != len(args.science):
-            raise ValueError(
-                f"--science-variance given {len(paths)} times for {len(args.science)} science images; "
-                "give it once per science image"
-            )
         variancePath = paths[index] if paths else None
     return {
         "gain": gain if gain is not None else args.gain,
