@@ -13,6 +13,7 @@ from .kernelConversion import *
 from .makeKernelBasisList import *
 from .modelPsfMatch import *
 from .notebook import *
+from .presets import *
 from .psfMatch import *
 from .snapPsfMatch import *
 from .subtractImages import *

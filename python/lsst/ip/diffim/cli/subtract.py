@@ -52,6 +52,7 @@ from astropy.wcs import WCS
 from ..adapters.exposures import makeVisitImage
 from ..adapters.psf import estimateFwhmFromImage
 from ..exclusions import candidateArguments
+from ..presets import PRESETS, applyPreset
 
 
 class InputError(ValueError):
@@ -195,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-C", "--config-file", action="append", default=[], help="config override file")
     parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="a named set of config settings, applied before -C/-c (crowded: pixel-level kernel for "
+        "crowded fields of similar seeing; crowded-al: higher-degree Alard-Lupton basis); see "
+        "lsst.ip.diffim.presets",
+    )
+    parser.add_argument(
         "--convolve",
         choices=("template", "science", "auto"),
         default="auto",
@@ -238,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = ImagePsfMatchTask.ConfigClass()
         config.kernel.active.fitForBackground = True
+        if args.preset:
+            applyPreset(config, args.preset)
         _applyOverrides(config, args.config_file, args.config)
         template, tFwhm = readInput(args.template, hdu=args.hdu, gain=args.gain, readNoise=args.read_noise)
         tFwhm = args.template_fwhm or tFwhm or estimateFwhmFromImage(template)
