@@ -376,3 +376,53 @@ def test_sparse_field_lowers_the_spatial_order(caplog):
     assert not oldTask.metadata["spatialOrderLowered"]
     # The truth is a constant kernel: the lowered model stays close to it at the corners.
     assert spread < 0.1 and spread < 0.1 * oldSpread, (spread, oldSpread)
+
+
+def test_presets():
+    config = ipDiffim.ImagePsfMatchTask.ConfigClass()
+    ipDiffim.applyPreset(config, "crowded")
+    assert config.kernel.name == "DF" and not config.kernel.active.usePcaForSpatialKernel
+    config = ipDiffim.applyPreset(ipDiffim.ImagePsfMatchTask.ConfigClass(), "crowded-al")
+    assert list(config.kernel.active.alardDegGauss) == [8, 6, 4]
+    with pytest.raises(ipDiffim.UnknownPresetError, match="known: crowded"):
+        ipDiffim.applyPreset(config, "nope")
+
+
+def test_cli_exclude_stamps_preset(tmp_path):
+    """ipdiffim-subtract --exclude, --stamps, --preset: the excluded star is out of the fit; clear errors."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from astropy.io import fits
+
+    pair = makeSyntheticPair(size=192, nStars=40, seed=7, transients=[])
+    for name, image, variance in (
+        ("t.fits", pair.template, pair.templateVariance),
+        ("s.fits", pair.science, pair.scienceVariance),
+    ):
+        hdus = [fits.PrimaryHDU(image), fits.ImageHDU(variance, name="VARIANCE")]
+        fits.HDUList(hdus).writeto(tmp_path / name)
+    k = int(np.argmax(pair.fluxes))
+    stars = tmp_path / "stars.txt"
+    stars.write_text("".join(f"{x + 1:.2f} {y + 1:.2f}\n" for x, y in zip(pair.xs, pair.ys)))
+    cli = shutil.which("ipdiffim-subtract", path=os.path.dirname(sys.executable)) or "ipdiffim-subtract"
+    common = [cli, str(tmp_path / "t.fits"), str(tmp_path / "s.fits"), "--template-fwhm", "3"]
+    common += ["--science-fwhm", "4.5", "-c", "kernel.active.spatialKernelOrder=0", "--preset", "crowded-al"]
+    out = tmp_path / "out"
+    args = [*common, "-o", str(out), "--exclude", f"{pair.xs[k] + 1:.2f}", f"{pair.ys[k] + 1:.2f}"]
+    result = subprocess.run([*args, "--stamps", str(stars)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    meta = json.loads((out / "metadata.json").read_text())
+    excluded = [np.ravel(v)[0] for key, v in meta["metadata"].items() if key.endswith("nExcludedCandidates")]
+    assert excluded and excluded[0] >= 1
+    bad = subprocess.run(
+        [*common, "-o", str(tmp_path / "bad"), "--exclude", "a", "b"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert bad.returncode != 0 and "--exclude takes 'X Y' or a file name" in bad.stderr
+    assert not (tmp_path / "bad" / "difference.fits").exists()

@@ -74,6 +74,9 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ".notebook": (
         "DifferenceResult", "subtract",
     ),
+    ".presets": (
+        "PRESETS", "UnknownPresetError", "applyPreset",
+    ),
     ".psfMatch": (
         "DetectionConfig", "NoKernelCandidatesError", "PsfMatchConfig", "PsfMatchConfigAL",
         "PsfMatchConfigDF", "PsfMatchTask",

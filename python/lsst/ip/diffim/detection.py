@@ -485,7 +485,7 @@ def isolatedSources(candidates: Table, sources: Table, *, radius: float, peakRat
     n = len(candidates)
     names = set(candidates.colnames) & set(sources.colnames)
     column = next((c for c in ("peakValue", "flux") if c in names), None)
-    if n == 0 or column is None or len(sources) < 2 or radius <= 0:
+    if n == 0 or column is None or len(sources) == 0 or radius <= 0:
         return np.ones(n, dtype=bool)
     sx = np.asarray(sources["x"], dtype=float)
     sy = np.asarray(sources["y"], dtype=float)
@@ -495,12 +495,10 @@ def isolatedSources(candidates: Table, sources: Table, *, radius: float, peakRat
     cx = np.asarray(candidates["x"], dtype=float)
     cy = np.asarray(candidates["y"], dtype=float)
     cb = np.asarray(candidates[column], dtype=float)
-    tree = cKDTree(np.stack([sx, sy], axis=1))
-    isolated = np.ones(n, dtype=bool)
-    for i, near in enumerate(tree.query_ball_point(np.stack([cx, cy], axis=1), radius)):
-        near = np.asarray(near, dtype=np.int64)
-        if near.size == 0:
-            continue
-        far = np.hypot(sx[near] - cx[i], sy[near] - cy[i]) > 0.5
-        isolated[i] = not np.any(far & (sb[near] >= peakRatio * cb[i]))
+    pairs = cKDTree(np.stack([cx, cy], axis=1)).sparse_distance_matrix(
+        cKDTree(np.stack([sx, sy], axis=1)), radius, output_type="ndarray"
+    )
+    i, j, distance = pairs["i"], pairs["j"], pairs["v"]
+    spoiled = (distance > 0.5) & (sb[j] >= peakRatio * cb[i])
+    isolated = np.bincount(i[spoiled], minlength=n) == 0
     return isolated

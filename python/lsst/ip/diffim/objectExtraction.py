@@ -197,16 +197,17 @@ def extractPeaks(
         return np.zeros(0, dtype=PEAK_DTYPE)
     rows, cols, obj = rows[use], cols[use], parentOf[obj[use]]
     values = data[rows, cols]
-    # Local maxima among the 8 neighbours; ties go to the first pixel in raster order.
-    isPeak = np.ones(len(rows), dtype=bool)
-    for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
-        r, c = rows + dy, cols + dx
+    # Local maxima among the 8 neighbours; ties go to the first pixel in raster order.  The
+    # row neighbours are compared first, the other six only for the pixels that pass.
+    pk = np.arange(len(rows))
+    for dy, dx in ((0, -1), (0, 1), (-1, -1), (-1, 0), (-1, 1), (1, -1), (1, 0), (1, 1)):
+        r, c = rows[pk] + dy, cols[pk] + dx
         inside = (r >= 0) & (r < ny) & (c >= 0) & (c < nx)
-        neighbour = np.full(len(rows), -np.inf, dtype=np.float32)
+        neighbour = np.full(len(pk), -np.inf, dtype=np.float32)
         neighbour[inside] = data[r[inside], c[inside]]
         earlier = dy < 0 or (dy == 0 and dx < 0)
-        isPeak &= (values > neighbour) if earlier else (values >= neighbour)
-    pk = np.flatnonzero(isPeak)
+        v = values[pk]
+        pk = pk[(v > neighbour) if earlier else (v >= neighbour)]
     # Merge close peaks into the brighter one (brightest first).
     pk = pk[np.argsort(-values[pk], kind="stable")]
     if len(pk) > 1 and minSeparation > 0:

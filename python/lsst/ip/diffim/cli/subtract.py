@@ -269,6 +269,10 @@ def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
         config = ImagePsfMatchTask.ConfigClass()
         for name in ("AL", "DF"):
             config.kernel[name].fitForBackground = True
+        if args.preset:
+            from ..presets import applyPreset
+
+            applyPreset(config, args.preset)
         applyConfigOverrides(config, args.config_file, args.config)
         names = outputNames(args.science)
         if outDir.exists() and not outDir.is_dir():
@@ -382,6 +386,15 @@ def main(argv: list[str] | None = None) -> int:
         help="config override, e.g. kernel.active.spatialKernelOrder=1 (repeatable)",
     )
     parser.add_argument("-C", "--config-file", action="append", default=[], help="config override file")
+    from ..presets import PRESETS
+
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="a named set of config settings, applied before -C/-c (crowded: pixel-level kernel for "
+        "crowded fields of similar seeing; crowded-al: higher-degree Alard-Lupton basis); see "
+        "lsst.ip.diffim.presets",
+    )
     parser.add_argument(
         "--convolve",
         choices=("template", "science", "auto"),
