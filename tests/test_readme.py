@@ -69,7 +69,9 @@ def readmeBlocks() -> list[tuple[str, str, str, set[str]]]:
         if not match:
             continue
         indent = len(match.group(1))
-        markers = {m for prev in lines[max(0, i - 3) : i] for m in re.findall(r"\.\. readme-test:\s*(\w+)", prev)}
+        markers = {
+            m for prev in lines[max(0, i - 3) : i] for m in re.findall(r"\.\. readme-test:\s*(\w+)", prev)
+        }
         body: list[str] = []
         for follow in lines[i + 1 :]:
             if follow.strip() and len(follow) - len(follow.lstrip()) <= indent:
