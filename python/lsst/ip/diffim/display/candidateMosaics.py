@@ -109,20 +109,23 @@ def displayKernelCandidates(
     perPage = int(debugNumber(info, "candidatesPerPage", 20))
     maxPages = int(debugNumber(info, "maxCandidatePages", 0))
     allPages = pages(cands, perPage, maxPages)
+    nPages = len(pages(cands, perPage))
     counts = {s: sum(1 for c in cands if c.getStatus() == s) for s in _STATUS_ORDER}
     countText = ", ".join(f"{n} {s.name}" for s, n in counts.items() if n)
     if log is not None:
         log.info(
-            "displayCandidates: %d candidates (%s) on %d pages of %d (candidatesPerPage, maxCandidatePages)",
+            "displayCandidates: %d candidates (%s) on %d pages of %d (candidatesPerPage); drawing %d "
+            "(maxCandidatePages)",
             len(cands),
             countText,
-            len(allPages),
+            nPages,
             perPage,
+            len(allPages),
         )
     written = []
     for p, onPage in enumerate(allPages, start=1):
         title = (
-            f"Kernel candidates, page {p}/{len(allPages)}: {len(cands)} candidates ({countText}), "
+            f"Kernel candidates, page {p}/{nPages}: {len(cands)} candidates ({countText}), "
             "BAD first, then by rating\nstamps and differences in counts, residuals in sigma; "
             "outline green GOOD, gold UNKNOWN, red BAD"
         )

@@ -71,6 +71,18 @@ def _tick(value: float) -> str:
     return f"{value:.1e}"
 
 
+def _fit(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Nearest-neighbour resize of ``rgb`` to fit a ``size`` square (integer zoom when enlarging)."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= size:
+        f = size // max(h, w)
+        return np.repeat(np.repeat(rgb, f, axis=0), f, axis=1)
+    scale = size / max(h, w)
+    ys = np.minimum((np.arange(max(1, int(h * scale))) / scale).astype(int), h - 1)
+    xs = np.minimum((np.arange(max(1, int(w * scale))) / scale).astype(int), w - 1)
+    return rgb[ys][:, xs]
+
+
 class StampMosaic:
     """Rows of stamps (one row per object), with colour bars after chosen columns.
 
@@ -153,12 +165,10 @@ class StampMosaic:
                 array, cmap, vmin, vmax = row.stamps[j]
                 if array.size == 0:
                     continue
-                h, w = array.shape
-                f = max(1, c // max(h, w))
                 span = vmax - vmin if vmax > vmin else 1.0
                 rgb = lookup(cmap)(np.clip((array[::-1] - vmin) / span, 0.0, 1.0))[..., :3]
                 rgb[~np.isfinite(array[::-1])] = _NAN_GREY
-                big = np.repeat(np.repeat(rgb, f, axis=0), f, axis=1)[:c, :c]
+                big = _fit(rgb, c)
                 oy, ox = (c - big.shape[0]) // 2, (c - big.shape[1]) // 2
                 canvas[y0 + oy : y0 + oy + big.shape[0], x0 + ox : x0 + ox + big.shape[1]] = big
             for j, bar in row.bars.items():
