@@ -127,8 +127,12 @@ def plotKernelSpatialModel(info: Any, log: Any, cellSet: Any, kernel: Any, showB
     fig, axes = plt.subplots(2, 2, figsize=(13, 11.5 * min(max(aspect, 0.5), 1.5) + 0.8), squeeze=False)
     extent = (bbox.x.min - 0.5, bbox.x.max + 0.5, bbox.y.min - 0.5, bbox.y.max + 0.5)
     for ax, (name, grid, values, cmap) in zip(axes.ravel(), quantities, strict=True):
-        both = np.concatenate([grid.ravel(), values[np.isfinite(values)]])
-        lo, hi = np.percentile(both[np.isfinite(both)], [1, 99]) if both.size else (0.0, 1.0)
+        # The scale covers the whole model and all but the most extreme 2% of the candidates.
+        finite = values[np.isfinite(values)]
+        lo, hi = float(np.nanmin(grid)), float(np.nanmax(grid))
+        if finite.size:
+            plo, phi = np.percentile(finite, [2, 98])
+            lo, hi = min(lo, float(plo)), max(hi, float(phi))
         if cmap == "RdBu_r":
             v = max(abs(lo), abs(hi)) or 1e-3
             lo, hi = -v, v
