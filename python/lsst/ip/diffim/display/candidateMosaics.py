@@ -46,7 +46,7 @@ from ..kernel.candidate import CandidateSwitch, KernelCandidate
 from ..math.exceptions import KernelSolutionError
 from ..math.kernels import FixedKernel
 from ..math.spatialCell import SpatialCellCandidateStatus
-from .core import debugNumber, finishFigure, imageLimits, pages
+from .core import debugNumber, finishPicture, imageLimits, pages
 from .stampMosaic import StampMosaic
 
 GOOD = SpatialCellCandidateStatus.GOOD
@@ -130,7 +130,7 @@ def displayKernelCandidates(
             "outline green GOOD, gold UNKNOWN, red BAD"
         )
         mosaic = _page(list(onPage), kernel, background)
-        written.append(finishFigure(mosaic.render(title), f"candidates_p{p:03d}", info, log, dpi=100))
+        written.append(finishPicture(mosaic.picture(title), f"candidates_p{p:03d}", info, log, title))
     return written
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "addColorbar",
     "debugNumber",
     "finishFigure",
+    "finishPicture",
     "imageLimits",
     "isInteractive",
     "maskAlpha",
@@ -133,6 +134,24 @@ def maskAlpha(info: Any) -> float:
     return float(max(0.1, 1.0 - float(t) / 100.0))
 
 
+def _claimPath(name: str, info: Any, frame: int) -> tuple[Path, int]:
+    """Create and return a new ``<frame>_<name>.png`` in the display folder, and its frame."""
+    import lsstDebug
+
+    folder = Path(lsstDebug.displayDir(info)) if hasattr(lsstDebug, "displayDir") else Path("debug_displays")
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    # Claim the file name atomically: parallel processes (pipetask -j)
+    # start with the same frame counter.
+    while True:
+        path = folder / f"{frame:03d}_{safe}.png"
+        try:
+            with open(path, "x"):
+                return path, frame
+        except FileExistsError:
+            frame += 1
+
+
 def finishFigure(fig: Any, name: str, info: Any, log: Any, dpi: float = 90) -> Path | None:
     """Show the figure (interactive backend) or write it as a PNG; bump the frame."""
     import lsstDebug
@@ -140,28 +159,37 @@ def finishFigure(fig: Any, name: str, info: Any, log: Any, dpi: float = 90) -> P
     plt = pyplot()
     frame = int(getattr(lsstDebug, "frame", 0) or 0)
     path = None
-    backend = plt.get_backend().lower()
-    if backend in _INTERACTIVE or "inline" in backend:
+    if isInteractive():
         plt.show(block=False)
     else:
-        folder = (
-            Path(lsstDebug.displayDir(info)) if hasattr(lsstDebug, "displayDir") else Path("debug_displays")
-        )
-        folder.mkdir(parents=True, exist_ok=True)
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        # Claim the file name atomically: parallel processes (pipetask -j)
-        # start with the same frame counter.
-        while True:
-            path = folder / f"{frame:03d}_{safe}.png"
-            try:
-                with open(path, "x"):
-                    break
-            except FileExistsError:
-                frame += 1
+        path, frame = _claimPath(name, info, frame)
         fig.savefig(path, dpi=dpi)
         plt.close(fig)
         if log is not None:
             log.info("Debug display written to %s", path)
+    lsstDebug.frame = frame + 1
+    return path
+
+
+def finishPicture(picture: np.ndarray, name: str, info: Any, log: Any, title: str = "") -> Path | None:
+    """Show an RGB picture ``(h, w, 3)`` uint8 in a zoomable figure, or write it as a PNG; bump the frame."""
+    import lsstDebug
+
+    if isInteractive():
+        plt = pyplot()
+        fig = plt.figure(figsize=(picture.shape[1] / 100, picture.shape[0] / 100), dpi=100)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.imshow(picture, interpolation="nearest")
+        ax.axis("off")
+        if title:
+            fig.canvas.manager.set_window_title(title)
+        return finishFigure(fig, name, info, log)
+    from PIL import Image
+
+    path, frame = _claimPath(name, info, int(getattr(lsstDebug, "frame", 0) or 0))
+    Image.fromarray(picture).save(path, format="PNG", compress_level=1)
+    if log is not None:
+        log.info("Debug display written to %s", path)
     lsstDebug.frame = frame + 1
     return path
 

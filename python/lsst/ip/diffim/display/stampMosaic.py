@@ -20,12 +20,13 @@
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 """A grid of stamps with colour bars, drawn as one RGB picture.
 
-A figure with one matplotlib Axes per stamp and per colour bar costs tens of
-milliseconds per Axes, which makes pages of many candidates slow.  Here the
-stamps (nearest-neighbour enlarged to a cell of ``cell`` pixels), their
-outlines and the colour-bar strips are painted into one array, shown by a
-single ``imshow`` at one array pixel per output pixel, and only the texts
-(titles, labels, colour-bar ticks) are matplotlib artists.
+A matplotlib figure with one Axes per stamp and per colour bar costs tens of
+milliseconds per Axes, and even one full-page image costs a second to draw,
+which makes pages of many candidates slow.  Here the stamps (nearest-neighbour
+resized to a cell of ``cell`` pixels), their outlines and the colour-bar
+strips are painted into one array and the texts are drawn on it with Pillow
+(in matplotlib's DejaVu Sans), one output pixel per array pixel; the picture
+is written as it is, or shown in a zoomable figure (`finishPicture`).
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from .core import pyplot
 
 _BACKGROUND = 1.0
 _NAN_GREY = 0.85
@@ -151,105 +150,105 @@ class StampMosaic:
                 cmaps[name] = colormaps[name]
             return cmaps[name]
 
-        canvas = np.full((self.height, self.width, 3), _BACKGROUND)
+        def byte(v: Any) -> Any:
+            return np.round(np.asarray(v, dtype=float) * 255).astype(np.uint8)
+
+        canvas = np.full((self.height, self.width, 3), byte(_BACKGROUND), dtype=np.uint8)
         c = self.cell
         for i, row in enumerate(self.rows):
             y0 = self.rowY(i)
             for j in range(self.nCols):
                 x0 = self.colX[j]
                 if row.colour is not None:
-                    canvas[y0 - 2 : y0 + c + 2, x0 - 2 : x0 + c + 2] = to_rgb(row.colour)
-                canvas[y0 : y0 + c, x0 : x0 + c] = _NAN_GREY if j in row.stamps else 0.93
+                    canvas[y0 - 2 : y0 + c + 2, x0 - 2 : x0 + c + 2] = byte(to_rgb(row.colour))
+                canvas[y0 : y0 + c, x0 : x0 + c] = byte(_NAN_GREY if j in row.stamps else 0.93)
                 if j not in row.stamps:
                     continue
                 array, cmap, vmin, vmax = row.stamps[j]
                 if array.size == 0:
                     continue
                 span = vmax - vmin if vmax > vmin else 1.0
-                rgb = lookup(cmap)(np.clip((array[::-1] - vmin) / span, 0.0, 1.0))[..., :3]
-                rgb[~np.isfinite(array[::-1])] = _NAN_GREY
+                rgb = lookup(cmap)(np.clip((array[::-1] - vmin) / span, 0.0, 1.0), bytes=True)[..., :3]
+                rgb[~np.isfinite(array[::-1])] = byte(_NAN_GREY)
                 big = _fit(rgb, c)
                 oy, ox = (c - big.shape[0]) // 2, (c - big.shape[1]) // 2
                 canvas[y0 + oy : y0 + oy + big.shape[0], x0 + ox : x0 + ox + big.shape[1]] = big
             for j, bar in row.bars.items():
                 x0 = self.colX[j] + c + 5
-                ramp = lookup(bar.cmap)(np.linspace(1.0, 0.0, c))[:, :3]
+                ramp = lookup(bar.cmap)(np.linspace(1.0, 0.0, c), bytes=True)[:, :3]
                 canvas[y0 : y0 + c, x0 : x0 + self.barWidth] = ramp[:, np.newaxis, :]
-        return np.round(canvas * 255).astype(np.uint8)
+        return canvas
 
-    def render(self, title: str, dpi: float = 100, interactive: bool = False) -> Any:
-        """Return the matplotlib figure of the mosaic.
+    def picture(self, title: str) -> np.ndarray:
+        """Return the mosaic as an RGB array ``(height, width, 3)`` of uint8, texts included."""
+        from matplotlib.colors import to_rgb
+        from PIL import Image, ImageDraw
 
-        Headless, the picture is placed with ``figimage`` (one output pixel
-        per array pixel when saved at ``dpi``, no resampling); with
-        ``interactive`` it is an ``imshow`` in an Axes, so it can be zoomed.
-        """
-        plt = pyplot()
-        fig = plt.figure(figsize=(self.width / dpi, self.height / dpi), dpi=dpi)
-        canvas = self._paint()
-        if interactive:
-            ax = fig.add_axes((0, 0, 1, 1))
-            ax.imshow(canvas, interpolation="nearest", origin="upper", aspect="equal")
-            ax.set_xlim(-0.5, self.width - 0.5)
-            ax.set_ylim(self.height - 0.5, -0.5)
-            ax.axis("off")
+        image = Image.fromarray(self._paint())
+        draw = ImageDraw.Draw(image)
 
-            def put(x: float, y: float, text: str, **kwargs: Any) -> None:
-                ax.text(x, y, text, **kwargs)
+        def put(
+            x: float,
+            y: float,
+            text: str,
+            size: int,
+            ha: str,
+            va: str,
+            colour: str = "black",
+            box: bool = False,
+        ) -> None:
+            font = _font(size)
+            left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font, spacing=1)
+            w, h = right - left, bottom - top
+            x0 = {"left": x, "center": x - w / 2, "right": x - w}[ha]
+            y0 = {"top": y, "center": y - h / 2, "bottom": y - h}[va]
+            if box:
+                draw.rectangle((x0 - 2, y0 - 1, x0 + w + 2, y0 + h + 1), fill=(255, 255, 255))
+            fill = tuple(int(round(255 * v)) for v in to_rgb(colour))
+            draw.multiline_text(
+                (x0 - left, y0 - top),
+                text,
+                font=font,
+                fill=fill,
+                spacing=1,
+                align={"left": "left", "center": "center", "right": "right"}[ha],
+            )
 
-        else:
-            fig.figimage(canvas, xo=0, yo=0, origin="upper")
-
-            def put(x: float, y: float, text: str, **kwargs: Any) -> None:
-                fig.text(x / self.width, 1.0 - y / self.height, text, **kwargs)
-
-        put(6, 6, title, fontsize=8.5, va="top", ha="left")
+        put(6, 5, title, 12, "left", "top")
         c = self.cell
         for j, t in enumerate(self.columnTitles):
-            put(self.colX[j] + c / 2, self.header - 6, t, fontsize=6.5, ha="center", va="bottom")
+            put(self.colX[j] + c / 2, self.header - 6, t, 10, "center", "bottom")
         for i, row in enumerate(self.rows):
             y0 = self.rowY(i)
             if row.label:
-                put(
-                    self.left - 8,
-                    y0 + c / 2,
-                    row.label,
-                    fontsize=6,
-                    ha="right",
-                    va="center",
-                    linespacing=1.15,
-                )
+                put(self.left - 8, y0 + c / 2, row.label, 9, "right", "center")
             for col, text, where, colour in row.texts:
                 y, va = {
                     "bottom": (y0 + c - 3, "bottom"),
                     "top": (y0 + 3, "top"),
                     "centre": (y0 + c / 2, "center"),
                 }[where]
-                put(
-                    self.colX[col] + c / 2,
-                    y,
-                    text,
-                    fontsize=5.5,
-                    ha="center",
-                    va=va,
-                    color=colour,
-                    linespacing=1.1,
-                    bbox={"facecolor": "white", "alpha": 0.8, "pad": 1.0, "linewidth": 0},
-                )
+                put(self.colX[col] + c / 2, y, text, 8, "center", va, colour, box=True)
             for j, bar in row.bars.items():
-                x0 = self.colX[j] + c + 5 + self.barWidth + 2
+                x0 = self.colX[j] + c + 5 + self.barWidth + 3
                 if bar.vmin == -bar.vmax:
-                    ticks = [(0.5, "0"), (0.0, f"+/-{_tick(bar.vmax)}")]
+                    ticks = [(y0 + c / 2, "0", "center"), (y0, f"+/-{_tick(bar.vmax)}", "top")]
                 else:
-                    ticks = [(0.0, _tick(bar.vmax)), (1.0, _tick(bar.vmin))]
-                for frac, text in ticks:
-                    put(
-                        x0,
-                        y0 + frac * (c - 1) + (4 if frac == 0 else 0),
-                        text,
-                        fontsize=5.5,
-                        ha="left",
-                        va="center",
-                    )
-                put(x0 + 2, y0 + 0.78 * c, bar.label, fontsize=5.5, ha="left", va="center", color="0.35")
-        return fig
+                    ticks = [(y0, _tick(bar.vmax), "top"), (y0 + c, _tick(bar.vmin), "bottom")]
+                for y, text, va in ticks:
+                    put(x0, y, text, 8, "left", va)
+                put(x0, y0 + 0.75 * c, bar.label, 8, "left", "center", "0.35")
+        return np.asarray(image)
+
+
+_FONTS: dict[int, Any] = {}
+
+
+def _font(size: int) -> Any:
+    """The DejaVu Sans font matplotlib ships, at ``size`` pixels."""
+    if size not in _FONTS:
+        from matplotlib import font_manager
+        from PIL import ImageFont
+
+        _FONTS[size] = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+    return _FONTS[size]
