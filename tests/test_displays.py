@@ -200,6 +200,37 @@ def test_display_alone_draws_the_default_set(pair, monkeypatch, tmp_path, caplog
     assert len(messages) == 1 and all(v in messages[0] for v in switches.DISPLAY_VARIABLES[module])
 
 
+def test_model_psf_match_spatial_cells(monkeypatch, tmp_path):
+    """ModelPsfMatchTask's displaySpatialCells (also its default set) draws the image and its cells."""
+    from lsst.images.psfs import GaussianPointSpreadFunction
+    from lsst.ip.diffim.adapters.exposures import makeVisitImage
+
+    bbox = Box.from_shape((256, 256))
+    image = np.random.default_rng(7).normal(size=(256, 256)).astype(np.float32)
+    exposure = makeVisitImage(
+        image, np.ones_like(image), psf=GaussianPointSpreadFunction(2.0, bounds=bbox, stamp_size=11)
+    )
+    reference = GaussianPointSpreadFunction(3.7, bounds=bbox, stamp_size=11)
+    config = ipDiffim.ModelPsfMatchTask.ConfigClass()
+    config.kernel.active.scaleByFwhm = False
+    config.kernel.active.kernelSize = config.kernel.active.kernelSizeMin = 9
+    module = "lsst.ip.diffim.modelPsfMatch"
+    for variables in ({"displaySpatialCells": True}, {}):
+        folder = tmp_path / str(len(variables))
+        monkeypatch.setenv("IPDIFFIM_DEBUG_DIR", str(folder))
+        info = lsstDebug.getInfo(module)
+        info.display = True
+        info.__dict__.update(variables)
+        try:
+            ipDiffim.ModelPsfMatchTask(config=config).run(exposure, reference)
+        finally:
+            for v in ["display", *variables]:
+                info.__dict__.pop(v, None)
+        files = sorted(folder.glob("*.png"))
+        assert [_kind(f) for f in files] == ["spatialCells"]
+        assertPicture(files[0])
+
+
 def test_nothing_drawn_when_off(pair, monkeypatch, tmp_path):
     """With every switch off no file is written."""
     monkeypatch.setenv("IPDIFFIM_DEBUG_DIR", str(tmp_path))
