@@ -910,16 +910,20 @@ class ImagePsfMatchTask(PsfMatchTask):
         displayInputImages(__name__, self.log, info, templateMaskedImage, scienceMaskedImage)
 
     def _displaySpatialCells(self, maskedImage: MaskedImage, cellSet: SpatialCellSet) -> None:
+        from .display.switches import isEnabled
+
         info = self._debugInfo()
-        if not (info.display and info.displaySpatialCells):
+        if not isEnabled(info, __name__, "displaySpatialCells", self.log):
             return
         from .display.imageDisplays import displaySpatialCells
 
         displaySpatialCells(__name__, self.log, info, maskedImage, cellSet)
 
     def _displayDiffIm(self, maskedImage: MaskedImage, title: str) -> None:
+        from .display.switches import isEnabled
+
         info = self._debugInfo()
-        if not (info.display and info.displayDiffIm):
+        if not isEnabled(info, __name__, "displayDiffIm", self.log):
             return
         from .display.imageDisplays import displayDifference
 

@@ -312,8 +312,10 @@ class ModelPsfMatchTask(PsfMatchTask):
             cellSet.insertCandidate(makeKernelCandidate(x, y, scienceStamp, referenceStamp, ps))
         import lsstDebug
 
+        from .display.switches import isEnabled
+
         info = lsstDebug.Info(__name__)
-        if info.display and info.displaySpatialCells:
+        if isEnabled(info, __name__, "displaySpatialCells", self.log):
             from .display.imageDisplays import displaySpatialCells
 
             maskedImage = MaskedImage(exposure.image, mask=exposure.mask, variance=exposure.variance)

@@ -30,9 +30,23 @@ line names every file written.
 
 from __future__ import annotations
 
-__all__ = ["finishFigure", "imageLimits", "maskAlpha", "pyplot", "showMaskedImage"]
+__all__ = [
+    "addColorbar",
+    "debugNumber",
+    "finishFigure",
+    "finishPicture",
+    "imageLimits",
+    "isInteractive",
+    "maskAlpha",
+    "pages",
+    "pyplot",
+    "showMaskedImage",
+    "stampAxes",
+]
 
+import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +80,49 @@ def pyplot() -> Any:
     return plt
 
 
+def isInteractive() -> bool:
+    """Return `True` if figures are shown (interactive or inline backend), not written."""
+    backend = pyplot().get_backend().lower()
+    return backend in _INTERACTIVE or "inline" in backend
+
+
+def debugNumber(info: Any, name: str, default: float) -> float:
+    """Return the number held by debug variable ``name`` (``default`` if unset or not a number)."""
+    value = getattr(info, name, False)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return default
+    return value
+
+
+def pages[T](items: Sequence[T], perPage: int, maxPages: int = 0) -> list[Sequence[T]]:
+    """Split ``items`` into pages of ``perPage`` (at most ``maxPages`` pages if > 0)."""
+    perPage = max(1, int(perPage))
+    n = math.ceil(len(items) / perPage)
+    if maxPages > 0:
+        n = min(n, int(maxPages))
+    return [items[k * perPage : (k + 1) * perPage] for k in range(n)]
+
+
+def addColorbar(fig: Any, ax: Any, mappable: Any, label: str = "", width: float = 0.06) -> Any:
+    """Draw a colour bar in a thin strip right of ``ax`` (no layout engine needed)."""
+    cax = ax.inset_axes([1.03, 0.0, width, 1.0])
+    bar = fig.colorbar(mappable, cax=cax)
+    bar.ax.tick_params(labelsize=6, length=2, pad=1)
+    if label:
+        bar.set_label(label, fontsize=6, labelpad=1)
+    return bar
+
+
+def stampAxes(ax: Any, edgeColour: str | None = None) -> None:
+    """Strip ticks from a stamp panel; outline it in ``edgeColour``."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if edgeColour is not None:
+        for spine in ax.spines.values():
+            spine.set_edgecolor(edgeColour)
+            spine.set_linewidth(2.0)
+
+
 def maskAlpha(info: Any) -> float:
     """Return the alpha of mask overlays from ``maskTransparency``.
 
@@ -77,35 +134,62 @@ def maskAlpha(info: Any) -> float:
     return float(max(0.1, 1.0 - float(t) / 100.0))
 
 
-def finishFigure(fig: Any, name: str, info: Any, log: Any) -> Path | None:
+def _claimPath(name: str, info: Any, frame: int) -> tuple[Path, int]:
+    """Create and return a new ``<frame>_<name>.png`` in the display folder, and its frame."""
+    import lsstDebug
+
+    folder = Path(lsstDebug.displayDir(info)) if hasattr(lsstDebug, "displayDir") else Path("debug_displays")
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    # Claim the file name atomically: parallel processes (pipetask -j)
+    # start with the same frame counter.
+    while True:
+        path = folder / f"{frame:03d}_{safe}.png"
+        try:
+            with open(path, "x"):
+                return path, frame
+        except FileExistsError:
+            frame += 1
+
+
+def finishFigure(fig: Any, name: str, info: Any, log: Any, dpi: float = 90) -> Path | None:
     """Show the figure (interactive backend) or write it as a PNG; bump the frame."""
     import lsstDebug
 
     plt = pyplot()
     frame = int(getattr(lsstDebug, "frame", 0) or 0)
     path = None
-    backend = plt.get_backend().lower()
-    if backend in _INTERACTIVE or "inline" in backend:
+    if isInteractive():
         plt.show(block=False)
     else:
-        folder = (
-            Path(lsstDebug.displayDir(info)) if hasattr(lsstDebug, "displayDir") else Path("debug_displays")
-        )
-        folder.mkdir(parents=True, exist_ok=True)
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        # Claim the file name atomically: parallel processes (pipetask -j)
-        # start with the same frame counter.
-        while True:
-            path = folder / f"{frame:03d}_{safe}.png"
-            try:
-                with open(path, "x"):
-                    break
-            except FileExistsError:
-                frame += 1
-        fig.savefig(path, dpi=90)
+        path, frame = _claimPath(name, info, frame)
+        fig.savefig(path, dpi=dpi)
         plt.close(fig)
         if log is not None:
             log.info("Debug display written to %s", path)
+    lsstDebug.frame = frame + 1
+    return path
+
+
+def finishPicture(picture: np.ndarray, name: str, info: Any, log: Any, title: str = "") -> Path | None:
+    """Show an RGB picture ``(h, w, 3)`` uint8 in a zoomable figure, or write it as a PNG; bump the frame."""
+    import lsstDebug
+
+    if isInteractive():
+        plt = pyplot()
+        fig = plt.figure(figsize=(picture.shape[1] / 100, picture.shape[0] / 100), dpi=100)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.imshow(picture, interpolation="nearest")
+        ax.axis("off")
+        if title:
+            fig.canvas.manager.set_window_title(title)
+        return finishFigure(fig, name, info, log)
+    from PIL import Image
+
+    path, frame = _claimPath(name, info, int(getattr(lsstDebug, "frame", 0) or 0))
+    Image.fromarray(picture).save(path, format="PNG", compress_level=1)
+    if log is not None:
+        log.info("Debug display written to %s", path)
     lsstDebug.frame = frame + 1
     return path
 
@@ -126,9 +210,21 @@ _PLANE_COLOURS = ["red", "orange", "yellow", "cyan", "magenta", "lime", "blue", 
 
 
 def showMaskedImage(
-    ax: Any, maskedImage: Any, title: str, info: Any, fig: Any, symmetric: bool = False
+    ax: Any,
+    maskedImage: Any,
+    title: str,
+    info: Any,
+    fig: Any,
+    symmetric: bool = False,
+    interpolation: str = "antialiased",
+    label: str = "counts",
 ) -> None:
-    """Draw an image with a colour bar and its mask planes as coloured overlays."""
+    """Draw an image with a colour bar and its mask planes as coloured overlays.
+
+    ``interpolation="nearest"`` keeps single-pixel structure (noise,
+    residuals) visible when a large image is shown shrunk; the default
+    smooths it.
+    """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -143,9 +239,9 @@ def showMaskedImage(
         vmin=vmin,
         vmax=vmax,
         extent=extent,
-        interpolation="nearest",
+        interpolation=interpolation,
     )
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label=label)
     handles = []
     alpha = maskAlpha(info)
     mask = maskedImage.mask

@@ -18,7 +18,7 @@
 #
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
-"""Debug displays of the image tasks (``lsst.ip.diffim.imagePsfMatch``)."""
+"""Debug displays of the image tasks (``lsst.ip.diffim.imagePsfMatch``, ``modelPsfMatch``)."""
 
 from __future__ import annotations
 
@@ -26,14 +26,11 @@ __all__ = ["displayDifference", "displayInputImages", "displaySpatialCells"]
 
 from typing import Any
 
-from ..math.spatialCell import SpatialCellCandidateStatus
-from .core import finishFigure, pyplot, showMaskedImage
+import numpy as np
 
-_STATUS_STYLE = {
-    SpatialCellCandidateStatus.GOOD: ("cyan", "good"),
-    SpatialCellCandidateStatus.UNKNOWN: ("yellow", "unknown"),
-    SpatialCellCandidateStatus.BAD: ("red", "bad"),
-}
+from .candidateMaps import CandidateStatusMap, drawCellGrid
+from .core import debugNumber, finishFigure, isInteractive, pyplot, showMaskedImage
+from .switches import isEnabled
 
 
 def _single(name: str, title: str, maskedImage: Any, info: Any, log: Any, symmetric: bool = False) -> None:
@@ -48,10 +45,10 @@ def displayInputImages(
     moduleName: str, log: Any, info: Any, templateMaskedImage: Any, scienceMaskedImage: Any
 ) -> None:
     """Draw the image to convolve (``displayTemplate``) and the other (``displaySciIm``)."""
-    if info.displayTemplate:
-        _single("template", "Image to convolve", templateMaskedImage, info, log)
-    if info.displaySciIm:
-        _single("science", "Image to not convolve", scienceMaskedImage, info, log)
+    if isEnabled(info, moduleName, "displayTemplate", log):
+        _single("template", "Image to convolve [counts]", templateMaskedImage, info, log)
+    if isEnabled(info, moduleName, "displaySciIm", log):
+        _single("science", "Image to not convolve [counts]", scienceMaskedImage, info, log)
 
 
 def displaySpatialCells(
@@ -60,43 +57,56 @@ def displaySpatialCells(
     info: Any,
     maskedImage: Any,
     cellSet: Any,
-    title: str = "Spatial cells and candidates",
+    title: str = "Spatial cells and kernel candidates",
 ) -> None:
-    """Draw the image with the cell boundaries and the candidates by status."""
+    """Draw the image with the cell grid and the candidates by status.
+
+    At most ``maxMapPoints`` (debug variable, default 1500) candidate symbols
+    are drawn; the legend counts every candidate of each status.  With an
+    interactive backend, zooming redraws the candidates of the view.
+    """
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8, 7))
-    showMaskedImage(ax, maskedImage, title, info, fig)
-    for cell in cellSet.getCellList():
-        b = cell.getBBox()
-        ax.add_patch(
-            plt.Rectangle(
-                (b.x.min - 0.5, b.y.min - 0.5),
-                b.x.size,
-                b.y.size,
-                fill=False,
-                edgecolor="white",
-                linewidth=0.6,
-                alpha=0.6,
-            )
-        )
-    for status, (colour, label) in _STATUS_STYLE.items():
-        pts = [(c.getXCenter(), c.getYCenter()) for c in cellSet.allCandidates() if c.getStatus() == status]
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.scatter(
-                xs,
-                ys,
-                s=40,
-                facecolors="none",
-                edgecolors=colour,
-                linewidths=1.2,
-                label=f"{label} ({len(pts)})",
-            )
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.7)
+    fig, ax = plt.subplots(figsize=(9, 8))
+    cands = cellSet.allCandidates()
+    nCells = len(cellSet.getCellList())
+    showMaskedImage(
+        ax, maskedImage, f"{title}: {len(cands)} candidates in {nCells} cells [image in counts]", info, fig
+    )
+    drawCellGrid(ax, cellSet)
+    xs = np.array([c.getXCenter() for c in cands], dtype=float)
+    ys = np.array([c.getYCenter() for c in cands], dtype=float)
+    statusMap = CandidateStatusMap(
+        ax,
+        xs,
+        ys,
+        [c.getStatus() for c in cands],
+        maxPoints=int(debugNumber(info, "maxMapPoints", 1500)),
+        interactive=isInteractive(),
+    )
+    fig._ipdiffimStatusMap = statusMap  # keeps the zoom callback's owner alive with the figure
     fig.tight_layout()
-    finishFigure(fig, "spatialCells", info, log)
+    finishFigure(fig, "spatialCells", info, log, dpi=100)
 
 
 def displayDifference(moduleName: str, log: Any, info: Any, maskedImage: Any, title: str) -> None:
-    """Draw a difference image with a symmetric colour scale and its masks."""
-    _single("difference", title, maskedImage, info, log, symmetric=True)
+    """Draw a difference image in counts and in units of its noise (sigma)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6.8))
+    showMaskedImage(
+        axes[0], maskedImage, f"{title} [counts]", info, fig, symmetric=True, interpolation="nearest"
+    )
+    bbox = maskedImage.bbox
+    extent = (bbox.x.min - 0.5, bbox.x.max + 0.5, bbox.y.min - 0.5, bbox.y.max + 0.5)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma = maskedImage.image.array / np.sqrt(maskedImage.variance.array)
+    im = axes[1].imshow(
+        sigma, origin="lower", cmap="RdBu_r", vmin=-5, vmax=5, extent=extent, interpolation="nearest"
+    )
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.03, label="difference / sigma")
+    finite = sigma[np.isfinite(sigma)]
+    rms = float(np.std(np.clip(finite, -10, 10))) if finite.size else float("nan")
+    axes[1].set_title(f"{title} / sqrt(variance) [sigma], fixed scale +/-5; rms {rms:.2f}", fontsize=10)
+    axes[1].set_xlabel("x [pix]")
+    axes[1].set_ylabel("y [pix]")
+    fig.tight_layout()
+    finishFigure(fig, "difference", info, log)
