@@ -161,6 +161,12 @@ def _applyOverrides(config: Any, configFiles: list[str], overrides: list[str]) -
         try:
             field = type(target)._fields[parts[-1]]
         except (AttributeError, KeyError):
+            if parts[-1] in ("name", "names") and hasattr(target, "_dict"):  # a choice: kernel.name=DF
+                try:
+                    setattr(target, parts[-1], value.strip())
+                except Exception as exc:  # pex_config raises FieldValidationError/KeyError
+                    raise InputError(f"invalid value for {key!r}: {exc}") from exc
+                continue
             raise InputError(f"unknown config field {key!r}") from None
         from ast import literal_eval
 
