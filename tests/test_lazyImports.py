@@ -42,9 +42,12 @@ def test_tableMatchesModule(module: str) -> None:
 
 
 def test_namesResolveToTheirModules() -> None:
+    import lsst.ip.diffim.makeKernelBasisList  # noqa: F401  (a submodule named like a function)
     from lsst.ip.diffim.imagePsfMatch import ImagePsfMatchTask
+    from lsst.ip.diffim.makeKernelBasisList import makeKernelBasisList
     from lsst.ip.diffim.notebook import subtract
 
+    assert ipDiffim.makeKernelBasisList is makeKernelBasisList
     assert ipDiffim.ImagePsfMatchTask is ImagePsfMatchTask
     assert ipDiffim.subtract is subtract
     assert ipDiffim.math.__name__ == "lsst.ip.diffim.math"

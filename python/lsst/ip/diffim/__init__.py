@@ -123,3 +123,24 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_WHERE))
+
+
+def _keepNamesOverSubmodules() -> None:
+    # Importing a submodule sets it as an attribute of this package; where a
+    # public name is also a submodule's name (``makeKernelBasisList``), the
+    # name wins, as it did with eager ``from .x import *`` lines.
+    import sys
+    import types
+
+    shadowed = {name for name, module in _WHERE.items() if module.lstrip(".") == name}
+
+    class _Package(types.ModuleType):
+        def __setattr__(self, name: str, value: object) -> None:
+            if name in shadowed and isinstance(value, types.ModuleType):
+                value = getattr(value, name)
+            super().__setattr__(name, value)
+
+    sys.modules[__name__].__class__ = _Package
+
+
+_keepNamesOverSubmodules()

@@ -652,6 +652,32 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         with singleThreadedBlas():
             return self._solveCandidates(kernelCellSet, basisList)
 
+    def _checkMemory(self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], regularized: bool) -> None:
+        """Refuse (`~lsst.ip.diffim.kernel.memoryEstimate.MemoryEstimateError`) a fit the machine
+        cannot hold, before any work is done."""
+        from .kernel.memoryEstimate import checkMemoryEstimate, estimateKernelFitBytes
+
+        kc = self.kConfig
+        kh, kw = (basisList[0].getHeight(), basisList[0].getWidth()) if basisList else (1, 1)
+        usePca = bool(kc.usePcaForSpatialKernel)
+        nSpatialTerms = (kc.spatialKernelOrder + 1) * (kc.spatialKernelOrder + 2) // 2
+        nBgTerms = (kc.spatialBgOrder + 1) * (kc.spatialBgOrder + 2) // 2
+        estimate = estimateKernelFitBytes(
+            nBasis=len(basisList),
+            nCandidates=len(kernelCellSet.allCandidates()),
+            nCells=len(kernelCellSet.getCellList()),
+            nStarPerCell=kc.nStarPerCell,
+            nSpatialKernelTerms=nSpatialTerms,
+            nSpatialBgTerms=nBgTerms,
+            fitForBackground=bool(kc.fitForBackground),
+            useRegularization=regularized,
+            stampPixels=4 * kh * kw,
+            keepsSystems=not usePca,
+            nSpatialBasis=min(kc.numPrincipalComponents, len(basisList)) if usePca else None,
+        )
+        self.metadata["kernelFitMemoryEstimateBytes"] = estimate
+        checkMemoryEstimate(estimate, f"The kernel fit ({len(basisList)} basis kernels)")
+
     def _solveCandidates(
         self, kernelCellSet: SpatialCellSet, basisList: list[Kernel]
     ) -> tuple[Any, Kernel, Function2]:
@@ -668,6 +694,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         nStarPerCell = self.kConfig.nStarPerCell
         usePcaForSpatialKernel = self.kConfig.usePcaForSpatialKernel
         hMat = self.hMat if getattr(self.kConfig, "useRegularization", False) else None
+        self._checkMemory(kernelCellSet, basisList, hMat is not None)
         singlekv = BuildSingleKernelVisitor(basisList, ps, hMat)
         ksv = KernelSumVisitor(ps)
 

@@ -322,6 +322,19 @@ class KernelCandidate(SpatialCellImageCandidate):
         solution.setSolvedSystem(mMat, bVec, aVec, solvedBy)
         self._isInitialized = True
 
+    def setStatus(self, status: SpatialCellCandidateStatus | int) -> None:
+        """Set the status; a rejected (BAD) candidate drops its normal equations.
+
+        A BAD candidate is never fitted again, and with many rejections the
+        systems of the delta-function basis (1.6 MB each) would dominate the
+        memory of a run.  Its solutions and kernels are kept.
+        """
+        super().setStatus(status)
+        if self.getStatus() == SpatialCellCandidateStatus.BAD:
+            for attr in ("_kernelSolutionOrig", "_kernelSolutionPca"):
+                if (solution := getattr(self, attr, None)) is not None:
+                    solution.releaseNormalEquations()
+
     def _attachSolution(self, solution: StaticKernelSolution, useRegularization: bool) -> None:
         """Keep ``solution`` as ORIG (first build) or PCA (later builds)."""
         if self._isInitialized:
@@ -342,6 +355,18 @@ class KernelCandidate(SpatialCellImageCandidate):
                 )
                 return
         solution.solve()
+        self._releaseIfReplaced(solution)
+
+    def _releaseIfReplaced(self, solution: StaticKernelSolution) -> None:
+        """Drop the normal equations of a solved ORIG solution the PCA basis will replace.
+
+        With ``usePcaForSpatialKernel`` the spatial fit uses the systems of
+        the PCA basis, and the ORIG system is not used again once solved:
+        for the delta-function basis (1.6 MB per candidate) keeping them
+        all is most of a fit's memory.
+        """
+        if solution is self._kernelSolutionOrig and bool(self._ps.get("usePcaForSpatialKernel", False)):
+            solution.releaseNormalEquations()
 
     def _buildKernelSolution(
         self, basisList: Sequence[Kernel], hMat: np.ndarray | None, varEst: np.ndarray

@@ -225,6 +225,8 @@ class KernelSolution:
         self._fitForBackground = bool(fitForBackground)
         self._mMat: np.ndarray | None = None
         self._bVec: np.ndarray | None = None
+        #: ``(npix, nloc)`` of the last design matrix built (`None` if set from elsewhere).
+        self.designShape: tuple[int, int] | None = None
         self._aVec: np.ndarray | None = None
         self._solvedBy = KernelSolvedBy.NONE
 
@@ -250,6 +252,15 @@ class KernelSolution:
         if self._aVec is None:
             raise KernelSolutionError("Kernel not solved.")
         return self._aVec
+
+    def releaseNormalEquations(self) -> None:
+        """Drop ``M`` and ``b`` (the solution is kept); `getM` then raises.
+
+        For rejected candidates, which are never fitted again: ``M`` is
+        ``nloc^2`` doubles, 1.6 MB for the 441-term delta-function basis.
+        """
+        self._mMat = None
+        self._bVec = None
 
     def getConditionNumber(self, conditionType: ConditionNumberType | str | int = "EIGENVALUE") -> float:
         """Return the condition number of ``M``."""
@@ -321,6 +332,7 @@ class StaticKernelSolution(KernelSolution):
         design = basisDesignMatrix(template, self._basis, self._isDelta)
         if self._fitForBackground:
             design = np.hstack([design, np.ones((design.shape[0], 1))])
+        self.designShape = (int(design.shape[0]), int(design.shape[1]))
         weights = 1.0 / variance[ys, xs].astype(float).ravel()
         data = science[ys, xs].astype(float).ravel()
         if np.all(weights == weights[0]):

@@ -45,6 +45,7 @@ __all__ = [
 import enum
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -58,6 +59,7 @@ from ..math.kernels import FixedKernel, Kernel, kernelListToArray
 from ..math.spatialCell import CandidateVisitor, SpatialCellCandidate, SpatialCellCandidateStatus
 from ..math.statistics import clippedMeanStd
 from .batch import batchNormalEquations, batchNormalizedResiduals
+from .buildProgress import BuildProgress
 from .candidate import CandidateSwitch, KernelCandidate
 from .imageStatistics import ImageStatistics
 from .propertySet import toPropertySet
@@ -66,6 +68,7 @@ from .solution import RegularizedKernelSolution, SpatialKernelSolution, _isDelta
 from .stampStack import StampStack
 
 _log = logging.getLogger("lsst.ip.diffim.kernel")
+_progressLog = logging.getLogger("lsst.ip.diffim.kernel.progress")
 
 #: The exceptions that mark a candidate BAD instead of stopping the fit
 #: (upstream: any ``pex.exceptions.Exception``).
@@ -162,6 +165,23 @@ class BuildSingleKernelVisitor(CandidateVisitor):
         if self._build(kc):
             self._assess(kc)
 
+    def _buildWithProgress(self, todo: list[KernelCandidate]) -> list[KernelCandidate]:
+        """Build candidates one at a time, logging progress and the GFLOP/s reached."""
+        progress = BuildProgress(len(todo), _progressLog)
+        ready = []
+        for kc in todo:
+            t0 = time.perf_counter()
+            ok = self._build(kc)
+            try:
+                shape = kc.getKernelSolution(CandidateSwitch.RECENT).designShape
+            except Exception:  # not built: no solution to ask
+                shape = None
+            progress.add(time.perf_counter() - t0, *(shape[::-1] if shape else (None, None)))
+            if ok:
+                ready.append(kc)
+        progress.finish()
+        return ready
+
     def _build(self, kc: KernelCandidate) -> bool:
         """Build one candidate; return `True` if it is ready for statistics."""
         try:
@@ -226,7 +246,7 @@ class BuildSingleKernelVisitor(CandidateVisitor):
         )
         ready: list[KernelCandidate] = []
         if not batchable:
-            ready = [kc for kc in todo if self._build(kc)]
+            ready = self._buildWithProgress(todo)
         else:
             basis = kernelListToArray(self._basisList)
             separable = SeparableBasis.forBasis(self._basisList)
