@@ -97,6 +97,23 @@ def data(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def quickSheet(monkeypatch):
+    """In-process runs draw no diagnostic sheet (matplotlib text layout is most of a run here).
+
+    The sheet is still one of the six files, so the checks of the folder's
+    contents hold; the subprocess (signal) tests draw the real one.
+    """
+    from lsst.ip.diffim.cli import summarySheet
+
+    def writeStub(path, *args, **kwargs):
+        from pathlib import Path
+
+        Path(path).write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    monkeypatch.setattr(summarySheet, "makeSummarySheet", writeStub)
+
+
 def _main(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -153,6 +170,14 @@ def test_rerun_refused_then_overwrite(data, tmp_path, capsys):
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["S"]
     assert len(list((out / "S").iterdir())) == 6
+    after = (out / "S" / "difference.fits").stat().st_mtime_ns
+    assert after != before
+    sciences = [data / "S.fits", data / "dirA" / "sci.fits"]  # a killed run's list, run again
+    code, stdout, err = _main(capsys, data / "template.fits", *sciences, "-o", out, "--skip-existing", *FWHM)
+    assert code == 0, err
+    assert "skipped" in stdout and "1 of 2" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["S", "sci"]
+    assert (out / "S" / "difference.fits").stat().st_mtime_ns == after
 
 
 def test_live_lock_refuses_and_stale_staging_removed(data, tmp_path, capsys):
@@ -322,3 +347,25 @@ def test_signal_cleans_up(data, tmp_path, signum):
     assert not any(n.startswith(".") for n in names), names
     for name in names:  # whatever finished is complete
         assert len(list((out / name).iterdir())) == 6
+
+
+def test_stale_staging_and_interrupted_replacement(tmp_path):
+    """Staging of a killed run is removed; a result a killed replacement moved aside is restored."""
+    from lsst.ip.diffim.cli.staging import removeStaleStaging, stagedFolder
+
+    (tmp_path / ".staging-a-x1").mkdir()
+    (tmp_path / ".staging-a-x1" / "difference.fits").write_bytes(b"partial")
+    (tmp_path / ".replaced-b").mkdir()
+    (tmp_path / ".replaced-b" / "difference.fits").write_bytes(b"old result")
+    removed = removeStaleStaging(tmp_path)
+    assert [p.name for p in removed] == [".staging-a-x1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+    assert (tmp_path / "b" / "difference.fits").read_bytes() == b"old result"
+    with pytest.raises(RuntimeError), stagedFolder(tmp_path, "c") as staging:
+        (staging / "difference.fits").write_bytes(b"half")
+        raise RuntimeError("fit failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # nothing of c, no staging
+    with stagedFolder(tmp_path, "b", overwrite=True) as staging:
+        (staging / "difference.fits").write_bytes(b"new result")
+    assert (tmp_path / "b" / "difference.fits").read_bytes() == b"new result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]

@@ -94,17 +94,23 @@ class RunLock:
         self._fd = fd
 
     def release(self) -> None:
-        """Remove the lock file and drop the lock."""
+        """Remove the lock file and drop the lock (signals held back meanwhile)."""
+        from .staging import heldSignals
+
         if self._fd is None:
             return
-        try:
-            self.path.unlink(missing_ok=True)
-        finally:
-            os.close(self._fd)
-            self._fd = None
+        with heldSignals():
+            try:
+                self.path.unlink(missing_ok=True)
+            finally:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> RunLock:
-        self.acquire()
+        from .staging import heldSignals
+
+        with heldSignals():
+            self.acquire()
         return self
 
     def __exit__(

@@ -116,7 +116,8 @@ def stagedFolder(outDir: Path, name: str, *, overwrite: bool = False) -> Iterato
     target = outDir / name
     if target.exists() and not overwrite:
         raise OutputExistsError(f"{target} exists (an earlier run); pass --overwrite to replace it")
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=outDir))
+    with heldSignals():  # a signal between mkdtemp and the try would leave the folder behind
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=outDir))
     try:
         yield staging
         with heldSignals():
@@ -133,4 +134,5 @@ def stagedFolder(outDir: Path, name: str, *, overwrite: bool = False) -> Iterato
                 os.rename(staging, target)
     finally:
         if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+            with heldSignals():
+                shutil.rmtree(staging, ignore_errors=True)

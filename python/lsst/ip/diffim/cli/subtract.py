@@ -278,7 +278,7 @@ def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
         if outDir.exists() and not outDir.is_dir():
             raise InputError(f"{outDir}: exists and is not a folder")
         lock = RunLock(outDir)
-        lock.acquire()
+        lock.__enter__()  # the lock is taken with signals held back; released in the finally below
     except CliError as exc:
         report(exc)
         return exc.exitCode
@@ -290,11 +290,13 @@ def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
             )
         try:
             existing = [outDir / n for n in names if (outDir / n).exists()]
-            if existing and not args.overwrite:
+            if args.overwrite and args.skip_existing:
+                raise InputError("--overwrite and --skip-existing exclude each other")
+            if existing and not (args.overwrite or args.skip_existing):
                 raise OutputExistsError(
                     f"{existing[0]} exists (an earlier run)"
                     + (f", and {len(existing) - 1} more" if len(existing) > 1 else "")
-                    + "; nothing is overwritten unless --overwrite is given"
+                    + "; nothing is overwritten unless --overwrite is given (or --skip-existing)"
                 )
             template, tFwhm = readOrFail(
                 readInput,
@@ -315,11 +317,16 @@ def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
         total = len(args.science)
         progress = RunProgress(total, stream=progressStream, quiet=args.quiet)
         failures: list[tuple[str, str]] = []
-        written_total = 0
+        written_total = skipped = 0
         try:
             for i, (sciencePath, name) in enumerate(zip(args.science, names, strict=True), start=1):
                 label = Path(sciencePath).name
                 progress.start(i, label)
+                if args.skip_existing and (outDir / name).exists():
+                    progress.write(f"  skipped: {outDir / name} exists")
+                    progress.finish()
+                    skipped += 1
+                    continue
                 try:
                     with stagedFolder(outDir, name, overwrite=args.overwrite) as staging:
                         task, result, summary, science, sFwhm, convolveTemplate = _subtractOne(
@@ -354,7 +361,10 @@ def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
         finally:
             progress.close()
         if total > 1 or failures:
-            print(f"done: {written_total} of {total} science images subtracted into {outDir}", flush=True)
+            extra = f" ({skipped} skipped: outputs exist)" if skipped else ""
+            print(
+                f"done: {written_total} of {total} science images subtracted into {outDir}{extra}", flush=True
+            )
         if failures:
             if total > 1:
                 print(f"failed ({len(failures)} of {total}):", file=sys.stderr)
@@ -452,6 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the outputs of images an earlier run wrote"
+    )
+    parser.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave images whose output folder exists alone (resume a killed run)",
     )
     parser.add_argument(
         "--debug-errors", action="store_true", help="print the traceback after each error line"
