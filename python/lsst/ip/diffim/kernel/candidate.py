@@ -178,10 +178,17 @@ class KernelCandidate(SpatialCellImageCandidate):
 
         The reason is kept while the candidate stays BAD (`getRejectionReason`)
         and cleared by any other status.  Our addition: upstream records no
-        reason.
+        reason.  A BAD candidate also drops its normal equations: it is never
+        fitted again, and with many rejections the systems of the
+        delta-function basis (1.6 MB each) would dominate the memory of a
+        run.  Its solutions and kernels are kept.
         """
         super().setStatus(status)
         self._rejectionReason = str(reason) if self.isBad() else ""
+        if self.isBad():
+            for attr in ("_kernelSolutionOrig", "_kernelSolutionPca"):
+                if (solution := getattr(self, attr, None)) is not None:
+                    solution.releaseNormalEquations()
 
     def getRejectionReason(self) -> str:
         """Return why the candidate is BAD ("" if it is not, or if no reason was recorded)."""
@@ -321,19 +328,6 @@ class KernelCandidate(SpatialCellImageCandidate):
         self._attachSolution(solution, False)
         solution.setSolvedSystem(mMat, bVec, aVec, solvedBy)
         self._isInitialized = True
-
-    def setStatus(self, status: SpatialCellCandidateStatus | int) -> None:
-        """Set the status; a rejected (BAD) candidate drops its normal equations.
-
-        A BAD candidate is never fitted again, and with many rejections the
-        systems of the delta-function basis (1.6 MB each) would dominate the
-        memory of a run.  Its solutions and kernels are kept.
-        """
-        super().setStatus(status)
-        if self.getStatus() == SpatialCellCandidateStatus.BAD:
-            for attr in ("_kernelSolutionOrig", "_kernelSolutionPca"):
-                if (solution := getattr(self, attr, None)) is not None:
-                    solution.releaseNormalEquations()
 
     def _attachSolution(self, solution: StaticKernelSolution, useRegularization: bool) -> None:
         """Keep ``solution`` as ORIG (first build) or PCA (later builds)."""
