@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SubtractionSummary", "summarize", "writeOutputs"]
+__all__ = ["SubtractionSummary", "formatDiaSummary", "summarize", "writeOutputs"]
 
 import json
 import math
@@ -130,8 +130,13 @@ def writeOutputs(
     sheetTitle: str = "",
     template: Any = None,
     science: Any = None,
+    detection: Any = None,
 ) -> list[Path]:
     """Write every product of a subtraction into ``outDir``.
+
+    ``detection`` (from `lsst.ip.diffim.detectAndMeasure.detectOnSubtraction`)
+    adds ``dia_sources.fits``, its counts in ``metadata.json`` and the DIA
+    sources on the summary sheet.
 
     Files are written to a temporary folder next to ``outDir`` and moved
     into place only when all succeeded, so a failure leaves nothing behind.
@@ -163,11 +168,28 @@ def writeOutputs(
         write_archive(toImagesKernel(result.psfMatchingKernel, bbox), add("kernel.fits"))
         write_archive(toImagesBackground(result.backgroundModel, bbox), add("background.fits"))
         meta = {"summary": asdict(summary), "metadata": _flatMetadata(task.getFullMetadata())}
+        diaSources = None
+        if detection is not None:
+            import warnings
+
+            from astropy.io.fits.verify import VerifyWarning
+
+            diaSources = detection.diaSources
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", VerifyWarning)  # long meta keys become HIERARCH cards
+                diaSources.write(add("dia_sources.fits"), format="fits")
+            meta["detectAndMeasure"] = _flatMetadata(detection.task.getFullMetadata())
         add("metadata.json").write_text(json.dumps(meta, indent=2, default=str))
         from .summarySheet import makeSummarySheet
 
         makeSummarySheet(
-            add("summary.png"), result, template=template, science=science, title=sheetTitle, summary=summary
+            add("summary.png"),
+            result,
+            template=template,
+            science=science,
+            title=sheetTitle,
+            summary=summary,
+            diaSources=diaSources,
         )
         written = []
         for name in names:
@@ -179,3 +201,14 @@ def writeOutputs(
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def formatDiaSummary(detection: Any) -> str:
+    """Return the one-line summary of a DIA source detection (counts from its task metadata)."""
+    md = detection.task.metadata
+    return (
+        f"DIA sources: {md['NFalsePositivesTotal']} ({md['nPositiveDiaSources']} positive, "
+        f"{md['nNegativeDiaSources']} negative, {md['nDipoleDiaSources']} dipoles); "
+        f"associated with template sources {md['NFalsePositivesRefAssociated']}, with science sources "
+        f"{md['NFalsePositivesSrcAssociated']}, unassociated {md['NFalsePositivesUnassociated']}"
+    )

@@ -31,6 +31,12 @@ science grid), a variance (or error) extension and a mask extension.
 Without a variance plane, ``--gain`` and ``--read-noise`` build one.  Config
 overrides use pex_config syntax, with the same keys as ``pipetask -c``:
 ``-c kernel.active.spatialKernelOrder=1``.
+
+With ``--detect``, DIA sources are detected and measured on each difference
+(`lsst.ip.diffim.detectAndMeasure.DetectAndMeasureTask`) and written as
+``dia_sources.fits``; their counts (``NFalsePositives*``) are printed and
+they are drawn on the summary sheet.  Overrides of that task's config start
+with ``detectAndMeasure.``: ``-c detectAndMeasure.thresholdValue=4``.
 """
 
 from __future__ import annotations
@@ -206,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hdu", type=int, help="image HDU index of plain FITS inputs")
     parser.add_argument("--template-fwhm", type=float, help="template PSF FWHM (pixels); estimated if absent")
     parser.add_argument("--science-fwhm", type=float, help="science PSF FWHM (pixels); estimated if absent")
+    parser.add_argument(
+        "--detect",
+        action="store_true",
+        help="detect and measure DIA sources on the difference (writes dia_sources.fits; the counts go to "
+        "the summary and metadata.json, the sources on the summary sheet)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -219,7 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = ImagePsfMatchTask.ConfigClass()
         config.kernel.active.fitForBackground = True
-        _applyOverrides(config, args.config_file, args.config)
+        detectKeys = [c for c in args.config if c.strip().startswith("detectAndMeasure.")]
+        _applyOverrides(config, args.config_file, [c for c in args.config if c not in detectKeys])
+        detectConfig = None
+        if args.detect or detectKeys:
+            from ..detectAndMeasure import DetectAndMeasureConfig
+
+            detectConfig = DetectAndMeasureConfig()
+            detectOverrides = [c.strip().removeprefix("detectAndMeasure.") for c in detectKeys]
+            _applyOverrides(detectConfig, [], detectOverrides)
         template, tFwhm = readInput(args.template, hdu=args.hdu, gain=args.gain, readNoise=args.read_noise)
         tFwhm = args.template_fwhm or tFwhm or estimateFwhmFromImage(template)
     except (InputError, ValueError) as exc:
@@ -244,6 +264,17 @@ def main(argv: list[str] | None = None) -> int:
                 convolveTemplate=convolveTemplate,
             )
             summary = summarize(task, result, time.perf_counter() - start)
+            detection = None
+            if args.detect:
+                from ..detectAndMeasure import detectOnSubtraction
+
+                detection = detectOnSubtraction(
+                    result,
+                    science,
+                    psfFwhm=sFwhm if convolveTemplate else tFwhm,
+                    convolveTemplate=convolveTemplate,
+                    config=detectConfig,
+                )
             prefix = f"{Path(sciencePath).stem.removesuffix('.fits')}_" if total > 1 else ""
             written = writeOutputs(
                 args.output,
@@ -254,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                 template=template,
                 science=science,
                 sheetTitle=f"{label} - {Path(args.template).name}",
+                detection=detection,
             )
         except (InputError, NoKernelCandidatesError, ValueError, ArithmeticError) as exc:
             print(f"ipdiffim-subtract: error: {label}: {exc}", file=sys.stderr)
@@ -269,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         for line in summary.format().splitlines():
             print(f"  {line}")
+        if detection is not None:
+            from .outputs import formatDiaSummary
+
+            print(f"  {formatDiaSummary(detection)}")
         print(f"  wrote {len(written)} files to {args.output}")
     return status
 

@@ -62,6 +62,7 @@ def makeSummarySheet(
     science: Any = None,
     title: str = "",
     summary: Any = None,
+    diaSources: Any = None,
 ) -> Path:
     """Draw template, science, matched template, difference, normalized
     difference, the kernel across the field, the kernel-sum map and the
@@ -89,6 +90,10 @@ def makeSummarySheet(
     _show(axes[0, 2], result.matchedImage.image.array, "PSF-matched template", fig)
     dlo, dhi = _limits(diff.image.array, 0.5, 99.5)
     _show(axes[1, 0], diff.image.array, "Difference", fig, symmetric=max(abs(dlo), abs(dhi)))
+    if diaSources is not None:
+        from ..display.diaSourceDisplays import overlayDiaSources
+
+        overlayDiaSources(axes[1, 0], diaSources, origin=(bbox.x.start, bbox.y.start), size=30.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         norm = diff.image.array / np.sqrt(diff.variance.array)
     _show(axes[1, 1], norm, "Difference / sqrt(variance)", fig, symmetric=5.0)
