@@ -134,7 +134,7 @@ def falsePositives(nImages: int, rng: np.random.Generator) -> None:
     }
     print(f"False detections on noise-only 512^2 differences ({nImages} images; expectation: EC density):")
     for label, tFactor in cases.items():
-        counts = np.zeros(len(thresholds))
+        counts = {t: np.zeros(len(thresholds)) for t in ("pixel_stdev", "stdev")}
         for _ in range(nImages):
             vs = 50.0
             image = rng.normal(size=(size, size)) * math.sqrt(vs)
@@ -144,14 +144,18 @@ def falsePositives(nImages: int, rng: np.random.Generator) -> None:
                 tNoise = ndimage.gaussian_filter(rng.normal(size=(size, size)) * math.sqrt(vt), sigmaK)
                 image -= tNoise
                 var = var + vt * kernelSumSq  # the correct per-pixel variance of the difference
-            for i, u in enumerate(thresholds):
-                fp = detectDiaFootprints(image, var, None, SIGMA_MODEL, threshold=u, grow=0)
-                counts[i] += fp.nPositive + fp.nNegative
-        cells = ", ".join(
-            f"{u}: {int(c)}/{_ec(u, area, SIGMA_MODEL):.1f} = {c / _ec(u, area, SIGMA_MODEL):.2f}"
-            for u, c in zip(thresholds, counts, strict=True)
-        )
-        print(f"  {label}: measured/expected at {cells}")
+            for thresholdType, c in counts.items():
+                for i, u in enumerate(thresholds):
+                    fp = detectDiaFootprints(
+                        image, var, None, SIGMA_MODEL, threshold=u, grow=0, thresholdType=thresholdType
+                    )
+                    c[i] += fp.nPositive + fp.nNegative
+        for thresholdType, c in counts.items():
+            cells = ", ".join(
+                f"{u}: {int(n)}/{_ec(u, area, SIGMA_MODEL):.1f} = {n / _ec(u, area, SIGMA_MODEL):.2f}"
+                for u, n in zip(thresholds, c, strict=True)
+            )
+            print(f"  {label}, thresholdType={thresholdType}: measured/expected at {cells}")
 
 
 def pairFalsePositives(nPairs: int) -> None:

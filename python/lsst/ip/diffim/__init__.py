@@ -6,6 +6,8 @@ the visitors, ``KernelCandidateF`` ...).  The afw.math-like primitives
 (``SpatialCellSet``, ``FixedKernel`` ...) live in `lsst.ip.diffim.math`.
 """
 
+from .detectAndMeasure import *
+from .dipoleFit import *
 from .imagePsfMatch import *
 from .kernel import *
 from .kernelConversion import *

@@ -138,6 +138,16 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
         default=5.0,
         min=0.0,
     )
+    thresholdType = pexConfig.ChoiceField(
+        dtype=str,
+        doc="Units of thresholdValue.",
+        default="pixel_stdev",
+        allowed={
+            "pixel_stdev": "the noise of the smoothed difference predicted by its variance plane (upstream)",
+            "stdev": "the measured robust standard deviation of that significance image (absorbs a "
+            "misscaled variance plane and the correlated noise of a difference that was not decorrelated)",
+        },
+    )
     thresholdPolarity = pexConfig.ChoiceField(
         dtype=str,
         doc="Signs of the sources to detect.",
@@ -303,7 +313,9 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
             grow=cfg.growFootprint if cfg.doMerge else 0,
             polarity=cfg.thresholdPolarity,
             doSmooth=cfg.doSmooth,
+            thresholdType=cfg.thresholdType,
         )
+        self.metadata["detectionNoiseScale"] = footprints.noiseScale
         self._setDetectionMasks(difference, footprints)
         measured = self.measurement.run(
             footprints.sources,

@@ -179,6 +179,8 @@ def writeOutputs(
                 warnings.simplefilter("ignore", VerifyWarning)  # long meta keys become HIERARCH cards
                 diaSources.write(add("dia_sources.fits"), format="fits")
             meta["detectAndMeasure"] = _flatMetadata(detection.task.getFullMetadata())
+            diaLine = formatDiaSummary(detection).replace("; associated", "\nassociated")
+            sheetTitle = (sheetTitle + "\n" if sheetTitle else "") + diaLine
         add("metadata.json").write_text(json.dumps(meta, indent=2, default=str))
         from .summarySheet import makeSummarySheet
 
