@@ -74,20 +74,6 @@ def test_cli_detect(pair, tmp_path, capsys):
     assert (out / "summary.png").exists()
 
 
-def test_cli_without_detect_writes_no_table(pair, tmp_path):
-    """Without --detect nothing about DIA sources is written (the default)."""
-    for name, image, var in (
-        ("template", pair.template, pair.templateVariance),
-        ("science", pair.science, pair.scienceVariance),
-    ):
-        fits.HDUList([fits.PrimaryHDU(image), fits.ImageHDU(var, name="VARIANCE")]).writeto(
-            tmp_path / f"{name}.fits"
-        )
-    out = tmp_path / "out"
-    assert main([str(tmp_path / "template.fits"), str(tmp_path / "science.fits"), "-o", str(out), "-q"]) == 0
-    assert not (out / "dia_sources.fits").exists()
-
-
 def test_notebook_detect(pair):
     """subtract(detect=True) fills result.diaSources; detectDiaSources re-runs with another config."""
     result = ipDiffim.subtract(
