@@ -153,6 +153,27 @@ def test_psf_flux_unbiased_at_snr_above_20(transients):
     assert abs(np.median(ap) - 1.0) < 0.03
 
 
+def test_correlated_noise_and_measured_stdev_threshold():
+    """A non-decorrelated difference (template noise convolved by the kernel) has many more noise
+    detections than the variance plane predicts; thresholdType="stdev" brings them back."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    size, nImages, threshold = 512, 3, 4.0
+    sigmaK = math.sqrt(SIGMA**2 - (3.0 / 2.35482) ** 2)
+    counts = {"pixel_stdev": 0, "stdev": 0}
+    for _ in range(nImages):
+        image = rng.normal(size=(size, size)) * math.sqrt(50.0)
+        image -= ndimage.gaussian_filter(rng.normal(size=(size, size)) * math.sqrt(50.0), sigmaK)
+        var = np.full((size, size), 50.0 + 50.0 / (4 * math.pi * sigmaK**2))  # exact per-pixel variance
+        for kind in counts:
+            fp = detectDiaFootprints(image, var, None, SIGMA_MODEL, threshold=threshold, thresholdType=kind)
+            counts[kind] += fp.nPositive + fp.nNegative
+    expected = _ecExpectation(threshold, nImages * size * size, SIGMA_MODEL)
+    assert counts["pixel_stdev"] > 3 * expected
+    assert 0.5 * expected < counts["stdev"] < 1.5 * expected, (counts, expected)
+
+
 def _ecExpectation(threshold: float, area: int, sigma: float) -> float:
     """Expected number of excursions above +-threshold of white noise smoothed by a Gaussian.
 

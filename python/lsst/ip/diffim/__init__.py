@@ -28,6 +28,13 @@ on every start.
 from .version import *
 
 _LAZY: dict[str, tuple[str, ...]] = {
+    ".detectAndMeasure": (
+        "DIA_SOURCE_COLUMNS", "DetectAndMeasureConfig", "DetectAndMeasureConnections",
+        "DetectAndMeasureTask", "detectOnSubtraction",
+    ),
+    ".dipoleFit": (
+        "DipoleFitConfig", "DipoleFitTask", "PsfStampModel", "fitDipole", "fitPointSource",
+    ),
     ".exclusions": (
         "ExclusionRegions", "PositionListError", "candidateArguments", "parseExcludeArguments",
         "readFitsWcs", "readPositions", "stampListTable",
@@ -72,7 +79,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "WarpedPsfTransformTooBigError", "nextOddInteger",
     ),
     ".notebook": (
-        "DifferenceResult", "subtract",
+        "DifferenceResult", "detectDiaSources", "subtract",
     ),
     ".presets": (
         "PRESETS", "UnknownPresetError", "applyPreset",

@@ -44,6 +44,7 @@ __all__ = [
     "DetectAndMeasureConfig",
     "DetectAndMeasureConnections",
     "DetectAndMeasureTask",
+    "detectOnSubtraction",
 ]
 
 import math
@@ -137,6 +138,16 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
         default=5.0,
         min=0.0,
     )
+    thresholdType = pexConfig.ChoiceField(
+        dtype=str,
+        doc="Units of thresholdValue.",
+        default="pixel_stdev",
+        allowed={
+            "pixel_stdev": "the noise of the smoothed difference predicted by its variance plane (upstream)",
+            "stdev": "the measured robust standard deviation of that significance image (absorbs a "
+            "misscaled variance plane and the correlated noise of a difference that was not decorrelated)",
+        },
+    )
     thresholdPolarity = pexConfig.ChoiceField(
         dtype=str,
         doc="Signs of the sources to detect.",
@@ -207,6 +218,8 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
         super().setDefaults()
         self.sourceDetection.thresholdValue = 5.0
         self.sourceDetection.excludeMaskPlanes = ["NO_DATA"]
+        # Crowded fields blend into few isophotal objects: deblend the catalogues.
+        self.sourceDetection.deblend = True
 
 
 class DetectAndMeasureTask(pipeBase.PipelineTask):
@@ -300,7 +313,9 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
             grow=cfg.growFootprint if cfg.doMerge else 0,
             polarity=cfg.thresholdPolarity,
             doSmooth=cfg.doSmooth,
+            thresholdType=cfg.thresholdType,
         )
+        self.metadata["detectionNoiseScale"] = footprints.noiseScale
         self._setDetectionMasks(difference, footprints)
         measured = self.measurement.run(
             footprints.sources,
@@ -313,9 +328,9 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
         )
         diaSources = self._assemble(difference, footprints, measured)
         if scienceSources is None and science is not None and cfg.doDetectInputSources:
-            scienceSources = self._detectSources(science, sigma)
+            scienceSources = self._detectSources(science)
         if templateSources is None and matchedTemplate is not None and cfg.doDetectInputSources:
-            templateSources = self._detectSources(matchedTemplate, sigma)
+            templateSources = self._detectSources(matchedTemplate)
         counts = associateDiaSources(diaSources, templateSources, scienceSources, cfg.matchRadius)
         for name in ("refMatchDistance", "srcMatchDistance"):
             diaSources[name].unit = u.pix
@@ -386,11 +401,12 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
                 mask.clear(plane)
                 mask.set(plane, pixels)
 
-    def _detectSources(self, image: Any, sigma: float) -> Table:
+    def _detectSources(self, image: Any) -> Table:
         maskedImage = image
         if type(image) is not MaskedImage:
             maskedImage = MaskedImage(image.image, mask=image.mask, variance=image.variance)
-        return self.sourceDetection.run(maskedImage, sigma=sigma).sources
+        # The detection's own smoothing (not the PSF's, which blends crowded fields).
+        return self.sourceDetection.run(maskedImage).sources
 
     def _assemble(self, difference: Any, footprints: Any, measured: Table) -> Table:
         """Return the DIA source table: footprint columns, measurements, flags, coordinates."""
@@ -505,3 +521,52 @@ def _nearPixels(pixels: np.ndarray | None, xs: np.ndarray, ys: np.ndarray, radiu
         yy, xx = np.nonzero(window)
         out[i] = bool(np.any((xx + xa - x) ** 2 + (yy + ya - y) ** 2 <= radius * radius))
     return out
+
+
+def detectOnSubtraction(
+    result: pipeBase.Struct,
+    science: Any,
+    *,
+    psfFwhm: float | None = None,
+    convolveTemplate: bool = True,
+    config: DetectAndMeasureConfig | None = None,
+) -> pipeBase.Struct:
+    """Run `DetectAndMeasureTask` on the result of `ImagePsfMatchTask.run`.
+
+    Parameters
+    ----------
+    result : `lsst.pipe.base.Struct`
+        The subtraction result (``subtractedExposure`` or
+        ``subtractedMaskedImage``, ``matchedImage``, ``warpedExposure``).
+    science : `lsst.images.VisitImage`
+        The science image.
+    psfFwhm : `float`, optional
+        FWHM (pixels) of the difference's PSF (the science PSF if the
+        template was convolved, else the template's); the difference's PSF
+        model if not given.
+    convolveTemplate : `bool`, optional
+        Whether the template was convolved.  If not, the difference is
+        ``(matched science - template) / kernel sum`` and the dipole fit
+        uses the difference alone (``measurement.relWeight = 0``).
+    config : `DetectAndMeasureConfig`, optional
+        Task configuration.
+
+    Returns
+    -------
+    detection : `lsst.pipe.base.Struct`
+        As `DetectAndMeasureTask.run`, plus ``task``: the task (its
+        ``metadata`` holds the counts).
+    """
+    config = DetectAndMeasureConfig() if config is None else config.copy()
+    difference = getattr(result, "subtractedExposure", None)
+    if difference is None:
+        difference = result.subtractedMaskedImage
+    if convolveTemplate:
+        matched = result.matchedImage
+    else:
+        config.measurement.relWeight = 0.0
+        matched = result.warpedExposure
+    task = DetectAndMeasureTask(config=config)
+    detection = task.run(science, matched, difference, psfFwhm=psfFwhm)
+    detection.task = task
+    return detection

@@ -78,6 +78,9 @@ class DiaFootprints:
         and ``npix``.
     nPositive, nNegative : `int`
         Objects detected of each sign before merging.
+    noiseScale : `float`
+        Factor the significance was divided by (1 unless
+        ``thresholdType="stdev"``).
     """
 
     labels: np.ndarray
@@ -87,6 +90,7 @@ class DiaFootprints:
     sources: Table
     nPositive: int
     nNegative: int
+    noiseScale: float = 1.0
 
 
 def smoothedSignificance(
@@ -163,6 +167,7 @@ def detectDiaFootprints(
     grow: int = 2,
     polarity: str = "both",
     doSmooth: bool = True,
+    thresholdType: str = "pixel_stdev",
 ) -> DiaFootprints:
     """Detect positive and negative sources and merge their footprints.
 
@@ -184,12 +189,32 @@ def detectDiaFootprints(
         ``"both"``, ``"positive"`` or ``"negative"``.
     doSmooth : `bool`, optional
         Smooth before thresholding.
+    thresholdType : `str`, optional
+        ``"pixel_stdev"``: the threshold is in units of the noise the
+        variance plane predicts; ``"stdev"``: in units of the measured robust
+        standard deviation of that significance image (1.4826 MAD of every
+        fourth usable pixel), which absorbs a wrong variance scale and the
+        extra noise of correlated pixels.
 
     Returns
     -------
     footprints : `DiaFootprints`
     """
     significance = smoothedSignificance(image, variance, bad, sigma, doSmooth=doSmooth)
+    noiseScale = 1.0
+    if thresholdType == "stdev":
+        sample = significance[::4, ::4]
+        if bad is not None:
+            sample = sample[~bad[::4, ::4]]
+        sample = sample[sample != 0]
+        if sample.size:
+            noiseScale = float(1.4826 * np.median(np.abs(sample - np.median(sample))))
+        if noiseScale > 0:
+            significance = significance / np.float32(noiseScale)
+        else:
+            noiseScale = 1.0
+    elif thresholdType != "pixel_stdev":
+        raise ValueError(f"Unknown thresholdType {thresholdType!r}.")
     shape = significance.shape
     posObjects = negObjects = None
     posSeg = np.zeros(shape, dtype=np.int32)
@@ -212,6 +237,7 @@ def detectDiaFootprints(
         sources=sources,
         nPositive=nPos,
         nNegative=nNeg,
+        noiseScale=noiseScale,
     )
 
 

@@ -508,6 +508,9 @@ class DipoleFitTask(pipeBase.Task):
         ny, nx = image.shape
         sciArrays = _arrays(science) if science is not None else None
         tmpArrays = _arrays(template) if template is not None else None
+        if any(a is not None and a[0].shape != image.shape for a in (sciArrays, tmpArrays)):
+            self.log.warning("Science or template not on the difference's grid: dipoles fitted on it alone.")
+            sciArrays = tmpArrays = None
         nFit = 0
         for i, row in enumerate(footprints):
             span = max(row["xmax"] - row["xmin"], row["ymax"] - row["ymin"]) // 2 + 1
@@ -576,7 +579,8 @@ class DipoleFitTask(pipeBase.Task):
         out["dipole_separation"][i] = math.hypot(dp.posX - dp.negX, dp.posY - dp.negY)
         out["dipole_orientation"][i] = math.degrees(math.atan2(dp.posY - dp.negY, dp.posX - dp.negX))
         with np.errstate(divide="ignore", invalid="ignore"):
-            snr = math.sqrt((dp.posFlux / dp.posFluxErr) ** 2 + (dp.negFlux / dp.negFluxErr) ** 2)
+            fluxes = np.array([dp.posFlux, dp.negFlux])
+            snr = float(np.sqrt(np.sum((fluxes / np.array([dp.posFluxErr, dp.negFluxErr])) ** 2)))
         out["dipole_snr"][i] = snr
         out["dipole_chi2"][i] = dp.chi2
         delta = psChi2 - dp.chi2

@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DifferenceResult", "subtract"]
+__all__ = ["DifferenceResult", "detectDiaSources", "subtract"]
 
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +55,9 @@ class DifferenceResult:
         have no WCS (none is invented).
     metadata : `dict`
         The task's diagnostic metadata.
+    diaSources : `astropy.table.Table` or `None`
+        DIA sources (``subtract(..., detect=True)`` or `detectDiaSources`),
+        their ``NFalsePositives*`` counts in ``diaSources.meta``.
     """
 
     difference: np.ndarray
@@ -66,6 +69,10 @@ class DifferenceResult:
     background: Any
     differenceImage: Any
     metadata: dict
+    diaSources: Any = None
+    #: What `detectDiaSources` needs: the task result, the science image,
+    #: the difference's PSF FWHM and which image was convolved.
+    _detectionInputs: Any = None
 
 
 def _planes(
@@ -140,6 +147,7 @@ def subtract(
     exclude: Any = None,
     stamps: Any = None,
     decorrelate: bool = False,
+    detect: bool = False,
 ) -> DifferenceResult:
     """PSF-match and subtract two images given as arrays, NDData or CCDData.
 
@@ -185,6 +193,9 @@ def subtract(
         Decorrelate the difference's noise (`DecorrelateALKernelTask`, as
         `AlardLuptonSubtractTask` does by default), so that thresholds in
         units of its variance have their Gaussian false-positive rates.
+    detect : `bool`, optional
+        Also detect and measure the DIA sources (``result.diaSources``;
+        see `detectDiaSources`).
 
     Returns
     -------
@@ -260,7 +271,7 @@ def subtract(
     kernel = getattr(result.difference, "kernel", None)
     if kernel is None:
         kernel = toImagesKernel(result.psfMatchingKernel, diff.bbox)
-    return DifferenceResult(
+    out = DifferenceResult(
         difference=diff.image.array,
         variance=diff.variance.array,
         mask=anyMaskPlaneSet(diff.mask, ["NO_DATA", "EDGE", "SAT", "BAD"]),
@@ -270,4 +281,36 @@ def subtract(
         background=toImagesBackground(result.backgroundModel, diff.bbox),
         differenceImage=result.difference,
         metadata=task.getFullMetadata().to_dict(),
+        _detectionInputs=(result, s, sF if convolveTemplate else tF, convolveTemplate),
     )
+    if detect:
+        detectDiaSources(out)
+    return out
+
+
+def detectDiaSources(result: DifferenceResult, config: Any = None) -> Any:
+    """Detect and measure the DIA sources of a `subtract` result.
+
+    Parameters
+    ----------
+    result : `DifferenceResult`
+        What `subtract` returned; ``result.diaSources`` is set.
+    config : `lsst.ip.diffim.detectAndMeasure.DetectAndMeasureConfig`, optional
+        Task configuration (threshold, dipole classification ...).
+
+    Returns
+    -------
+    diaSources : `astropy.table.Table`
+        One row per DIA source (documented columns with units); the
+        ``NFalsePositives*`` counts are in its ``meta``.
+    """
+    from .detectAndMeasure import detectOnSubtraction
+
+    if result._detectionInputs is None:
+        raise ValueError("This result does not come from lsst.ip.diffim.subtract.")
+    taskResult, science, fwhm, convolveTemplate = result._detectionInputs
+    detection = detectOnSubtraction(
+        taskResult, science, psfFwhm=fwhm, convolveTemplate=convolveTemplate, config=config
+    )
+    result.diaSources = detection.diaSources
+    return result.diaSources

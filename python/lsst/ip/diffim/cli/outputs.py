@@ -22,7 +22,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SubtractionSummary", "summarize", "writeOutputs"]
+__all__ = ["SubtractionSummary", "formatDiaSummary", "summarize", "writeOutputs"]
 
 import json
 import math
@@ -133,8 +133,13 @@ def writeOutputs(
     science: Any = None,
     plots: bool = True,
     compression: str = "mask",
+    detection: Any = None,
 ) -> list[Path]:
     """Write every product of a subtraction into ``outDir``.
+
+    ``detection`` (from `lsst.ip.diffim.detectAndMeasure.detectOnSubtraction`)
+    adds ``dia_sources.fits``, its counts in ``metadata.json`` and the DIA
+    sources on the summary sheet.
 
     Files are written to a temporary folder next to ``outDir`` and moved
     into place only when all succeeded, so a failure leaves nothing behind.
@@ -179,6 +184,19 @@ def writeOutputs(
         write_archive(toImagesKernel(result.psfMatchingKernel, bbox), kernelPath)
         write_archive(toImagesBackground(result.backgroundModel, bbox), backgroundPath)
         meta = {"summary": asdict(summary), "metadata": _flatMetadata(task.getFullMetadata())}
+        diaSources = None
+        if detection is not None:
+            import warnings
+
+            from astropy.io.fits.verify import VerifyWarning
+
+            diaSources = detection.diaSources
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", VerifyWarning)  # long meta keys become HIERARCH cards
+                diaSources.write(add("dia_sources.fits"), format="fits")
+            meta["detectAndMeasure"] = _flatMetadata(detection.task.getFullMetadata())
+            diaLine = formatDiaSummary(detection).replace("; associated", "\nassociated")
+            sheetTitle = (sheetTitle + "\n" if sheetTitle else "") + diaLine
         add("metadata.json").write_text(json.dumps(meta, indent=2, default=str))
         if plots:
             from .summarySheet import drawSummarySheet, prepareSummarySheet
@@ -186,7 +204,12 @@ def writeOutputs(
             # The sheet's views are copied before the writes start (astropy
             # byte-swaps a plane in place while writing it).
             sheet = prepareSummarySheet(
-                result, template=template, science=science, title=sheetTitle, summary=summary
+                result,
+                template=template,
+                science=science,
+                title=sheetTitle,
+                summary=summary,
+                diaSources=diaSources,
             )
             sheetPath = add("summary.png")
             jobs.insert(0, lambda: drawSummarySheet(sheet, sheetPath))
@@ -201,3 +224,14 @@ def writeOutputs(
         return written
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def formatDiaSummary(detection: Any) -> str:
+    """Return the one-line summary of a DIA source detection (counts from its task metadata)."""
+    md = detection.task.metadata
+    return (
+        f"DIA sources: {md['NFalsePositivesTotal']} ({md['nPositiveDiaSources']} positive, "
+        f"{md['nNegativeDiaSources']} negative, {md['nDipoleDiaSources']} dipoles); "
+        f"associated with template sources {md['NFalsePositivesRefAssociated']}, with science sources "
+        f"{md['NFalsePositivesSrcAssociated']}, unassociated {md['NFalsePositivesUnassociated']}"
+    )

@@ -33,6 +33,12 @@ Saturated pixels (``--saturation`` or the ``SATURATE``/``SATLEVEL``/``DATAMAX``
 card), mask-extension pixels and NaN/inf pixels are kept out of the fit.  Config
 overrides use pex_config syntax, with the same keys as ``pipetask -c``:
 ``-c kernel.active.spatialKernelOrder=1``.
+
+With ``--detect``, DIA sources are detected and measured on each difference
+(`lsst.ip.diffim.detectAndMeasure.DetectAndMeasureTask`) and written as
+``dia_sources.fits``; their counts (``NFalsePositives*``) are printed and
+they are drawn on the summary sheet.  Overrides of that task's config start
+with ``detectAndMeasure.``: ``-c detectAndMeasure.thresholdValue=4``.
 """
 
 from __future__ import annotations
@@ -204,6 +210,7 @@ def _subtractOne(
     tFactor: float | None,
     sciencePath: str,
     index: int,
+    detectConfig: Any = None,
 ) -> Any:
     """Read and subtract the ``index``-th science image; return what `_writeOne` needs."""
     from ..exclusions import candidateArguments
@@ -240,7 +247,18 @@ def _subtractOne(
 
         decorrelateDifference(result, template, science, score=args.score, sciencePsfFwhm=sFwhm)
     summary = summarize(task, result, time.perf_counter() - start)
-    return task, result, summary, science, sFwhm, convolveTemplate
+    detection = None
+    if args.detect:
+        from ..detectAndMeasure import detectOnSubtraction
+
+        detection = detectOnSubtraction(
+            result,
+            science,
+            psfFwhm=sFwhm if convolveTemplate else tFwhm,
+            convolveTemplate=convolveTemplate,
+            config=detectConfig,
+        )
+    return task, result, summary, science, sFwhm, convolveTemplate, detection
 
 
 def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
@@ -273,7 +291,16 @@ def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
             from ..presets import applyPreset
 
             applyPreset(config, args.preset)
-        applyConfigOverrides(config, args.config_file, args.config)
+        # ``detectAndMeasure.`` keys go to the DIA-source task's config, the rest to the kernel fit's.
+        detectKeys = [c for c in args.config if c.strip().startswith("detectAndMeasure.")]
+        applyConfigOverrides(config, args.config_file, [c for c in args.config if c not in detectKeys])
+        detectConfig = None
+        if args.detect or detectKeys:
+            from ..detectAndMeasure import DetectAndMeasureConfig
+
+            detectConfig = DetectAndMeasureConfig()
+            detectOverrides = [c.strip().removeprefix("detectAndMeasure.") for c in detectKeys]
+            applyConfigOverrides(detectConfig, [], detectOverrides)
         names = outputNames(args.science)
         if outDir.exists() and not outDir.is_dir():
             raise InputError(f"{outDir}: exists and is not a folder")
@@ -329,8 +356,8 @@ def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
                     continue
                 try:
                     with stagedFolder(outDir, name, overwrite=args.overwrite) as staging:
-                        task, result, summary, science, sFwhm, convolveTemplate = _subtractOne(
-                            args, config, template, tFwhm, tFactor, sciencePath, i - 1
+                        task, result, summary, science, sFwhm, convolveTemplate, detection = _subtractOne(
+                            args, config, template, tFwhm, tFactor, sciencePath, i - 1, detectConfig
                         )
                         written = writeOutputs(
                             staging,
@@ -342,6 +369,7 @@ def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
                             sheetTitle=f"{label} - {Path(args.template).name}",
                             plots=not args.no_plots,
                             compression=args.compress,
+                            detection=detection,
                         )
                 except (Exception, NoWorkFound) as exc:  # NoWorkFound is a BaseException
                     report(exc, sciencePath)
@@ -356,6 +384,10 @@ def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
                         f"(FWHM template {tFwhm:.2f} px, science {sFwhm:.2f} px)"
                     ]
                     lines += [f"  {line}" for line in summary.format().splitlines()]
+                    if detection is not None:
+                        from .outputs import formatDiaSummary
+
+                        lines.append(f"  {formatDiaSummary(detection)}")
                     lines.append(f"  wrote {len(written)} files to {outDir / name}")
                     progress.write("\n".join(lines))
         finally:
@@ -458,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="write the decorrelated score image (difference correlated with the science PSF; "
         "pixel / sqrt(variance) = detection S/N) in place of the difference; needs the template convolved",
+    )
+    parser.add_argument(
+        "--detect",
+        action="store_true",
+        help="detect and measure DIA sources on the difference (writes dia_sources.fits; the counts go to "
+        "the summary and metadata.json, the sources on the summary sheet)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors and the summary")
     parser.add_argument(

@@ -88,6 +88,10 @@ class SummarySheetData:
     histogramCounts: np.ndarray
     title: str
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+    diaSources: Any = None
+    """DIA sources to mark on the difference panel (`astropy.table.Table`)."""
+    stride: int = 1
+    """Decimation of the image panels."""
 
 
 def prepareSummarySheet(
@@ -97,6 +101,7 @@ def prepareSummarySheet(
     science: Any = None,
     title: str = "",
     summary: Any = None,
+    diaSources: Any = None,
 ) -> SummarySheetData:
     """Take the decimated views, kernel realizations, candidates and histogram of a result."""
     diff = result.subtractedMaskedImage
@@ -180,6 +185,8 @@ def prepareSummarySheet(
         histogramCounts=counts,
         title=title,
         limits=limits,
+        diaSources=None if diaSources is None else diaSources.copy(copy_data=True),
+        stride=stride,
     )
 
 
@@ -227,6 +234,11 @@ def drawSummarySheet(data: SummarySheetData, path: str | Path) -> Path:
         _show(axes[0, 1], panels["science"], "Science", fig, limits["science"])
     _show(axes[0, 2], panels["matched"], "PSF-matched template", fig, limits["matched"])
     _show(axes[1, 0], panels["difference"], "Difference", fig, symmetric=limits["difference"][1])
+    if data.diaSources is not None:
+        from ..display.diaSourceDisplays import overlayDiaSources
+
+        x0, _, y0, _ = data.bbox
+        overlayDiaSources(axes[1, 0], data.diaSources, origin=(x0, y0), size=30.0, stride=data.stride)
     _show(axes[1, 1], panels["normalized"], "Difference / sqrt(variance)", fig, symmetric=5.0)
     peak = float(np.nanmax(np.abs(data.kernelMosaic)))
     _show(axes[1, 2], data.kernelMosaic, "Kernel at 10/50/90 % of x and y", fig, symmetric=peak)
@@ -296,6 +308,7 @@ def makeSummarySheet(
     science: Any = None,
     title: str = "",
     summary: Any = None,
+    diaSources: Any = None,
 ) -> Path:
     """Draw template, science, matched template, difference, normalized
     difference, the kernel across the field, the kernel-sum map and the
@@ -306,5 +319,7 @@ def makeSummarySheet(
     path : `pathlib.Path`
         The PNG written.
     """
-    data = prepareSummarySheet(result, template=template, science=science, title=title, summary=summary)
+    data = prepareSummarySheet(
+        result, template=template, science=science, title=title, summary=summary, diaSources=diaSources
+    )
     return drawSummarySheet(data, path)

@@ -50,7 +50,11 @@ def _classes(diaSources: Any) -> dict[str, np.ndarray]:
 
 
 def overlayDiaSources(
-    ax: Any, diaSources: Any, origin: tuple[float, float] = (0.0, 0.0), size: float = 40.0
+    ax: Any,
+    diaSources: Any,
+    origin: tuple[float, float] = (0.0, 0.0),
+    size: float = 40.0,
+    stride: int = 1,
 ) -> None:
     """Mark DIA sources on an axis showing an image.
 
@@ -67,12 +71,19 @@ def overlayDiaSources(
         shows parent coordinates.
     size : `float`, optional
         Marker size.
+    stride : `int`, optional
+        Decimation of the image shown (every ``stride``-th pixel): axis
+        pixel ``i`` is image pixel ``i * stride``.
     """
     if diaSources is None or len(diaSources) == 0:
         return
     x0, y0 = origin
-    xs = np.asarray(diaSources["x"], dtype=float) - x0
-    ys = np.asarray(diaSources["y"], dtype=float) - y0
+
+    def px(values: Any, zero: float) -> np.ndarray:
+        return (np.asarray(values, dtype=float) - zero) / stride
+
+    xs = px(diaSources["x"], x0)
+    ys = px(diaSources["y"], y0)
     for name, selected in _classes(diaSources).items():
         if not selected.any():
             continue
@@ -90,8 +101,8 @@ def overlayDiaSources(
             for k in np.flatnonzero(selected):
                 row = diaSources[int(k)]
                 ax.plot(
-                    [row["dipole_negX"] - x0, row["dipole_posX"] - x0],
-                    [row["dipole_negY"] - y0, row["dipole_posY"] - y0],
+                    px([row["dipole_negX"], row["dipole_posX"]], x0),
+                    px([row["dipole_negY"], row["dipole_posY"]], y0),
                     color=colour,
                     linewidth=1.0,
                 )
