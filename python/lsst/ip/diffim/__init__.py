@@ -7,6 +7,7 @@ the visitors, ``KernelCandidateF`` ...).  The afw.math-like primitives
 """
 
 from .imagePsfMatch import *
+from .inputChecks import *
 from .kernel import *
 from .kernelConversion import *
 from .makeKernelBasisList import *

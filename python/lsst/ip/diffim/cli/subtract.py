@@ -159,7 +159,7 @@ def _checkOptions(args: argparse.Namespace) -> None:
 
 
 def _subtractOne(args: argparse.Namespace, config: Any, template: Any, tFwhm: float, sciencePath: str) -> Any:
-    """Read and subtract one science image; return what `_writeOne` needs."""
+    """Read, check and subtract one science image; return what the run loop writes and prints."""
     from ..imagePsfMatch import ImagePsfMatchTask
     from .inputPairs import checkPair, readOrFail
     from .outputs import summarize
