@@ -50,6 +50,10 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "ImagePsfMatchConfig", "ImagePsfMatchTask", "ImagesDoNotOverlapError",
         "MismatchedImagesError", "subtractAlgorithmRegistry",
     ),
+    ".inputChecks": (
+        "BadVarianceError", "InvalidImageError", "MAX_BAD_VARIANCE_FRACTION", "MissingWcsError",
+        "UnregisteredImagesError", "checkImageArray", "checkRegistration", "flagBadVariance",
+    ),
     ".kernel": (
         "AssessSpatialKernelVisitor", "AssessSpatialKernelVisitorF", "BuildSingleKernelVisitor",
         "BuildSingleKernelVisitorF", "BuildSpatialKernelVisitor", "BuildSpatialKernelVisitorF",

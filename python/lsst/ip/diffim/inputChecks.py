@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from .imagePsfMatch import MismatchedImagesError
 from .math.masks import anyMaskPlaneSet, maskPlaneBitmask, resolveMaskPlane
 from .math.statistics import allFinite
 
@@ -57,8 +58,12 @@ MAX_BAD_VARIANCE_FRACTION = 0.5
 _log = logging.getLogger("lsst.ip.diffim.inputChecks")
 
 
-class InvalidImageError(ValueError):
-    """An input image cannot be used at all (shape, dtype, variance)."""
+class InvalidImageError(MismatchedImagesError):
+    """An input image cannot be used at all (shape, dtype, variance, registration).
+
+    A `MismatchedImagesError` (a `ValueError`), which callers of the task
+    already catch for images that cannot be matched as given.
+    """
 
 
 class BadVarianceError(InvalidImageError):

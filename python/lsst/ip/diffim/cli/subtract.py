@@ -212,7 +212,7 @@ def _subtractOne(
     index: int,
     detectConfig: Any = None,
 ) -> Any:
-    """Read and subtract the ``index``-th science image; return what `_writeOne` needs."""
+    """Read, check and subtract the ``index``-th science image; return what the run loop writes and prints."""
     from ..exclusions import candidateArguments
     from ..imagePsfMatch import ImagePsfMatchTask
     from .inputPairs import checkPair, readOrFail
