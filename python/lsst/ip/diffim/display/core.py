@@ -181,8 +181,9 @@ def finishPicture(picture: np.ndarray, name: str, info: Any, log: Any, title: st
         ax = fig.add_axes((0, 0, 1, 1))
         ax.imshow(picture, interpolation="nearest")
         ax.axis("off")
-        if title:
-            fig.canvas.manager.set_window_title(title)
+        manager = getattr(fig.canvas, "manager", None)
+        if title and manager is not None:
+            manager.set_window_title(title.splitlines()[0])
         return finishFigure(fig, name, info, log)
     from PIL import Image
 

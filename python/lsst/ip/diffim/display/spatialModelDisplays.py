@@ -117,27 +117,29 @@ def plotKernelSpatialModel(info: Any, log: Any, cellSet: Any, kernel: Any, showB
     statuses = np.array([int(c.getStatus()) for c in cands], dtype=int)
     xs = np.array([c.getXCenter() for c in cands])
     ys = np.array([c.getYCenter() for c in cands])
+    # name, model grid, candidates' values, colour map, smallest span of the colour scale
     quantities = [
-        ("kernel sum", model.sum, own.sum, "viridis"),
-        ("kernel centroid x offset [pix]", model.dx, own.dx, "RdBu_r"),
-        ("kernel centroid y offset [pix]", model.dy, own.dy, "RdBu_r"),
-        ("kernel FWHM [pix]", model.fwhm, own.fwhm, "viridis"),
+        ("kernel sum", model.sum, own.sum, "viridis", 2e-3),
+        ("kernel centroid x offset [pix]", model.dx, own.dx, "RdBu_r", 0.02),
+        ("kernel centroid y offset [pix]", model.dy, own.dy, "RdBu_r", 0.02),
+        ("kernel FWHM [pix]", model.fwhm, own.fwhm, "viridis", 0.02),
     ]
     aspect = bbox.y.size / bbox.x.size
     fig, axes = plt.subplots(2, 2, figsize=(13, 11.5 * min(max(aspect, 0.5), 1.5) + 0.8), squeeze=False)
     extent = (bbox.x.min - 0.5, bbox.x.max + 0.5, bbox.y.min - 0.5, bbox.y.max + 0.5)
-    for ax, (name, grid, values, cmap) in zip(axes.ravel(), quantities, strict=True):
+    for ax, (name, grid, values, cmap, minSpan) in zip(axes.ravel(), quantities, strict=True):
         # The scale covers the whole model and all but the most extreme 2% of the candidates.
         finite = values[np.isfinite(values)]
         lo, hi = float(np.nanmin(grid)), float(np.nanmax(grid))
         if finite.size:
             plo, phi = np.percentile(finite, [2, 98])
             lo, hi = min(lo, float(plo)), max(hi, float(phi))
+        if hi - lo < minSpan:
+            mid = 0.5 * (lo + hi)
+            lo, hi = mid - minSpan / 2, mid + minSpan / 2
         if cmap == "RdBu_r":
-            v = max(abs(lo), abs(hi)) or 1e-3
+            v = max(abs(lo), abs(hi))
             lo, hi = -v, v
-        if hi <= lo:
-            lo, hi = lo - 1e-3, hi + 1e-3
         norm = Normalize(lo, hi)
         im = ax.imshow(
             grid.reshape(len(gy), len(gx)), origin="lower", extent=extent, cmap=cmap, norm=norm, aspect="auto"
@@ -161,7 +163,7 @@ def plotKernelSpatialModel(info: Any, log: Any, cellSet: Any, kernel: Any, showB
         addColorbar(fig, ax, im, name, width=0.035)
         good = statuses == int(GOOD)
         modelAt = _modelAt(kernel, xs[good], ys[good], name, ctrX, ctrY)
-        scatter = float(np.nanstd(values[good] - modelAt)) if good.sum() > 1 else float("nan")
+        scatter = float(np.sqrt(np.nanmean((values[good] - modelAt) ** 2))) if good.any() else float("nan")
         ax.set_title(
             f"{name}: model (image) and candidates' own fits (symbols),\none colour scale; "
             f"model {np.nanmin(grid):.3g} to {np.nanmax(grid):.3g}, GOOD own - model rms {scatter:.2g}",
