@@ -174,7 +174,7 @@ def test_cli_background_sign(offset, convolve, tmp_path):
         ]
     )
     assert status == 0
-    (path,) = glob.glob(str(out / "*difference.fits"))
+    (path,) = glob.glob(str(out / "*" / "difference.fits"))
     diff = MaskedImage.read(path)
     median = _medianOffSources(pair, diff.image.array, diff.variance.array, _unusable(diff.mask))
     assert abs(median) < 0.1, median

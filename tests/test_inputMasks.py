@@ -181,7 +181,7 @@ def _cli(tmp_path, *extra, out="out"):
         [str(tmp_path / "t.fits"), str(tmp_path / "s.fits"), "-o", str(out), "-q", "--convolve", "template",
          "--template-fwhm", "3", "--science-fwhm", "4.5", *extra]
     )
-    paths = glob.glob(str(out / "*difference.fits"))
+    paths = glob.glob(str(out / "*" / "difference.fits"))
     return status, (MaskedImage.read(paths[0]) if paths else None)
 
 
@@ -191,11 +191,11 @@ def test_cli_saturate_card_and_options(pair, clipped, tmp_path):
     _writeFits(tmp_path / "s.fits", science, pair.scienceVariance, fits.Header({"SATURATE": CEILING}))
     status, diff = _cli(tmp_path)
     assert status == 0
-    (meta,) = glob.glob(str(tmp_path / "out" / "*metadata.json"))
+    (meta,) = glob.glob(str(tmp_path / "out" / "*" / "metadata.json"))
     kernelSum = json.loads(open(meta).read())["summary"]["kernelSum"]
     assert abs(kernelSum / pair.fluxRatio - 1) < 0.01, kernelSum
     # No WCS in the inputs: none in the output (no invented RA 150, Dec 2); BUNIT kept.
-    with fits.open(glob.glob(str(tmp_path / "out" / "*difference.fits"))[0]) as hdul:
+    with fits.open(glob.glob(str(tmp_path / "out" / "*" / "difference.fits"))[0]) as hdul:
         cards = [k for h in hdul for k in h.header if k.startswith(("CTYPE", "CRVAL"))]
         assert not [k for k in cards if not k.endswith("A")]  # only the pixel-offset WCS "A"
         assert hdul["IMAGE"].header["BUNIT"] == "adu"
@@ -237,7 +237,7 @@ def test_cli_keeps_input_wcs_and_unit(pair, tmp_path):
     _writeFits(tmp_path / "s.fits", pair.science, pair.scienceVariance, header)
     status, diff = _cli(tmp_path)
     assert status == 0
-    with fits.open(glob.glob(str(tmp_path / "out" / "*difference.fits"))[0]) as hdul:
+    with fits.open(glob.glob(str(tmp_path / "out" / "*" / "difference.fits"))[0]) as hdul:
         image = hdul["IMAGE"].header
         assert image["BUNIT"] == "electron"
         out = WCS(image, naxis=2)

@@ -136,12 +136,12 @@ def test_cliDecamStampsAtDefaults(tmp_path, capsys):
     out = tmp_path / "out"
     status = main([str(DATA / "decam_OBS18a.fits"), str(DATA / "decam_OBS04a.fits"), "-o", str(out), "-q"])
     assert status == 0, capsys.readouterr().err
-    meta = json.loads((out / "metadata.json").read_text())["metadata"]
+    meta = json.loads((out / "decam_OBS04a" / "metadata.json").read_text())["metadata"]
     factors = {k.split(".")[-1]: v for k, v in meta.items() if k.endswith("VarianceFactor")}
     # The sky-noise model already describes the noise: the factors are near 1.
     assert factors["scaleTemplateVarianceFactor"] == pytest.approx(1.0, abs=0.1)
     assert factors["scaleScienceVarianceFactor"] == pytest.approx(1.0, abs=0.1)
-    diff = VisitImage.read(str(out / "difference.fits"))
+    diff = VisitImage.read(str(out / "decam_OBS04a" / "difference.fits"))
     z = diff.image.array / np.sqrt(diff.variance.array)
     z = z[np.isfinite(z)]
     assert np.mean(np.abs(z) > 5) <= 0.001

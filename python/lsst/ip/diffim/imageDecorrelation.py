@@ -335,15 +335,20 @@ class DecorrelateALKernelTask(pipeBase.Task):
         templateMatched: bool,
     ) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
         """Return the variances and PSF in the roles of unconvolved / convolved image."""
+        # The PSF only sizes the filter (with the kernel); an image without a PSF model (a plain
+        # MaskedImage) leaves the size to the kernel.
+        noPsf = np.zeros((1, 1))
         if templateMatched:
             self.log.info("Decorrelation after template image convolution")
-            psfImg = _psfImage(science.psf, xcen, ycen)
+            psf = getattr(science, "psf", None)
+            psfImg = noPsf if psf is None else _psfImage(psf, xcen, ycen)
             return svar, tvar, science.variance.array, template.variance.array, psfImg
         self.log.info("Decorrelation after science image convolution")
+        psf = getattr(template, "psf", None)
         try:
-            psfImg = _psfImage(template.psf, xcen, ycen)
+            psfImg = noPsf if psf is None else _psfImage(psf, xcen, ycen)
         except Exception:  # PSF models raise many types off their domain
-            psfImg = _averagePsfImage(template.psf, template.bbox, 0.05, 100)
+            psfImg = _averagePsfImage(psf, template.bbox, 0.05, 100)
         return tvar, svar, template.variance.array, science.variance.array, psfImg
 
     def _variance(
