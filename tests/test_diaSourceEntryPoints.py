@@ -60,18 +60,18 @@ def test_cli_detect(pair, tmp_path, capsys):
         )
     out = tmp_path / "out"
     argv = [str(tmp_path / "template.fits"), str(tmp_path / "science.fits"), "-o", str(out), "--detect",
-            "--template-fwhm", "3.0", "--science-fwhm", "4.5", "-c", "detectAndMeasure.thresholdValue=5.5",
-            "-q"]  # fmt: skip
+            "--template-fwhm", "3.0", "--science-fwhm", "4.5", "-c",
+            "detectAndMeasure.thresholdValue=5.5"]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    table = Table.read(out / "dia_sources.fits")
-    assert table["psfFlux"].unit == "nJy"
+    table = Table.read(out / "science" / "dia_sources.fits")
+    assert table["psfFlux"].unit == "adu"  # plain FITS without BUNIT: the input's ADU, not nJy
     k, d = _nearest(table, *TRANSIENT[:2])
     assert d < 0.5 and abs(table["psfFlux"][k] / TRANSIENT[2] - 1) < 0.1
-    meta = json.loads((out / "metadata.json").read_text())["detectAndMeasure"]
+    meta = json.loads((out / "science" / "metadata.json").read_text())["detectAndMeasure"]
     assert meta["detectAndMeasure.NFalsePositivesTotal"] == len(table)
     assert f"DIA sources: {len(table)} (" in printed and "unassociated" in printed
-    assert (out / "summary.png").exists()
+    assert (out / "science" / "summary.png").exists()
 
 
 def test_notebook_detect(pair):

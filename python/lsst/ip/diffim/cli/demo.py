@@ -58,8 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     result = task.run(template, science)
     seconds = time.perf_counter() - start
-    # "Away from sources": off the footprints detected on either input.
-    summary = summarize(task, result, seconds, sourceMask=detectedSourceMask([template, science]))
+    # "Away from sources": off the footprints detected on either input, grown by about one FWHM of
+    # the wider (science) PSF, 7.9 px, so that the wings of the crowded stars are left out too.
+    sourceMask = detectedSourceMask([template, science], grow=8)
+    summary = summarize(task, result, seconds, sourceMask=sourceMask)
     written = writeOutputs(
         args.output,
         task,

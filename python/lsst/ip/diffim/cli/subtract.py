@@ -53,7 +53,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 # Nothing heavy is imported here: ``--help`` and argument errors must answer at
 # once; numpy, astropy, lsst.images and the task are imported when needed.
@@ -408,12 +408,24 @@ def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
         lock.release()
 
 
+class _UsageError(Exception):
+    """A command line `argparse` refused (already reported on one line)."""
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other failure (`main` returns 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr, flush=True)
+        raise _UsageError(message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Subtract a template from one or more science images; return the exit code.
 
     See `lsst.ip.diffim.cli.errors` (and the README) for the exit codes.
     """
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="ipdiffim-subtract", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("template", help="template FITS file")
@@ -521,7 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     addNoiseArguments(parser)
     addPsfArguments(parser)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError:
+        return EXIT_REFUSED
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s %(levelname)s: %(message)s"
     )
