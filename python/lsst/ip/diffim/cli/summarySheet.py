@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..math.masks import anyMaskPlaneSet
 from ..math.spatialCell import SpatialCellCandidateStatus
 
 #: Most pixels kept on a side of an image panel.
@@ -115,7 +116,11 @@ def prepareSummarySheet(
     if science is not None:
         panels["science"] = _decimate(science.image.array, stride)
     panels["matched"] = _decimate(result.matchedImage.image.array, stride)
+    # Pixels the difference mask flags (saturated, bad, no data, edge) are drawn grey, not as residuals.
     panels["difference"] = _decimate(diff.image.array, stride)
+    masked = anyMaskPlaneSet(diff.mask, ["SAT", "BAD", "NO_DATA", "EDGE"])
+    if masked is not None:
+        panels["difference"][masked[::stride, ::stride]] = np.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         panels["normalized"] = panels["difference"] / np.sqrt(_decimate(diff.variance.array, stride))
     limits = {name: _limits(array) for name, array in panels.items()}
@@ -204,7 +209,10 @@ def _show(
         vmin, vmax, cmap = -symmetric, symmetric, "RdBu_r"
     else:
         vmin, vmax = limits if limits is not None else _limits(array)
-    im = ax.imshow(array, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    import matplotlib
+
+    colours = matplotlib.colormaps[cmap].with_extremes(bad="0.6")  # NaN (masked) pixels grey
+    im = ax.imshow(array, origin="lower", cmap=colours, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_title(title, fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -233,13 +241,14 @@ def drawSummarySheet(data: SummarySheetData, path: str | Path) -> Path:
     if "science" in panels:
         _show(axes[0, 1], panels["science"], "Science", fig, limits["science"])
     _show(axes[0, 2], panels["matched"], "PSF-matched template", fig, limits["matched"])
-    _show(axes[1, 0], panels["difference"], "Difference", fig, symmetric=limits["difference"][1])
+    dLimit = limits["difference"][1]
+    _show(axes[1, 0], panels["difference"], "Difference (masked: grey)", fig, symmetric=dLimit)
     if data.diaSources is not None:
         from ..display.diaSourceDisplays import overlayDiaSources
 
         x0, _, y0, _ = data.bbox
         overlayDiaSources(axes[1, 0], data.diaSources, origin=(x0, y0), size=30.0, stride=data.stride)
-    _show(axes[1, 1], panels["normalized"], "Difference / sqrt(variance)", fig, symmetric=5.0)
+    _show(axes[1, 1], panels["normalized"], "Difference / sqrt(variance) (masked: grey)", fig, symmetric=5.0)
     peak = float(np.nanmax(np.abs(data.kernelMosaic)))
     _show(axes[1, 2], data.kernelMosaic, "Kernel at 10/50/90 % of x and y", fig, symmetric=peak)
 
