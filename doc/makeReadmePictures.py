@@ -72,13 +72,15 @@ def main() -> int:
                 "1.9",
                 "--read-noise",
                 "5",
+                "--saturation",
+                "60000",
                 "-c",
                 "kernel.active.spatialKernelOrder=1",
             ],
             check=True,
             env=env,
         )
-        shrink(Path(tmp) / "out" / "summary.png", STATIC / "summary_sheet.png", 760)
+        shrink(Path(tmp) / "out" / "AKB13475I0015_aligned" / "summary.png", STATIC / "summary_sheet.png", 760)
         code = """
 import lsstDebug
 import lsst.ip.diffim as ipDiffim

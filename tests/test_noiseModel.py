@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -182,16 +183,17 @@ def test_fillValuesAreNoDataAndDoNotSpoilTheNoise(tmp_path):
     from lsst.ip.diffim.math.masks import anyMaskPlaneSet
 
     rng = np.random.default_rng(5)
-    image = (200.0 + rng.normal(0.0, 3.0, (63, 63))).astype(np.float32)
+    sigma = math.sqrt(200.0 / 6.2 + (8.0 / 6.2) ** 2)  # Poisson sky of 200 ADU and read noise, gain 6.2
+    image = (200.0 + rng.normal(0.0, sigma, (63, 63))).astype(np.float32)
     image[:, :20] = np.finfo(np.float32).min
     fits.PrimaryHDU(image).writeto(tmp_path / "edge.fits")
     vi, _ = readInput(str(tmp_path / "edge.fits"), gain=6.2, readNoise=8.0)
     noData = anyMaskPlaneSet(vi.mask, ["NO_DATA"])
     assert noData[:, :20].all() and not noData[:, 20:].any()
     factor = applyVarianceScaling(vi)
-    # The measured sky noise (3 ADU) is in the model already: the factor is near 1.
+    # The sky's Poisson noise is in the model already: the factor is near 1.
     assert factor == pytest.approx(1.0, abs=0.15)
-    assert np.median(vi.variance.array[:, 20:]) == pytest.approx(9.0, rel=0.2)
+    assert np.median(vi.variance.array[:, 20:]) == pytest.approx(sigma**2, rel=0.2)
 
 
 def test_perImageNoiseOptions():

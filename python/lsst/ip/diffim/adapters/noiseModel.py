@@ -127,12 +127,14 @@ def modelVariance(
 ) -> np.ndarray:
     """Return a variance plane for an image that has none.
 
-    The variance is the measured sky variance (`skyLevelAndVariance`; at
-    least ``(readNoise / gain)^2``) plus the Poisson variance of the
-    signal above the local sky, ``max(image - sky, 0) / gain``.  On an
-    image with its sky still in, this equals the gain/read-noise model (plus
-    any extra noise the sky shows); on a sky-subtracted image it keeps the
-    sky noise the gain/read-noise model loses.
+    The variance is the Poisson variance of the signal above the local sky,
+    ``max(image - sky, 0) / gain``, plus a sky term.  On an image with its
+    sky still in (median sky level above 3 times the measured sky noise)
+    the sky term is the sky's own Poisson variance, ``sky / gain +
+    (readNoise / gain)^2``, so the whole is the gain/read-noise model; on a
+    sky-subtracted image it is the measured sky variance
+    (`skyLevelAndVariance`; at least ``(readNoise / gain)^2``), which keeps
+    the sky noise the gain/read-noise model loses.
 
     Parameters
     ----------
@@ -164,7 +166,16 @@ def modelVariance(
     level, skyVariance = skyLevelAndVariance(data, good)
     signal = np.maximum(np.nan_to_num(data - level, nan=0.0, posinf=0.0, neginf=0.0), 0.0)
     variance = signal / np.float32(gain)
-    variance += np.maximum(skyVariance, readVariance)
+    # With its sky still in (a sky level well above the measured sky noise) the image's own Poisson
+    # sky variance is the sky term: the measured scatter of a crowded field is mostly unresolved
+    # stars, not noise (4x the noise on the SAAO bulge frames).  A sky-subtracted image (level near
+    # zero) has lost that information, and the measured sky variance is the sky term.
+    medianLevel = float(np.nanmedian(level))
+    medianSkySigma = math.sqrt(max(float(np.nanmedian(skyVariance)), 0.0))
+    if medianLevel > 3.0 * medianSkySigma:
+        variance += np.maximum(level, 0.0).astype(np.float32) / np.float32(gain) + readVariance
+    else:
+        variance += np.maximum(skyVariance, readVariance)
     return variance.astype(np.float32, copy=False)
 
 
