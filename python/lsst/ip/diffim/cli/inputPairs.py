@@ -24,6 +24,7 @@ from __future__ import annotations
 
 __all__ = ["checkMemory", "checkPair", "fileHasSkyWcs", "readOrFail"]
 
+import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -34,22 +35,27 @@ from .errors import InputError, MemoryLimitError
 def readOrFail(reader: Callable[..., Any], path: str, **kwargs: Any) -> Any:
     """Call ``reader(path, **kwargs)``; turn any failure into one `InputError` naming ``path``.
 
-    Astropy warnings about a damaged file (truncation, bad header cards)
-    become errors too: a truncated file is refused rather than read padded.
+    A file astropy reports as truncated is refused rather than read padded;
+    astropy's other warnings about a file (non-standard header cards it
+    fixes, as on the ZTF cutouts) are logged, one line each, and the file
+    is read.
     """
-    from astropy.io.fits.verify import VerifyWarning
-    from astropy.utils.exceptions import AstropyUserWarning
-
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", AstropyUserWarning)
-            warnings.simplefilter("error", VerifyWarning)
-            return reader(path, **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = reader(path, **kwargs)
     except InputError:
         raise
-    except (Exception, Warning) as exc:  # astropy and lsst.images raise many types for damaged files
+    except Exception as exc:  # astropy and lsst.images raise many types for damaged files
         text = " ".join(str(exc).split())
         raise InputError(f"{path}: cannot be read ({type(exc).__name__}: {text})") from exc
+    log = logging.getLogger("ipdiffim-subtract")
+    for item in caught:
+        text = " ".join(str(item.message).split())
+        if "truncated" in text.lower():
+            raise InputError(f"{path}: cannot be read ({item.category.__name__}: {text})")
+        log.warning("%s: %s: %s", path, item.category.__name__, text)
+    return value
 
 
 def fileHasSkyWcs(path: str, hdu: int | None = None) -> bool:
