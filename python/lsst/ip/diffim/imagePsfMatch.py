@@ -389,10 +389,6 @@ class ImagePsfMatchTask(PsfMatchTask):
             out = out[np.sort(order[: self.config.maxCandidates])]
         return out
 
-    def _adaptCellSize(self, candidateList: Table) -> tuple[int, int]:
-        """Return the spatial cell size (the configured one)."""
-        return self.kConfig.sizeCellX, self.kConfig.sizeCellY
-
     def _buildCellSet(
         self, templateMaskedImage: MaskedImage, scienceMaskedImage: MaskedImage, candidateList: Table
     ) -> SpatialCellSet:
@@ -405,7 +401,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         """
         if candidateList is None or len(candidateList) == 0:
             raise NoKernelCandidatesError("candidateList is empty; nothing to fit the kernel on.")
-        sizeCellX, sizeCellY = self._adaptCellSize(candidateList)
+        sizeCellX, sizeCellY = self.kConfig.sizeCellX, self.kConfig.sizeCellY
         cellSet = SpatialCellSet(templateMaskedImage.bbox, sizeCellX, sizeCellY)
         ps = self._propertySet()
         y0 = np.asarray(candidateList["stampYmin"], dtype=int)

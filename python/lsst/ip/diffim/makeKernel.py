@@ -293,10 +293,6 @@ class MakeKernelTask(PsfMatchTask):
             self.log.info("Target psf fwhm is the greater, deconvolution mode")
         return basisList
 
-    def _adaptCellSize(self, candidateList: Table) -> tuple[int, int]:
-        """Return the spatial cell size (the configured one, as upstream)."""
-        return self.kConfig.sizeCellX, self.kConfig.sizeCellY
-
     def _buildCellSet(
         self, convolved: MaskedImage, reference: MaskedImage, candidateList: Table
     ) -> SpatialCellSet:

@@ -110,21 +110,7 @@ def _joinRuns(row: np.ndarray, first: np.ndarray, last: np.ndarray, width: int) 
 
 
 #: Fields of the peaks of the extracted objects (`extractPeaks`).
-PEAK_DTYPE = np.dtype(
-    [
-        ("x", np.float64),
-        ("y", np.float64),
-        ("flux", np.float64),
-        ("peak", np.float64),
-        ("npix", np.int64),
-        ("xmin", np.int64),
-        ("xmax", np.int64),
-        ("ymin", np.int64),
-        ("ymax", np.int64),
-        ("parent", np.int64),
-        ("nPeaks", np.int64),
-    ]
-)
+PEAK_DTYPE = np.dtype(OBJECT_DTYPE.descr + [("parent", np.int64), ("nPeaks", np.int64)])
 
 
 def _detectedPixels(

@@ -189,10 +189,13 @@ def _pick(specific: float | None, common: float | None) -> float | None:
 
 
 def _checkOptions(args: argparse.Namespace) -> None:
-    """Refuse option values no image could use (before any work)."""
+    """Refuse noise option values no image could use (before any work).
+
+    The FWHM options are checked as they are parsed (`fwhmArgument`).
+    """
     import math
 
-    for option in ("gain", "read_noise", "template_fwhm", "science_fwhm"):
+    for option in ("gain", "read_noise"):
         value = getattr(args, option, None)
         if value is None:
             continue
