@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import correlate
 
-from lsst.ip.diffim.math import convolveImage
+from lsst.ip.diffim.math import maskDilation, overlapSave, varianceConvolution
 from lsst.ip.diffim.math.convolveImage import convolveSpatiallyVarying
 
 
@@ -43,7 +43,7 @@ def _polynomialTerms(ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
 def _reference(plane: np.ndarray, kernels: np.ndarray, termX: np.ndarray, termY: np.ndarray) -> np.ndarray:
     """Direct (float64) ``sum_j termY termX (K_j ⋆ plane)`` on the valid region."""
     _, kh, kw = kernels.shape
-    rows, cols = convolveImage.goodRegion(plane.shape, (kh, kw))
+    rows, cols = overlapSave.goodRegion(plane.shape, (kh, kw))
     out = np.zeros((rows.stop - rows.start, cols.stop - cols.start))
     for kernel, tx, ty in zip(kernels, termX, termY):
         # ndimage centres a kernel on (kh // 2, kw // 2), as afw does.
@@ -55,7 +55,7 @@ def _reference(plane: np.ndarray, kernels: np.ndarray, termX: np.ndarray, termY:
 @pytest.fixture
 def smallTiles(monkeypatch):
     """Force tiles of at most 64 pixels so that small images have many tiles."""
-    monkeypatch.setattr(convolveImage, "_MAX_TILE_LENGTH", 64)
+    monkeypatch.setattr(overlapSave, "_MAX_TILE_LENGTH", 64)
 
 
 @pytest.mark.parametrize("kernelShape", [(9, 11), (8, 7)])
@@ -67,8 +67,8 @@ def test_tiled_image_plane_matches_direct(smallTiles, kernelShape, workers):
     image = rng.normal(size=(ny, nx)) * 10 + 100
     kernels = rng.normal(size=(6,) + kernelShape)
     termX, termY = _polynomialTerms(ny, nx)
-    rows, cols = convolveImage.goodRegion((ny, nx), kernelShape)
-    fy, fx = convolveImage._tileShape((rows.stop - rows.start, cols.stop - cols.start), kernelShape)
+    rows, cols = overlapSave.goodRegion((ny, nx), kernelShape)
+    fy, fx = overlapSave.fftTileShape((rows.stop - rows.start, cols.stop - cols.start), kernelShape)
     assert fy <= 64 and fx <= 64
     res = convolveSpatiallyVarying(
         image, None, None, kernels, termX, termY, dtype=np.float64, workers=workers
@@ -90,7 +90,7 @@ def test_float32_accuracy_and_nan_across_tiles(smallTiles):
         image[y, x] = np.nan
     res = convolveSpatiallyVarying(image, None, None, kernels, termX, termY, workers=2)
     assert res.image.dtype == np.float32
-    rows, cols = convolveImage.goodRegion((ny, nx), (9, 9))
+    rows, cols = overlapSave.goodRegion((ny, nx), (9, 9))
     ref = _reference(np.nan_to_num(image), kernels, termX, termY)
     poisoned = np.zeros((ny, nx), dtype=bool)
     for y, x in bad:
@@ -112,7 +112,7 @@ def test_shared_factors_are_grouped_and_merged(smallTiles):
     termX = np.array([np.ones(nx), u, np.ones(nx), u, u])
     termY = np.array([np.ones(ny), np.ones(ny), v, v, np.ones(ny)])  # terms 1 and 4 coincide
     res = convolveSpatiallyVarying(image, None, None, kernels, termX, termY, dtype=np.float64)
-    rows, cols = convolveImage.goodRegion((ny, nx), (7, 7))
+    rows, cols = overlapSave.goodRegion((ny, nx), (7, 7))
     ref = _reference(image, kernels, termX, termY)
     np.testing.assert_allclose(res.image[rows, cols], ref, rtol=0, atol=1e-10 * np.abs(ref).max())
 
@@ -128,7 +128,7 @@ def test_exact_variance_matches_direct(smallTiles):
     res = convolveSpatiallyVarying(
         image, variance, None, kernels, termX, termY, varianceMode="exact", dtype=np.float64
     )
-    rows, cols = convolveImage.goodRegion((ny, nx), (7, 9))
+    rows, cols = overlapSave.goodRegion((ny, nx), (7, 9))
     for y, x in [(rows.start, cols.start), (60, 70), (rows.stop - 1, cols.stop - 1), (rows.start, 100)]:
         k = np.tensordot(termY[:, y] * termX[:, x], kernels, axes=1)
         expected = (variance[y - 3 : y + 4, x - 4 : x + 5] * k * k).sum()
@@ -174,7 +174,7 @@ def test_cells_partition_and_weights():
     """Cells cover every pixel once, with hat weights that sum to one and peak at the nodes."""
     for n, nNodes in [(100, 5), (1, 2), (7, 3), (4076, 17)]:
         nodes = np.linspace(0, n - 1, nNodes)
-        cells = convolveImage._cells(nodes, n)
+        cells = varianceConvolution._cells(nodes, n)
         covered = np.concatenate([np.arange(c.start, c.stop) for c in cells])
         assert np.array_equal(covered, np.arange(n))
         for i, cell in enumerate(cells):
@@ -187,10 +187,10 @@ def test_cells_partition_and_weights():
 
 def test_tile_shape():
     """Small regions get one tile; large ones tiles of at most the maximum length."""
-    assert convolveImage._tileShape((30, 52), (7, 9)) == (36, 60)
-    fy, fx = convolveImage._tileShape((4076, 4076), (21, 21))
-    assert 2 * 21 <= fy <= convolveImage._MAX_TILE_LENGTH and 2 * 21 <= fx <= convolveImage._MAX_TILE_LENGTH
-    fy, fx = convolveImage._tileShape((1, 1), (21, 21))
+    assert overlapSave.fftTileShape((30, 52), (7, 9)) == (36, 60)
+    fy, fx = overlapSave.fftTileShape((4076, 4076), (21, 21))
+    assert 2 * 21 <= fy <= overlapSave._MAX_TILE_LENGTH and 2 * 21 <= fx <= overlapSave._MAX_TILE_LENGTH
+    fy, fx = overlapSave.fftTileShape((1, 1), (21, 21))
     assert fy >= 21 and fx >= 21
 
 
@@ -202,7 +202,7 @@ def test_sliding_or(size):
     for axis in (0, 1):
         if array.shape[axis] < size:
             continue
-        out = convolveImage._slidingOr(array, size, axis)
+        out = maskDilation.slidingOr(array, size, axis)
         moved = np.moveaxis(array, axis, 0)
         expected = [np.bitwise_or.reduce(moved[i : i + size], axis=0) for i in range(len(moved) - size + 1)]
         np.testing.assert_array_equal(np.moveaxis(out, axis, 0), expected)
@@ -223,7 +223,7 @@ def test_box_mask_dilation_matches_bit_planes(dtype, shape):
     footprint = np.ones(shape, dtype=np.uint8)
     expected = np.zeros_like(plane)
     for bit in (0, 1, 3, 5, 14):
-        dilated = convolveImage._dilate(((plane >> bit) & 1).astype(np.uint8), footprint, isBox=True)
+        dilated = maskDilation.dilate(((plane >> bit) & 1).astype(np.uint8), footprint, isBox=True)
         expected |= dilated.astype(dtype) << dtype(bit)
     for workers in (1, 2):
-        np.testing.assert_array_equal(convolveImage._dilateBits(plane, shape, workers), expected)
+        np.testing.assert_array_equal(maskDilation.dilateBits(plane, shape, workers), expected)

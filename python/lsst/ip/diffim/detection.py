@@ -56,8 +56,8 @@ from lsst.images import Box, MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .kernel.stampStack import StampStack
-from .math.convolveImage import correlateFixed
 from .math.masks import anyMaskPlaneSet
+from .math.overlapSave import correlateFixed
 from .math.statistics import allFinite
 from .objectExtraction import extractObjects, extractPeaks
 

@@ -46,10 +46,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lsst.images import Image, Mask, MaskedImage
 
-from ..math.convolveImage import goodRegion
 from ..math.functions import Function2
 from ..math.kernels import Kernel
 from ..math.masks import maskPlaneBitmask
+from ..math.overlapSave import goodRegion
 
 
 def goodSlices(shape: tuple[int, int], kernelShape: tuple[int, int]) -> tuple[slice, slice]:

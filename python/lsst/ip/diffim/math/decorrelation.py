@@ -34,7 +34,7 @@ the template to it) the filter is
 The filters are smooth, so their real-space kernels are compact: they are
 computed here on a small grid (a few kernel widths) and applied to the
 whole image by the tiled overlap-save correlation of
-`lsst.ip.diffim.math.convolveImage`, instead of a whole-image FFT.
+`lsst.ip.diffim.math.overlapSave`, instead of a whole-image FFT.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .convolveImage import correlateFixed
+from .overlapSave import correlateFixed
 
 
 @dataclass

@@ -43,7 +43,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .convolveImage import fftWorkers
+from .threads import threadCount
 
 #: Rows zeroed per call (numpy releases the GIL for each block).
 _ROWS_PER_BLOCK = 64
@@ -120,7 +120,7 @@ class OutputPlanes:
         The thread count is ``$IPDIFFIM_NUM_THREADS`` (default the CPU
         count), as for every other threaded step.
         """
-        if fftWorkers(None) <= 1 or not specs:
+        if threadCount() <= 1 or not specs:
             return None
         return cls(specs)
 

@@ -24,24 +24,94 @@ The kernel fit does many small and medium matrix products; OpenBLAS's own
 threads make those slower, not faster (measured: a (256, 3) x (3, 4096)
 float32 product takes 6x longer on two BLAS threads than on one).  The
 fit therefore runs with BLAS on one thread and spreads chunks of
-candidates over its own threads (``$IPDIFFIM_NUM_THREADS``, see
-`lsst.ip.diffim.math.convolveImage.fftWorkers`).
+candidates over its own threads.
 
-Whole-image pixel arithmetic (the subtraction) is spread over the same
-threads by bands of rows (`forEachRowBand`): numpy releases the GIL for
-it, and on virtual machines the first touch of a new output page is a
-large part of its cost, which two threads also share.
+Every threaded step takes its thread count from `threadCount`
+(``$IPDIFFIM_NUM_THREADS``, default the CPU count) and runs its work on a
+`ThreadPool`: the FFT tiles of the convolution, the chunks of candidates
+of the kernel fit, and whole-image pixel arithmetic (the subtraction,
+zeroing of new planes) by bands of rows (`forEachRowBand`).  numpy and
+scipy release the GIL for that work, and on virtual machines the first
+touch of a new output page is a large part of its cost, which the threads
+also share.
 """
 
 from __future__ import annotations
 
-__all__ = ["chunkSlices", "forEach", "forEachRowBand", "singleThreadedBlas"]
+__all__ = [
+    "ThreadPool",
+    "chunkSlices",
+    "forEach",
+    "forEachRowBand",
+    "singleThreadedBlas",
+    "threadCount",
+]
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
 
 from threadpoolctl import threadpool_limits
+
+
+def threadCount(workers: int | None = None) -> int:
+    """Return the number of threads a step may use.
+
+    Parameters
+    ----------
+    workers : `int`, optional
+        An explicit count, returned as is; otherwise
+        ``$IPDIFFIM_NUM_THREADS`` (at least 1) or the CPU count.
+    """
+    if workers is not None:
+        return int(workers)
+    env = os.environ.get("IPDIFFIM_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    return os.cpu_count() or 1
+
+
+class ThreadPool:
+    """Threads that run calls on disjoint outputs, or this thread alone.
+
+    A context manager: with one thread no pool is made and `forEach` runs
+    the calls in the calling thread.
+
+    Parameters
+    ----------
+    threads : `int`
+        Number of threads (see `threadCount`).
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = max(1, int(threads))
+        self._executor = ThreadPoolExecutor(max_workers=self.threads) if self.threads > 1 else None
+
+    def __enter__(self) -> ThreadPool:
+        return self
+
+    def __exit__(
+        self,
+        excType: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+    def forEach[T](self, work: Callable[[T], None], items: Iterable[T]) -> None:
+        """Call ``work(item)`` for every item and wait for all of them.
+
+        The first exception raised by a call is raised here.
+        """
+        if self._executor is None:
+            for item in items:
+                work(item)
+            return
+        for _ in self._executor.map(work, items):
+            pass
 
 
 @contextlib.contextmanager
@@ -70,16 +140,8 @@ def forEach[T](work: Callable[[T], None], items: Sequence[T], workers: int | Non
         Threads; ``$IPDIFFIM_NUM_THREADS`` or the CPU count if not given.
         With one thread (or one item) the calls run in this thread.
     """
-    from .convolveImage import fftWorkers
-
-    threads = min(fftWorkers(workers), len(items))
-    if threads <= 1:
-        for item in items:
-            work(item)
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        for future in [pool.submit(work, item) for item in items]:
-            future.result()
+    with ThreadPool(min(threadCount(workers), len(items))) as pool:
+        pool.forEach(work, items)
 
 
 def forEachRowBand(
