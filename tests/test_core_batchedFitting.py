@@ -235,6 +235,7 @@ def test_function_add_to_matches_render(modelType):
 def test_detection_grows_pixel_stack_when_needed(monkeypatch):
     """A small sep pixel stack is retried larger: same sources as a large stack from the start."""
     from lsst.ip.diffim import detection
+    from lsst.ip.diffim.math import sourceDetection
 
     rng = np.random.default_rng(23)
     image = rng.normal(0.0, 1.0, size=(300, 300)).astype(np.float32)
@@ -243,9 +244,9 @@ def test_detection_grows_pixel_stack_when_needed(monkeypatch):
         image += 200.0 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0)
     mi = maskedImage(image, 1.0)
     task = detection.SourceDetectionTask()
-    monkeypatch.setattr(detection, "_PIXSTACK", 10_000_000)
+    monkeypatch.setattr(sourceDetection, "_PIXSTACK", 10_000_000)
     expected = task.run(mi).sources
-    monkeypatch.setattr(detection, "_PIXSTACK", 50)
+    monkeypatch.setattr(sourceDetection, "_PIXSTACK", 50)
     grown = task.run(mi).sources
     assert len(grown) == len(expected) > 10
     np.testing.assert_allclose(grown["x"], expected["x"])

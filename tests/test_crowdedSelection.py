@@ -41,8 +41,8 @@ from lsst.ip.diffim.exclusions import (
     stampListTable,
 )
 from lsst.ip.diffim.math.masks import maskPlaneBitmask
+from lsst.ip.diffim.math.objectExtraction import extractObjects, extractPeaks
 from lsst.ip.diffim.math.spatialCell import SpatialCellCandidateStatus
-from lsst.ip.diffim.objectExtraction import extractObjects, extractPeaks
 from lsst.ip.diffim.psfMatch import _lowerSpatialOrders
 from lsst.ip.diffim.syntheticPairs import PsfModel, makeSyntheticPair, renderStars
 

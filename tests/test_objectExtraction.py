@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import sep
 
-from lsst.ip.diffim.objectExtraction import extractObjects
+from lsst.ip.diffim.math.objectExtraction import extractObjects
 
 
 def _starField(seed: int = 7, shape: tuple[int, int] = (300, 420)) -> tuple[np.ndarray, np.ndarray]:

@@ -33,8 +33,8 @@ from lsst.ip.diffim.adapters.exposures import makeVisitImage
 from lsst.ip.diffim.imagePsfMatch import ImagesDoNotOverlapError, MismatchedImagesError
 from lsst.ip.diffim.kernelConversion import fromImagesKernel, toImagesKernel
 from lsst.ip.diffim.math import Box2D, Chebyshev1Function2, LinearCombinationKernel, PolynomialFunction2
+from lsst.ip.diffim.math.warping import lanczosWeights, warpExposure
 from lsst.ip.diffim.syntheticPairs import makeSyntheticPair
-from lsst.ip.diffim.warping import lanczosWeights, warpExposure
 
 
 def _wcs(size: int, crpixShift: tuple[float, float] = (0.0, 0.0)) -> WCS:

@@ -115,11 +115,19 @@ _LAZY: dict[str, tuple[str, ...]] = {
 _WHERE = {name: module for module, names in _LAZY.items() for name in names}
 __all__ = sorted(_WHERE) + ["__version__"]
 
+# Modules that moved under a subpackage: ``ipDiffim.warping`` is still the module.
+_MOVED: dict[str, str] = {
+    "objectExtraction": ".math.objectExtraction",
+    "warping": ".math.warping",
+}
+
 
 def __getattr__(name: str):
     import importlib
 
     module = _WHERE.get(name)
+    if module is None and name in _MOVED:
+        return importlib.import_module(_MOVED[name], __name__)
     if module is None:
         try:  # a submodule, e.g. ``ipDiffim.math``
             return importlib.import_module(f"{__name__}.{name}")

@@ -20,13 +20,16 @@
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 """Detection of kernel-candidate stars (in place of meas_algorithms' detection).
 
-The background model comes from `sep`, the SExtractor library (a small,
-well-kept compiled package with wheels for every platform).  The objects are
+The detection itself is the primitive
+`lsst.ip.diffim.math.sourceDetection.detectSources`; the task gives it the
+config's settings.  The background model comes from `sep`, the SExtractor
+library (a small, well-kept compiled package with wheels for every
+platform).  The objects are
 the isophotal ones `sep.extract` finds without deblending, computed by
-`lsst.ip.diffim.objectExtraction.extractObjects` on the runs of detected
+`lsst.ip.diffim.math.objectExtraction.extractObjects` on the runs of detected
 pixels (identical objects, on all threads, without an image-sized label
 array); by default (``splitFootprintsAtPeaks``) each footprint is split
-at its peaks (`lsst.ip.diffim.objectExtraction.extractPeaks`), one source
+at its peaks (`lsst.ip.diffim.math.objectExtraction.extractPeaks`), one source
 per star even where the footprints of a crowded field merge; with
 ``deblend`` set, `sep.extract` itself deblends them.  Thresholds
 follow the stack's conventions (``pixel_stdev``: in units of each pixel's
@@ -46,7 +49,6 @@ __all__ = [
 import math
 
 import numpy as np
-import sep
 from astropy.table import Table
 from scipy.spatial import cKDTree
 
@@ -56,10 +58,11 @@ from lsst.images import Box, MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .kernel.stampStack import StampStack
-from .math.masks import anyMaskPlaneSet
-from .math.overlapSave import correlateFixed
-from .math.statistics import allFinite
-from .objectExtraction import extractObjects, extractPeaks
+from .math.sourceDetection import DetectionSettings, detectSources
+
+# Private names other modules import from here (the primitives' home is math.sourceDetection).
+from .math.sourceDetection import anyInBoxes as _anyInBoxes  # noqa: F401
+from .math.sourceDetection import sepExtract as _extract  # noqa: F401
 
 
 class SourceDetectionConfig(pexConfig.Config):
@@ -172,214 +175,15 @@ class SourceDetectionTask(pipeBase.Task):
             `sep.Background` model that was subtracted (``.back()`` is its
             image), or `None`.
         """
-        image = np.asarray(maskedImage.image.array, dtype=np.float32)
-        variance = np.asarray(maskedImage.variance.array, dtype=np.float32)
-        excluded = anyMaskPlaneSet(maskedImage.mask, self.config.excludeMaskPlanes)
-        anyBad = not (allFinite(image) and allFinite(variance) and image.size and variance.min() > 0) or (
-            excluded is not None and bool(excluded.any())
+        settings = DetectionSettings.fromConfig(self.config)
+        result = detectSources(maskedImage, settings, sigma=sigma, doSmooth=doSmooth)
+        self.log.info(
+            "Detected %d sources above %.1f (%s)",
+            len(result.sources),
+            self.config.thresholdValue,
+            self.config.thresholdType,
         )
-        if anyBad:
-            # bad = not (finite image and finite positive variance) or excluded, built in place.
-            bad = np.isfinite(image)
-            bad &= variance > 0
-            bad &= np.isfinite(variance)
-            np.logical_not(bad, out=bad)
-            if excluded is not None:
-                bad |= excluded
-            if bad.all():
-                return pipeBase.Struct(sources=_emptyTable(), background=None)
-        else:
-            bad = np.zeros(image.shape, dtype=bool)
-        sample = (slice(None, None, 4), slice(None, None, 4))
-        goodSample = image[sample][~bad[sample]]
-        if goodSample.size == 0:
-            goodSample = image[~bad]
-        # The searched image is the input (bad pixels filled) smoothed, minus the
-        # background estimated on the unsmoothed input: smoothing commutes with
-        # the subtraction and leaves a background smooth on backgroundBinSize
-        # scales unchanged, and the input needs no image-sized copy this way.
-        base = np.where(bad, np.float32(np.median(goodSample)), image) if anyBad else image
-        if self.config.thresholdPolarity == "negative":
-            base = np.negative(base)
-        base = np.ascontiguousarray(base, dtype=np.float32)
-        background = None
-        if self.config.doSubtractBackground:
-            bw = min(self.config.backgroundBinSize, base.shape[1])
-            bh = min(self.config.backgroundBinSize, base.shape[0])
-            background = sep.Background(base, mask=bad if anyBad else None, bw=bw, bh=bh)
-        if anyBad:
-            goodVar = variance[sample][~bad[sample]]
-            varFill = np.float32(np.median(goodVar)) if goodVar.size else np.float32(1.0)
-            var = np.where(bad, varFill, variance)
-        else:
-            var = variance
-        if doSmooth:
-            # Matched filter: smooth with a unit-sum Gaussian k; the noise
-            # variance of the smoothed image is var convolved with k^2, taken
-            # as sum(k^2) var = var / (4 pi sigma^2) (var locally constant).
-            s = 1.5 if sigma is None else float(sigma)
-            data = _gaussianSmooth(base, s)
-            errScale = 1.0 / (2.0 * math.sqrt(math.pi) * s)
-        else:
-            data = base.copy() if base is image else base
-            errScale = 1.0
-        if background is not None:
-            background.subfrom(data)
-        # The noise of the searched image is errScale * sqrt(var); the
-        # extraction takes the variance itself (no image-sized error array).
-        ttype = self.config.thresholdType
-        value = self.config.thresholdValue
-        varArg = None
-        if ttype == "pixel_stdev":
-            thresh, varArg = value * errScale, np.ascontiguousarray(var, dtype=np.float32)
-        elif ttype == "value":
-            thresh = value
-        else:
-            good = data[sample][~bad[sample]]
-            std = float(1.4826 * np.median(np.abs(good - np.median(good))))
-            thresh = value * std if ttype == "stdev" else value * std * std
-        if self.config.deblend:
-            objects = _extract(
-                data,
-                thresh,
-                var=varArg,
-                mask=bad if anyBad else None,
-                minarea=self.config.minPixels,
-                filter_kernel=None,
-                deblend_cont=0.005,
-                clean=False,
-            )
-        elif self.config.splitFootprintsAtPeaks:
-            # The isophotal objects split at their peaks, on all threads.
-            objects = extractPeaks(
-                data,
-                thresh,
-                var=varArg,
-                mask=bad if anyBad else None,
-                minarea=self.config.minPixels,
-                minSeparation=self.config.peakMinSeparation,
-            )
-        else:
-            # sep.extract's isophotal objects without deblending, on all threads.
-            objects = extractObjects(
-                data, thresh, var=varArg, mask=bad if anyBad else None, minarea=self.config.minPixels
-            )
-        x0, y0 = maskedImage.bbox.x.start, maskedImage.bbox.y.start
-        n = len(objects)
-        sources = Table()
-        sources["id"] = np.arange(1, n + 1, dtype=np.int64)
-        sources["x"] = objects["x"] + x0
-        sources["y"] = objects["y"] + y0
-        sign = -1.0 if self.config.thresholdPolarity == "negative" else 1.0
-        sources["flux"] = sign * objects["flux"]
-        fluxErr = np.sqrt(objects["npix"]) * errScale * float(np.median(np.sqrt(var[sample])))
-        sources["fluxErr"] = fluxErr
-        sources["peakValue"] = sign * objects["peak"]
-        # Matched-filter signal-to-noise of the peak: its value over the noise of the searched image.
-        ny, nx = data.shape
-        px = np.clip(np.floor(objects["x"] + 0.5).astype(np.int64), 0, nx - 1)
-        py = np.clip(np.floor(objects["y"] + 0.5).astype(np.int64), 0, ny - 1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sources["snr"] = objects["peak"] / (errScale * np.sqrt(np.asarray(var[py, px], dtype=float)))
-        sources["npix"] = objects["npix"].astype(np.int64)
-        sources["xmin"] = objects["xmin"].astype(np.int64) + x0
-        sources["xmax"] = objects["xmax"].astype(np.int64) + x0
-        sources["ymin"] = objects["ymin"].astype(np.int64) + y0
-        sources["ymax"] = objects["ymax"].astype(np.int64) + y0
-        if "parent" in objects.dtype.names:
-            sources["parent"] = objects["parent"] + 1
-            sources["nPeaks"] = objects["nPeaks"]
-        sat = anyMaskPlaneSet(maskedImage.mask, self.config.saturatedMaskPlanes)
-        boxes = (objects["xmin"], objects["xmax"], objects["ymin"], objects["ymax"])
-        flagSat = _anyInBoxes(sat, *boxes) if sat is not None else np.zeros(n, dtype=bool)
-        flagBad = _anyInBoxes(bad, *boxes)
-        sources["flag_saturated"] = flagSat
-        sources["flag_badMask"] = flagBad
-        sources["flag_edge"] = (
-            (objects["xmin"] == 0)
-            | (objects["ymin"] == 0)
-            | (objects["xmax"] == nx - 1)
-            | (objects["ymax"] == ny - 1)
-        )
-        self.log.info("Detected %d sources above %.1f (%s)", n, value, ttype)
-        return pipeBase.Struct(sources=sources, background=background)
-
-
-#: sep's default active-pixel stack; raised only when a crowded image needs it
-#: (a large stack is paid for in page faults whether it is used or not).
-_PIXSTACK = 300_000
-
-
-def _extract(data: np.ndarray, thresh: float, **kwargs: object) -> np.ndarray:
-    """Run `sep.extract`, growing its pixel stack only if the image needs it."""
-    pixstack = _PIXSTACK
-    while True:
-        sep.set_extract_pixstack(pixstack)
-        try:
-            return sep.extract(data, thresh, **kwargs)
-        except Exception as exc:
-            if "pixstack" not in str(exc) or pixstack >= data.size:
-                raise
-            pixstack = min(4 * pixstack, data.size)
-
-
-def _gaussianSmooth(data: np.ndarray, sigma: float) -> np.ndarray:
-    """Smooth with a unit-sum circular Gaussian, truncated at 4 sigma (float32).
-
-    The output keeps the input's shape, the input being extended by
-    reflection at its edges.  The interior is the tiled overlap-save engine
-    of the full-image convolution (`correlateFixed`) run on the input
-    itself; only the four edge strips are padded (no padded copy of the
-    whole image is made).
-    """
-    radius = max(1, math.ceil(4.0 * sigma))
-    offsets = np.arange(-radius, radius + 1, dtype=float)
-    profile = np.exp(-(offsets**2) / (2.0 * sigma * sigma))
-    kernel = np.outer(profile, profile)
-    kernel /= kernel.sum()
-    data = np.asarray(data, dtype=np.float32)
-    ny, nx = data.shape
-    r = radius
-    if ny < 3 * r or nx < 3 * r:
-        padded = np.pad(data, r, mode="reflect")
-        return correlateFixed(padded, kernel, dtype=np.float32)
-    out = np.empty((ny, nx), dtype=np.float32)
-    correlateFixed(data, kernel, dtype=np.float32, out=out[r : ny - r, r : nx - r])
-    # Edge strips: each is the reflected padding of a 3r-wide band of the input.
-    top = correlateFixed(np.pad(data[: 3 * r], r, mode="reflect"), kernel, dtype=np.float32)
-    out[:r] = top[:r]
-    bottom = correlateFixed(np.pad(data[ny - 3 * r :], r, mode="reflect"), kernel, dtype=np.float32)
-    out[ny - r :] = bottom[2 * r :]
-    left = correlateFixed(np.pad(data[:, : 3 * r], r, mode="reflect"), kernel, dtype=np.float32)
-    out[:, :r] = left[:, :r]
-    right = correlateFixed(np.pad(data[:, nx - 3 * r :], r, mode="reflect"), kernel, dtype=np.float32)
-    out[:, nx - r :] = right[:, 2 * r :]
-    return out
-
-
-def _anyInBoxes(
-    flags: np.ndarray, xmin: np.ndarray, xmax: np.ndarray, ymin: np.ndarray, ymax: np.ndarray
-) -> np.ndarray:
-    """Return, for each inclusive box (array indices), whether any flag is set in it."""
-    if len(xmin) == 0 or not flags.any():
-        return np.zeros(len(xmin), dtype=bool)
-    integral = np.zeros((flags.shape[0] + 1, flags.shape[1] + 1), dtype=np.int64)
-    np.cumsum(np.cumsum(flags, axis=0), axis=1, out=integral[1:, 1:])
-    x0 = np.asarray(xmin, dtype=np.int64)
-    x1 = np.asarray(xmax, dtype=np.int64) + 1
-    y0 = np.asarray(ymin, dtype=np.int64)
-    y1 = np.asarray(ymax, dtype=np.int64) + 1
-    counts = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-    return counts > 0
-
-
-def _emptyTable() -> Table:
-    names = ["id", "x", "y", "flux", "fluxErr", "peakValue", "snr", "npix", "xmin", "xmax", "ymin", "ymax"]
-    dtypes = [np.int64, float, float, float, float, float, float] + [np.int64] * 5
-    table = Table(names=names, dtype=dtypes)
-    for flag in ("flag_saturated", "flag_badMask", "flag_edge"):
-        table[flag] = np.zeros(0, dtype=bool)
-    return table
+        return pipeBase.Struct(sources=result.sources, background=result.background)
 
 
 def makeCenteredBox(xCenter: float, yCenter: float, size: int) -> Box:

@@ -261,7 +261,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         sameBox = templateExposure.bbox == scienceExposure.bbox
         if tProj is None or sProj is None:
             return sameBox
-        from .warping import sameGrid, skyOverlap
+        from .math.warping import sameGrid, skyOverlap
 
         if not skyOverlap(templateExposure, scienceExposure):
             raise ImagesDoNotOverlapError("Input images do not overlap at all")
@@ -672,7 +672,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 raise MismatchedImagesError(
                     "Input images not registered: template and science grids differ and doWarping is False."
                 )
-            from .warping import warpExposure
+            from .math.warping import warpExposure
 
             self.log.info("Warping the template onto the science grid")
             with self.timer("warp"):

@@ -31,10 +31,11 @@ from typing import Any
 
 from .fwhmValidation import validateFwhmArguments
 from .kernel.basisLists import makeAlardLuptonBasisList, makeDeltaFunctionBasisList
+from .math.gaussian import SIGMA2FWHM
 from .math.kernels import Kernel
 
-#: Ratio of a Gaussian's FWHM to its sigma, 2 sqrt(2 ln 2).
-sigma2fwhm = 2.0 * math.sqrt(2.0 * math.log(2.0))
+#: Upstream's name of `lsst.ip.diffim.math.gaussian.SIGMA2FWHM`.
+sigma2fwhm = SIGMA2FWHM
 
 _log = logging.getLogger("lsst.ip.diffim.makeKernelBasisList")
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import erf
 
-SIGMA2FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
+from .math.gaussian import SIGMA2FWHM
 
 
 def _integratedGaussian1d(edges: np.ndarray, center: np.ndarray, sigma: np.ndarray) -> np.ndarray:

@@ -40,8 +40,7 @@ from typing import Any
 
 import numpy as np
 
-#: FWHM / sigma of a Gaussian.
-SIGMA2FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
+from ..math.gaussian import SIGMA2FWHM
 
 #: Detection thresholds (sigma) tried in turn.
 THRESHOLDS = (20.0, 10.0, 5.0)
@@ -234,7 +233,7 @@ def estimateFwhmFromImage(
     FwhmEstimationError
         If no usable star is found; the message says what was found.
     """
-    from ..detection import SourceDetectionTask
+    from ..math.sourceDetection import DetectionSettings, detectSources
 
     image = np.asarray(maskedImage.image.array)
     ny, nx = image.shape
@@ -247,12 +246,9 @@ def estimateFwhmFromImage(
     sources = None
     nBest = -1
     for threshold in THRESHOLDS:
-        task = SourceDetectionTask()
-        task.config.thresholdValue = threshold
-        if hasattr(task.config, "splitFootprintsAtPeaks"):
-            # Sizes need whole detections: the peaks of a split galaxy (its knots) look like stars.
-            task.config.splitFootprintsAtPeaks = False
-        found = task.run(maskedImage).sources
+        # Sizes need whole detections: the peaks of a split galaxy (its knots) look like stars.
+        settings = DetectionSettings(thresholdValue=threshold, splitFootprintsAtPeaks=False)
+        found = detectSources(maskedImage, settings).sources
         measured = _measure(image, found, x0, y0, window, maxStars)
         nGood = sum(1 for f in measured if f >= minFwhm)
         summary.append(f"{len(found)} detections at {threshold:g} sigma, {nGood} measured")

@@ -31,10 +31,8 @@ import numpy as np
 
 from lsst.images import Box
 
+from ..math.gaussian import SIGMA2FWHM
 from .fwhmEstimate import estimateFwhmFromImage
-
-#: FWHM / sigma of a Gaussian.
-SIGMA2FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 def psfMoments(image: np.ndarray) -> tuple[float, float, float]:

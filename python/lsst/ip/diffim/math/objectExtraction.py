@@ -39,7 +39,7 @@ import scipy.sparse
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from .math.threads import forEachRowBand
+from .threads import forEachRowBand
 
 #: Fields of the extracted objects (sep's names; inclusive bounding boxes).
 OBJECT_DTYPE = np.dtype(

@@ -46,7 +46,7 @@ from scipy.ndimage import correlate1d, map_coordinates
 
 from lsst.images import Box
 
-from .math.warper import WarperConfig
+from .warper import WarperConfig
 
 _ORDERS = {"lanczos3": 3, "lanczos4": 4, "lanczos5": 5, "bilinear": 1}
 
@@ -297,7 +297,7 @@ def warpExposure(template: Any, science: Any, config: WarperConfig | None = None
     pure translations and small rotations of registered exposures; large
     rotations or scale changes would need a warped PSF model.
     """
-    from .math.masks import maskPlaneBitmask
+    from .masks import maskPlaneBitmask
 
     config = config or WarperConfig()
     order = _ORDERS[config.warpingKernelName]

@@ -1,0 +1,30 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Constants of the Gaussian profile, defined once for the whole package."""
+
+from __future__ import annotations
+
+__all__ = ["SIGMA2FWHM"]
+
+import math
+
+#: FWHM of a Gaussian over its sigma, ``2 sqrt(2 ln 2)`` (upstream's ``sigma2fwhm``).
+SIGMA2FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
