@@ -45,6 +45,7 @@ from lsst.utils.timer import timeMethod
 from .detection import SourceDetectionTask, isolatedSources, selectCandidateFootprints
 from .exclusions import ExclusionRegions
 from .fwhmValidation import validateFwhmArguments
+from .inputChecks import MismatchedImagesError
 from .kernel.candidate import KernelCandidate
 from .kernel.stampStack import StampStack
 from .makeKernelBasisList import makeKernelBasisList
@@ -59,10 +60,6 @@ from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
 from .math.statistics import allFinite
 from .math.threads import forEachRowBand
 from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
-
-
-class MismatchedImagesError(ValueError):
-    """The template and science images cannot be matched as given."""
 
 
 class ImagesDoNotOverlapError(pipeBase.NoWorkFound):

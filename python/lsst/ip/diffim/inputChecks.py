@@ -48,7 +48,6 @@ from typing import Any
 
 import numpy as np
 
-from .imagePsfMatch import MismatchedImagesError
 from .math.masks import anyMaskPlaneSet, maskPlaneBitmask, resolveMaskPlane
 from .math.statistics import allFinite
 
@@ -56,6 +55,14 @@ MAX_BAD_VARIANCE_FRACTION = 0.5
 """Largest fraction of an image whose variance may be non-positive or non-finite."""
 
 _log = logging.getLogger("lsst.ip.diffim.inputChecks")
+
+
+class MismatchedImagesError(ValueError):
+    """The template and science images cannot be matched as given.
+
+    Exported by `lsst.ip.diffim.imagePsfMatch`; defined here, with the
+    checks that raise it, so that the checks need no task module.
+    """
 
 
 class InvalidImageError(MismatchedImagesError):
