@@ -61,6 +61,11 @@ def test_one_thread_means_no_background_thread(monkeypatch):
     assert OutputPlanes.start({"a": ((8, 8), np.float32)}) is None
 
 
+def _keepsNoPlanes(task: ipDiffim.ImagePsfMatchTask) -> bool:
+    """Whether the task holds no prepared planes (they are never task state)."""
+    return not any(isinstance(value, OutputPlanes) for value in vars(task).values())
+
+
 def _task() -> ipDiffim.ImagePsfMatchTask:
     config = ipDiffim.ImagePsfMatchTask.ConfigClass()
     config.kernel.active.fitForBackground = True
@@ -85,7 +90,7 @@ def test_prepared_planes_give_the_same_subtraction(monkeypatch):
     monkeypatch.setattr(OutputPlanes, "take", recordingTake)
     task = _task()
     prepared = task.subtractMaskedImages(template, science, templateFwhmPix=3.0, scienceFwhmPix=4.5)
-    assert task._outputPlanes is None
+    assert _keepsNoPlanes(task)
     planes = ("image", "variance", "mask")
     expected = [(f"{kind}.{plane}", True) for kind in ("matched", "difference") for plane in planes]
     assert sorted(taken) == sorted(expected)
@@ -100,6 +105,34 @@ def test_prepared_planes_give_the_same_subtraction(monkeypatch):
     assert prepared.psfMatchingKernel.getSum(128.0, 128.0) == pytest.approx(1.3, rel=0.02)
 
 
+def test_callers_planes_are_filled_and_left_open(monkeypatch):
+    """Planes passed as ``out=`` become the result's planes; the caller closes them, not the task."""
+    monkeypatch.setenv("IPDIFFIM_NUM_THREADS", "2")
+    pair = makeSyntheticPair(size=128, nStars=30, seed=3)
+    template = maskedImage(pair.template, pair.templateVariance)
+    science = maskedImage(pair.science, pair.scienceVariance)
+    handedOut = {}
+    original = OutputPlanes.take
+
+    def recordingTake(self, name, shape, dtype):
+        array = original(self, name, shape, dtype)
+        handedOut[name] = array
+        return array
+
+    monkeypatch.setattr(OutputPlanes, "take", recordingTake)
+    planes = OutputPlanes.forMatch(template, science)
+    closed = []
+    monkeypatch.setattr(planes, "close", lambda: closed.append(True))
+    task = _task()
+    result = task.subtractMaskedImages(template, science, templateFwhmPix=3.0, scienceFwhmPix=4.5, out=planes)
+    assert not closed and _keepsNoPlanes(task)
+    for kind, image in (("matched", result.matchedImage), ("difference", result.subtractedMaskedImage)):
+        for plane in ("image", "variance", "mask"):
+            assert getattr(image, plane).array is handedOut[f"{kind}.{plane}"]
+    OutputPlanes.close(planes)
+    assert result.psfMatchingKernel.getSum(64.0, 64.0) == pytest.approx(1.3, rel=0.03)
+
+
 def test_planes_are_released_after_a_failure(monkeypatch):
     monkeypatch.setenv("IPDIFFIM_NUM_THREADS", "2")
     pair = makeSyntheticPair(size=128, nStars=20, seed=2)
@@ -111,7 +144,7 @@ def test_planes_are_released_after_a_failure(monkeypatch):
         task.subtractMaskedImages(
             template, science, candidateList=empty, templateFwhmPix=3.0, scienceFwhmPix=4.5
         )
-    assert task._outputPlanes is None
+    assert _keepsNoPlanes(task)
 
 
 def test_take_does_not_wait_for_a_starved_background_thread(monkeypatch):

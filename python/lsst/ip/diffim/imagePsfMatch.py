@@ -30,8 +30,6 @@ __all__ = [
     "subtractAlgorithmRegistry",
 ]
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -39,7 +37,7 @@ from astropy.table import Table
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
-from lsst.images import Box, Image, Mask, MaskedImage
+from lsst.images import Box, MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .detection import SourceDetectionTask, isolatedSources, selectCandidateFootprints
@@ -50,15 +48,14 @@ from .kernel.candidate import KernelCandidate
 from .kernel.stampStack import StampStack
 from .makeKernelBasisList import makeKernelBasisList
 from .math.convolve import ConvolutionControl, convolve
-from .math.convolveImage import ConvolutionResult
 from .math.functions import Function2
 from .math.kernels import Kernel
 from .math.masks import anyMaskPlaneSet
 from .math.nonFinite import flagNonFinitePixels
-from .math.outputPlanes import OutputPlanes
+from .math.outputPlanes import OutputPlanes, preparedPlanes
 from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
 from .math.statistics import allFinite
-from .math.threads import forEachRowBand
+from .math.subtraction import maskedImageFromPlanes, subtractMatched
 from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
 
 
@@ -139,43 +136,6 @@ class ImagePsfMatchTask(PsfMatchTask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.makeSubtask("selectDetection")
-        self._outputPlanes: OutputPlanes | None = None
-
-    @contextlib.contextmanager
-    def _preparedOutputs(
-        self, templateMaskedImage: MaskedImage, scienceMaskedImage: MaskedImage, difference: bool
-    ) -> Iterator[None]:
-        """Prepare the output planes on a spare core while the kernel is fitted.
-
-        Inside the block, `_convolve` (and `_subtract` if ``difference``)
-        take their planes from an `OutputPlanes`; nested calls use the
-        outer block's planes.
-        """
-        if self._outputPlanes is not None:
-            yield
-            return
-        shape = templateMaskedImage.image.array.shape
-        specs = {
-            "matched.image": (shape, np.float32),
-            "matched.variance": (shape, np.float32),
-            "matched.mask": (templateMaskedImage.mask.array.shape, templateMaskedImage.mask.array.dtype),
-        }
-        if difference:
-            specs["difference.image"] = (shape, np.float32)
-            specs["difference.variance"] = (shape, np.float32)
-            scienceMask = scienceMaskedImage.mask.array
-            specs["difference.mask"] = (scienceMask.shape, scienceMask.dtype)
-        self._outputPlanes = OutputPlanes.start(specs)
-        try:
-            yield
-        finally:
-            planes, self._outputPlanes = self._outputPlanes, None
-            if planes is not None:
-                planes.close()
-
-    def _takePlane(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray | None:
-        """A prepared output plane (zeroed), or `None` to allocate one."""
-        return None if self._outputPlanes is None else self._outputPlanes.take(name, shape, dtype)
 
     # ----------------------------------------------------------------- helpers
     def makeKernelBasisList(
@@ -464,6 +424,8 @@ class ImagePsfMatchTask(PsfMatchTask):
         candidateList: Table,
         templateFwhmPix: float | None = None,
         scienceFwhmPix: float | None = None,
+        *,
+        out: OutputPlanes | None = None,
     ) -> pipeBase.Struct:
         """PSF-match a template masked image to a science masked image.
 
@@ -477,6 +439,10 @@ class ImagePsfMatchTask(PsfMatchTask):
             Output of `makeCandidateList`.
         templateFwhmPix, scienceFwhmPix : `float`, optional
             PSF FWHMs (pixels), used to scale the Alard-Lupton basis.
+        out : `lsst.ip.diffim.math.outputPlanes.OutputPlanes`, optional
+            Prepared planes (`~lsst.ip.diffim.math.outputPlanes.preparedPlanes`)
+            to take the matched image's from; without them the planes are
+            prepared (on a spare thread) for this call only.
 
         Returns
         -------
@@ -496,15 +462,15 @@ class ImagePsfMatchTask(PsfMatchTask):
         templateMaskedImage = flagNonFinitePixels(templateMaskedImage)
         scienceMaskedImage = flagNonFinitePixels(scienceMaskedImage)
         self._displayImages(templateMaskedImage, scienceMaskedImage)
-        with self._preparedOutputs(templateMaskedImage, scienceMaskedImage, difference=False):
+        with preparedPlanes(out, templateMaskedImage) as planes:
             kernelCellSet = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
             basisList = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, metadata=self.metadata)
-            if self._outputPlanes is not None:
+            if planes is not None:
                 # The fit leaves a core mostly idle: the planes are prepared meanwhile.
-                self._outputPlanes.begin()
+                planes.begin()
             _, psfMatchingKernel, backgroundModel = self._solve(kernelCellSet, basisList)
             self._displaySpatialCells(scienceMaskedImage, kernelCellSet)
-            matched = self._convolve(templateMaskedImage, psfMatchingKernel)
+            matched = self._convolve(templateMaskedImage, psfMatchingKernel, out=planes)
         return pipeBase.Struct(
             matchedImage=matched,
             psfMatchingKernel=psfMatchingKernel,
@@ -512,14 +478,15 @@ class ImagePsfMatchTask(PsfMatchTask):
             kernelCellSet=kernelCellSet,
         )
 
-    def _convolve(self, maskedImage: MaskedImage, kernel: Kernel, doNormalize: bool = False) -> MaskedImage:
+    def _convolve(
+        self,
+        maskedImage: MaskedImage,
+        kernel: Kernel,
+        doNormalize: bool = False,
+        *,
+        out: OutputPlanes | None = None,
+    ) -> MaskedImage:
         with self.timer("convolve"):
-            shape, mask = maskedImage.image.array.shape, maskedImage.mask.array
-            out = ConvolutionResult(
-                image=self._takePlane("matched.image", shape, np.float32),
-                variance=self._takePlane("matched.variance", shape, np.float32),
-                mask=self._takePlane("matched.mask", mask.shape, mask.dtype),
-            )
             return convolve(
                 maskedImage,
                 kernel,
@@ -528,7 +495,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                     doCopyEdge=False,
                     preserveMaskPlanes=tuple(self.config.candidateMaskPlanesConvolved),
                 ),
-                out=out,
+                out=None if out is None else out.takeMatched(maskedImage),
             )
 
     @timeMethod
@@ -541,12 +508,15 @@ class ImagePsfMatchTask(PsfMatchTask):
         scienceFwhmPix: float | None = None,
         *,
         exclude: ExclusionRegions | None = None,
+        out: OutputPlanes | None = None,
     ) -> pipeBase.Struct:
         """PSF-match and subtract two masked images on the same grid.
 
         ``candidateList`` defaults to candidates detected by
         `makeCandidateList` with the kernel size of the basis; ``exclude``
-        (positions kept out of the fit) is passed to it.
+        (positions kept out of the fit) is passed to it.  ``out``: prepared
+        planes of the matched image and the difference (see
+        `matchMaskedImages`).
 
         Returns
         -------
@@ -560,7 +530,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         scienceMaskedImage = flagNonFinitePixels(scienceMaskedImage)
         self._checkPixels(templateMaskedImage, "template")
         self._checkPixels(scienceMaskedImage, "science")
-        with self._preparedOutputs(templateMaskedImage, scienceMaskedImage, difference=True):
+        with preparedPlanes(out, templateMaskedImage, scienceMaskedImage) as planes:
             if candidateList is None or "stampXmin" not in getattr(candidateList, "colnames", ()):
                 kernelSize = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
                 self._checkKernelFits(templateMaskedImage, kernelSize)
@@ -573,9 +543,10 @@ class ImagePsfMatchTask(PsfMatchTask):
                 candidateList,
                 templateFwhmPix=templateFwhmPix,
                 scienceFwhmPix=scienceFwhmPix,
+                out=planes,
             )
             result.subtractedMaskedImage = self._subtract(
-                scienceMaskedImage, result.matchedImage, result.backgroundModel
+                scienceMaskedImage, result.matchedImage, result.backgroundModel, out=planes
             )
         self._displayDiffIm(result.subtractedMaskedImage, "Subtracted masked image")
         return result
@@ -589,45 +560,21 @@ class ImagePsfMatchTask(PsfMatchTask):
             )
 
     def _subtract(
-        self, scienceMaskedImage: MaskedImage, matched: MaskedImage, background: Function2
+        self,
+        scienceMaskedImage: MaskedImage,
+        matched: MaskedImage,
+        background: Function2,
+        *,
+        out: OutputPlanes | None = None,
     ) -> MaskedImage:
         """Return ``science - matched - background`` (variances add, masks OR)."""
         with self.timer("subtract"):
-            bbox = scienceMaskedImage.bbox
-            scienceMask = scienceMaskedImage.mask
-            sameSchema = matched.mask.schema == scienceMask.schema
-
-            # Each output plane is made once, filled a band of rows at a time
-            # on the configured threads; no image-sized temporaries.
-            def newPlane(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-                prepared = self._takePlane(name, shape, dtype)
-                return np.empty(shape, dtype=dtype) if prepared is None else prepared
-
-            shape = scienceMaskedImage.image.array.shape
-            image = newPlane("difference.image", shape, np.float32)
-            variance = newPlane("difference.variance", shape, np.float32)
-            bits = scienceMask.array
-            maskArray = newPlane("difference.mask", bits.shape, bits.dtype) if sameSchema else None
-
-            def band(rows: slice) -> None:
-                np.subtract(scienceMaskedImage.image.array[rows], matched.image.array[rows], out=image[rows])
-                if self.config.doSubtractBackground:
-                    y0 = bbox.y.start + rows.start
-                    bandBox = Box.factory[y0 : y0 + rows.stop - rows.start, bbox.x.start : bbox.x.stop]
-                    background.addTo(image[rows], bandBox, scale=-1.0)
-                np.add(
-                    scienceMaskedImage.variance.array[rows], matched.variance.array[rows], out=variance[rows]
-                )
-                if maskArray is not None:
-                    np.bitwise_or(scienceMask.array[rows], matched.mask.array[rows], out=maskArray[rows])
-
-            forEachRowBand(shape[0], band)
-            if maskArray is not None:
-                mask = Mask(maskArray, schema=scienceMask.schema, bbox=scienceMask.bbox)
-            else:
-                mask = scienceMask.copy()
-                mask.update(matched.mask)
-            return _makeMaskedImage(image, variance, mask, scienceMaskedImage)
+            return subtractMatched(
+                scienceMaskedImage,
+                matched,
+                background if self.config.doSubtractBackground else None,
+                out=None if out is None else out.takeDifference(scienceMaskedImage),
+            )
 
     @timeMethod
     def matchExposures(
@@ -641,12 +588,14 @@ class ImagePsfMatchTask(PsfMatchTask):
         convolveTemplate: bool = True,
         *,
         exclude: ExclusionRegions | None = None,
+        out: OutputPlanes | None = None,
     ) -> pipeBase.Struct:
         """PSF-match two exposures (`lsst.images.VisitImage`).
 
         The template is warped onto the science grid if the two are not
         registered (and ``doWarping``).  With ``convolveTemplate=False`` the
-        science image is convolved to match the template instead.
+        science image is convolved to match the template instead.  ``out``:
+        prepared planes (see `matchMaskedImages`).
 
         Returns
         -------
@@ -698,6 +647,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 candidates,
                 templateFwhmPix=templateFwhmPix,
                 scienceFwhmPix=scienceFwhmPix,
+                out=out,
             )
         else:
             kernelSize = self.makeKernelBasisList(scienceFwhmPix, templateFwhmPix)[0].getWidth()
@@ -711,6 +661,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 candidates,
                 templateFwhmPix=scienceFwhmPix,
                 scienceFwhmPix=templateFwhmPix,
+                out=out,
             )
         result.warpedExposure = templateExposure
         result.matchedExposure = result.matchedImage
@@ -743,7 +694,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         validateFwhmArguments(templateFwhmPix=templateFwhmPix, scienceFwhmPix=scienceFwhmPix)
         scienceMI = flagNonFinitePixels(_asMaskedImage(scienceExposure))
         # Every output is on the science grid (the template is warped onto it).
-        with self._preparedOutputs(scienceMI, scienceMI, difference=convolveTemplate):
+        with preparedPlanes(None, scienceMI, scienceMI if convolveTemplate else None) as planes:
             result = self.matchExposures(
                 templateExposure,
                 scienceExposure,
@@ -753,9 +704,12 @@ class ImagePsfMatchTask(PsfMatchTask):
                 doWarping=doWarping,
                 convolveTemplate=convolveTemplate,
                 exclude=exclude,
+                out=planes,
             )
             if convolveTemplate:
-                subtracted = self._subtract(scienceMI, result.matchedImage, result.backgroundModel)
+                subtracted = self._subtract(
+                    scienceMI, result.matchedImage, result.backgroundModel, out=planes
+                )
             else:
                 templateMI = flagNonFinitePixels(_asMaskedImage(result.warpedExposure))
                 subtracted = self._subtractConvolvedScience(
@@ -786,7 +740,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         variance = (matchedScience.variance.array + templateMI.variance.array) / np.float32(kSum**2)
         mask = matchedScience.mask.copy()
         mask.update(templateMI.mask)
-        return _makeMaskedImage(image, variance, mask, templateMI)
+        return maskedImageFromPlanes(image, variance, mask, templateMI)
 
     def _makeDifferenceExposure(
         self,
@@ -924,19 +878,6 @@ class ImagePsfMatchTask(PsfMatchTask):
 
 
 subtractAlgorithmRegistry.register("al", ImagePsfMatchTask)
-
-
-def _makeMaskedImage(image: np.ndarray, variance: np.ndarray, mask: Any, like: MaskedImage) -> MaskedImage:
-    """Return float32 planes as a MaskedImage with the bbox, unit and projection of ``like``."""
-    bbox, unit = like.bbox, like.unit
-    return MaskedImage(
-        Image(image.astype(np.float32, copy=False), bbox=bbox, unit=unit),
-        mask=mask,
-        variance=Image(
-            variance.astype(np.float32, copy=False), bbox=bbox, unit=None if unit is None else unit**2
-        ),
-        sky_projection=like.sky_projection,
-    )
 
 
 def _asMaskedImage(exposure: Any) -> MaskedImage:

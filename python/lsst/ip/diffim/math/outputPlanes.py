@@ -29,21 +29,31 @@ planes the convolution and the subtraction will return and zeroes them on a
 background thread meanwhile; those steps then take them instead of
 allocating.  The planes are ordinary arrays handed to the caller's
 results; nothing is shared afterwards.
+
+The planes are an explicit object: the caller that owns a subtraction
+makes them (`preparedPlanes`) and passes them as ``out=`` to the steps
+that fill them, which take theirs with `OutputPlanes.takeMatched` and
+`OutputPlanes.takeDifference`; no task keeps them.
 """
 
 from __future__ import annotations
 
-__all__ = ["OutputPlanes"]
+__all__ = ["OutputPlanes", "preparedPlanes"]
 
 import contextlib
 import os
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .convolveImage import ConvolutionResult
 from .threads import threadCount
+
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage
 
 #: Rows zeroed per call (numpy releases the GIL for each block).
 _ROWS_PER_BLOCK = 64
@@ -169,3 +179,86 @@ class OutputPlanes:
         if self._thread.ident:
             self._thread.join()
         self._arrays.clear()
+
+    @classmethod
+    def forMatch(
+        cls, image: MaskedImage, difference: MaskedImage | None = None
+    ) -> OutputPlanes | None:
+        """Start preparing the planes of a PSF match and, optionally, a difference.
+
+        Parameters
+        ----------
+        image : `lsst.images.MaskedImage`
+            The image to be convolved: the matched image has its shape and
+            mask type (float32 image and variance).
+        difference : `lsst.images.MaskedImage`, optional
+            The image the matched one is subtracted from: the difference
+            has its shape and mask type.
+
+        Returns
+        -------
+        planes : `OutputPlanes` or `None`
+            `None` when only one thread is allowed (see `start`).
+        """
+        specs = _maskedImageSpecs("matched", image)
+        if difference is not None:
+            specs |= _maskedImageSpecs("difference", difference)
+        return cls.start(specs)
+
+    def takeMatched(self, like: MaskedImage) -> ConvolutionResult:
+        """Take the planes of the matched image of ``like``'s shape (`None` for any not prepared)."""
+        return self._takeMaskedImage("matched", like)
+
+    def takeDifference(self, like: MaskedImage) -> ConvolutionResult:
+        """Take the planes of the difference of ``like``'s shape (`None` for any not prepared)."""
+        return self._takeMaskedImage("difference", like)
+
+    def _takeMaskedImage(self, kind: str, like: MaskedImage) -> ConvolutionResult:
+        shape, mask = like.image.array.shape, like.mask.array
+        return ConvolutionResult(
+            image=self.take(f"{kind}.image", shape, np.float32),
+            variance=self.take(f"{kind}.variance", shape, np.float32),
+            mask=self.take(f"{kind}.mask", mask.shape, mask.dtype),
+        )
+
+
+def _maskedImageSpecs(
+    kind: str, like: MaskedImage
+) -> dict[str, tuple[tuple[int, ...], np.typing.DTypeLike]]:
+    """Return the plane specs of a float32 masked image shaped like ``like``."""
+    shape, mask = like.image.array.shape, like.mask.array
+    return {
+        f"{kind}.image": (shape, np.float32),
+        f"{kind}.variance": (shape, np.float32),
+        f"{kind}.mask": (mask.shape, mask.dtype),
+    }
+
+
+@contextlib.contextmanager
+def preparedPlanes(
+    given: OutputPlanes | None, image: MaskedImage, difference: MaskedImage | None = None
+) -> Iterator[OutputPlanes | None]:
+    """Use the caller's planes, or prepare new ones for the block.
+
+    Parameters
+    ----------
+    given : `OutputPlanes` or `None`
+        Planes a caller already prepared (and will close): yielded as is.
+    image, difference : `lsst.images.MaskedImage`
+        Otherwise, the planes of `OutputPlanes.forMatch` are prepared,
+        yielded and closed when the block ends (also on an exception).
+
+    Yields
+    ------
+    planes : `OutputPlanes` or `None`
+        The planes (`None` with one thread).
+    """
+    if given is not None:
+        yield given
+        return
+    planes = OutputPlanes.forMatch(image, difference)
+    try:
+        yield planes
+    finally:
+        if planes is not None:
+            planes.close()
