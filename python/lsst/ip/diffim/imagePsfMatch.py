@@ -45,8 +45,7 @@ from lsst.utils.timer import timeMethod
 from .detection import SourceDetectionTask, isolatedSources, selectCandidateFootprints
 from .exclusions import ExclusionRegions
 from .fwhmValidation import validateFwhmArguments
-from .kernel.candidate import KernelCandidate
-from .kernel.stampStack import StampStack
+from .kernel.cellSetFactory import makeKernelCellSet
 from .makeKernelBasisList import makeKernelBasisList
 from .math.convolve import ConvolutionControl, convolve
 from .math.convolveImage import ConvolutionResult
@@ -55,7 +54,7 @@ from .math.kernels import Kernel
 from .math.masks import anyMaskPlaneSet
 from .math.nonFinite import flagNonFinitePixels
 from .math.outputPlanes import OutputPlanes
-from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
+from .math.spatialCell import SpatialCellSet
 from .math.statistics import allFinite
 from .math.threads import forEachRowBand
 from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
@@ -401,62 +400,14 @@ class ImagePsfMatchTask(PsfMatchTask):
         """
         if candidateList is None or len(candidateList) == 0:
             raise NoKernelCandidatesError("candidateList is empty; nothing to fit the kernel on.")
-        sizeCellX, sizeCellY = self.kConfig.sizeCellX, self.kConfig.sizeCellY
-        cellSet = SpatialCellSet(templateMaskedImage.bbox, sizeCellX, sizeCellY)
-        ps = self._propertySet()
-        y0 = np.asarray(candidateList["stampYmin"], dtype=int)
-        y1 = np.asarray(candidateList["stampYmax"], dtype=int)
-        x0 = np.asarray(candidateList["stampXmin"], dtype=int)
-        x1 = np.asarray(candidateList["stampXmax"], dtype=int)
-        xc = np.asarray(candidateList["x"], dtype=float)
-        yc = np.asarray(candidateList["y"], dtype=float)
-        bbox = templateMaskedImage.bbox
-        core = int(ps.get("candidateCoreRadius", 3))
-        badPlanes = list(ps.get("badMaskPlanes", ()))
-        # Stamps of one size are cut and rated all at once (one StampStack per size).
-        shapes = np.stack([y1 - y0, x1 - x0], axis=1)
-        placement: list[tuple[StampStack, int, float, bool]] = [None] * len(candidateList)  # type: ignore
-        for shape in np.unique(shapes, axis=0):
-            which = np.flatnonzero((shapes == shape).all(axis=1))
-            stack = StampStack.fromParents(
-                templateMaskedImage,
-                scienceMaskedImage,
-                y0[which] - bbox.y.start,
-                x0[which] - bbox.x.start,
-                (int(shape[0]), int(shape[1])),
-            )
-            ratings, ok = stack.coreRatings(core, badPlanes)
-            for i, row in enumerate(which):
-                placement[row] = (stack, i, float(ratings[i]) if ok[i] else 0.0, bool(ok[i]))
-        if "isolated" in candidateList.colnames:
-            # Isolated candidates rank above every other one, each group by its rating.  The column
-            # is there when makeCandidateList ranked them (rankIsolatedFirst) or the caller gave it;
-            # tasks that share this method without the field (MakeKernelTask) never add it.
-            rated = np.array([p[2] for p in placement], dtype=float)
-            finite = rated[np.isfinite(rated)]
-            lift = float(np.abs(finite).max()) * 2 + 1.0 if finite.size else 1.0
-            isolated = np.asarray(candidateList["isolated"], dtype=bool)
-            for row in np.flatnonzero(isolated):
-                stack, i, rating, ok = placement[row]
-                if ok and np.isfinite(rating):
-                    placement[row] = (stack, i, rating + lift, ok)
-        for row, (stack, i, rating, ok) in enumerate(placement):
-            box = Box.factory[int(y0[row]) : int(y1[row]), int(x0[row]) : int(x1[row])]
-            cand = KernelCandidate.fromStack(
-                float(xc[row]),
-                float(yc[row]),
-                stack,
-                i,
-                templateMaskedImage,
-                scienceMaskedImage,
-                box,
-                ps,
-                rating,
-            )
-            if not ok:
-                cand.setStatus(SpatialCellCandidateStatus.BAD, "core rating not finite")
-            cellSet.insertCandidate(cand)
-        return cellSet
+        return makeKernelCellSet(
+            templateMaskedImage,
+            scienceMaskedImage,
+            candidateList,
+            self._kernelSettings(),
+            self.kConfig.sizeCellX,
+            self.kConfig.sizeCellY,
+        )
 
     # ---------------------------------------------------------------- matching
     @timeMethod
