@@ -337,3 +337,40 @@ def test_batched_visitors_match_one_at_a_time(useCoreStats):
         np.testing.assert_allclose(value, results[1][3][key], rtol=1e-5, atol=1e-7, err_msg=key)
     # The one-at-a-time difference stamps are float32 (as afw MaskedImageF): chi2 agree to ~1e-7.
     np.testing.assert_allclose(results[0][2], results[1][2], rtol=2e-6)
+
+
+def test_trace_loggers_under_lsst_ip_diffim(caplog):
+    """``trace_set_at("lsst.ip.diffim", 4)`` shows the per-candidate and spatial-fit trace lines."""
+    import logging
+
+    from lsst.utils.logging import trace_set_at
+
+    config = ipDiffim.PsfMatchConfigAL()
+    config.spatialKernelOrder = 1
+    task = _CellSetTask(config=config)
+    assert ipDiffim.ImagePsfMatchTask().log.name == "lsst.psfMatch"  # task loggers keep their names
+    cellSet, _, _ = _pairCellSet(task)
+    basis = ipDiffim.makeKernelBasisList(task.kConfig, 3.0, 4.5)
+    task._solve(cellSet, basis)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        assert not [r for r in caplog.records if r.name.startswith("TRACE")]  # off by default
+    caplog.clear()
+    trace_set_at("lsst.ip.diffim", 4)
+    try:
+        task._solve(_pairCellSet(task)[0], basis)
+    finally:
+        for level in range(6):
+            logging.getLogger(f"TRACE{level}.lsst.ip.diffim").setLevel(logging.NOTSET)
+    names = {r.name for r in caplog.records}
+    assert "TRACE4.lsst.ip.diffim.BuildSingleKernelVisitor" in names
+    assert "TRACE4.lsst.ip.diffim.AssessSpatialKernelVisitor" in names
+    assert "TRACE2.lsst.ip.diffim.BuildSpatialKernelVisitor" in names
+    assert "TRACE2.lsst.ip.diffim.psfMatch" in names
+    perCandidate = [
+        r.getMessage() for r in caplog.records if r.name == "TRACE4.lsst.ip.diffim.BuildSingleKernelVisitor"
+    ]
+    assert len(perCandidate) >= 20 and all("own-fit residual mean" in m for m in perCandidate)
+    spatialName = "TRACE2.lsst.ip.diffim.BuildSpatialKernelVisitor"
+    spatial = [r.getMessage() for r in caplog.records if r.name == spatialName]
+    assert spatial and all("unknowns" in m for m in spatial)
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if r.name.startswith("TRACE"))

@@ -122,6 +122,7 @@ class _ResidualClippingVisitor(CandidateVisitor):
         self._clip = clip
         self._label = label
         self._trace = _traceLog(component, 3)
+        self._traceEach = _traceLog(component, 4)
         self._imstats = ImageStatistics(settings)
         self._core = settings.candidateCoreRadius if settings.useCoreStats else 0
         self._nGood = 0
@@ -174,6 +175,15 @@ class _ResidualClippingVisitor(CandidateVisitor):
         self._measured(kc, variance)
         rms = math.sqrt(variance) if variance >= 0 else math.nan
         good, reason = _statusFromStats(mean, rms, self._clip, self._settings)
+        self._traceEach.debug(
+            "Candidate %d at (%.1f, %.1f): %s residual mean %.3f, rms %.3f",
+            kc.getId(),
+            kc.getXCenter(),
+            kc.getYCenter(),
+            self._label,
+            mean,
+            rms,
+        )
         if good:
             kc.setStatus(GOOD)
             self._nGood += 1
