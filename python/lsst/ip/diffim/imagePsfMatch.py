@@ -45,6 +45,7 @@ from lsst.utils.timer import timeMethod
 from .detection import SourceDetectionTask, isolatedSources, selectCandidateFootprints
 from .exclusions import ExclusionRegions
 from .fwhmValidation import validateFwhmArguments
+from .kernel.basisComplexity import bicPreferredDegrees
 from .kernel.cellSetFactory import makeKernelCellSet
 from .makeKernelBasisList import makeKernelBasisList
 from .math.convolve import ConvolutionControl, convolve
@@ -196,6 +197,44 @@ class ImagePsfMatchTask(PsfMatchTask):
             basisDegGauss=basisDegGauss,
             basisSigmaGauss=basisSigmaGauss,
             metadata=metadata,
+        )
+
+    def _fitBasis(
+        self,
+        templateMaskedImage: MaskedImage,
+        scienceMaskedImage: MaskedImage,
+        candidateList: Table,
+        templateFwhmPix: float | None,
+        scienceFwhmPix: float | None,
+    ) -> list[Kernel]:
+        """Return the basis of the fit: the configured one, or with the BIC's degrees.
+
+        With ``useBicForKernelBasis`` the Alard-Lupton degrees are those the
+        candidates' Bayesian information criterion prefers
+        (`~lsst.ip.diffim.kernel.basisComplexity.bicPreferredDegrees`, on a
+        cell set of their own), as upstream; metadata ``ALBasisDegGaussBic``.
+        """
+        degrees = None
+        if self.kConfig.useBicForKernelBasis:
+            trial = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
+            preferred = bicPreferredDegrees(
+                trial,
+                self._kernelSettings(),
+                self.kConfig.nStarPerCell,
+                list(self.kConfig.alardDegGauss),
+                lambda d: self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, basisDegGauss=d),
+            )
+            if preferred:
+                degrees = list(preferred[0][0])
+                self.log.info(
+                    "B.I.C. prefers basis degrees %s",
+                    "; ".join(f"{list(d)} {n} times" for d, n in preferred),
+                )
+                self.metadata["ALBasisDegGaussBic"] = degrees
+            else:
+                self.log.warning("No candidate survived the B.I.C. fits: the configured degrees are used")
+        return self.makeKernelBasisList(
+            templateFwhmPix, scienceFwhmPix, basisDegGauss=degrees, metadata=self.metadata
         )
 
     def _getFwhm(self, exposure: Any) -> float | None:
@@ -452,7 +491,9 @@ class ImagePsfMatchTask(PsfMatchTask):
         self._displayImages(templateMaskedImage, scienceMaskedImage)
         with self._preparedOutputs(templateMaskedImage, scienceMaskedImage, difference=False):
             kernelCellSet = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
-            basisList = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, metadata=self.metadata)
+            basisList = self._fitBasis(
+                templateMaskedImage, scienceMaskedImage, candidateList, templateFwhmPix, scienceFwhmPix
+            )
             if self._outputPlanes is not None:
                 # The fit leaves a core mostly idle: the planes are prepared meanwhile.
                 self._outputPlanes.begin()

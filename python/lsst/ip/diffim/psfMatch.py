@@ -165,11 +165,14 @@ class PsfMatchConfig(pexConfig.Config):
     )
     afwBackgroundConfig = pexConfig.ConfigField(
         dtype=SubtractBackgroundConfig,
-        doc="Background fit subtracted before candidate detection.",
+        doc="Settings of a binned background fit, for useAfwBackground. Not read by the kernel fit (nor "
+        "upstream); kept so that override files that set it still load.",
     )
     useAfwBackground = pexConfig.Field(
         dtype=bool,
-        doc="Subtract a binned background from both images before matching (unused; kept for compatibility).",
+        doc="Upstream: 'use afw background subtraction instead of ip_diffim', a field upstream never reads. "
+        "Only False is accepted (validate raises otherwise): fit the differential background with "
+        "fitForBackground.",
         default=False,
     )
     fitForBackground = pexConfig.Field(
@@ -377,8 +380,11 @@ class PsfMatchConfig(pexConfig.Config):
     )
     useBicForKernelBasis = pexConfig.Field(
         dtype=bool,
-        doc="Choose the Alard-Lupton polynomial degrees by the Bayesian information criterion "
-        "(needs exactly 3 Gaussians).",
+        doc="Choose the Alard-Lupton polynomial degrees by the Bayesian information criterion: every "
+        "combination of degrees 1..alardDegGauss[i] is fitted to the candidates and the one most "
+        "candidates prefer is used (metadata ALBasisDegGaussBic). Read by ImagePsfMatchTask and "
+        "SnapPsfMatchTask, as upstream; needs the Alard-Lupton basis. Costs one per-candidate fit per "
+        "combination (16 with the default degrees).",
         default=False,
     )
 
@@ -397,6 +403,19 @@ class PsfMatchConfig(pexConfig.Config):
         if self.calculateKernelUncertainty:
             raise pexConfig.FieldValidationError(
                 PsfMatchConfig.calculateKernelUncertainty, self, "Kernel uncertainties are not supported."
+            )
+        if self.useAfwBackground:
+            raise pexConfig.FieldValidationError(
+                PsfMatchConfig.useAfwBackground,
+                self,
+                "useAfwBackground=True is not supported (upstream never reads it either); fit the "
+                "differential background with fitForBackground.",
+            )
+        if self.useBicForKernelBasis and self.kernelBasisSet != "alard-lupton":
+            raise pexConfig.FieldValidationError(
+                PsfMatchConfig.useBicForKernelBasis,
+                self,
+                "useBicForKernelBasis chooses Alard-Lupton degrees: it needs kernelBasisSet='alard-lupton'.",
             )
 
 
@@ -433,7 +452,8 @@ class PsfMatchConfigAL(PsfMatchConfig):
     )
     alardDegGaussDeconv = pexConfig.Field(
         dtype=int,
-        doc="Deprecated and unused (degrees come from alardDegGauss).",
+        doc="Upstream: the degree of every Gaussian when deconvolving. Here the deconvolution basis has "
+        "the degrees of alardDegGauss, so only the default is accepted (validate raises otherwise).",
         default=3,
         check=lambda x: x >= 1,
     )
@@ -445,7 +465,8 @@ class PsfMatchConfigAL(PsfMatchConfig):
     )
     alardNGaussDeconv = pexConfig.Field(
         dtype=int,
-        doc="Deprecated and unused (the number comes from alardNGauss).",
+        doc="Upstream: the number of Gaussians when deconvolving. Here the deconvolution basis has "
+        "alardNGauss Gaussians, so only the default is accepted (validate raises otherwise).",
         default=3,
         check=lambda x: x >= 1,
     )
@@ -469,6 +490,18 @@ class PsfMatchConfigAL(PsfMatchConfig):
                 self,
                 f"alardSigGauss has {len(self.alardSigGauss)} entries; alardNGauss is {self.alardNGauss}.",
             )
+        deconvFields = (
+            (PsfMatchConfigAL.alardNGaussDeconv, "alardNGauss"),
+            (PsfMatchConfigAL.alardDegGaussDeconv, "alardDegGauss"),
+        )
+        for field, use in deconvFields:
+            if getattr(self, field.name) != field.default:
+                raise pexConfig.FieldValidationError(
+                    field,
+                    self,
+                    f"{field.name}={getattr(self, field.name)} is not supported: the deconvolution basis "
+                    f"takes {use}; set that instead (or leave {field.name} at {field.default}).",
+                )
 
 
 class PsfMatchConfigDF(PsfMatchConfig):
@@ -521,13 +554,21 @@ class PsfMatchConfigDF(PsfMatchConfig):
     lambdaScaling = pexConfig.Field(dtype=float, doc="Scale factor for lambdaType 'relative'.", default=1e-4)
     lambdaStepType = pexConfig.ChoiceField(
         dtype=str,
-        doc="Grid of the lambda search of the risk-minimizing modes.",
+        doc="Grid of the lambda search of the risk-minimizing lambdaType values. Those are refused "
+        "(validate), so this and lambdaMin, lambdaMax, lambdaStep are read by nothing; kept so that "
+        "override files that set them still load.",
         default="log",
         allowed={"log": "grid in log10(lambda)", "linear": "grid in lambda"},
     )
-    lambdaMin = pexConfig.Field(dtype=float, doc="Start of the lambda search grid.", default=-1.0)
-    lambdaMax = pexConfig.Field(dtype=float, doc="End of the lambda search grid.", default=2.0)
-    lambdaStep = pexConfig.Field(dtype=float, doc="Step of the lambda search grid.", default=0.1)
+    lambdaMin = pexConfig.Field(
+        dtype=float, doc="Start of the lambda search grid (see lambdaStepType: read by nothing).", default=-1
+    )
+    lambdaMax = pexConfig.Field(
+        dtype=float, doc="End of the lambda search grid (see lambdaStepType: read by nothing).", default=2.0
+    )
+    lambdaStep = pexConfig.Field(
+        dtype=float, doc="Step of the lambda search grid (see lambdaStepType: read by nothing).", default=0.1
+    )
 
     def setDefaults(self) -> None:
         super().setDefaults()

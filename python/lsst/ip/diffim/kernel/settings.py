@@ -72,7 +72,6 @@ class KernelFitSettings:
     conditionNumberType: str = "EIGENVALUE"
     iterateSingleKernel: bool = False
     constantVarianceWeighting: bool = True
-    useRegularization: bool = False
     regularizationType: str = "centralDifference"
     centralRegularizationStencil: int = 9
     forwardRegularizationOrders: tuple[int, ...] = (1, 2)
