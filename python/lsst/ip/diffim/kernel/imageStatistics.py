@@ -67,9 +67,6 @@ class ImageStatistics:
     def setBpMask(self, planes: list[str]) -> None:
         self._badMaskPlanes = list(planes)
 
-    def getBadMaskPlanes(self) -> list[str]:
-        return list(self._badMaskPlanes)
-
     def apply(self, maskedImage: MaskedImage, core: int = 0) -> None:
         """Accumulate the statistics of ``maskedImage``.
 

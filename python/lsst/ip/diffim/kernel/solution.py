@@ -272,9 +272,6 @@ class KernelSolution:
             mMat, bVec = self.getM(), self.getB()
         self._aVec, self._solvedBy = solveSymmetricSystem(mMat, bVec)
 
-    def isSolved(self) -> bool:
-        return self._aVec is not None
-
 
 class StaticKernelSolution(KernelSolution):
     """Solution for one candidate with a fixed basis.
@@ -554,9 +551,6 @@ class SpatialKernelSolution(KernelSolution):
     def getNTerms(self) -> int:
         """Return the number of unknowns of the spatial system."""
         return self._nt
-
-    def isConstantFirstTerm(self) -> bool:
-        return self._constantFirstTerm
 
     def _designMatrix(self, xCenter: float, yCenter: float) -> np.ndarray:
         nb, nkt = self._nbases, self._nkt
