@@ -25,7 +25,9 @@ three Gaussians (``d_i`` the configured ``alardDegGauss``) is fitted to the
 candidates; for each GOOD candidate ``BIC = chi^2 + k ln(n)`` (``chi^2`` of
 its difference stamp over the good region of ``n`` pixels, ``k`` basis
 kernels), and the combination each candidate prefers is counted.  The most
-preferred one wins, as upstream's ``NbasisEvaluator`` does.
+preferred one wins, as upstream's ``NbasisEvaluator`` does.  One deviation:
+non-finite pixels of a difference stamp are left out of ``chi^2`` and ``n``
+(upstream's sum would be NaN and that candidate's choice arbitrary).
 """
 
 from __future__ import annotations
