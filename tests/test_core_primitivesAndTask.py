@@ -309,42 +309,68 @@ def setup_module(module):
 @pytest.mark.parametrize("useCoreStats", [False, True])
 def test_batched_visitors_match_one_at_a_time(useCoreStats):
     """Batched single-kernel fits and assessments give the same statuses, chi2 and fit as one at a time."""
-    from lsst.ip.diffim.kernel import visitors
-
     results = []
-    for batch in (True, False):
-        saved = (
-            visitors.BuildSingleKernelVisitor.supportsBatch,
-            visitors.AssessSpatialKernelVisitor.supportsBatch,
-            visitors.BuildSpatialKernelVisitor.supportsBatch,
-        )
-        visitors.BuildSingleKernelVisitor.supportsBatch = batch
-        visitors.AssessSpatialKernelVisitor.supportsBatch = batch
-        visitors.BuildSpatialKernelVisitor.supportsBatch = batch
-        try:
-            config = ipDiffim.PsfMatchConfigAL()
-            config.fitForBackground = True
-            config.spatialKernelOrder = 1
-            config.useCoreStats = useCoreStats
-            task = _CellSetTask(config=config)
-            cellSet, _, _ = _pairCellSet(task)
-            basis = ipDiffim.makeKernelBasisList(task.kConfig, 3.0, 4.5)
-            _, kernel, _ = task._solve(cellSet, basis)
-        finally:
-            (
-                visitors.BuildSingleKernelVisitor.supportsBatch,
-                visitors.AssessSpatialKernelVisitor.supportsBatch,
-                visitors.BuildSpatialKernelVisitor.supportsBatch,
-            ) = saved
+    for batched in (True, False):
+        config = ipDiffim.PsfMatchConfigAL()
+        config.fitForBackground = True
+        config.spatialKernelOrder = 1
+        config.useCoreStats = useCoreStats
+        task = _CellSetTask(config=config)
+        cellSet, _, _ = _pairCellSet(task)
+        basis = ipDiffim.makeKernelBasisList(task.kConfig, 3.0, 4.5)
+        _, kernel, _ = task._solve(cellSet, basis, batched=batched)
         cands = cellSet.allCandidates()
         results.append(
             (
                 np.array(kernel.getSpatialParameters()),
                 [c.getStatus() for c in cands],
                 np.array([c.getChi2() for c in cands]),
+                {k: task.metadata[k] for k in task.metadata.names() if k.startswith("KCDiffim")},
             )
         )
     np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-8)
     assert results[0][1] == results[1][1]
+    # Residual metrics: from the residuals the batched visitors kept, or computed afresh.
+    assert len(results[0][3]) == 30 and results[0][3].keys() == results[1][3].keys()
+    assert all(np.isfinite(v) for v in results[0][3].values())
+    for key, value in results[0][3].items():
+        np.testing.assert_allclose(value, results[1][3][key], rtol=1e-5, atol=1e-7, err_msg=key)
     # The one-at-a-time difference stamps are float32 (as afw MaskedImageF): chi2 agree to ~1e-7.
     np.testing.assert_allclose(results[0][2], results[1][2], rtol=2e-6)
+
+
+def test_trace_loggers_under_lsst_ip_diffim(caplog):
+    """``trace_set_at("lsst.ip.diffim", 4)`` shows the per-candidate and spatial-fit trace lines."""
+    import logging
+
+    from lsst.utils.logging import trace_set_at
+
+    config = ipDiffim.PsfMatchConfigAL()
+    config.spatialKernelOrder = 1
+    task = _CellSetTask(config=config)
+    assert ipDiffim.ImagePsfMatchTask().log.name == "lsst.psfMatch"  # task loggers keep their names
+    cellSet, _, _ = _pairCellSet(task)
+    basis = ipDiffim.makeKernelBasisList(task.kConfig, 3.0, 4.5)
+    task._solve(cellSet, basis)
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        assert not [r for r in caplog.records if r.name.startswith("TRACE")]  # off by default
+    caplog.clear()
+    trace_set_at("lsst.ip.diffim", 4)
+    try:
+        task._solve(_pairCellSet(task)[0], basis)
+    finally:
+        for level in range(6):
+            logging.getLogger(f"TRACE{level}.lsst.ip.diffim").setLevel(logging.NOTSET)
+    names = {r.name for r in caplog.records}
+    assert "TRACE4.lsst.ip.diffim.BuildSingleKernelVisitor" in names
+    assert "TRACE4.lsst.ip.diffim.AssessSpatialKernelVisitor" in names
+    assert "TRACE2.lsst.ip.diffim.BuildSpatialKernelVisitor" in names
+    assert "TRACE2.lsst.ip.diffim.psfMatch" in names
+    perCandidate = [
+        r.getMessage() for r in caplog.records if r.name == "TRACE4.lsst.ip.diffim.BuildSingleKernelVisitor"
+    ]
+    assert len(perCandidate) >= 20 and all("own-fit residual mean" in m for m in perCandidate)
+    spatialName = "TRACE2.lsst.ip.diffim.BuildSpatialKernelVisitor"
+    spatial = [r.getMessage() for r in caplog.records if r.name == spatialName]
+    assert spatial and all("unknowns" in m for m in spatial)
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if r.name.startswith("TRACE"))

@@ -68,6 +68,8 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "makeForwardDifferenceMatrix", "makeKernelCandidate", "makeKernelPcaVisitor",
         "makeKernelSumVisitor", "makePropertySet", "makeRegularizationMatrix",
         "renormalizeKernelList", "solveSymmetricSystem", "solveSymmetricSystems", "toPropertySet",
+        "KernelFitSettings", "RESIDUAL_METRIC_NAMES", "asSettings", "bicPreferredDegrees",
+        "makeKernelCellSet", "residualMetrics",
     ),
     ".kernelConversion": (
         "fromImagesKernel", "toImagesBackground", "toImagesField", "toImagesKernel",

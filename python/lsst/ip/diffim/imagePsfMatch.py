@@ -37,15 +37,15 @@ from astropy.table import Table
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
-from lsst.images import Box, MaskedImage
+from lsst.images import MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .detection import SourceDetectionTask, isolatedSources, selectCandidateFootprints
 from .exclusions import ExclusionRegions
 from .fwhmValidation import validateFwhmArguments
 from .inputChecks import MismatchedImagesError
-from .kernel.candidate import KernelCandidate
-from .kernel.stampStack import StampStack
+from .kernel.basisComplexity import bicPreferredDegrees
+from .kernel.cellSetFactory import makeKernelCellSet
 from .makeKernelBasisList import makeKernelBasisList
 from .math.convolve import ConvolutionControl, convolve
 from .math.functions import Function2
@@ -53,7 +53,7 @@ from .math.kernels import Kernel
 from .math.masks import anyMaskPlaneSet
 from .math.nonFinite import flagNonFinitePixels
 from .math.outputPlanes import OutputPlanes, preparedPlanes
-from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
+from .math.spatialCell import SpatialCellSet
 from .math.statistics import allFinite
 from .math.subtraction import maskedImageFromPlanes, subtractMatched
 from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
@@ -154,6 +154,44 @@ class ImagePsfMatchTask(PsfMatchTask):
             basisDegGauss=basisDegGauss,
             basisSigmaGauss=basisSigmaGauss,
             metadata=metadata,
+        )
+
+    def _fitBasis(
+        self,
+        templateMaskedImage: MaskedImage,
+        scienceMaskedImage: MaskedImage,
+        candidateList: Table,
+        templateFwhmPix: float | None,
+        scienceFwhmPix: float | None,
+    ) -> list[Kernel]:
+        """Return the basis of the fit: the configured one, or with the BIC's degrees.
+
+        With ``useBicForKernelBasis`` the Alard-Lupton degrees are those the
+        candidates' Bayesian information criterion prefers
+        (`~lsst.ip.diffim.kernel.basisComplexity.bicPreferredDegrees`, on a
+        cell set of their own), as upstream; metadata ``ALBasisDegGaussBic``.
+        """
+        degrees = None
+        if self.kConfig.useBicForKernelBasis:
+            trial = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
+            preferred = bicPreferredDegrees(
+                trial,
+                self._kernelSettings(),
+                self.kConfig.nStarPerCell,
+                list(self.kConfig.alardDegGauss),
+                lambda d: self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, basisDegGauss=d),
+            )
+            if preferred:
+                degrees = list(preferred[0][0])
+                self.log.info(
+                    "B.I.C. prefers basis degrees %s",
+                    "; ".join(f"{list(d)} {n} times" for d, n in preferred),
+                )
+                self.metadata["ALBasisDegGaussBic"] = degrees
+            else:
+                self.log.warning("No candidate survived the B.I.C. fits: the configured degrees are used")
+        return self.makeKernelBasisList(
+            templateFwhmPix, scienceFwhmPix, basisDegGauss=degrees, metadata=self.metadata
         )
 
     def _getFwhm(self, exposure: Any) -> float | None:
@@ -358,62 +396,14 @@ class ImagePsfMatchTask(PsfMatchTask):
         """
         if candidateList is None or len(candidateList) == 0:
             raise NoKernelCandidatesError("candidateList is empty; nothing to fit the kernel on.")
-        sizeCellX, sizeCellY = self.kConfig.sizeCellX, self.kConfig.sizeCellY
-        cellSet = SpatialCellSet(templateMaskedImage.bbox, sizeCellX, sizeCellY)
-        ps = self._propertySet()
-        y0 = np.asarray(candidateList["stampYmin"], dtype=int)
-        y1 = np.asarray(candidateList["stampYmax"], dtype=int)
-        x0 = np.asarray(candidateList["stampXmin"], dtype=int)
-        x1 = np.asarray(candidateList["stampXmax"], dtype=int)
-        xc = np.asarray(candidateList["x"], dtype=float)
-        yc = np.asarray(candidateList["y"], dtype=float)
-        bbox = templateMaskedImage.bbox
-        core = int(ps.get("candidateCoreRadius", 3))
-        badPlanes = list(ps.get("badMaskPlanes", ()))
-        # Stamps of one size are cut and rated all at once (one StampStack per size).
-        shapes = np.stack([y1 - y0, x1 - x0], axis=1)
-        placement: list[tuple[StampStack, int, float, bool]] = [None] * len(candidateList)  # type: ignore
-        for shape in np.unique(shapes, axis=0):
-            which = np.flatnonzero((shapes == shape).all(axis=1))
-            stack = StampStack.fromParents(
-                templateMaskedImage,
-                scienceMaskedImage,
-                y0[which] - bbox.y.start,
-                x0[which] - bbox.x.start,
-                (int(shape[0]), int(shape[1])),
-            )
-            ratings, ok = stack.coreRatings(core, badPlanes)
-            for i, row in enumerate(which):
-                placement[row] = (stack, i, float(ratings[i]) if ok[i] else 0.0, bool(ok[i]))
-        if "isolated" in candidateList.colnames:
-            # Isolated candidates rank above every other one, each group by its rating.  The column
-            # is there when makeCandidateList ranked them (rankIsolatedFirst) or the caller gave it;
-            # tasks that share this method without the field (MakeKernelTask) never add it.
-            rated = np.array([p[2] for p in placement], dtype=float)
-            finite = rated[np.isfinite(rated)]
-            lift = float(np.abs(finite).max()) * 2 + 1.0 if finite.size else 1.0
-            isolated = np.asarray(candidateList["isolated"], dtype=bool)
-            for row in np.flatnonzero(isolated):
-                stack, i, rating, ok = placement[row]
-                if ok and np.isfinite(rating):
-                    placement[row] = (stack, i, rating + lift, ok)
-        for row, (stack, i, rating, ok) in enumerate(placement):
-            box = Box.factory[int(y0[row]) : int(y1[row]), int(x0[row]) : int(x1[row])]
-            cand = KernelCandidate.fromStack(
-                float(xc[row]),
-                float(yc[row]),
-                stack,
-                i,
-                templateMaskedImage,
-                scienceMaskedImage,
-                box,
-                ps,
-                rating,
-            )
-            if not ok:
-                cand.setStatus(SpatialCellCandidateStatus.BAD, "core rating not finite")
-            cellSet.insertCandidate(cand)
-        return cellSet
+        return makeKernelCellSet(
+            templateMaskedImage,
+            scienceMaskedImage,
+            candidateList,
+            self._kernelSettings(),
+            self.kConfig.sizeCellX,
+            self.kConfig.sizeCellY,
+        )
 
     # ---------------------------------------------------------------- matching
     @timeMethod
@@ -464,7 +454,9 @@ class ImagePsfMatchTask(PsfMatchTask):
         self._displayImages(templateMaskedImage, scienceMaskedImage)
         with preparedPlanes(out, templateMaskedImage) as planes:
             kernelCellSet = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
-            basisList = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, metadata=self.metadata)
+            basisList = self._fitBasis(
+                templateMaskedImage, scienceMaskedImage, candidateList, templateFwhmPix, scienceFwhmPix
+            )
             if planes is not None:
                 # The fit leaves a core mostly idle: the planes are prepared meanwhile.
                 planes.begin()

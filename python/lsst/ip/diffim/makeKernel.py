@@ -47,6 +47,7 @@ from lsst.utils.timer import timeMethod
 
 from .adapters.psf import evaluateMeanPsfFwhm, getPsfFwhm
 from .detection import SourceDetectionTask, selectCandidateFootprints
+from .kernel.cellSetFactory import makeKernelCellSet
 from .makeKernelBasisList import makeKernelBasisList
 from .math.kernels import Kernel
 from .math.spatialCell import SpatialCellSet
@@ -312,10 +313,14 @@ class MakeKernelTask(PsfMatchTask):
         overlap = convolved.bbox.intersection(reference.bbox)
         if overlap is None:
             raise NoKernelCandidatesError("The convolved and reference images do not overlap.")
-        # The stamp cutting and rating of ImagePsfMatchTask serve here unchanged.
-        from .imagePsfMatch import ImagePsfMatchTask
-
-        return ImagePsfMatchTask._buildCellSet(self, convolved[overlap], reference[overlap], candidateList)
+        return makeKernelCellSet(
+            convolved[overlap],
+            reference[overlap],
+            candidateList,
+            self._kernelSettings(),
+            self.kConfig.sizeCellX,
+            self.kConfig.sizeCellY,
+        )
 
     def _checkPsfWidths(
         self,

@@ -305,7 +305,7 @@ class ModelPsfMatchTask(PsfMatchTask):
             )
         if refShape != (psfSize, psfSize):
             referencePsfModel = self._resizedPsf(referencePsfModel, psfSize)
-        ps = self._propertySet()
+        ps = self._kernelSettings()
         for x, y in centres:
             scienceStamp = self._makePsfMaskedImage(psf, x, y, psfSize)
             referenceStamp = self._makePsfMaskedImage(referencePsfModel, x, y, psfSize)

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 import abc
+import dataclasses
 import math
 import time
 from typing import Any
@@ -45,27 +46,26 @@ from lsst.utils.logging import getTraceLogger
 from lsst.utils.timer import timeMethod
 
 from .kernel.basisLists import makeRegularizationMatrix, renormalizeKernelList
-from .kernel.batch import batchNormalizedResiduals
-from .kernel.candidate import CandidateSwitch, KernelCandidate
-from .kernel.propertySet import PropertySet, makePropertySet
-from .kernel.stampStack import StampStack
+from .kernel.residualMetrics import residualMetrics
+from .kernel.settings import KernelFitSettings
 from .kernel.visitors import (
-    CANDIDATE_ERRORS,
     AssessSpatialKernelVisitor,
     BuildSingleKernelVisitor,
     BuildSpatialKernelVisitor,
     KernelPca,
     KernelPcaVisitor,
     KernelSumVisitor,
-    groupByStampStack,
 )
 from .math.background import SubtractBackgroundConfig
 from .math.functions import Function2
-from .math.kernels import FixedKernel, Kernel
-from .math.masks import anyMaskPlaneSet
+from .math.kernels import Kernel
 from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
 from .math.threads import singleThreadedBlas
 from .math.warper import WarperConfig
+
+#: The trace loggers of the kernel fit (``TRACE<n>.lsst.ip.diffim.psfMatch``):
+#: ``lsst.utils.logging.trace_set_at("lsst.ip.diffim", n)`` shows them.
+_TRACE_NAME = "lsst.ip.diffim.psfMatch"
 
 
 class NoKernelCandidatesError(pipeBase.AlgorithmError):
@@ -165,11 +165,14 @@ class PsfMatchConfig(pexConfig.Config):
     )
     afwBackgroundConfig = pexConfig.ConfigField(
         dtype=SubtractBackgroundConfig,
-        doc="Background fit subtracted before candidate detection.",
+        doc="Settings of a binned background fit, for useAfwBackground. Not read by the kernel fit (nor "
+        "upstream); kept so that override files that set it still load.",
     )
     useAfwBackground = pexConfig.Field(
         dtype=bool,
-        doc="Subtract a binned background from both images before matching (unused; kept for compatibility).",
+        doc="Upstream: 'use afw background subtraction instead of ip_diffim', a field upstream never reads. "
+        "Only False is accepted (validate raises otherwise): fit the differential background with "
+        "fitForBackground.",
         default=False,
     )
     fitForBackground = pexConfig.Field(
@@ -377,8 +380,11 @@ class PsfMatchConfig(pexConfig.Config):
     )
     useBicForKernelBasis = pexConfig.Field(
         dtype=bool,
-        doc="Choose the Alard-Lupton polynomial degrees by the Bayesian information criterion "
-        "(needs exactly 3 Gaussians).",
+        doc="Choose the Alard-Lupton polynomial degrees by the Bayesian information criterion: every "
+        "combination of degrees 1..alardDegGauss[i] is fitted to the candidates and the one most "
+        "candidates prefer is used (metadata ALBasisDegGaussBic). Read by ImagePsfMatchTask and "
+        "SnapPsfMatchTask, as upstream; needs the Alard-Lupton basis. Costs one per-candidate fit per "
+        "combination (16 with the default degrees).",
         default=False,
     )
 
@@ -397,6 +403,19 @@ class PsfMatchConfig(pexConfig.Config):
         if self.calculateKernelUncertainty:
             raise pexConfig.FieldValidationError(
                 PsfMatchConfig.calculateKernelUncertainty, self, "Kernel uncertainties are not supported."
+            )
+        if self.useAfwBackground:
+            raise pexConfig.FieldValidationError(
+                PsfMatchConfig.useAfwBackground,
+                self,
+                "useAfwBackground=True is not supported (upstream never reads it either); fit the "
+                "differential background with fitForBackground.",
+            )
+        if self.useBicForKernelBasis and self.kernelBasisSet != "alard-lupton":
+            raise pexConfig.FieldValidationError(
+                PsfMatchConfig.useBicForKernelBasis,
+                self,
+                "useBicForKernelBasis chooses Alard-Lupton degrees: it needs kernelBasisSet='alard-lupton'.",
             )
 
 
@@ -433,7 +452,8 @@ class PsfMatchConfigAL(PsfMatchConfig):
     )
     alardDegGaussDeconv = pexConfig.Field(
         dtype=int,
-        doc="Deprecated and unused (degrees come from alardDegGauss).",
+        doc="Upstream: the degree of every Gaussian when deconvolving. Here the deconvolution basis has "
+        "the degrees of alardDegGauss, so only the default is accepted (validate raises otherwise).",
         default=3,
         check=lambda x: x >= 1,
     )
@@ -445,7 +465,8 @@ class PsfMatchConfigAL(PsfMatchConfig):
     )
     alardNGaussDeconv = pexConfig.Field(
         dtype=int,
-        doc="Deprecated and unused (the number comes from alardNGauss).",
+        doc="Upstream: the number of Gaussians when deconvolving. Here the deconvolution basis has "
+        "alardNGauss Gaussians, so only the default is accepted (validate raises otherwise).",
         default=3,
         check=lambda x: x >= 1,
     )
@@ -469,6 +490,18 @@ class PsfMatchConfigAL(PsfMatchConfig):
                 self,
                 f"alardSigGauss has {len(self.alardSigGauss)} entries; alardNGauss is {self.alardNGauss}.",
             )
+        deconvFields = (
+            (PsfMatchConfigAL.alardNGaussDeconv, "alardNGauss"),
+            (PsfMatchConfigAL.alardDegGaussDeconv, "alardDegGauss"),
+        )
+        for field, use in deconvFields:
+            if getattr(self, field.name) != field.default:
+                raise pexConfig.FieldValidationError(
+                    field,
+                    self,
+                    f"{field.name}={getattr(self, field.name)} is not supported: the deconvolution basis "
+                    f"takes {use}; set that instead (or leave {field.name} at {field.default}).",
+                )
 
 
 class PsfMatchConfigDF(PsfMatchConfig):
@@ -521,13 +554,21 @@ class PsfMatchConfigDF(PsfMatchConfig):
     lambdaScaling = pexConfig.Field(dtype=float, doc="Scale factor for lambdaType 'relative'.", default=1e-4)
     lambdaStepType = pexConfig.ChoiceField(
         dtype=str,
-        doc="Grid of the lambda search of the risk-minimizing modes.",
+        doc="Grid of the lambda search of the risk-minimizing lambdaType values. Those are refused "
+        "(validate), so this and lambdaMin, lambdaMax, lambdaStep are read by nothing; kept so that "
+        "override files that set them still load.",
         default="log",
         allowed={"log": "grid in log10(lambda)", "linear": "grid in lambda"},
     )
-    lambdaMin = pexConfig.Field(dtype=float, doc="Start of the lambda search grid.", default=-1.0)
-    lambdaMax = pexConfig.Field(dtype=float, doc="End of the lambda search grid.", default=2.0)
-    lambdaStep = pexConfig.Field(dtype=float, doc="Step of the lambda search grid.", default=0.1)
+    lambdaMin = pexConfig.Field(
+        dtype=float, doc="Start of the lambda search grid (see lambdaStepType: read by nothing).", default=-1
+    )
+    lambdaMax = pexConfig.Field(
+        dtype=float, doc="End of the lambda search grid (see lambdaStepType: read by nothing).", default=2.0
+    )
+    lambdaStep = pexConfig.Field(
+        dtype=float, doc="Step of the lambda search grid (see lambdaStepType: read by nothing).", default=0.1
+    )
 
     def setDefaults(self) -> None:
         super().setDefaults()
@@ -570,18 +611,19 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         self.kConfig = self.config.kernel.active if hasattr(self.config, "kernel") else self.config
         self.hMat: np.ndarray | None = None
         if getattr(self.kConfig, "useRegularization", False):
-            self.hMat = makeRegularizationMatrix(makePropertySet(self.kConfig))
+            self.hMat = makeRegularizationMatrix(self._kernelSettings())
 
     @abc.abstractmethod
     def _buildCellSet(self, *args: Any, **kwargs: Any) -> Any:
         """Fill a `SpatialCellSet` with kernel candidates."""
         raise NotImplementedError()
 
-    def _propertySet(self) -> PropertySet:
-        return makePropertySet(self.kConfig)
+    def _kernelSettings(self) -> KernelFitSettings:
+        """Return the kernel core's settings, read from ``self.kConfig`` now."""
+        return KernelFitSettings.fromConfig(self.kConfig)
 
     def _createPcaBasis(
-        self, kernelCellSet: SpatialCellSet, nStarPerCell: int, ps: PropertySet
+        self, kernelCellSet: SpatialCellSet, nStarPerCell: int, ps: KernelFitSettings, batched: bool = True
     ) -> tuple[int, list[Kernel]]:
         """Replace the basis by principal components of the candidates' kernels.
 
@@ -597,7 +639,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         RuntimeError
             If the eigenvalues sum to zero.
         """
-        trace = getTraceLogger(self.log.getChild("_solve"), 3)
+        trace = getTraceLogger(_TRACE_NAME, 3)
         imagePca = KernelPca()
         visitor = KernelPcaVisitor(imagePca)
         kernelCellSet.visitCandidates(visitor, nStarPerCell)
@@ -614,13 +656,15 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         nToUse = min(self.kConfig.numPrincipalComponents, len(eigenValues))
         trimmed = [k for k in pcaBasisList[:nToUse] if np.all(np.isfinite(k.getArray()))]
         spatialBasisList = renormalizeKernelList(trimmed)
-        singlekv = BuildSingleKernelVisitor(spatialBasisList, ps)
+        singlekv = BuildSingleKernelVisitor(spatialBasisList, ps, batched=batched)
         singlekv.setSkipBuilt(False)
         kernelCellSet.visitCandidates(singlekv, nStarPerCell)
         return singlekv.getNRejected(), spatialBasisList
 
     @timeMethod
-    def _solve(self, kernelCellSet: SpatialCellSet, basisList: list[Kernel]) -> tuple[Any, Kernel, Function2]:
+    def _solve(
+        self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], batched: bool = True
+    ) -> tuple[Any, Kernel, Function2]:
         """Fit the spatially varying kernel and background.
 
         Runs, until the spatial model rejects nothing or
@@ -634,6 +678,10 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             Cells of `~lsst.ip.diffim.kernel.KernelCandidate` objects.
         basisList : `list` of `~lsst.ip.diffim.math.Kernel`
             The basis of the per-candidate fits.
+        batched : `bool`, optional
+            Let the visitors process the candidates in batches (the
+            default); `False` walks them one at a time (same results, for
+            tests and debugging).
 
         Returns
         -------
@@ -650,7 +698,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             If no usable candidates remain.
         """
         with singleThreadedBlas():
-            return self._solveCandidates(kernelCellSet, basisList)
+            return self._solveCandidates(kernelCellSet, basisList, batched)
 
     def _checkMemory(self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], regularized: bool) -> None:
         """Refuse (`~lsst.ip.diffim.kernel.memoryEstimate.MemoryEstimateError`) a fit the machine
@@ -679,23 +727,23 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         checkMemoryEstimate(estimate, f"The kernel fit ({len(basisList)} basis kernels)")
 
     def _solveCandidates(
-        self, kernelCellSet: SpatialCellSet, basisList: list[Kernel]
+        self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], batched: bool = True
     ) -> tuple[Any, Kernel, Function2]:
         """The body of `_solve` (BLAS held to one thread by the caller)."""
         import lsstDebug
 
         display = lsstDebug.Info(__name__).display
-        trace0 = getTraceLogger(self.log.getChild("_solve"), 0)
-        trace2 = getTraceLogger(self.log.getChild("_solve"), 2)
-        trace3 = getTraceLogger(self.log.getChild("_solve"), 3)
+        trace0 = getTraceLogger(_TRACE_NAME, 0)
+        trace2 = getTraceLogger(_TRACE_NAME, 2)
+        trace3 = getTraceLogger(_TRACE_NAME, 3)
 
-        ps = self._propertySet()
+        ps = self._kernelSettings()
         maxSpatialIterations = self.kConfig.maxSpatialIterations
         nStarPerCell = self.kConfig.nStarPerCell
         usePcaForSpatialKernel = self.kConfig.usePcaForSpatialKernel
         hMat = self.hMat if getattr(self.kConfig, "useRegularization", False) else None
         self._checkMemory(kernelCellSet, basisList, hMat is not None)
-        singlekv = BuildSingleKernelVisitor(basisList, ps, hMat)
+        singlekv = BuildSingleKernelVisitor(basisList, ps, hMat, batched=batched)
         ksv = KernelSumVisitor(ps)
 
         timing = {"singleKernelFit": 0.0, "spatialFit": 0.0, "assessment": 0.0}
@@ -740,7 +788,9 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
 
             if usePcaForSpatialKernel:
                 trace0.debug("Building Pca basis")
-                nRejectedPca, spatialBasisList = self._createPcaBasis(kernelCellSet, nStarPerCell, ps)
+                nRejectedPca, spatialBasisList = self._createPcaBasis(
+                    kernelCellSet, nStarPerCell, ps, batched
+                )
                 trace2.debug(
                     "Iteration %d, rejected %d candidates due to Pca kernel fit", iteration, nRejectedPca
                 )
@@ -750,14 +800,14 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                 spatialBasisList = basisList
 
             t0 = time.perf_counter()
-            spatialkv = self._buildSpatialVisitor(kernelCellSet, spatialBasisList, ps, nStarPerCell)
+            spatialkv = self._buildSpatialVisitor(kernelCellSet, spatialBasisList, ps, nStarPerCell, batched)
             spatialkv.solveLinearEquation()
             timing["spatialFit"] += time.perf_counter() - t0
             trace2.debug("Spatial kernel built with %d candidates", spatialkv.getNCandidates())
             spatialKernel, spatialBackground = spatialkv.getSolutionPair()
 
             t0 = time.perf_counter()
-            assesskv = AssessSpatialKernelVisitor(spatialKernel, spatialBackground, ps)
+            assesskv = AssessSpatialKernelVisitor(spatialKernel, spatialBackground, ps, batched=batched)
             kernelCellSet.visitCandidates(assesskv, nStarPerCell)
             timing["assessment"] += time.perf_counter() - t0
             nRejectedSpatial = assesskv.getNRejected()
@@ -778,8 +828,8 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         if nRejectedSpatial > 0 and iteration == maxSpatialIterations:
             trace2.debug("Final spatial fit")
             if usePcaForSpatialKernel:
-                _, spatialBasisList = self._createPcaBasis(kernelCellSet, nStarPerCell, ps)
-            spatialkv = self._buildSpatialVisitor(kernelCellSet, spatialBasisList, ps, nStarPerCell)
+                _, spatialBasisList = self._createPcaBasis(kernelCellSet, nStarPerCell, ps, batched)
+            spatialkv = self._buildSpatialVisitor(kernelCellSet, spatialBasisList, ps, nStarPerCell, batched)
             spatialkv.solveLinearEquation()
             spatialKernel, spatialBackground = spatialkv.getSolutionPair()
 
@@ -806,7 +856,12 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         return spatialSolution, spatialKernel, spatialBackground
 
     def _buildSpatialVisitor(
-        self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], ps: PropertySet, nStarPerCell: int
+        self,
+        kernelCellSet: SpatialCellSet,
+        basisList: list[Kernel],
+        ps: KernelFitSettings,
+        nStarPerCell: int,
+        batched: bool = True,
     ) -> BuildSpatialKernelVisitor:
         """Accumulate the spatial system, lowering the spatial orders in sparse fields.
 
@@ -816,10 +871,10 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         the metadata records the orders used.
         """
         regionBBox = kernelCellSet.getBBox()
-        spatialkv = BuildSpatialKernelVisitor(basisList, regionBBox, ps)
+        spatialkv = BuildSpatialKernelVisitor(basisList, regionBBox, ps, batched=batched)
         kernelCellSet.visitCandidates(spatialkv, nStarPerCell)
-        kOrder = int(ps["spatialKernelOrder"])
-        bgOrder = int(ps["spatialBgOrder"]) if bool(ps["fitForBackground"]) else 0
+        kOrder = ps.spatialKernelOrder
+        bgOrder = ps.spatialBgOrder if ps.fitForBackground else 0
         perTerm = float(self.kConfig.minCandidatesPerSpatialTerm)
         nCand = spatialkv.getNCandidates()
         newK, newBg = _lowerSpatialOrders(nCand, kOrder, bgOrder, perTerm)
@@ -836,10 +891,8 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
                 newK,
                 newBg,
             )
-            ps = ps.copy()
-            ps["spatialKernelOrder"] = newK
-            ps["spatialBgOrder"] = newBg
-            spatialkv = BuildSpatialKernelVisitor(basisList, regionBBox, ps)
+            ps = dataclasses.replace(ps, spatialKernelOrder=newK, spatialBgOrder=newBg)
+            spatialkv = BuildSpatialKernelVisitor(basisList, regionBBox, ps, batched=batched)
             kernelCellSet.visitCandidates(spatialkv, nStarPerCell)
         self.metadata["spatialKernelOrderUsed"] = newK
         self.metadata["spatialBgOrderUsed"] = newBg
@@ -933,148 +986,9 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         self.metadata["nKernelCandidates"] = nTot
         self.metadata["nGoodKernelCandidates"] = nGood
         self.metadata["nBadKernelCandidates"] = nBad
-        for key, value in self._residualMetrics(candidates, spatialKernel, spatialBg).items():
+        metrics = residualMetrics(candidates, spatialKernel, spatialBg, self.kConfig.badMaskPlanes)
+        for key, value in metrics.items():
             self.metadata[key] = value
-
-    def _residualMetrics(
-        self, candidates: list[Any], spatialKernel: Kernel, spatialBg: Function2
-    ) -> dict[str, float]:
-        """Return the mean, median and scatter over GOOD candidates of their residual metrics.
-
-        For each GOOD candidate, the difference stamp of its own (ORIG) fit
-        (LOCAL) and of the spatial model at its position (SPATIAL) is
-        measured in units of its noise, ignoring ``badMaskPlanes``:
-        ``KCDiffimMean``, ``KCDiffimMedian``, ``KCDiffimIQR``,
-        ``KCDiffimStDev`` and ``KCDiffimChiSq`` (mean of the squared
-        normalized residuals).  NaN values are stored when no candidate is
-        usable.
-        """
-        metricNames = ("KCDiffimMean", "KCDiffimMedian", "KCDiffimIQR", "KCDiffimStDev", "KCDiffimChiSq")
-        values: dict[str, dict[str, list[float]]] = {
-            kind: {name: [] for name in metricNames} for kind in ("LOCAL", "SPATIAL")
-        }
-        badPlanes = list(self.kConfig.badMaskPlanes)
-
-        def record(kind: str, pixels: np.ndarray) -> None:
-            """Add one candidate's metrics from its normalized residual pixels."""
-            pix = pixels[np.isfinite(pixels)]
-            if pix.size < 2:
-                return
-            q25, q50, q75 = np.percentile(pix, [25, 50, 75])
-            values[kind]["KCDiffimMean"].append(float(pix.mean()))
-            values[kind]["KCDiffimMedian"].append(float(q50))
-            values[kind]["KCDiffimIQR"].append(float(q75 - q25))
-            values[kind]["KCDiffimStDev"].append(float(pix.std(ddof=1)))
-            values[kind]["KCDiffimChiSq"].append(float(np.mean(pix**2)))
-
-        def recordMany(kind: str, residuals: np.ndarray) -> None:
-            """Add many candidates' metrics from a stack of residual rows (which it reorders)."""
-            finite = np.isfinite(residuals).all(axis=1)
-            pix = residuals
-            if not finite.all():
-                for r in residuals[~finite]:
-                    record(kind, r)
-                pix = residuals[finite]
-            if pix.shape[0] == 0 or pix.shape[1] < 2:
-                return
-            # Moments first (from the row sums of x and x^2; the normalized
-            # residuals are of order one), then the percentiles partition the
-            # rows in place.
-            n = pix.shape[1]
-            mean = pix.mean(axis=1)
-            meanSquare = np.einsum("ij,ij->i", pix, pix) / n
-            variance = np.maximum(meanSquare - mean * mean, 0.0) * (n / (n - 1.0))
-            values[kind]["KCDiffimMean"].extend(mean.tolist())
-            values[kind]["KCDiffimStDev"].extend(np.sqrt(variance).tolist())
-            values[kind]["KCDiffimChiSq"].extend(meanSquare.tolist())
-            q25, q50, q75 = np.percentile(pix, [25, 50, 75], axis=1, overwrite_input=True)
-            values[kind]["KCDiffimMedian"].extend(q50.tolist())
-            values[kind]["KCDiffimIQR"].extend((q75 - q25).tolist())
-
-        good = [
-            c
-            for c in candidates
-            if isinstance(c, KernelCandidate) and c.getStatus() == SpatialCellCandidateStatus.GOOD
-        ]
-
-        def recordSingle(cand: KernelCandidate) -> None:
-            """Add the metrics of a candidate whose stamps are masked or not finite."""
-            try:
-                local = cand.getDifferenceImage(CandidateSwitch.ORIG)
-                x, y = cand.getXCenter(), cand.getYCenter()
-                spatial = cand.getCachedSpatialDifference(spatialKernel)
-                if spatial is None:
-                    spatial = cand.getDifferenceImage(
-                        FixedKernel(spatialKernel.getArray(x, y)), float(spatialBg(x, y))
-                    )
-            except CANDIDATE_ERRORS:
-                return
-            for kind, diffim in (("LOCAL", local), ("SPATIAL", spatial)):
-                bad = anyMaskPlaneSet(diffim.mask, badPlanes)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    norm = diffim.image.array / np.sqrt(diffim.variance.array)
-                record(kind, norm[~bad])
-
-        batchable: list[tuple[StampStack, list[KernelCandidate], list[int]]] = []
-        for stack, index, kcs in groupByStampStack(good):
-            clean = stack.isClean(badPlanes)[index]
-            for cand in kcs[~clean]:
-                recordSingle(cand)
-            if clean.any():
-                batchable.append((stack, list(kcs[clean]), list(index[clean])))
-        for stack, cands, rows in batchable:
-            # Residuals already computed by the batched visitors are reused.
-            todo, todoRows = [], []
-            cachedLocal: list[np.ndarray] = []
-            cachedSpatial: list[np.ndarray] = []
-            for c, row in zip(cands, rows, strict=True):
-                local, spatial = c._localResiduals, c._spatialResiduals
-                try:
-                    origId = c.getKernelSolution(CandidateSwitch.ORIG).getId()
-                except CANDIDATE_ERRORS:
-                    continue
-                if (
-                    local is not None
-                    and local[0] == origId
-                    and spatial is not None
-                    and spatial[0] == spatialKernel.getSerial()
-                ):
-                    cachedLocal.append(local[1].ravel())
-                    cachedSpatial.append(spatial[1].ravel())
-                else:
-                    todo.append(c)
-                    todoRows.append(row)
-            for kind, arrays in (("LOCAL", cachedLocal), ("SPATIAL", cachedSpatial)):
-                if arrays:
-                    recordMany(kind, np.stack(arrays))
-            cands = todo
-            if not cands:
-                continue
-            try:
-                localKernels = [c.getKernelImage(CandidateSwitch.ORIG) for c in cands]
-                localBgs = [c.getBackground(CandidateSwitch.ORIG) for c in cands]
-            except CANDIDATE_ERRORS:
-                continue
-            xs = np.array([c.getXCenter() for c in cands])
-            ys = np.array([c.getYCenter() for c in cands])
-            spatialKernels = spatialKernel.getArrays(xs, ys)
-            spatialBgs = np.asarray(spatialBg(xs, ys), dtype=float) * np.ones(len(cands))
-            sel = np.asarray(todoRows, dtype=int)
-            stamps = [stack.template, stack.templateVariance, stack.science, stack.scienceVariance]
-            for kind, kernels, bgs in (
-                ("LOCAL", np.stack(localKernels), np.array(localBgs, dtype=float)),
-                ("SPATIAL", spatialKernels, spatialBgs),
-            ):
-                residuals = batchNormalizedResiduals(*stamps, kernels, bgs, rows=sel).reshape(len(cands), -1)
-                recordMany(kind, residuals)
-        out: dict[str, float] = {}
-        for kind, metrics in values.items():
-            for name, vals in metrics.items():
-                arr = np.asarray(vals)
-                out[f"{name}_{kind}_MEAN"] = float(arr.mean()) if arr.size else math.nan
-                out[f"{name}_{kind}_MEDIAN"] = float(np.median(arr)) if arr.size else math.nan
-                out[f"{name}_{kind}_STDEV"] = float(arr.std(ddof=1)) if arr.size > 1 else math.nan
-        return out
 
 
 def _nSpatialTerms(order: int) -> int:

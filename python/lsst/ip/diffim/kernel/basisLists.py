@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..math.kernels import DeltaFunctionKernel, FixedKernel, Kernel, SeparableTerms, kernelListToArray
-from .propertySet import toPropertySet
+from .settings import KernelFitSettings, asSettings
 
 #: float32 machine epsilon, the threshold below which a basis sum counts as 0.
 _FLOAT32_EPS = float(np.finfo(np.float32).eps)
@@ -244,7 +244,7 @@ def makeForwardDifferenceMatrix(
     return _finishRegularization(b, fitForBackground)
 
 
-def makeRegularizationMatrix(ps: Mapping[str, Any] | Any) -> np.ndarray:
+def makeRegularizationMatrix(ps: KernelFitSettings | Mapping[str, Any] | Any) -> np.ndarray:
     """Return the regularization matrix configured by ``ps``.
 
     Reads ``regularizationType``, ``kernelSize``,
@@ -257,17 +257,18 @@ def makeRegularizationMatrix(ps: Mapping[str, Any] | Any) -> np.ndarray:
     ValueError
         For an unknown regularization type or invalid parameters.
     """
-    props = toPropertySet(ps)
-    regType = props["regularizationType"]
-    width = int(props["kernelSize"])
-    penalty = float(props["regularizationBorderPenalty"])
-    fitBg = bool(props["fitForBackground"])
+    settings = asSettings(ps)
+    regType = settings.regularizationType
+    width = settings.kernelSize
+    penalty = settings.regularizationBorderPenalty
+    fitBg = settings.fitForBackground
     if regType == "centralDifference":
-        return makeCentralDifferenceMatrix(
-            width, width, int(props["centralRegularizationStencil"]), penalty, fitBg
-        )
+        stencil = settings.centralRegularizationStencil
+        return makeCentralDifferenceMatrix(width, width, stencil, penalty, fitBg)
     if regType == "forwardDifference":
-        return makeForwardDifferenceMatrix(width, width, props["forwardRegularizationOrders"], penalty, fitBg)
+        return makeForwardDifferenceMatrix(
+            width, width, list(settings.forwardRegularizationOrders), penalty, fitBg
+        )
     raise ValueError(
         f"Unknown regularizationType {regType!r}; allowed: 'centralDifference', 'forwardDifference'."
     )

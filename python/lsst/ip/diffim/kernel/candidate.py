@@ -43,7 +43,7 @@ from ..math.functions import Function2
 from ..math.kernels import Kernel
 from ..math.spatialCell import SpatialCellCandidateStatus, SpatialCellImageCandidate
 from .imageStatistics import ImageStatistics
-from .propertySet import PropertySet, toPropertySet
+from .settings import KernelFitSettings, asSettings
 from .solution import (
     ConditionNumberType,
     KernelSolution,
@@ -71,8 +71,8 @@ class KernelCandidate(SpatialCellImageCandidate):
         Position (parent coordinates) used by the spatial model.
     templateMaskedImage, scienceMaskedImage : `lsst.images.MaskedImage`
         The stamps (kept by reference); the template is the image convolved.
-    ps : `lsst.pex.config.Config` or mapping
-        Kernel configuration (copied).
+    ps : `KernelFitSettings`, `lsst.pex.config.Config` or mapping
+        Kernel configuration (settings are shared, the others converted).
     source : optional
         The catalog record the candidate came from; if given, its PSF flux
         is the rating.
@@ -100,7 +100,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         yCenter: float,
         templateMaskedImage: MaskedImage,
         scienceMaskedImage: MaskedImage,
-        ps: Mapping[str, Any] | Any,
+        ps: KernelFitSettings | Mapping[str, Any] | Any,
         source: Any = None,
         rating: float | None = None,
     ) -> None:
@@ -127,7 +127,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         templateParent: MaskedImage,
         scienceParent: MaskedImage,
         box: Box,
-        ps: Mapping[str, Any] | Any,
+        ps: KernelFitSettings | Mapping[str, Any] | Any,
         rating: float,
     ) -> KernelCandidate:
         """Make a candidate whose stamps are row ``index`` of a `StampStack`.
@@ -144,21 +144,23 @@ class KernelCandidate(SpatialCellImageCandidate):
         self._initState(ps, None, rating)
         return self
 
-    def _initState(self, ps: Mapping[str, Any] | Any, source: Any, rating: float | None) -> None:
-        # A PropertySet handed over by the task is shared (read-only) by its candidates.
-        self._ps = ps if isinstance(ps, PropertySet) and self._stack is not None else toPropertySet(ps)
-        self._fitForBackground = bool(self._ps.get("fitForBackground", False))
+    def _initState(
+        self, ps: KernelFitSettings | Mapping[str, Any] | Any, source: Any, rating: float | None
+    ) -> None:
+        # Settings are frozen: the task's one object is shared by all its candidates.
+        self._settings = asSettings(ps)
+        self._fitForBackground = self._settings.fitForBackground
         self._source = source
         self._kernelSolutionOrig: StaticKernelSolution | None = None
         self._kernelSolutionPca: StaticKernelSolution | None = None
         self._isInitialized = False
         self._useRegularization = False
-        # Difference stamps cached by the visitors: (solution id, image) and
-        # (id of the spatial kernel assessed, image).
+        # Difference stamps: (solution id, image) and (serial of the spatial
+        # kernel assessed, image).
         self._origDifference: tuple[int, MaskedImage] | None = None
         self._spatialDifference: tuple[int, MaskedImage] | None = None
-        # Normalized residuals on the good region computed by the batched
-        # visitors: (solution id, array) and (id of the spatial kernel, array).
+        # Normalized residuals on the good region (see setLocalResiduals):
+        # (solution id, array) and (serial of the spatial kernel, array).
         self._localResiduals: tuple[int, np.ndarray] | None = None
         self._spatialResiduals: tuple[int, np.ndarray] | None = None
         if rating is not None:
@@ -166,8 +168,8 @@ class KernelCandidate(SpatialCellImageCandidate):
         else:
             self._rating = 0.0
             try:
-                stats = ImageStatistics(self._ps)
-                stats.apply(self.getScienceMaskedImage(), int(self._ps.get("candidateCoreRadius", 3)))
+                stats = ImageStatistics(self._settings)
+                stats.apply(self.getScienceMaskedImage(), self._settings.candidateCoreRadius)
                 self._rating = stats.getMean()
             except ArithmeticError:
                 self.setStatus(SpatialCellCandidateStatus.BAD, "no rating: core statistics failed")
@@ -238,8 +240,13 @@ class KernelCandidate(SpatialCellImageCandidate):
         """Point the candidate at row ``index`` of ``stack`` (same pixels as its stamps)."""
         self._stack = (stack, int(index))
 
-    def getPropertySet(self) -> Mapping[str, Any]:
-        return self._ps
+    def getSettings(self) -> KernelFitSettings:
+        """Return the (frozen) settings of the candidate's fits."""
+        return self._settings
+
+    def hasStampStack(self) -> bool:
+        """Return `True` if the candidate's stamps are a row of a `StampStack`."""
+        return self._stack is not None
 
     def isInitialized(self) -> bool:
         """Return `True` once `build` has completed."""
@@ -272,7 +279,7 @@ class KernelCandidate(SpatialCellImageCandidate):
             self.getTemplateMaskedImage().variance.array,
             dtype=np.float32,
         )
-        if bool(self._ps.get("constantVarianceWeighting", True)):
+        if self._settings.constantVarianceWeighting:
             finite = varEst[np.isfinite(varEst)]
             median = float(np.median(finite)) if finite.size else math.nan
             if not median > 0.0:
@@ -281,9 +288,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         else:
             varEst = varEst.astype(float)
         self._buildKernelSolution(basisList, hMat, varEst)
-        if bool(self._ps.get("iterateSingleKernel", False)) and not bool(
-            self._ps.get("constantVarianceWeighting", True)
-        ):
+        if self._settings.iterateSingleKernel and not self._settings.constantVarianceWeighting:
             diffim = self.getDifferenceImage(CandidateSwitch.RECENT)
             self._buildKernelSolution(basisList, hMat, diffim.variance.array.astype(float))
         self._isInitialized = True
@@ -298,7 +303,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         useRegularization = hMat is not None and np.size(hMat) > 0
         if useRegularization:
             solution: StaticKernelSolution = RegularizedKernelSolution(
-                basisList, self._fitForBackground, hMat, self._ps
+                basisList, self._fitForBackground, hMat, self._settings
             )
         else:
             solution = StaticKernelSolution(basisList, self._fitForBackground)
@@ -339,13 +344,13 @@ class KernelCandidate(SpatialCellImageCandidate):
 
     def _finishSolution(self, solution: StaticKernelSolution, useRegularization: bool) -> None:
         self._attachSolution(solution, useRegularization)
-        if bool(self._ps.get("checkConditionNumber", False)):
-            ctype = ConditionNumberType[str(self._ps.get("conditionNumberType", "EIGENVALUE"))]
-            cond = solution.getConditionNumber(ctype)
-            if not cond <= float(self._ps["maxConditionNumber"]):
+        settings = self._settings
+        if settings.checkConditionNumber:
+            cond = solution.getConditionNumber(ConditionNumberType[settings.conditionNumberType])
+            if not cond <= settings.maxConditionNumber:
                 self.setStatus(
                     SpatialCellCandidateStatus.BAD,
-                    f"condition number {cond:.3g} > {float(self._ps['maxConditionNumber']):.3g}",
+                    f"condition number {cond:.3g} > {settings.maxConditionNumber:.3g}",
                 )
                 return
         solution.solve()
@@ -359,7 +364,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         for the delta-function basis (1.6 MB per candidate) keeping them
         all is most of a fit's memory.
         """
-        if solution is self._kernelSolutionOrig and bool(self._ps.get("usePcaForSpatialKernel", False)):
+        if solution is self._kernelSolutionOrig and self._settings.usePcaForSpatialKernel:
             solution.releaseNormalEquations()
 
     def _buildKernelSolution(
@@ -368,7 +373,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         useRegularization = hMat is not None and np.size(hMat) > 0
         if useRegularization:
             solution: StaticKernelSolution = RegularizedKernelSolution(
-                basisList, self._fitForBackground, hMat, self._ps
+                basisList, self._fitForBackground, hMat, self._settings
             )
         else:
             solution = StaticKernelSolution(basisList, self._fitForBackground)
@@ -451,9 +456,49 @@ class KernelCandidate(SpatialCellImageCandidate):
         self._origDifference = (solution.getId(), diffim)
         return diffim
 
+    # --- residual caches -----------------------------------------------------
+    # What the visitors computed for a candidate, kept for the diagnostics
+    # (`lsst.ip.diffim.kernel.residualMetrics`): each entry remembers the
+    # solution or spatial kernel it belongs to, and is only returned for it.
+    def setSpatialDifference(self, spatialKernel: Kernel, diffim: MaskedImage) -> None:
+        """Keep the difference stamp of ``spatialKernel`` at this candidate."""
+        self._spatialDifference = (spatialKernel.getSerial(), diffim)
+
     def getCachedSpatialDifference(self, spatialKernel: Kernel) -> MaskedImage | None:
         """Return the difference stamp last computed for ``spatialKernel``, if any."""
         cached = self._spatialDifference
+        if cached is not None and cached[0] == spatialKernel.getSerial():
+            return cached[1]
+        return None
+
+    def setLocalResiduals(
+        self, residuals: np.ndarray, which: CandidateSwitch | int = CandidateSwitch.RECENT
+    ) -> None:
+        """Keep the normalized residuals of a solution (default: the most recent).
+
+        ``residuals`` is the difference over its noise on the good region of
+        the stamp (the stamp shrunk by the kernel's half-size).
+        """
+        self._localResiduals = (self.getKernelSolution(which).getId(), residuals)
+
+    def getLocalResiduals(self, which: CandidateSwitch | int = CandidateSwitch.ORIG) -> np.ndarray | None:
+        """Return the residuals kept by `setLocalResiduals` for that solution, if any."""
+        cached = self._localResiduals
+        if cached is None:
+            return None
+        try:
+            solutionId = self.getKernelSolution(which).getId()
+        except KernelSolutionError:
+            return None
+        return cached[1] if cached[0] == solutionId else None
+
+    def setSpatialResiduals(self, spatialKernel: Kernel, residuals: np.ndarray) -> None:
+        """Keep the normalized residuals of ``spatialKernel`` (see `setLocalResiduals`)."""
+        self._spatialResiduals = (spatialKernel.getSerial(), residuals)
+
+    def getSpatialResiduals(self, spatialKernel: Kernel) -> np.ndarray | None:
+        """Return the residuals kept by `setSpatialResiduals` for ``spatialKernel``, if any."""
+        cached = self._spatialResiduals
         if cached is not None and cached[0] == spatialKernel.getSerial():
             return cached[1]
         return None

@@ -33,7 +33,7 @@ import numpy as np
 from lsst.images import MaskedImage
 
 from ..math.masks import anyMaskPlaneSet
-from .propertySet import toPropertySet
+from .settings import KernelFitSettings, asSettings
 
 
 class ImageStatisticsError(ArithmeticError):
@@ -45,7 +45,7 @@ class ImageStatistics:
 
     Parameters
     ----------
-    ps : `lsst.pex.config.Config` or mapping
+    ps : `KernelFitSettings`, `lsst.pex.config.Config` or mapping
         Provides ``badMaskPlanes``: pixels with any of those planes set are
         skipped (unknown plane names are ignored).
 
@@ -55,10 +55,8 @@ class ImageStatistics:
     pixels with infinite variance are kept with zero weight, as upstream.
     """
 
-    def __init__(self, ps: Mapping[str, Any] | Any) -> None:
-        props = toPropertySet(ps)
-        planes = props.get("badMaskPlanes", ())
-        self._badMaskPlanes = [planes] if isinstance(planes, str) else list(planes)
+    def __init__(self, ps: KernelFitSettings | Mapping[str, Any] | Any) -> None:
+        self._badMaskPlanes = list(asSettings(ps).badMaskPlanes)
         self.reset()
 
     def reset(self) -> None:
@@ -68,9 +66,6 @@ class ImageStatistics:
 
     def setBpMask(self, planes: list[str]) -> None:
         self._badMaskPlanes = list(planes)
-
-    def getBadMaskPlanes(self) -> list[str]:
-        return list(self._badMaskPlanes)
 
     def apply(self, maskedImage: MaskedImage, core: int = 0) -> None:
         """Accumulate the statistics of ``maskedImage``.
@@ -133,12 +128,12 @@ class ImageStatistics:
     def getNpix(self) -> int:
         return self._npix
 
-    def evaluateQuality(self, ps: Mapping[str, Any] | Any) -> bool:
+    def evaluateQuality(self, ps: KernelFitSettings | Mapping[str, Any] | Any) -> bool:
         """Return `False` if the residuals exceed the configured limits."""
-        props = toPropertySet(ps)
-        if abs(self.getMean()) > float(props["candidateResidualMeanMax"]):
+        settings = asSettings(ps)
+        if abs(self.getMean()) > settings.candidateResidualMeanMax:
             return False
-        return not self.getRms() > float(props["candidateResidualStdMax"])
+        return not self.getRms() > settings.candidateResidualStdMax
 
 
 ImageStatisticsF = ImageStatistics

@@ -54,7 +54,7 @@ import scipy.linalg.lapack
 from ..math.exceptions import InvalidParameterError, KernelSolutionError
 from ..math.functions import Function2, PolynomialFunction2
 from ..math.kernels import Kernel, LinearCombinationKernel, basisInfo
-from .propertySet import toPropertySet
+from .settings import KernelFitSettings, asSettings
 from .stamps import basisDesignMatrix, goodSlices
 
 _solutionIds = itertools.count(1)
@@ -272,9 +272,6 @@ class KernelSolution:
             mMat, bVec = self.getM(), self.getB()
         self._aVec, self._solvedBy = solveSymmetricSystem(mMat, bVec)
 
-    def isSolved(self) -> bool:
-        return self._aVec is not None
-
 
 class StaticKernelSolution(KernelSolution):
     """Solution for one candidate with a fixed basis.
@@ -439,7 +436,7 @@ class RegularizedKernelSolution(StaticKernelSolution):
     hMat : `numpy.ndarray`
         Regularization matrix (with a zero background row/column when
         fitting the background).
-    ps : `lsst.pex.config.Config` or mapping
+    ps : `KernelFitSettings`, `lsst.pex.config.Config` or mapping
         Provides ``lambdaType``, ``lambdaValue`` and ``lambdaScaling``.
     """
 
@@ -448,11 +445,11 @@ class RegularizedKernelSolution(StaticKernelSolution):
         basisList: Sequence[Kernel],
         fitForBackground: bool,
         hMat: np.ndarray,
-        ps: Mapping[str, Any] | Any,
+        ps: KernelFitSettings | Mapping[str, Any] | Any,
     ) -> None:
         super().__init__(basisList, fitForBackground)
         self._hMat = np.asarray(hMat, dtype=float)
-        self._ps = toPropertySet(ps)
+        self._settings = asSettings(ps)
         self._lambda = 0.0
 
     def getLambda(self) -> float:
@@ -464,11 +461,11 @@ class RegularizedKernelSolution(StaticKernelSolution):
         return mMat + self._lambda * self._hMat if includeHmat else mMat
 
     def _chooseLambda(self, mMat: np.ndarray) -> float:
-        lambdaType = self._ps.get("lambdaType", "absolute")
+        lambdaType = self._settings.lambdaType
         if lambdaType == "absolute":
-            return float(self._ps["lambdaValue"])
+            return self._settings.lambdaValue
         if lambdaType == "relative":
-            return float(np.trace(mMat) / np.trace(self._hMat) * float(self._ps["lambdaScaling"]))
+            return float(np.trace(mMat) / np.trace(self._hMat) * self._settings.lambdaScaling)
         if lambdaType in ("minimizeBiasedRisk", "minimizeUnbiasedRisk"):
             raise InvalidParameterError(
                 f"lambdaType {lambdaType!r} is not supported (upstream's implementation cannot run); "
@@ -510,7 +507,7 @@ class SpatialKernelSolution(KernelSolution):
     background : `Function2`
         Spatial function of the background (its order is ignored unless
         ``fitForBackground``).
-    ps : `lsst.pex.config.Config` or mapping
+    ps : `KernelFitSettings`, `lsst.pex.config.Config` or mapping
         Provides ``fitForBackground``, ``kernelBasisSet`` and
         ``usePcaForSpatialKernel``.
 
@@ -527,15 +524,15 @@ class SpatialKernelSolution(KernelSolution):
         basisList: Sequence[Kernel],
         spatialKernelFunction: Function2,
         background: Function2,
-        ps: Mapping[str, Any] | Any,
+        ps: KernelFitSettings | Mapping[str, Any] | Any,
     ) -> None:
-        props = toPropertySet(ps)
-        super().__init__(bool(props["fitForBackground"]))
+        settings = asSettings(ps)
+        super().__init__(settings.fitForBackground)
         self._basisList = list(basisList)
         self._kFunction = spatialKernelFunction.clone()
         self._bgFunction = background.clone()
-        self._constantFirstTerm = props.get("kernelBasisSet") == "alard-lupton" or bool(
-            props.get("usePcaForSpatialKernel", False)
+        self._constantFirstTerm = (
+            settings.kernelBasisSet == "alard-lupton" or settings.usePcaForSpatialKernel
         )
         self._nbases = len(self._basisList)
         self._nkt = self._kFunction.getNParameters()
@@ -554,9 +551,6 @@ class SpatialKernelSolution(KernelSolution):
     def getNTerms(self) -> int:
         """Return the number of unknowns of the spatial system."""
         return self._nt
-
-    def isConstantFirstTerm(self) -> bool:
-        return self._constantFirstTerm
 
     def _designMatrix(self, xCenter: float, yCenter: float) -> np.ndarray:
         nb, nkt = self._nbases, self._nkt

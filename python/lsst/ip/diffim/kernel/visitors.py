@@ -46,12 +46,13 @@ import enum
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from lsst.images import Box
+from lsst.images import Box, MaskedImage
+from lsst.utils.logging import getTraceLogger
 
 from ..math.functions import Function2, makeSpatialFunction
 from ..math.imagePca import ImagePca
@@ -62,13 +63,22 @@ from .batch import batchNormalEquations, batchNormalizedResiduals
 from .buildProgress import BuildProgress
 from .candidate import CandidateSwitch, KernelCandidate
 from .imageStatistics import ImageStatistics
-from .propertySet import toPropertySet
 from .separableBasis import SeparableBasis
+from .settings import KernelFitSettings, asSettings
 from .solution import RegularizedKernelSolution, SpatialKernelSolution, _isDeltaList, solveSymmetricSystems
 from .stampStack import StampStack
 
-_log = logging.getLogger("lsst.ip.diffim.kernel")
 _progressLog = logging.getLogger("lsst.ip.diffim.kernel.progress")
+
+
+def _traceLog(component: str, level: int) -> Any:
+    """Return the trace logger ``TRACE<level>.lsst.ip.diffim.<component>``.
+
+    ``lsst.utils.logging.trace_set_at("lsst.ip.diffim", n)`` shows the lines
+    of every level up to ``n`` (upstream's C++ loggers are named alike).
+    """
+    return getTraceLogger(f"lsst.ip.diffim.{component}", level)
+
 
 #: The exceptions that mark a candidate BAD instead of stopping the fit
 #: (upstream: any ``pex.exceptions.Exception``).
@@ -77,6 +87,9 @@ CANDIDATE_ERRORS = (ArithmeticError, ValueError, np.linalg.LinAlgError)
 GOOD = SpatialCellCandidateStatus.GOOD
 BAD = SpatialCellCandidateStatus.BAD
 
+#: How one candidate's kernel image and background are found for the statistics.
+KernelAndBackground = Callable[[KernelCandidate], tuple[np.ndarray, float]]
+
 
 def _asKernelCandidate(candidate: SpatialCellCandidate) -> KernelCandidate:
     if not isinstance(candidate, KernelCandidate):
@@ -84,35 +97,42 @@ def _asKernelCandidate(candidate: SpatialCellCandidate) -> KernelCandidate:
     return candidate
 
 
-class BuildSingleKernelVisitor(CandidateVisitor):
-    """Fit each candidate's own kernel and clip on its residuals.
+class _ResidualClippingVisitor(CandidateVisitor):
+    """Shared part of the visitors that clip candidates on their residual statistics.
+
+    Subclasses say which difference stamp a candidate is judged by
+    (`_differenceImage`, and for the batched path `_kernelAndBackground`),
+    where its residuals are kept (`_keepResiduals`) and whether clipping is
+    on; this class measures, judges, counts and sets the status.
 
     Parameters
     ----------
-    basisList : sequence of `Kernel`
-        Basis kernels.
-    ps : `lsst.pex.config.Config` or mapping
+    settings : `KernelFitSettings`
         Kernel configuration.
-    hMat : `numpy.ndarray`, optional
-        Regularization matrix; regularized fits when given and non-empty.
+    clip : `bool`
+        Reject candidates whose statistics exceed the limits.
+    label : `str`
+        Names the residuals in the rejection reasons ("own-fit").
+    component : `str`
+        Names the trace logger.
     """
 
-    def __init__(
-        self, basisList: Sequence[Kernel], ps: Mapping[str, Any] | Any, hMat: np.ndarray | None = None
-    ) -> None:
-        self._basisList = list(basisList)
-        self._ps = toPropertySet(ps)
-        self._hMat = None if hMat is None or np.size(hMat) == 0 else np.asarray(hMat, dtype=float)
-        self._imstats = ImageStatistics(self._ps)
-        self._skipBuilt = True
+    def __init__(self, settings: KernelFitSettings, clip: bool, label: str, component: str) -> None:
+        self._settings = settings
+        self._clip = clip
+        self._label = label
+        self._trace = _traceLog(component, 3)
+        self._traceEach = _traceLog(component, 4)
+        self._imstats = ImageStatistics(settings)
+        self._core = settings.candidateCoreRadius if settings.useCoreStats else 0
+        self._nGood = 0
         self._nRejected = 0
         self._nProcessed = 0
-        self._useCoreStats = bool(self._ps.get("useCoreStats", False))
-        self._coreRadius = int(self._ps.get("candidateCoreRadius", 3))
 
-    # afw-style accessors and properties
-    def setSkipBuilt(self, skip: bool) -> None:
-        self._skipBuilt = bool(skip)
+    def reset(self) -> None:
+        self._nGood = 0
+        self._nRejected = 0
+        self._nProcessed = 0
 
     def getNRejected(self) -> int:
         return self._nRejected
@@ -120,43 +140,121 @@ class BuildSingleKernelVisitor(CandidateVisitor):
     def getNProcessed(self) -> int:
         return self._nProcessed
 
+    def _differenceImage(self, kc: KernelCandidate) -> MaskedImage:
+        raise NotImplementedError()
+
+    def _kernelAndBackground(self, kc: KernelCandidate) -> tuple[np.ndarray, float]:
+        raise NotImplementedError()
+
+    def _keepResiduals(self, kc: KernelCandidate, residuals: np.ndarray) -> None:
+        raise NotImplementedError()
+
+    def _measured(self, kc: KernelCandidate, variance: float) -> None:
+        """Hook called with a candidate's residual variance before it is judged."""
+
+    def _assess(self, kc: KernelCandidate) -> None:
+        """Measure and judge one candidate from its difference stamp."""
+        try:
+            diffim = self._differenceImage(kc)
+            self._imstats.apply(diffim, self._core)
+        except CANDIDATE_ERRORS as exc:
+            self._trace.debug(
+                "Candidate %d: unable to compute %s statistics: %s", kc.getId(), self._label, exc
+            )
+            kc.setStatus(BAD, f"{self._label} residual statistics failed: {exc}")
+            return
+        self._judge(kc, self._imstats.getMean(), self._imstats.getVariance())
+
+    def _judge(
+        self, kc: KernelCandidate, mean: float, variance: float, residuals: np.ndarray | None = None
+    ) -> None:
+        """Set the status of a candidate from its residual mean and variance."""
+        if residuals is not None:
+            self._keepResiduals(kc, residuals)
+        self._nProcessed += 1
+        self._measured(kc, variance)
+        rms = math.sqrt(variance) if variance >= 0 else math.nan
+        good, reason = _statusFromStats(mean, rms, self._clip, self._settings)
+        self._traceEach.debug(
+            "Candidate %d at (%.1f, %.1f): %s residual mean %.3f, rms %.3f",
+            kc.getId(),
+            kc.getXCenter(),
+            kc.getYCenter(),
+            self._label,
+            mean,
+            rms,
+        )
+        if good:
+            kc.setStatus(GOOD)
+            self._nGood += 1
+        else:
+            self._trace.debug("Candidate %d rejected (%s residuals): %s", kc.getId(), self._label, reason)
+            kc.setStatus(BAD, f"{self._label} residuals: {reason}")
+            self._nRejected += 1
+
+    def _assessMany(
+        self, candidates: list[KernelCandidate], kernelAndBackground: KernelAndBackground | None = None
+    ) -> None:
+        """`_assess` for many candidates, in batches where the stamps allow."""
+        _batchStatistics(
+            candidates,
+            kernelAndBackground or self._kernelAndBackground,
+            self._settings.badMaskPlanes,
+            self._core,
+            self._assess,
+            self._judge,
+        )
+
+
+class BuildSingleKernelVisitor(_ResidualClippingVisitor):
+    """Fit each candidate's own kernel and clip on its residuals.
+
+    Parameters
+    ----------
+    basisList : sequence of `Kernel`
+        Basis kernels.
+    ps : `KernelFitSettings`, `lsst.pex.config.Config` or mapping
+        Kernel configuration.
+    hMat : `numpy.ndarray`, optional
+        Regularization matrix; regularized fits when given and non-empty.
+    batched : `bool`, optional
+        Build and assess the candidates of a visit in batches (the default;
+        same results); `False` processes them one at a time.
+    """
+
+    def __init__(
+        self,
+        basisList: Sequence[Kernel],
+        ps: KernelFitSettings | Mapping[str, Any] | Any,
+        hMat: np.ndarray | None = None,
+        *,
+        batched: bool = True,
+    ) -> None:
+        settings = asSettings(ps)
+        super().__init__(settings, settings.singleKernelClipping, "own-fit", "BuildSingleKernelVisitor")
+        self._basisList = list(basisList)
+        self._hMat = None if hMat is None or np.size(hMat) == 0 else np.asarray(hMat, dtype=float)
+        self._skipBuilt = True
+        self._batched = bool(batched)
+
+    def setSkipBuilt(self, skip: bool) -> None:
+        self._skipBuilt = bool(skip)
+
     def setCandidateKernel(self, useRegularization: bool) -> None:
         if not useRegularization:
             self._hMat = None
 
-    @property
-    def nRejected(self) -> int:
-        return self._nRejected
+    def _differenceImage(self, kc: KernelCandidate) -> MaskedImage:
+        return kc.getDifferenceImage(CandidateSwitch.RECENT)
 
-    @property
-    def nProcessed(self) -> int:
-        return self._nProcessed
+    def _kernelAndBackground(self, kc: KernelCandidate) -> tuple[np.ndarray, float]:
+        return kc.getKernelImage(CandidateSwitch.RECENT), kc.getBackground(CandidateSwitch.RECENT)
 
-    @property
-    def useRegularization(self) -> bool:
-        return self._hMat is not None
+    def _keepResiduals(self, kc: KernelCandidate, residuals: np.ndarray) -> None:
+        kc.setLocalResiduals(residuals, CandidateSwitch.RECENT)
 
-    @property
-    def skipBuilt(self) -> bool:
-        return self._skipBuilt
-
-    @property
-    def useCoreStats(self) -> bool:
-        return self._useCoreStats
-
-    @property
-    def coreRadius(self) -> int:
-        return self._coreRadius
-
-    @property
-    def propertySet(self) -> Mapping[str, Any]:
-        return self._ps
-
-    def reset(self) -> None:
-        self._nRejected = 0
-        self._nProcessed = 0
-
-    supportsBatch = True
+    def _measured(self, kc: KernelCandidate, variance: float) -> None:
+        kc.setChi2(variance)
 
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
         kc = _asKernelCandidate(candidate)
@@ -164,6 +262,62 @@ class BuildSingleKernelVisitor(CandidateVisitor):
             return
         if self._build(kc):
             self._assess(kc)
+
+    def processCandidates(
+        self, candidates: Sequence[SpatialCellCandidate], ignoreExceptions: bool = False
+    ) -> list[SpatialCellCandidate]:
+        """Build and assess many candidates (same results as one at a time).
+
+        Candidates with finite stamps, constant variance weighting and a
+        non-delta basis have their normal equations, solutions and residual
+        statistics computed in batches, stack by stack; the others are
+        built one at a time (with progress lines) and assessed in batches.
+        A candidate's errors mark it BAD, so nothing is returned as failed.
+        """
+        if not self._batched:
+            return super().processCandidates(candidates, ignoreExceptions)
+        todo = [_asKernelCandidate(c) for c in candidates]
+        todo = [kc for kc in todo if not (self._skipBuilt and kc.isInitialized())]
+        if not todo:
+            return []
+        settings = self._settings
+        batchable = (
+            not _isDeltaList(self._basisList)
+            and not settings.iterateSingleKernel
+            and settings.constantVarianceWeighting
+        )
+        ready = self._buildStacks(todo) if batchable else self._buildWithProgress(todo)
+        self._assessMany(ready)
+        return []
+
+    def _buildStacks(self, todo: list[KernelCandidate]) -> list[KernelCandidate]:
+        """Build candidates stack by stack from batched normal equations; return those built."""
+        ready: list[KernelCandidate] = []
+        basis = kernelListToArray(self._basisList)
+        separable = SeparableBasis.forBasis(self._basisList)
+        solveHere = self._hMat is None and not self._settings.checkConditionNumber
+        for stack, index, kcs in groupByStampStack(todo):
+            finite = stack.finiteImages[index]
+            for kc in kcs[~finite]:
+                if self._build(kc):
+                    ready.append(kc)
+            for fitBg in (False, True):
+                fits = np.array([kc.getSettings().fitForBackground == fitBg for kc in kcs], dtype=bool)
+                use = finite & fits
+                if not use.any():
+                    continue
+                sel = index[use]
+                mMats, bVecs = batchNormalEquations(
+                    stack.template,
+                    stack.science,
+                    stack.constantWeights(sel),
+                    basis,
+                    fitBg,
+                    separable,
+                    rows=sel,
+                )
+                ready.extend(self._finishBatch(kcs[use], mMats, bVecs, solveHere))
+        return ready
 
     def _buildWithProgress(self, todo: list[KernelCandidate]) -> list[KernelCandidate]:
         """Build candidates one at a time, logging progress and the GFLOP/s reached."""
@@ -187,98 +341,21 @@ class BuildSingleKernelVisitor(CandidateVisitor):
         try:
             kc.build(self._basisList, self._hMat)
         except CANDIDATE_ERRORS as exc:
-            _log.debug("Candidate %d: unable to build kernel: %s", kc.getId(), exc)
-            kc.setStatus(BAD, f"kernel fit failed: {exc}")
-            self._nRejected += 1
+            self._buildFailed(kc, exc)
             return False
         return self._checkBuilt(kc)
 
+    def _buildFailed(self, kc: KernelCandidate, exc: Exception) -> None:
+        self._trace.debug("Candidate %d: unable to build kernel: %s", kc.getId(), exc)
+        kc.setStatus(BAD, f"kernel fit failed: {exc}")
+        self._nRejected += 1
+
     def _checkBuilt(self, kc: KernelCandidate) -> bool:
         if kc.getStatus() == BAD:
-            _log.debug("Candidate %d: rejected for its condition number", kc.getId())
+            self._trace.debug("Candidate %d: rejected for its condition number", kc.getId())
             self._nRejected += 1
             return False
         return True
-
-    def _assess(self, kc: KernelCandidate) -> None:
-        try:
-            diffim = kc.getDifferenceImage(CandidateSwitch.RECENT)
-            self._imstats.apply(diffim, self._coreRadius if self._useCoreStats else 0)
-        except CANDIDATE_ERRORS as exc:
-            _log.debug("Candidate %d: unable to compute residual statistics: %s", kc.getId(), exc)
-            kc.setStatus(BAD, f"own-fit residual statistics failed: {exc}")
-            return
-        self._applyStatistics(kc, self._imstats.getMean(), self._imstats.getVariance())
-
-    def _applyStatistics(
-        self, kc: KernelCandidate, mean: float, variance: float, residuals: np.ndarray | None = None
-    ) -> None:
-        if residuals is not None:
-            solution = kc.getKernelSolution(CandidateSwitch.RECENT)
-            kc._localResiduals = (solution.getId(), residuals)
-        self._nProcessed += 1
-        kc.setChi2(variance)
-        rms = math.sqrt(variance) if variance >= 0 else math.nan
-        good, reason = _statusFromStats(mean, rms, bool(self._ps.get("singleKernelClipping", True)), self._ps)
-        if good:
-            kc.setStatus(GOOD)
-        else:
-            _log.debug("Candidate %d rejected: %s", kc.getId(), reason)
-            kc.setStatus(BAD, f"own-fit residuals: {reason}")
-            self._nRejected += 1
-
-    def processCandidates(self, candidates: Sequence[SpatialCellCandidate]) -> None:
-        """Process many candidates at once (same results as one at a time).
-
-        Candidates with finite stamps, constant variance weighting and a
-        non-delta basis have their normal equations, solutions and residual
-        statistics computed in batches, stack by stack; the others take the
-        one-at-a-time path.
-        """
-        todo = [_asKernelCandidate(c) for c in candidates]
-        todo = [kc for kc in todo if not (self._skipBuilt and kc.isInitialized())]
-        if not todo:
-            return
-        batchable = (
-            not _isDeltaList(self._basisList)
-            and not bool(self._ps.get("iterateSingleKernel", False))
-            and bool(self._ps.get("constantVarianceWeighting", True))
-        )
-        ready: list[KernelCandidate] = []
-        if not batchable:
-            ready = self._buildWithProgress(todo)
-        else:
-            basis = kernelListToArray(self._basisList)
-            separable = SeparableBasis.forBasis(self._basisList)
-            solveHere = self._hMat is None and not bool(self._ps.get("checkConditionNumber", False))
-            for stack, index, kcs in groupByStampStack(todo):
-                finite = stack.finiteImages[index]
-                for kc in kcs[~finite]:
-                    if self._build(kc):
-                        ready.append(kc)
-                for fitBg in (False, True):
-                    use = finite & np.array([kc._fitForBackground == fitBg for kc in kcs], dtype=bool)
-                    if not use.any():
-                        continue
-                    sel = index[use]
-                    mMats, bVecs = batchNormalEquations(
-                        stack.template,
-                        stack.science,
-                        stack.constantWeights(sel),
-                        basis,
-                        fitBg,
-                        separable,
-                        rows=sel,
-                    )
-                    ready.extend(self._finishBatch(kcs[use], mMats, bVecs, solveHere))
-        _batchStatistics(
-            ready,
-            lambda kc: (kc.getKernelImage(CandidateSwitch.RECENT), kc.getBackground(CandidateSwitch.RECENT)),
-            self._ps,
-            self._coreRadius if self._useCoreStats else 0,
-            self._assess,
-            self._applyStatistics,
-        )
 
     def _finishBatch(
         self, kcs: np.ndarray, mMats: np.ndarray, bVecs: np.ndarray, solveHere: bool
@@ -294,9 +371,7 @@ class BuildSingleKernelVisitor(CandidateVisitor):
                 else:
                     kc.buildFromNormalEquations(self._basisList, self._hMat, mMats[i], bVecs[i])
             except CANDIDATE_ERRORS as exc:
-                _log.debug("Candidate %d: unable to build kernel: %s", kc.getId(), exc)
-                kc.setStatus(BAD, f"kernel fit failed: {exc}")
-                self._nRejected += 1
+                self._buildFailed(kc, exc)
                 continue
             if self._checkBuilt(kc):
                 ready.append(kc)
@@ -339,7 +414,7 @@ def groupByStampStack(
     """
     loose: dict[tuple[Any, ...], list[KernelCandidate]] = {}
     for kc in candidates:
-        if kc._stack is None:
+        if not kc.hasStampStack():
             tmi, smi = kc.getTemplateMaskedImage(), kc.getScienceMaskedImage()
             key = (tmi.image.array.shape, id(tmi.mask.schema), id(smi.mask.schema), tmi.image.array.dtype)
             loose.setdefault(key, []).append(kc)
@@ -363,28 +438,27 @@ def groupByStampStack(
     return out
 
 
-def _statusFromStats(mean: float, rms: float, clip: bool, ps: Mapping[str, Any]) -> tuple[bool, str]:
+def _statusFromStats(mean: float, rms: float, clip: bool, settings: KernelFitSettings) -> tuple[bool, str]:
     if math.isnan(mean) or math.isnan(rms):
         return False, "NaN residual statistics"
     if clip:
-        if abs(mean) > float(ps["candidateResidualMeanMax"]):
-            return False, f"|mean| {abs(mean):.3f} > {float(ps['candidateResidualMeanMax']):.3f}"
-        if rms > float(ps["candidateResidualStdMax"]):
-            return False, f"rms {rms:.3f} > {float(ps['candidateResidualStdMax']):.3f}"
+        if abs(mean) > settings.candidateResidualMeanMax:
+            return False, f"|mean| {abs(mean):.3f} > {settings.candidateResidualMeanMax:.3f}"
+        if rms > settings.candidateResidualStdMax:
+            return False, f"rms {rms:.3f} > {settings.candidateResidualStdMax:.3f}"
     return True, ""
 
 
 def _batchStatistics(
     candidates: list[KernelCandidate],
-    kernelAndBackground: Any,
-    ps: Mapping[str, Any],
+    kernelAndBackground: KernelAndBackground,
+    badMaskPlanes: Sequence[str],
     core: int,
-    single: Any,
-    apply: Any,
+    single: Callable[[KernelCandidate], None],
+    apply: Callable[[KernelCandidate, float, float, np.ndarray], None],
 ) -> None:
     """Residual statistics for many candidates; masked or non-finite stamps go one at a time."""
-    planes = ps.get("badMaskPlanes", ())
-    planes = [planes] if isinstance(planes, str) else list(planes)
+    planes = list(badMaskPlanes)
     for stack, index, kcs in groupByStampStack(candidates):
         clean = stack.isClean(planes)[index]
         for kc in kcs[~clean]:
@@ -401,7 +475,6 @@ def _batchStatistics(
         if not items:
             continue
         kernels = np.stack([k for _, k, _ in items])
-        rows = np.asarray(rows, dtype=int)
         residuals = batchNormalizedResiduals(
             stack.template,
             stack.templateVariance,
@@ -409,28 +482,39 @@ def _batchStatistics(
             stack.scienceVariance,
             kernels,
             np.array([b for _, _, b in items]),
-            rows=rows,
+            rows=np.asarray(rows, dtype=int),
         )
-        ny, nx = stack.stampShape
-        kh, kw = kernels.shape[1:]
-        cy, cx = kh // 2, kw // 2
-        region = residuals
-        if core > 0:
-            ys = slice(max(ny // 2 - core, cy) - cy, min(ny // 2 + core + 1, cy + residuals.shape[1]) - cy)
-            xs = slice(max(nx // 2 - core, cx) - cx, min(nx // 2 + core + 1, cx + residuals.shape[2]) - cx)
-            region = residuals[:, ys, xs]
-        flat = region.reshape(region.shape[0], -1)
-        finite = np.isfinite(flat)
-        count = finite.sum(axis=1)
-        if not finite.all():
-            flat = np.where(finite, flat, 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            xsum = flat.sum(axis=1)
-            x2sum = np.einsum("ij,ij->i", flat, flat)
-            mean = np.where(count > 0, xsum / count, np.nan)
-            var = np.where(count > 1, (x2sum / count - mean * mean) * count / (count - 1.0), np.nan)
+        mean, var = _rowMoments(_coreRegion(residuals, stack.stampShape, kernels.shape[1:], core))
         for (kc, _, _), m, v, r in zip(items, mean, var, residuals, strict=True):
             apply(kc, float(m), float(v), r)
+
+
+def _coreRegion(
+    residuals: np.ndarray, stampShape: tuple[int, int], kernelShape: tuple[int, ...], core: int
+) -> np.ndarray:
+    """The ``(2 core + 1)^2`` central pixels of good-region residuals (all of them if ``core <= 0``)."""
+    if core <= 0:
+        return residuals
+    ny, nx = stampShape
+    cy, cx = kernelShape[0] // 2, kernelShape[1] // 2
+    ys = slice(max(ny // 2 - core, cy) - cy, min(ny // 2 + core + 1, cy + residuals.shape[1]) - cy)
+    xs = slice(max(nx // 2 - core, cx) - cx, min(nx // 2 + core + 1, cx + residuals.shape[2]) - cx)
+    return residuals[:, ys, xs]
+
+
+def _rowMoments(region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-stamp mean and unbiased variance of the finite pixels (NaN when too few)."""
+    flat = region.reshape(region.shape[0], -1)
+    finite = np.isfinite(flat)
+    count = finite.sum(axis=1)
+    if not finite.all():
+        flat = np.where(finite, flat, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xsum = flat.sum(axis=1)
+        x2sum = np.einsum("ij,ij->i", flat, flat)
+        mean = np.where(count > 0, xsum / count, np.nan)
+        var = np.where(count > 1, (x2sum / count - mean * mean) * count / (count - 1.0), np.nan)
+    return mean, var
 
 
 class KernelSumVisitor(CandidateVisitor):
@@ -438,7 +522,7 @@ class KernelSumVisitor(CandidateVisitor):
 
     Parameters
     ----------
-    ps : `lsst.pex.config.Config` or mapping
+    ps : `KernelFitSettings`, `lsst.pex.config.Config` or mapping
         Provides ``maxKsumSigma`` and ``kernelSumClipping``.
     """
 
@@ -449,8 +533,9 @@ class KernelSumVisitor(CandidateVisitor):
     AGGREGATE = Mode.AGGREGATE
     REJECT = Mode.REJECT
 
-    def __init__(self, ps: Mapping[str, Any] | Any) -> None:
-        self._ps = toPropertySet(ps)
+    def __init__(self, ps: KernelFitSettings | Mapping[str, Any] | Any) -> None:
+        self._settings = asSettings(ps)
+        self._trace = _traceLog("KernelSumVisitor", 3)
         self._mode = KernelSumVisitor.Mode.AGGREGATE
         self._kSums: list[float] = []
         self._kSumMean = 0.0
@@ -461,9 +546,6 @@ class KernelSumVisitor(CandidateVisitor):
 
     def setMode(self, mode: KernelSumVisitor.Mode | int) -> None:
         self._mode = KernelSumVisitor.Mode(mode)
-
-    def getMode(self) -> KernelSumVisitor.Mode:
-        return self._mode
 
     def getNRejected(self) -> int:
         return self._nRejected
@@ -480,9 +562,6 @@ class KernelSumVisitor(CandidateVisitor):
     def getkSumNpts(self) -> int:
         return self._kSumNpts
 
-    def getKernelSums(self) -> list[float]:
-        return list(self._kSums)
-
     def resetKernelSum(self) -> None:
         self._kSums = []
         self._kSumMean = 0.0
@@ -497,8 +576,8 @@ class KernelSumVisitor(CandidateVisitor):
             self._kSums.append(kc.getKernelSolution(CandidateSwitch.ORIG).getKsum())
         else:
             kSum = kc.getKernelSolution(CandidateSwitch.ORIG).getKsum()
-            if bool(self._ps.get("kernelSumClipping", True)) and abs(kSum - self._kSumMean) > self._dkSumMax:
-                _log.debug(
+            if self._settings.kernelSumClipping and abs(kSum - self._kSumMean) > self._dkSumMax:
+                self._trace.debug(
                     "Candidate %d rejected: kernel sum %.3f, mean %.3f, limit %.3f",
                     kc.getId(),
                     kSum,
@@ -528,8 +607,8 @@ class KernelSumVisitor(CandidateVisitor):
             if math.isnan(mean) or math.isnan(std):
                 raise RuntimeError(f"Unable to determine kernel sum; {n} candidates")
             self._kSumMean, self._kSumStd, self._kSumNpts = mean, std, npts
-        self._dkSumMax = float(self._ps["maxKsumSigma"]) * self._kSumStd
-        _log.debug(
+        self._dkSumMax = self._settings.maxKsumSigma * self._kSumStd
+        _traceLog("KernelSumVisitor", 2).debug(
             "Kernel sum: mean %.3f, clipped std %.3f, limit %.3f (%d points)",
             self._kSumMean,
             self._kSumStd,
@@ -606,8 +685,11 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
         Basis of the spatial kernel.
     regionBBox : `lsst.images.Box`
         Region of the spatial model (the Chebyshev range).
-    ps : `lsst.pex.config.Config` or mapping
+    ps : `KernelFitSettings`, `lsst.pex.config.Config` or mapping
         Kernel configuration.
+    batched : `bool`, optional
+        Add the systems of a visit's candidates in one sum (the default;
+        same sums); `False` adds them one at a time.
 
     Raises
     ------
@@ -615,22 +697,26 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
         For an unknown ``spatialModelType``.
     """
 
-    def __init__(self, basisList: Sequence[Kernel], regionBBox: Box, ps: Mapping[str, Any] | Any) -> None:
-        props = toPropertySet(ps)
-        modelType = props["spatialModelType"]
-        self._kFunction = makeSpatialFunction(modelType, int(props["spatialKernelOrder"]), regionBBox)
-        fitBg = bool(props["fitForBackground"])
-        bgOrder = int(props["spatialBgOrder"]) if fitBg else 0
+    def __init__(
+        self,
+        basisList: Sequence[Kernel],
+        regionBBox: Box,
+        ps: KernelFitSettings | Mapping[str, Any] | Any,
+        *,
+        batched: bool = True,
+    ) -> None:
+        settings = asSettings(ps)
+        modelType = settings.spatialModelType
+        self._kFunction = makeSpatialFunction(modelType, settings.spatialKernelOrder, regionBBox)
+        bgOrder = settings.spatialBgOrder if settings.fitForBackground else 0
         self._bgFunction = makeSpatialFunction(modelType, bgOrder, regionBBox)
-        self._solution = SpatialKernelSolution(basisList, self._kFunction, self._bgFunction, props)
+        self._solution = SpatialKernelSolution(basisList, self._kFunction, self._bgFunction, settings)
         self._nCandidates = 0
         self._candidates: list[KernelCandidate] = []
+        self._batched = bool(batched)
+        self._trace = _traceLog("BuildSpatialKernelVisitor", 2)
 
     def getNCandidates(self) -> int:
-        return self._nCandidates
-
-    @property
-    def nCandidates(self) -> int:
         return self._nCandidates
 
     def getCandidates(self) -> list[KernelCandidate]:
@@ -647,18 +733,20 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
         self._nCandidates += 1
         self._candidates.append(kc)
 
-    supportsBatch = True
-
-    def processCandidates(self, candidates: Sequence[SpatialCellCandidate]) -> None:
+    def processCandidates(
+        self, candidates: Sequence[SpatialCellCandidate], ignoreExceptions: bool = False
+    ) -> list[SpatialCellCandidate]:
         """Add many candidates' systems at once (same sums as one at a time)."""
+        if not self._batched:
+            return super().processCandidates(candidates, ignoreExceptions)
         ready = _initializedOrBad(candidates)
         if not ready:
-            return
+            return []
         qMats, wVecs = zip(*(_spatialConstraint(kc) for kc in ready), strict=True)
         if len({q.shape for q in qMats}) != 1:
             for kc in ready:
                 self.processCandidate(kc)
-            return
+            return []
         self._solution.addConstraints(
             np.array([kc.getXCenter() for kc in ready]),
             np.array([kc.getYCenter() for kc in ready]),
@@ -667,10 +755,17 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
         )
         self._nCandidates += len(ready)
         self._candidates.extend(ready)
+        return []
 
     def solveLinearEquation(self) -> None:
         """Solve the accumulated spatial system."""
         self._solution.solve()
+        self._trace.debug(
+            "Spatial kernel solved from %d candidates: %d unknowns, solved by %s",
+            self._nCandidates,
+            self._solution.getNTerms(),
+            self._solution.getSolvedBy().name,
+        )
 
     def getSolutionPair(self) -> tuple[Kernel, Function2]:
         return self._solution.getSolutionPair()
@@ -679,7 +774,7 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
         return self._solution
 
 
-class AssessSpatialKernelVisitor(CandidateVisitor):
+class AssessSpatialKernelVisitor(_ResidualClippingVisitor):
     """Clip candidates on their residuals under the spatial model.
 
     Parameters
@@ -688,36 +783,44 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
         The spatial kernel.
     spatialBackground : `Function2`
         The spatial background.
-    ps : `lsst.pex.config.Config` or mapping
+    ps : `KernelFitSettings`, `lsst.pex.config.Config` or mapping
         Kernel configuration.
+    batched : `bool`, optional
+        Assess a visit's candidates in batches (the default; same results);
+        `False` assesses them one at a time.
     """
 
     def __init__(
-        self, spatialKernel: Kernel, spatialBackground: Function2, ps: Mapping[str, Any] | Any
+        self,
+        spatialKernel: Kernel,
+        spatialBackground: Function2,
+        ps: KernelFitSettings | Mapping[str, Any] | Any,
+        *,
+        batched: bool = True,
     ) -> None:
+        settings = asSettings(ps)
+        super().__init__(
+            settings, settings.spatialKernelClipping, "spatial-model", "AssessSpatialKernelVisitor"
+        )
         self._kernel = spatialKernel
         self._background = spatialBackground
-        self._ps = toPropertySet(ps)
-        self._imstats = ImageStatistics(self._ps)
-        self._useCoreStats = bool(self._ps.get("useCoreStats", False))
-        self._coreRadius = int(self._ps.get("candidateCoreRadius", 3))
-        self.reset()
-
-    def reset(self) -> None:
-        self._nGood = 0
-        self._nRejected = 0
-        self._nProcessed = 0
+        self._batched = bool(batched)
 
     def getNGood(self) -> int:
         return self._nGood
 
-    def getNRejected(self) -> int:
-        return self._nRejected
+    def _kernelAndBackground(self, kc: KernelCandidate) -> tuple[np.ndarray, float]:
+        x, y = kc.getXCenter(), kc.getYCenter()
+        return self._kernel.getArray(x, y), float(self._background(x, y))
 
-    def getNProcessed(self) -> int:
-        return self._nProcessed
+    def _differenceImage(self, kc: KernelCandidate) -> MaskedImage:
+        kernelImage, background = self._kernelAndBackground(kc)
+        diffim = kc.getDifferenceImage(FixedKernel(kernelImage), background)
+        kc.setSpatialDifference(self._kernel, diffim)
+        return diffim
 
-    supportsBatch = True
+    def _keepResiduals(self, kc: KernelCandidate, residuals: np.ndarray) -> None:
+        kc.setSpatialResiduals(self._kernel, residuals)
 
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
         kc = _asKernelCandidate(candidate)
@@ -726,58 +829,22 @@ class AssessSpatialKernelVisitor(CandidateVisitor):
             return
         self._assess(kc)
 
-    def _kernelAndBackground(self, kc: KernelCandidate) -> tuple[np.ndarray, float]:
-        x, y = kc.getXCenter(), kc.getYCenter()
-        return self._kernel.getArray(x, y), float(self._background(x, y))
-
-    def _assess(self, kc: KernelCandidate) -> None:
-        kernelImage, background = self._kernelAndBackground(kc)
-        try:
-            diffim = kc.getDifferenceImage(FixedKernel(kernelImage), background)
-            kc._spatialDifference = (self._kernel.getSerial(), diffim)
-            self._imstats.apply(diffim, self._coreRadius if self._useCoreStats else 0)
-        except CANDIDATE_ERRORS as exc:
-            _log.debug("Candidate %d: unable to assess the spatial model: %s", kc.getId(), exc)
-            kc.setStatus(BAD, f"spatial-model residual statistics failed: {exc}")
-            return
-        self._applyStatistics(kc, self._imstats.getMean(), self._imstats.getVariance())
-
-    def _applyStatistics(
-        self, kc: KernelCandidate, mean: float, variance: float, residuals: np.ndarray | None = None
-    ) -> None:
-        if residuals is not None:
-            kc._spatialResiduals = (self._kernel.getSerial(), residuals)
-        self._nProcessed += 1
-        rms = math.sqrt(variance) if variance >= 0 else math.nan
-        good, reason = _statusFromStats(
-            mean, rms, bool(self._ps.get("spatialKernelClipping", True)), self._ps
-        )
-        if good:
-            kc.setStatus(GOOD)
-            self._nGood += 1
-        else:
-            _log.debug("Candidate %d rejected by the spatial model: %s", kc.getId(), reason)
-            kc.setStatus(BAD, f"spatial-model residuals: {reason}")
-            self._nRejected += 1
-
-    def processCandidates(self, candidates: Sequence[SpatialCellCandidate]) -> None:
+    def processCandidates(
+        self, candidates: Sequence[SpatialCellCandidate], ignoreExceptions: bool = False
+    ) -> list[SpatialCellCandidate]:
         """Assess many candidates at once (same results as one at a time)."""
+        if not self._batched:
+            return super().processCandidates(candidates, ignoreExceptions)
         ready = _initializedOrBad(candidates)
         if not ready:
-            return
+            return []
         xs = np.array([kc.getXCenter() for kc in ready])
         ys = np.array([kc.getYCenter() for kc in ready])
         kernels = self._kernel.getArrays(xs, ys)
         backgrounds = np.asarray(self._background(xs, ys), dtype=float) * np.ones(len(ready))
         lookup = {id(kc): (kernels[i], backgrounds[i]) for i, kc in enumerate(ready)}
-        _batchStatistics(
-            ready,
-            lambda kc: lookup[id(kc)],
-            self._ps,
-            self._coreRadius if self._useCoreStats else 0,
-            self._assess,
-            self._applyStatistics,
-        )
+        self._assessMany(ready, lambda kc: lookup[id(kc)])
+        return []
 
 
 BuildSingleKernelVisitorF = BuildSingleKernelVisitor
@@ -788,13 +855,15 @@ AssessSpatialKernelVisitorF = AssessSpatialKernelVisitor
 
 
 def makeBuildSingleKernelVisitor(
-    basisList: Sequence[Kernel], ps: Mapping[str, Any] | Any, hMat: np.ndarray | None = None
+    basisList: Sequence[Kernel],
+    ps: KernelFitSettings | Mapping[str, Any] | Any,
+    hMat: np.ndarray | None = None,
 ) -> BuildSingleKernelVisitor:
     """Return a `BuildSingleKernelVisitor`."""
     return BuildSingleKernelVisitor(basisList, ps, hMat)
 
 
-def makeKernelSumVisitor(ps: Mapping[str, Any] | Any) -> KernelSumVisitor:
+def makeKernelSumVisitor(ps: KernelFitSettings | Mapping[str, Any] | Any) -> KernelSumVisitor:
     """Return a `KernelSumVisitor`."""
     return KernelSumVisitor(ps)
 
@@ -805,14 +874,14 @@ def makeKernelPcaVisitor(imagePca: KernelPca) -> KernelPcaVisitor:
 
 
 def makeBuildSpatialKernelVisitor(
-    basisList: Sequence[Kernel], regionBBox: Box, ps: Mapping[str, Any] | Any
+    basisList: Sequence[Kernel], regionBBox: Box, ps: KernelFitSettings | Mapping[str, Any] | Any
 ) -> BuildSpatialKernelVisitor:
     """Return a `BuildSpatialKernelVisitor`."""
     return BuildSpatialKernelVisitor(basisList, regionBBox, ps)
 
 
 def makeAssessSpatialKernelVisitor(
-    spatialKernel: Kernel, spatialBackground: Function2, ps: Mapping[str, Any] | Any
+    spatialKernel: Kernel, spatialBackground: Function2, ps: KernelFitSettings | Mapping[str, Any] | Any
 ) -> AssessSpatialKernelVisitor:
     """Return an `AssessSpatialKernelVisitor`."""
     return AssessSpatialKernelVisitor(spatialKernel, spatialBackground, ps)

@@ -68,9 +68,6 @@ class ImagePca:
     def getImageList(self) -> list[np.ndarray]:
         return list(self._images)
 
-    def getNImages(self) -> int:
-        return len(self._images)
-
     def getMean(self) -> np.ndarray:
         """Return the plain average of the current images.
 

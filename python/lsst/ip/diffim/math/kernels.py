@@ -218,10 +218,6 @@ class Kernel:
         array[...] = raw
         return total
 
-    def makeImage(self, x: float = 0.0, y: float = 0.0, doNormalize: bool = False) -> Image:
-        """Return the kernel image as an `lsst.images.Image` centred on 0."""
-        return Image(self.getArray(x, y, doNormalize), bbox=self.getBBox())
-
     def getSum(self, x: float = 0.0, y: float = 0.0) -> float:
         """Return the kernel sum at ``(x, y)``."""
         return float(self._computeArray(float(x), float(y)).sum())
@@ -262,10 +258,6 @@ class SeparableTerms:
             np.concatenate([self.columns, other.columns]),
             np.concatenate([self.rows, other.rows]),
         )
-
-    def toImage(self) -> np.ndarray:
-        """Return the image the terms add up to."""
-        return np.einsum("i,iy,ix->yx", self.weights, self.columns, self.rows)
 
 
 class FixedKernel(Kernel):

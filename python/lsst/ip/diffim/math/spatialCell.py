@@ -40,7 +40,7 @@ import enum
 import itertools
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -119,13 +119,84 @@ class SpatialCellImageCandidate(SpatialCellCandidate):
 
 
 class CandidateVisitor:
-    """Base class of candidate visitors; subclasses override `processCandidate`."""
+    """Base class of candidate visitors; subclasses override `processCandidate`.
+
+    Notes
+    -----
+    The cells hand a visitor all the candidates of one visit at once,
+    through `processCandidates`, whose default processes them one at a
+    time.  A visitor may override it with a faster (batched) way of doing
+    the same, provided the result is that of the one-at-a-time loop.
+    """
 
     def reset(self) -> None:
         """Called once at the start of each `SpatialCellSet.visitCandidates`."""
 
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
         raise NotImplementedError()
+
+    def processCandidates(
+        self, candidates: Sequence[SpatialCellCandidate], ignoreExceptions: bool = False
+    ) -> list[SpatialCellCandidate]:
+        """Process ``candidates`` in order; return those whose processing raised.
+
+        Parameters
+        ----------
+        candidates : sequence of `SpatialCellCandidate`
+            The candidates of one visit, cell by cell.
+        ignoreExceptions : `bool`, optional
+            Collect the candidates whose processing raises instead of
+            letting the exception through.
+
+        Returns
+        -------
+        failed : `list` of `SpatialCellCandidate`
+            The candidates whose processing raised (empty unless
+            ``ignoreExceptions``).
+        """
+        failed = []
+        for candidate in candidates:
+            try:
+                self.processCandidate(candidate)
+            except Exception:
+                if not ignoreExceptions:
+                    raise
+                failed.append(candidate)
+        return failed
+
+
+def _visitCells(
+    cells: Sequence[SpatialCell],
+    visitor: CandidateVisitor,
+    nMaxPerCell: int,
+    ignoreExceptions: bool,
+    ignoreBad: bool,
+) -> None:
+    """Hand ``visitor`` the best ``nMaxPerCell`` candidates of every cell (all if <= 0).
+
+    The candidates are chosen at the start of the visit (the visitors only
+    change the candidate they process, so this is the lazy walk of one at
+    a time).  With ``ignoreExceptions``, a candidate whose processing raised
+    does not count: its cell's next candidates are visited in its place.
+    """
+    walks = [cell.begin(ignoreBad) for cell in cells]
+    wanted = [nMaxPerCell] * len(cells)
+    while True:
+        batch: list[SpatialCellCandidate] = []
+        owner: dict[int, int] = {}
+        for i, walk in enumerate(walks):
+            taken = list(itertools.islice(walk, wanted[i])) if nMaxPerCell > 0 else list(walk)
+            for candidate in taken:
+                owner[id(candidate)] = i
+            batch.extend(taken)
+        if not batch:
+            return
+        failed = visitor.processCandidates(batch, ignoreExceptions)
+        if not failed or nMaxPerCell <= 0:
+            return
+        wanted = [0] * len(cells)
+        for candidate in failed:
+            wanted[owner[id(candidate)]] += 1
 
 
 class SpatialCell:
@@ -225,17 +296,7 @@ class SpatialCell:
     def _visit(
         self, visitor: CandidateVisitor, nMaxPerCell: int, ignoreExceptions: bool, ignoreBad: bool
     ) -> None:
-        count = 0
-        for candidate in self.begin(ignoreBad):
-            if nMaxPerCell > 0 and count >= nMaxPerCell:
-                break
-            count += 1
-            try:
-                visitor.processCandidate(candidate)
-            except Exception:
-                if not ignoreExceptions:
-                    raise
-                count -= 1
+        _visitCells([self], visitor, nMaxPerCell, ignoreExceptions, ignoreBad)
 
     def __repr__(self) -> str:
         return f"SpatialCell({self._label!r}, {self._bbox}, {len(self._candidates)} candidates)"
@@ -332,33 +393,21 @@ class SpatialCellSet:
 
         Notes
         -----
-        A visitor with ``supportsBatch = True`` and a ``processCandidates``
-        method receives all the visited candidates in one call.  That is
-        only offered by visitors whose processing changes nothing but the
-        candidate being processed, so the candidates visited are exactly
-        those of the one-at-a-time walk: the best ``nMaxPerCell`` non-BAD
-        ones of each cell at the start.
+        The visitor receives the candidates of all cells in one
+        `CandidateVisitor.processCandidates` call: the best ``nMaxPerCell``
+        non-BAD ones of each cell at the start (plus, with
+        ``ignoreExceptions``, replacements for those whose processing
+        raised, in a further call).
         """
         visitor.reset()
-        if getattr(visitor, "supportsBatch", False):
-            batch = []
-            for cell in self._cells:
-                for count, candidate in enumerate(cell.begin(True)):
-                    if nMaxPerCell > 0 and count >= nMaxPerCell:
-                        break
-                    batch.append(candidate)
-            visitor.processCandidates(batch)
-            return
-        for cell in self._cells:
-            cell.visitCandidates(visitor, nMaxPerCell, ignoreExceptions)
+        _visitCells(self._cells, visitor, nMaxPerCell, ignoreExceptions, ignoreBad=True)
 
     def visitAllCandidates(
         self, visitor: CandidateVisitor, nMaxPerCell: int = -1, ignoreExceptions: bool = False
     ) -> None:
         """Like `visitCandidates`, including BAD candidates."""
         visitor.reset()
-        for cell in self._cells:
-            cell.visitAllCandidates(visitor, nMaxPerCell, ignoreExceptions)
+        _visitCells(self._cells, visitor, nMaxPerCell, ignoreExceptions, ignoreBad=False)
 
     def allCandidates(self, ignoreBad: bool = False) -> list[SpatialCellCandidate]:
         """Return every candidate of every cell (cell order, then rating)."""
