@@ -42,6 +42,7 @@ import lsst.pipe.base as pipeBase
 from lsst.images import Box, Image, Mask, MaskedImage
 from lsst.utils.timer import timeMethod
 
+from .crowdedField import crowdedBasisDegrees, medianFootprintPeaks
 from .detection import SourceDetectionTask, isolatedSources, selectCandidateFootprints
 from .exclusions import ExclusionRegions
 from .fwhmValidation import validateFwhmArguments
@@ -58,6 +59,7 @@ from .math.outputPlanes import OutputPlanes
 from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
 from .math.statistics import allFinite
 from .math.threads import forEachRowBand
+from .offSourceBackground import refineBackgroundOffSources
 from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
 
 
@@ -106,6 +108,31 @@ class ImagePsfMatchConfig(pexConfig.Config):
         "(rankIsolatedFirst).",
         default=0.5,
         min=0.0,
+    )
+    crowdedFieldMinPeaks = pexConfig.RangeField(
+        dtype=float,
+        doc="A field is crowded when the median number of peaks of the kernel candidates' detection "
+        "footprints (column nPeaks, from selectDetection.splitFootprintsAtPeaks) is at least this; the "
+        "Alard-Lupton basis then takes crowdedAlardDegGauss (lsst.ip.diffim.crowdedField; metadata "
+        "crowdedField, medianFootprintPeaks). A deviation from upstream; 0 never.",
+        default=10.0,
+        min=0.0,
+    )
+    crowdedAlardDegGauss = pexConfig.ListField(
+        dtype=int,
+        doc="Alard-Lupton polynomial degrees used in place of kernel.active.alardDegGauss in a crowded "
+        "field (crowdedFieldMinPeaks); ignored unless as long as alardDegGauss and no lower. Empty: never.",
+        default=[8, 6, 4],
+    )
+    doRefineBackgroundOffSources = pexConfig.Field(
+        dtype=bool,
+        doc="Re-measure the differential background on the difference image's pixels away from the "
+        "sources of either input, the kernel fixed, and correct the difference and the background "
+        "model (lsst.ip.diffim.offSourceBackground; metadata offSourceBackgroundCorrection). The "
+        "stamps' background terms absorb what the kernel cannot fit of bright stars, leaving the sky "
+        "low in crowded fields. A deviation from upstream; False restores its background. Only with "
+        "kernel.active.fitForBackground and doSubtractBackground.",
+        default=True,
     )
     candidateMaskPlanesConvolved = pexConfig.ListField(
         dtype=str,
@@ -501,7 +528,9 @@ class ImagePsfMatchTask(PsfMatchTask):
         self._displayImages(templateMaskedImage, scienceMaskedImage)
         with self._preparedOutputs(templateMaskedImage, scienceMaskedImage, difference=False):
             kernelCellSet = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
-            basisList = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, metadata=self.metadata)
+            basisList = self.makeKernelBasisList(
+                templateFwhmPix, scienceFwhmPix, self._crowdedDegrees(candidateList), metadata=self.metadata
+            )
             if self._outputPlanes is not None:
                 # The fit leaves a core mostly idle: the planes are prepared meanwhile.
                 self._outputPlanes.begin()
@@ -579,6 +608,9 @@ class ImagePsfMatchTask(PsfMatchTask):
             )
             result.subtractedMaskedImage = self._subtract(
                 scienceMaskedImage, result.matchedImage, result.backgroundModel
+            )
+            self._refineBackground(
+                result.subtractedMaskedImage, [scienceMaskedImage, templateMaskedImage], result, 1.0
             )
         self._displayDiffIm(result.subtractedMaskedImage, "Subtracted masked image")
         return result
@@ -764,12 +796,62 @@ class ImagePsfMatchTask(PsfMatchTask):
                 subtracted = self._subtractConvolvedScience(
                     templateMI, result.matchedImage, result.backgroundModel, result.psfMatchingKernel
                 )
+            scale = 1.0 if convolveTemplate else -self._centreKernelSum(subtracted, result.psfMatchingKernel)
+            inputs = [scienceMI, _asMaskedImage(result.warpedExposure)]
+            self._refineBackground(subtracted, inputs, result, scale)
         result.subtractedMaskedImage = subtracted
         result.subtractedExposure = self._makeDifferenceExposure(
             scienceExposure, result.warpedExposure, subtracted, result.psfMatchingKernel, convolveTemplate
         )
         self._displayDiffIm(subtracted, "Difference image")
         return result
+
+    def _crowdedDegrees(self, candidateList: Table) -> list[int] | None:
+        """The Alard-Lupton degrees of a crowded field (`crowdedBasisDegrees`), or `None`."""
+        if self.kConfig.kernelBasisSet != "alard-lupton":
+            return None
+        degrees = crowdedBasisDegrees(
+            candidateList,
+            list(self.kConfig.alardDegGauss),
+            list(self.config.crowdedAlardDegGauss),
+            self.config.crowdedFieldMinPeaks,
+        )
+        self.metadata["medianFootprintPeaks"] = medianFootprintPeaks(candidateList)
+        self.metadata["crowdedField"] = degrees is not None
+        if degrees is not None:
+            self.log.info("Crowded field: Alard-Lupton degrees %s in place of %s", degrees,
+                          list(self.kConfig.alardDegGauss))
+        return degrees
+
+    def _centreKernelSum(self, image: MaskedImage, kernel: Kernel) -> float:
+        bbox = image.bbox
+        return float(kernel.getSum(0.5 * (bbox.x.min + bbox.x.max), 0.5 * (bbox.y.min + bbox.y.max)))
+
+    def _refineBackground(self, subtracted: MaskedImage, inputs: list, result: Any, scale: float) -> None:
+        """Correct the difference's sky off sources (``doRefineBackgroundOffSources``), in place."""
+        if not (
+            self.config.doRefineBackgroundOffSources
+            and self.config.doSubtractBackground
+            and self.kConfig.fitForBackground
+            and result.backgroundModel is not None
+        ):
+            return
+        # Sources are grown by a quarter of the kernel width (about one FWHM of the wider PSF), so that
+        # the stars' wings stay out; a crowded image short of such sky falls back to 2 pixels.
+        grows = [max(2, result.psfMatchingKernel.getWidth() // 4), 2]
+        with self.timer("refineBackground"):
+            for grow in grows[: 1 if grows[0] == 2 else 2]:
+                refined = refineBackgroundOffSources(
+                    subtracted, inputs, result.backgroundModel, backgroundScale=scale, grow=grow
+                )
+                if refined is not None:
+                    break
+        if refined is not None:
+            self.metadata["offSourceBackgroundCorrection"] = refined.median
+            self.log.debug(
+                "Off-source background correction %.4g (order %d, %d blocks)",
+                refined.median, refined.order, refined.nBlocks,
+            )
 
     def _subtractConvolvedScience(
         self, templateMI: MaskedImage, matchedScience: MaskedImage, background: Function2, kernel: Kernel
