@@ -114,3 +114,24 @@ def test_task_background_truth_kept(convolveTemplate):
         medians[refine] = float(np.median(z[free]))
         assert task.metadata.get("crowdedField") is False
     assert abs(medians[True]) < 0.1 and abs(medians[True]) <= abs(medians[False]) + 0.05, medians
+
+
+def test_crowded_similar_seeing_gets_higher_degrees():
+    """Merged footprints and similar seeing: the Alard-Lupton basis of crowdedAlardDegGauss."""
+    pair = makeSyntheticPair(
+        size=192, nStars=500, seed=2, templateFwhm=4.0, scienceFwhm=(4.4, 4.4), scienceEllipticity=0.0,
+        background=(10.0, 0.0, 0.0), transients=[],
+    )  # fmt: skip
+    template = maskedImage(pair.template, pair.templateVariance)
+    science = maskedImage(pair.science, pair.scienceVariance)
+    nTerms = {}
+    for minPeaks in (10.0, 0.0):
+        task = ipDiffim.ImagePsfMatchTask()
+        task.config.kernel.active.fitForBackground = True
+        task.config.crowdedFieldMinPeaks = minPeaks
+        result = task.run(template, science, templateFwhmPix=4.0, scienceFwhmPix=4.4)
+        assert task.metadata["medianFootprintPeaks"] >= 10
+        assert task.metadata["crowdedField"] is (minPeaks > 0)
+        nTerms[minPeaks] = result.psfMatchingKernel.getNKernelParameters()
+        assert float(task.metadata["spatialKernelSum"]) == pytest.approx(pair.fluxRatio, rel=0.01)
+    assert nTerms == {10.0: 45 + 28 + 15, 0.0: 15 + 6 + 6}
