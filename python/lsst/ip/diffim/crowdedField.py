@@ -35,7 +35,7 @@ then, `ImagePsfMatchTask` only for similar seeing (``crowdedMinFwhmRatio``):
 measured with ``bench/bench_crowded.py --cli`` on the bulge pairs
 0100/0028 and 0100/0091 (template convolved, as ``--convolve auto`` picks),
 median aperture chi^2 of the brightest quartile 2.63/2.44 -> 1.56/1.62
-(HOTPANTS' best-chi^2 grid run 1.62/1.87) and a ``|D/sigma| > 5`` fraction
+(HOTPANTS' best-chi^2 grid run 1.62/1.83) and a ``|D/sigma| > 5`` fraction
 0.16%/0.12% -> 0.13%/0.10% (HOTPANTS' lowest 0.13%/0.11%).
 """
 

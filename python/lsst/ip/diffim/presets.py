@@ -37,9 +37,9 @@ of the brightest quartile of unsaturated stars / fraction of pixels with
     PCA truncation), with the differential background fitted.  The basis
     that closes the gap to SFFT on the SAAO bulge pairs 0100/0028 and
     0100/0091 (FWHM 4.5 vs 4.7 px): template convolved, chi^2 0.87/1.00
-    against 1.55/1.62 at the defaults and 1.62/1.87 for HOTPANTS' best run,
+    against 1.55/1.62 at the defaults and 1.62/1.83 for HOTPANTS' best run,
     with a ``|D/sigma| > 5`` fraction of 0.149%/0.102% (defaults
-    0.131%/0.098%, HOTPANTS' lowest 0.130%/0.114%); science convolved,
+    0.131%/0.098%, HOTPANTS' lowest 0.130%/0.111%); science convolved,
     chi^2 1.36/1.01 (defaults 4.60/2.29) and 0.83%/0.02% (defaults
     0.59%/0.11%).  On pairs of very different seeing (0015 with
     0028/0091/0100) its ``|D/sigma| > 5`` fraction doubles.  Hence a preset,
