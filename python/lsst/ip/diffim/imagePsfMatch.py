@@ -860,11 +860,16 @@ class ImagePsfMatchTask(PsfMatchTask):
         # Sources are grown by a quarter of the kernel width (about one FWHM of the wider PSF), so that
         # the stars' wings stay out; a crowded image short of such sky falls back to 2 pixels.
         grows = [max(2, result.psfMatchingKernel.getWidth() // 4), 2]
+        refined = None
         with self.timer("refineBackground"):
             for grow in grows[: 1 if grows[0] == 2 else 2]:
-                refined = refineBackgroundOffSources(
-                    subtracted, inputs, result.backgroundModel, backgroundScale=scale, grow=grow
-                )
+                try:
+                    refined = refineBackgroundOffSources(
+                        subtracted, inputs, result.backgroundModel, backgroundScale=scale, grow=grow
+                    )
+                except Exception as exc:  # sep's detection raises plain Exceptions (e.g. overflows)
+                    self.log.warning("Background not re-measured off sources: %s", exc)
+                    return
                 if refined is not None:
                     break
         if refined is not None:
