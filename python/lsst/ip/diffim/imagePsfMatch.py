@@ -828,14 +828,14 @@ class ImagePsfMatchTask(PsfMatchTask):
         """
         if self.kConfig.kernelBasisSet != "alard-lupton":
             return None
-        if convolvedFwhm is not None and targetFwhm is not None:
-            if not self.config.crowdedMinFwhmRatio * targetFwhm <= convolvedFwhm <= targetFwhm:
-                return None
+        similar = convolvedFwhm is None or targetFwhm is None or (
+            self.config.crowdedMinFwhmRatio * targetFwhm <= convolvedFwhm <= targetFwhm
+        )
         degrees = crowdedBasisDegrees(
             candidateList,
             list(self.kConfig.alardDegGauss),
             list(self.config.crowdedAlardDegGauss),
-            self.config.crowdedFieldMinPeaks,
+            self.config.crowdedFieldMinPeaks if similar else 0.0,
         )
         self.metadata["medianFootprintPeaks"] = medianFootprintPeaks(candidateList)
         self.metadata["crowdedField"] = degrees is not None
