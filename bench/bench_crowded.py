@@ -148,7 +148,8 @@ def runOurs(
     """Run the task as ipdiffim-subtract does; return arrays and candidates."""
     from lsst.ip.diffim import ImagePsfMatchTask
     from lsst.ip.diffim.adapters.psf import estimateFwhmFromImage
-    from lsst.ip.diffim.cli.subtract import _applyOverrides, readInput
+    from lsst.ip.diffim.cli.configOverrides import applyConfigOverrides as _applyOverrides
+    from lsst.ip.diffim.cli.subtract import readInput
     from lsst.ip.diffim.math.masks import anyMaskPlaneSet
     from lsst.ip.diffim.math.spatialCell import SpatialCellCandidateStatus
 
@@ -207,6 +208,57 @@ def runOurs(
         "fwhm": (tFwhm, sFwhm),
         "metadata": flat,
     }
+
+
+def runCli(
+    templatePath: str, sciencePath: str, cliArgs: list[str], outDir: str, cli: str | None = None
+) -> dict:
+    """Run ``ipdiffim-subtract`` as a whole process; return what `runOurs` returns, from its outputs.
+
+    The difference, variance and unusable pixels (NO_DATA, EDGE, SAT, BAD) are read back from the
+    written FITS file with astropy (``bench_realFrames``' reader); the kernel sum and FWHMs from
+    ``metadata.json``.
+    """
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_realFrames import _readDifference
+
+    cli = cli or str(Path(sys.executable).parent / "ipdiffim-subtract")
+    shutil.rmtree(outDir, ignore_errors=True)
+    cmd = [cli, templatePath, sciencePath, "-o", outDir, "-q", *cliArgs]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip()[-400:]}")
+    image, variance, bad = _readDifference(Path(outDir))
+    meta = json.loads(next(Path(outDir).rglob("*metadata.json")).read_text())
+    summary = meta.get("summary", {})
+    flat = {k: v for k, v in meta.get("metadata", {}).items()}
+    kernelSize = next((v for k, v in flat.items() if k.endswith(("ALKernelSize", "kernelSize"))), 0)
+    convolveTemplate = "--convolve" not in cliArgs or cliArgs[cliArgs.index("--convolve") + 1] != "science"
+    return {
+        "diff": image,
+        "sigma": np.sqrt(variance),
+        "valid": ~bad & np.isfinite(image),
+        "candidates": np.zeros((0, 2)),
+        "kernelSum": float(summary.get("kernelSum", float("nan"))),
+        "kernelSize": int(np.ravel([kernelSize])[0] or 0),
+        "convolveTemplate": convolveTemplate,
+        "metadata": flat,
+        "command": " ".join(cmd),
+    }
+
+
+def starFreeStats(
+    diff: np.ndarray, sigma: np.ndarray, valid: np.ndarray, template: str, science: str
+) -> dict:
+    """Robust std and median of ``D / sigma`` off the sources (``bench_realFrames``' source mask)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_realFrames import _readPlain, sourceMask
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = diff / sigma
+    free = valid & np.isfinite(z) & ~sourceMask([_readPlain(template), _readPlain(science)], 4)
+    q25, q50, q75 = np.percentile(z[free], [25, 50, 75])
+    return {"std": float((q75 - q25) / 1.349), "median": float(q50)}
 
 
 def candidateStats(cands: np.ndarray, stars: dict) -> dict:
@@ -340,6 +392,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CANDID",
         help="instead: centre fluxes of these ZTF cutouts (see ztfCentreFlux)",
     )
+    parser.add_argument(
+        "--cli",
+        action="store_true",
+        help="run ipdiffim-subtract as a whole process (--saturation given, each of --directions) "
+        "and score its written outputs; -c is then ignored (give flags with --cli-args)",
+    )
+    parser.add_argument(
+        "--cli-exe", default=None, help="ipdiffim-subtract executable (default: next to python)"
+    )
+    parser.add_argument("--directions", nargs="+", default=["template", "science"], help="--convolve values")
+    parser.add_argument("--cli-args", nargs=argparse.REMAINDER, default=[], help="extra CLI flags (last)")
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.ztf is not None:
@@ -348,45 +411,67 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     haveHotpants = args.hotpants != "none" and shutil.which("hotpants") is not None
     results = []
-    for pair in args.pairs:
+    runs = [(p, d) for p in args.pairs for d in (args.directions if args.cli else ["auto"])]
+    work = tempfile.mkdtemp(prefix="bench_crowded_cli_")
+    for pair, direction in runs:
         tFrame, sFrame = pair.split(":")
         tPath, sPath = framePath(args.data, tFrame), framePath(args.data, sFrame)
         tImg = fits.getdata(tPath).astype(float)
         sImg = fits.getdata(sPath).astype(float)
-        ours = runOurs(tPath, sPath, args.config, args.ours_saturation)
+        tFwhm, sFwhm = (float(fits.getheader(p).get("PFWHM", 5.0)) for p in (tPath, sPath))
+        if args.cli:
+            cliArgs = ["--saturation", str(args.saturation), "--convolve", direction, *args.cli_args]
+            ours = runCli(tPath, sPath, cliArgs, os.path.join(work, "out"), args.cli_exe)
+            ours["fwhm"] = (tFwhm, sFwhm)
+            if not ours["kernelSize"]:
+                ours["kernelSize"] = 35
+        else:
+            ours = runOurs(tPath, sPath, args.config, args.ours_saturation)
         fwhm = max(ours["fwhm"])
         stars = referenceStars(sImg, tImg, ours["fwhm"][1], args.saturation)
         gain = float(fits.getheader(sPath).get("GAIN", 1.9))
         rn = float(fits.getheader(sPath).get("RDNOISE", 5.0))
         border = ours["kernelSize"] // 2 + 2
-        row = {"pair": pair, "kernelSum": ours["kernelSum"], "kernelSize": ours["kernelSize"]}
+        label = pair if not args.cli else f"{pair} {direction[0].upper()}"
+        row = {"pair": label, "kernelSum": ours["kernelSum"], "kernelSize": ours["kernelSize"]}
+        if "command" in ours:
+            row["command"] = ours["command"]
         row["ours"] = measureDifference(ours["diff"], ours["sigma"], ours["valid"], stars, fwhm, border)
-        row["ours"].update(candidateStats(ours["candidates"], stars))
+        if args.cli:
+            row["ours"].update(starFreeStats(ours["diff"], ours["sigma"], ours["valid"], tPath, sPath))
+        else:
+            row["ours"].update(candidateStats(ours["candidates"], stars))
         for key in ("spatialKernelOrderUsed", "spatialBgOrderUsed"):
             hit = [v for k, v in ours["metadata"].items() if k.endswith(key)]
             if hit:
                 row["ours"][key] = hit[0]
         if haveHotpants:
             best = None
-            with tempfile.TemporaryDirectory(prefix="bench_crowded_") as work:
-                for r, rss, ns, ko in hotpantsGrid(args.hotpants, fwhm):
-                    hpBorder = max(border, r + 2)
-                    hpArgs = hotpantsArgs(r, rss, ns, ko, args.saturation, gain, rn)
-                    diff = runHotpants(tPath, sPath, hpArgs, work)
-                    if diff is None:
-                        continue
-                    valid = ours["valid"] & np.isfinite(diff)
-                    m = measureDifference(diff, ours["sigma"], valid, stars, fwhm, hpBorder)
-                    m["flags"] = f"-r {r} -rss {rss} -nsx {ns} -nsy {ns} -ko {ko}"
-                    if best is None or m["brightChi2"] < best["brightChi2"]:
-                        best = m
-                    if "bestFrac5" not in row or m["frac5"] < row["bestFrac5"]["frac5"]:
-                        row["bestFrac5"] = {"frac5": m["frac5"], "flags": m["flags"]}
+            for r, rss, ns, ko in hotpantsGrid(args.hotpants, fwhm):
+                hpBorder = max(border, r + 2)
+                hpArgs = hotpantsArgs(r, rss, ns, ko, args.saturation, gain, rn)
+                if args.cli:
+                    hpArgs += ["-c", "i" if direction == "science" else "t"]
+                diff = runHotpants(tPath, sPath, hpArgs, work)
+                if diff is None:
+                    continue
+                valid = ours["valid"] & np.isfinite(diff)
+                m = measureDifference(diff, ours["sigma"], valid, stars, fwhm, hpBorder)
+                m["flags"] = f"-r {r} -rss {rss} -nsx {ns} -nsy {ns} -ko {ko}" + (
+                    f" {hpArgs[-2]} {hpArgs[-1]}" if args.cli else ""
+                )
+                if args.cli:
+                    m.update(starFreeStats(diff, ours["sigma"], valid, tPath, sPath))
+                if best is None or m["brightChi2"] < best["brightChi2"]:
+                    best = m
+                if "bestFrac5" not in row or m["frac5"] < row["bestFrac5"]["frac5"]:
+                    row["bestFrac5"] = {"frac5": m["frac5"], "flags": m["flags"]}
             row["hotpants"] = best
         results.append(row)
         o = row["ours"]
+        extra = f"std {o['std']:.3f} med {o['median']:+.3f} " if "std" in o else ""
         print(
-            f"{pair}: ours brightChi2 {o['brightChi2']:.2f} frac5 {o['frac5']:.5f} "
+            f"{label}: ours brightChi2 {o['brightChi2']:.2f} frac5 {o['frac5']:.5f} {extra}"
             f"ksum {row['kernelSum']:.4f} "
             f"kernel {row['kernelSize']} | candidates {o.get('nCandidates', 0)} medianRank "
             f"{o.get('medianRank', float('nan')):.0f}/{o.get('nStars', 0)} top20 {o.get('nTop20', 0)} "
@@ -396,11 +481,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         if row.get("hotpants"):
             h = row["hotpants"]
+            hx = f"std {h['std']:.3f} med {h['median']:+.3f} " if "std" in h else ""
             print(
-                f"{'':{len(pair)}}  HOTPANTS best brightChi2 {h['brightChi2']:.2f} frac5 {h['frac5']:.5f} "
-                f"({h['flags']}); best frac5 {row['bestFrac5']['frac5']:.5f} ({row['bestFrac5']['flags']})",
+                f"{'':{len(label)}}  HOTPANTS best brightChi2 {h['brightChi2']:.2f} frac5 {h['frac5']:.5f} "
+                f"{hx}({h['flags']}); "
+                f"best frac5 {row['bestFrac5']['frac5']:.5f} ({row['bestFrac5']['flags']})",
                 flush=True,
             )
+    shutil.rmtree(work, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=float))
     return 0

@@ -94,10 +94,10 @@ def test_demo_writes_products(tmp_path, capsys):
     a25, a75 = np.percentile(norm[usable], [25, 75])
     printed, starFree, everything = meta["summary"]["normalizedStd"], (q75 - q25) / 1.349, (a75 - a25) / 1.349
     assert abs(printed - starFree) < 0.06 and abs(printed - starFree) < 0.6 * abs(everything - starFree)
-    # Known and open: with candidates split at their peaks (the crowded-field default) the sky between
-    # the bulge stars comes out 0.19 sigma low (0.06 with upstream's one candidate per footprint,
-    # selectDetection.splitFootprintsAtPeaks=False); the bound below records today's figure.
-    assert abs(meta["summary"]["normalizedMean"]) < 0.25
+    # The sky between the bulge stars: 0.19 sigma low before the background was re-measured off the
+    # sources (doRefineBackgroundOffSources; the bright stamps' background terms absorb what the kernel
+    # cannot fit of their stars), +0.01 with it.
+    assert abs(meta["summary"]["normalizedMean"]) < 0.1
     # Saturation is masked: the four saturated template stars (and the science ones) are SAT in the
     # difference, grown with the kernel, and few |D/sigma| > 5 pixels are left unmasked (819 before).
     sat = anyMaskPlaneSet(diff.mask, ["SAT"])

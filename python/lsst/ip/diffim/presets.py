@@ -25,28 +25,34 @@ data (``bench/bench_crowded.py``); ``ipdiffim-subtract --preset NAME`` and
 ``applyPreset(config, NAME)`` apply one, after which ``-c`` overrides still
 apply.
 
-Measured with ``bench/bench_crowded.py --ours-saturation 60000`` (median
-aperture chi^2 of the brightest quartile of unsaturated stars / fraction of
-pixels with ``|D/sigma| > 5``):
+Measured with ``bench/bench_crowded.py --cli --pairs 0100:0028 0100:0091``
+(whole ``ipdiffim-subtract --saturation 60000`` runs; median aperture chi^2
+of the brightest quartile of unsaturated stars / fraction of pixels with
+``|D/sigma| > 5``, SAT pixels excluded; HOTPANTS' best of a 36-run grid):
 
 ``crowded``
     A pixel-level kernel for crowded fields of similar seeing: the
     regularized delta-function basis (``kernel.name = "DF"``) fitted
     directly in the spatial model (``usePcaForSpatialKernel = False``, no
-    PCA truncation), with the differential background fitted.  On the SAAO
-    bulge pairs 0100/0028 and 0100/0091 (FWHM 4.5 vs 4.7 px) the bright-star
-    chi^2 goes from 4.3/3.7 (defaults) to 1.4/1.5 (HOTPANTS' best-tuned
-    run: 2.9/2.3), but the ``|D/sigma| > 5`` fraction from 0.6%/0.4% to
-    1.0%/1.0%; on pairs of very different seeing (0015 with 0028/0091/0100)
-    that fraction doubles.  Hence a preset, not the default.
+    PCA truncation), with the differential background fitted.  The basis
+    that closes the gap to SFFT on the SAAO bulge pairs 0100/0028 and
+    0100/0091 (FWHM 4.5 vs 4.7 px): template convolved, chi^2 0.87/1.00
+    against 1.55/1.62 at the defaults and 1.62/1.83 for HOTPANTS' best run,
+    with a ``|D/sigma| > 5`` fraction of 0.149%/0.102% (defaults
+    0.131%/0.098%, HOTPANTS' lowest 0.130%/0.111%); science convolved,
+    chi^2 1.36/1.01 (defaults 4.60/2.29) and 0.83%/0.02% (defaults
+    0.59%/0.11%).  On pairs of very different seeing (0015 with
+    0028/0091/0100) its ``|D/sigma| > 5`` fraction doubles.  Hence a preset,
+    not the default.
 ``crowded-al``
     The Alard-Lupton basis with higher polynomial degrees
-    (``alardDegGauss = [8, 6, 4]``, upstream's default being ``[4, 2, 2]``):
-    bright-star chi^2 2.5/2.4 on the pairs above, and lower than the
-    defaults on every bulge pair tried (1.1-1.3 against 1.2-1.6 on 0015
-    with 0028/0091/0100 and 0001 with 0037), with a ``|D/sigma| > 5``
-    fraction within 0.2% of the defaults'.  A preset because upstream's
-    degrees are the faithful default.
+    (``alardDegGauss = [8, 6, 4]``, upstream's default being ``[4, 2, 2]``),
+    whatever the field.  The defaults already take these degrees in a
+    crowded field of similar seeing (``ImagePsfMatchConfig.crowdedAlardDegGauss``,
+    `lsst.ip.diffim.crowdedField`); the preset forces them elsewhere too
+    (bright-star chi^2 lower than with upstream's degrees on every bulge pair
+    tried, 0015 with 0028/0091/0100 and 0001 with 0037, with a
+    ``|D/sigma| > 5`` fraction within 0.2% of theirs).
 """
 
 from __future__ import annotations
