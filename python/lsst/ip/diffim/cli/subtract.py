@@ -195,13 +195,15 @@ def _checkOptions(args: argparse.Namespace) -> None:
     """
     import math
 
-    for option in ("gain", "read_noise"):
+    perImage = [f"{which}_{name}" for which in ("template", "science") for name in ("gain", "read_noise")]
+    for option in ("gain", "read_noise", *perImage):
         value = getattr(args, option, None)
         if value is None:
             continue
         flag = "--" + option.replace("_", "-")
-        if not math.isfinite(value) or value < 0 or (value == 0 and option != "read_noise"):
-            allowed = "finite and >= 0" if option == "read_noise" else "finite and > 0"
+        isReadNoise = option.endswith("read_noise")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not isReadNoise):
+            allowed = "finite and >= 0" if isReadNoise else "finite and > 0"
             raise InputError(f"{flag} {value}: must be {allowed}")
 
 
