@@ -43,7 +43,7 @@ from lsst.images import Box, Image, Mask, MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .detection import SourceDetectionTask, isolatedSources, selectCandidateFootprints
-from .exclusions import ExclusionRegions
+from .exclusions import EXTENT_FWHM, ExclusionRegions, excludedForFit
 from .fwhmValidation import validateFwhmArguments
 from .kernel.candidate import KernelCandidate
 from .kernel.stampStack import StampStack
@@ -467,6 +467,8 @@ class ImagePsfMatchTask(PsfMatchTask):
         candidateList: Table,
         templateFwhmPix: float | None = None,
         scienceFwhmPix: float | None = None,
+        *,
+        exclude: ExclusionRegions | None = None,
     ) -> pipeBase.Struct:
         """PSF-match a template masked image to a science masked image.
 
@@ -480,6 +482,11 @@ class ImagePsfMatchTask(PsfMatchTask):
             Output of `makeCandidateList`.
         templateFwhmPix, scienceFwhmPix : `float`, optional
             PSF FWHMs (pixels), used to scale the Alard-Lupton basis.
+        exclude : `lsst.ip.diffim.ExclusionRegions`, optional
+            Positions kept out of the fit: their circles, widened by
+            `~lsst.ip.diffim.exclusions.EXTENT_FWHM` FWHMs (or the kernel
+            half-width), are sky in the images the fit sees
+            (`~lsst.ip.diffim.exclusions.excludedForFit`).
 
         Returns
         -------
@@ -500,8 +507,13 @@ class ImagePsfMatchTask(PsfMatchTask):
         scienceMaskedImage = flagNonFinitePixels(scienceMaskedImage)
         self._displayImages(templateMaskedImage, scienceMaskedImage)
         with self._preparedOutputs(templateMaskedImage, scienceMaskedImage, difference=False):
-            kernelCellSet = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
             basisList = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, metadata=self.metadata)
+            fitTemplate, fitScience = excludedForFit(
+                templateMaskedImage, scienceMaskedImage, _asRegions(exclude), _exclusionExtent(
+                    templateFwhmPix, scienceFwhmPix, basisList[0].getWidth()
+                )
+            )
+            kernelCellSet = self._buildCellSet(fitTemplate, fitScience, candidateList)
             if self._outputPlanes is not None:
                 # The fit leaves a core mostly idle: the planes are prepared meanwhile.
                 self._outputPlanes.begin()
@@ -576,6 +588,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 candidateList,
                 templateFwhmPix=templateFwhmPix,
                 scienceFwhmPix=scienceFwhmPix,
+                exclude=exclude,
             )
             result.subtractedMaskedImage = self._subtract(
                 scienceMaskedImage, result.matchedImage, result.backgroundModel
@@ -701,6 +714,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 candidates,
                 templateFwhmPix=templateFwhmPix,
                 scienceFwhmPix=scienceFwhmPix,
+                exclude=exclude,
             )
         else:
             kernelSize = self.makeKernelBasisList(scienceFwhmPix, templateFwhmPix)[0].getWidth()
@@ -714,6 +728,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 candidates,
                 templateFwhmPix=scienceFwhmPix,
                 scienceFwhmPix=templateFwhmPix,
+                exclude=exclude,
             )
         result.warpedExposure = templateExposure
         result.matchedExposure = result.matchedImage
@@ -927,6 +942,18 @@ class ImagePsfMatchTask(PsfMatchTask):
 
 
 subtractAlgorithmRegistry.register("al", ImagePsfMatchTask)
+
+
+def _asRegions(exclude: Any) -> ExclusionRegions | None:
+    if exclude is None or isinstance(exclude, ExclusionRegions):
+        return exclude
+    return ExclusionRegions.fromSpec(exclude)
+
+
+def _exclusionExtent(templateFwhmPix: float | None, scienceFwhmPix: float | None, kernelWidth: int) -> float:
+    """Pixels an excluded position covers beyond its radius: `EXTENT_FWHM` FWHMs, else a kernel half-width."""
+    widths = [f for f in (templateFwhmPix, scienceFwhmPix) if f is not None]
+    return EXTENT_FWHM * max(widths) if widths else float(kernelWidth // 2)
 
 
 def _makeMaskedImage(image: np.ndarray, variance: np.ndarray, mask: Any, like: MaskedImage) -> MaskedImage:
