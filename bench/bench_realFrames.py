@@ -31,7 +31,7 @@ table gives:
 ``rc``
     The exit code.
 ``f>5``
-    Fraction of the usable difference pixels (finite, not NO_DATA/EDGE/SAT/BAD)
+    Fraction of the usable difference pixels (finite, not NO_DATA/EDGE/SAT/BAD/STREAK)
     with ``|D/sigma| > 5``, sources included (it measures star residuals).
 ``std``
     Robust std (IQR / 1.349) of ``D/sigma`` on star-free usable pixels.  The
@@ -80,7 +80,8 @@ from astropy.io import fits
 from scipy import ndimage
 
 DEFAULT_DATA = "/work/shared/data/real"
-BAD_PLANES = ("NO_DATA", "EDGE", "DETECTION_EDGE", "SAT", "SATURATED", "BAD")
+#: STREAK: trails the program found and masked (Rubin's users leave them out of such statistics too).
+BAD_PLANES = ("NO_DATA", "EDGE", "DETECTION_EDGE", "SAT", "SATURATED", "BAD", "STREAK")
 
 
 @dataclass

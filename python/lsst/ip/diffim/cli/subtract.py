@@ -231,6 +231,10 @@ def _subtractOne(
         **noiseReadOptions(args, "science", index),
     )
     checkPair(args.template, template, sciencePath, science, hdu=args.hdu)
+    if args.mask_streaks:
+        from ..adapters.streakMask import maskStreaks
+
+        maskStreaks(template, science)
     sFactor = scaleInputVariance(science, args, "science")
     sFwhm = resolveFwhm(science, args.science_fwhm, sFwhm, args.science_psf)
     convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
@@ -471,6 +475,13 @@ def main(argv: list[str] | None = None) -> int:
         help="saturation level of both images (default: SATURATE/SATLEVEL/DATAMAX header card)",
     )
     parser.add_argument("--template-saturation", type=float, help="saturation level of the template")
+    parser.add_argument(
+        "--mask-streaks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mask long thin features found in one image only (satellite and cosmic-ray trails) as STREAK, "
+        "kept out of the kernel fit (default on)",
+    )
     parser.add_argument("--science-saturation", type=float, help="saturation level of the science image(s)")
     parser.add_argument(
         "--template-fwhm", type=fwhmArgument, help="template PSF FWHM (pixels); estimated if absent"
