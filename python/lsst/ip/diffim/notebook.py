@@ -267,6 +267,9 @@ def subtract(
         candidateList=candidateList,
         exclude=excluded,
     )
+    from .kernelSumCheck import checkFitKernelSum
+
+    checkFitKernelSum(task, result, t, s, convolveTemplate, max(tF, sF))
     if decorrelate:
         from .imageDecorrelation import decorrelateDifference
 

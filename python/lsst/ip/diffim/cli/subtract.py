@@ -251,6 +251,9 @@ def _subtractOne(
         candidateList=stamps,
         exclude=exclude,
     )
+    from ..kernelSumCheck import checkFitKernelSum
+
+    checkFitKernelSum(task, result, template, science, convolveTemplate, max(tFwhm, sFwhm))
     if args.decorrelate or args.score:
         from ..imageDecorrelation import decorrelateDifference
 
