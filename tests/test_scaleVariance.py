@@ -161,7 +161,12 @@ def test_crowdedFieldGivesPixelNoiseNotStarLight():
     upstream = ScaleVarianceConfig()
     upstream.structureLimit = 0.0
     assert ScaleVarianceTask(config=upstream).run(maskedImage(mi.image.array, 1.0)) > 1.5
-    task = ScaleVarianceTask()
+    # Nothing is masked as a source: not a crowded field by the mask, the pixel factor stays.
+    assert ScaleVarianceTask().run(maskedImage(mi.image.array, 1.0)) > 1.5
+    # Taken as crowded whatever the mask (the CLI masks the detected sources, most of a crowded field).
+    config = ScaleVarianceConfig()
+    config.crowdedMaskedFraction = 0.0
+    task = ScaleVarianceTask(config=config)
     factors = task.computeScaleFactors(mi)
     assert factors.neighbourFactor2 < 0.87 * factors.pixelFactor
     factor = task.run(mi)
