@@ -149,15 +149,19 @@ def photometricScaling(
     if x.size == 0:
         return math.nan, 0
     fluxes, snrs = [], []
-    for image, variance in ((cImage, cVar), (tImage, tVar)):
-        clean = np.ascontiguousarray(np.where(good, image, 0.0))
-        var = np.ascontiguousarray(np.where(good, variance, 0.0))
-        flux, fluxErr, flag = sep.sum_circle(
-            clean, x, y, radius, var=var, mask=~good, bkgann=(3.0 * fwhm, 5.0 * fwhm)
-        )
-        fluxes.append(flux)
-        snrs.append(np.where(fluxErr > 0, flux / np.maximum(fluxErr, 1e-30), 0.0))
-    _, _, badPixels = sep.sum_circle(np.ascontiguousarray((~good).astype(np.float64)), x, y, radius)
+    try:
+        for image, variance in ((cImage, cVar), (tImage, tVar)):
+            clean = np.ascontiguousarray(np.where(good, image, 0.0))
+            var = np.ascontiguousarray(np.where(good, variance, 0.0))
+            flux, fluxErr, flag = sep.sum_circle(
+                clean, x, y, radius, var=var, mask=~good, bkgann=(3.0 * fwhm, 5.0 * fwhm)
+            )
+            fluxes.append(flux)
+            snrs.append(np.where(fluxErr > 0, flux / np.maximum(fluxErr, 1e-30), 0.0))
+        _, _, badPixels = sep.sum_circle(np.ascontiguousarray((~good).astype(np.float64)), x, y, radius)
+    except Exception as exc:  # sep raises ValueError for annuli without valid pixels, and others
+        _LOG.info("No photometric scaling (%s).", exc)
+        return math.nan, 0
     keep = (snrs[0] >= minSnr) & (snrs[1] >= minSnr) & (badPixels == 0) & (fluxes[0] > 0)
     if not keep.any():
         return math.nan, 0
