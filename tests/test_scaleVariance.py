@@ -140,3 +140,71 @@ def test_binnedBackgroundFollowsSmoothSky(algorithm):
         assert np.max(np.abs(bg - sky)) < 1.0
     with pytest.raises(ValueError, match="too few"):
         binnedBackgroundImage(image[:40, :40], good[:40, :40], 32, undersampleStyle="THROW_EXCEPTION")
+
+
+def _crowdedField(shape=(240, 240), nStars=3000, fwhm=4.5, seed=11):
+    """Unit white noise (predicted variance 1) plus thousands of faint stars (peaks 0.3-2 sigma)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    stars = np.zeros(shape)
+    ys, xs = rng.integers(0, shape[0], nStars), rng.integers(0, shape[1], nStars)
+    sigma = fwhm / 2.3548
+    np.add.at(stars, (ys, xs), rng.uniform(0.3, 2.0, nStars) * 2 * np.pi * sigma**2)
+    stars = ndimage.gaussian_filter(stars, sigma, mode="wrap")
+    return maskedImage(stars + rng.normal(0.0, 1.0, shape), 1.0)
+
+
+def test_crowdedFieldGivesPixelNoiseNotStarLight():
+    # Unresolved stars inflate the pixel scatter; the true noise ratio is 1.
+    mi = _crowdedField()
+    upstream = ScaleVarianceConfig()
+    upstream.structureLimit = 0.0
+    assert ScaleVarianceTask(config=upstream).run(maskedImage(mi.image.array, 1.0)) > 1.5
+    # Nothing is masked as a source: not a crowded field by the mask, the pixel factor stays.
+    assert ScaleVarianceTask().run(maskedImage(mi.image.array, 1.0)) > 1.5
+    # Taken as crowded whatever the mask (the CLI masks the detected sources, most of a crowded field).
+    config = ScaleVarianceConfig()
+    config.crowdedMaskedFraction = 0.0
+    task = ScaleVarianceTask(config=config)
+    factors = task.computeScaleFactors(mi)
+    assert factors.neighbourFactor2 < 0.87 * factors.pixelFactor
+    factor = task.run(mi)
+    assert factor == pytest.approx(1.0, abs=0.08)
+    assert task.metadata["crowded"] is True
+    assert task.metadata["pixelFactor"] > 1.5
+
+
+def test_correlatedNoiseKeepsPixelFactor():
+    # Noise correlated over neighbouring pixels as a half-pixel bilinear resampling leaves it
+    # (lag-1 correlation 0.5), per-pixel variance 2.25 against a predicted 1: lag-1 differences
+    # would say 1.1; the truth is 2.25.
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    kernel = np.array([0.5, 0.5])
+    noise = ndimage.convolve1d(ndimage.convolve1d(rng.normal(0, 1, (260, 260)), kernel, 0), kernel, 1)
+    noise *= 1.5 / noise.std()
+    task = ScaleVarianceTask()
+    factors = task.computeScaleFactors(maskedImage(noise, 1.0))
+    assert factors.neighbourFactor1 < 0.7 * factors.pixelFactor  # the lag-1 pairs are correlated
+    factor = task.run(maskedImage(noise, 1.0))
+    assert factor == pytest.approx(2.25, rel=0.05)
+    assert task.metadata["crowded"] is False
+
+
+def test_neighbourDifferenceVarianceOfWhiteNoise():
+    from lsst.ip.diffim.math.pixelNoise import neighbourDifferenceVariance
+
+    rng = np.random.default_rng(2)
+    values = rng.normal(0.0, 3.0, (200, 200))
+    good = np.ones(values.shape, dtype=bool)
+    good[:, 100:] = False
+    values[:, 100:] = 1e6  # never paired with a good pixel
+    for lag in (1, 2, 3):
+        variance, n = neighbourDifferenceVariance(values, good, lag=lag)
+        assert variance == pytest.approx(9.0, rel=0.04)
+        assert n == 200 * (100 - lag) + (200 - lag) * 100
+    assert np.isnan(neighbourDifferenceVariance(values[:2, :2], good[:2, :2])[0])
+    with pytest.raises(ValueError, match="lag"):
+        neighbourDifferenceVariance(values, good, lag=0)

@@ -37,7 +37,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ),
     ".exclusions": (
         "ExclusionRegions", "PositionListError", "candidateArguments", "parseExcludeArguments",
-        "readFitsWcs", "readPositions", "stampListTable",
+        "readFitsWcs", "readPositions", "stampListTable", "EXTENT_FWHM", "excludedForFit",
     ),
     ".fwhmValidation": (
         "InvalidFwhmError", "validateFwhm", "validateFwhmArguments",

@@ -32,15 +32,20 @@ the library's 0-based parent pixel coordinates), or as a file:
 
 Excluded positions keep every candidate within a kernel half-width of them
 (or of their circle) out of the kernel fit (a stamp-wide margin would empty
-small cutouts); a stamp list gives the candidates themselves (the
-detection is skipped).
+small cutouts), and their circles, widened by `EXTENT_FWHM` PSF FWHMs, are
+replaced by sky in the images the fit sees (`excludedForFit`), so that the
+stamps of other stars that cover them (all stamps of an alert cutout do)
+are not pulled by the excluded source; a stamp list gives the candidates
+themselves (the detection is skipped).
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "EXTENT_FWHM",
     "ExclusionRegions",
     "candidateArguments",
+    "excludedForFit",
     "PositionListError",
     "parseExcludeArguments",
     "readFitsWcs",
@@ -329,3 +334,68 @@ def candidateArguments(
     if args.exclude:
         exclude = parseExcludeArguments(args.exclude, wcs=wcs, x0=x0, y0=y0, radius=args.exclude_radius)
     return stamps, exclude
+
+
+#: Without a user radius, an excluded position covers this many PSF FWHMs (its source's light).
+EXTENT_FWHM = 3.0
+
+
+def excludedForFit(
+    template: Any, science: Any, regions: ExclusionRegions | None, extent: float
+) -> tuple[Any, Any]:
+    """Return copies of two masked images with the excluded circles replaced by sky, for the kernel fit.
+
+    Every stamp of a small image (a 63x63 alert cutout) covers the excluded
+    source, so dropping the candidates near it is not enough: in the images
+    the fit sees, the pixels within ``radius + extent`` of each excluded
+    position are set, in both images, to the local sky (median of the
+    annulus 4 px wide around the circle) plus Gaussian noise of the pixel's
+    variance (seeded by the position, so runs repeat).  Where both images
+    hold only sky, any kernel fits, so the excluded source does not pull
+    the solution; the convolution and the difference use the original
+    images.
+
+    Parameters
+    ----------
+    template, science : `lsst.images.MaskedImage`
+        The images of the fit (same box).
+    regions : `ExclusionRegions` or `None`
+        Excluded circles (parent pixel coordinates); `None` or empty
+        returns the inputs unchanged.
+    extent : `float`
+        Pixels added to each radius (the excluded source's light, e.g.
+        `EXTENT_FWHM` times the PSF FWHM).
+
+    Returns
+    -------
+    template, science : `lsst.images.MaskedImage`
+        The patched copies (or the inputs).
+    """
+    if regions is None or len(regions) == 0:
+        return template, science
+    from lsst.images import Image, MaskedImage
+
+    bbox = template.bbox
+    ny, nx = template.image.array.shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    xx = xx + bbox.x.start
+    yy = yy + bbox.y.start
+    out = []
+    for mi in (template, science):
+        image = np.array(mi.image.array, dtype=np.float32, copy=True)
+        variance = np.asarray(mi.variance.array, dtype=np.float32)
+        for x, y, radius in zip(regions.x, regions.y, regions.radius, strict=True):
+            outer = float(radius) + float(extent)
+            distance = np.hypot(xx - x, yy - y)
+            inside = distance <= outer
+            if not inside.any():
+                continue
+            ring = (distance > outer) & (distance <= outer + 4.0) & np.isfinite(image)
+            sky = float(np.median(image[ring])) if ring.sum() >= 10 else float(np.nanmedian(image))
+            rng = np.random.default_rng([int(round(x * 10)) % 2**31, int(round(y * 10)) % 2**31])
+            pixelVariance = variance[inside]
+            sigma = np.sqrt(np.where(np.isfinite(pixelVariance) & (pixelVariance > 0), pixelVariance, 0))
+            image[inside] = sky + sigma * rng.standard_normal(int(inside.sum())).astype(np.float32)
+        patched = Image(image, bbox=bbox, unit=mi.image.unit)
+        out.append(MaskedImage(patched, mask=mi.mask, variance=mi.variance))
+    return out[0], out[1]

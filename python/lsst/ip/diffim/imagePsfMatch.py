@@ -42,7 +42,7 @@ from lsst.utils.timer import timeMethod
 
 from .crowdedField import crowdedBasisDegrees, medianFootprintPeaks
 from .detection import SourceDetectionTask, isolatedSources, selectCandidateFootprints
-from .exclusions import ExclusionRegions
+from .exclusions import EXTENT_FWHM, ExclusionRegions, excludedForFit
 from .fwhmValidation import validateFwhmArguments
 from .inputChecks import MismatchedImagesError
 from .kernel.basisComplexity import bicPreferredDegrees
@@ -451,6 +451,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         scienceFwhmPix: float | None = None,
         *,
         out: OutputPlanes | None = None,
+        exclude: ExclusionRegions | None = None,
     ) -> pipeBase.Struct:
         """PSF-match a template masked image to a science masked image.
 
@@ -468,6 +469,11 @@ class ImagePsfMatchTask(PsfMatchTask):
             Prepared planes (`~lsst.ip.diffim.math.outputPlanes.preparedPlanes`)
             to take the matched image's from; without them the planes are
             prepared (on a spare thread) for this call only.
+        exclude : `lsst.ip.diffim.ExclusionRegions`, optional
+            Positions kept out of the fit: their circles, widened by
+            `~lsst.ip.diffim.exclusions.EXTENT_FWHM` FWHMs (or the kernel
+            half-width), are sky in the images the fit sees
+            (`~lsst.ip.diffim.exclusions.excludedForFit`).
 
         Returns
         -------
@@ -488,9 +494,15 @@ class ImagePsfMatchTask(PsfMatchTask):
         scienceMaskedImage = flagNonFinitePixels(scienceMaskedImage)
         self._displayImages(templateMaskedImage, scienceMaskedImage)
         with preparedPlanes(out, templateMaskedImage) as planes:
-            kernelCellSet = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
+            kernelWidth = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
+            fitTemplate, fitScience = excludedForFit(
+                templateMaskedImage, scienceMaskedImage, _asRegions(exclude), _exclusionExtent(
+                    templateFwhmPix, scienceFwhmPix, kernelWidth
+                )
+            )
+            kernelCellSet = self._buildCellSet(fitTemplate, fitScience, candidateList)
             basisList = self._fitBasis(
-                templateMaskedImage, scienceMaskedImage, candidateList, templateFwhmPix, scienceFwhmPix
+                fitTemplate, fitScience, candidateList, templateFwhmPix, scienceFwhmPix
             )
             if planes is not None:
                 # The fit leaves a core mostly idle: the planes are prepared meanwhile.
@@ -571,6 +583,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 templateFwhmPix=templateFwhmPix,
                 scienceFwhmPix=scienceFwhmPix,
                 out=planes,
+                exclude=exclude,
             )
             result.subtractedMaskedImage = self._subtract(
                 scienceMaskedImage, result.matchedImage, result.backgroundModel, out=planes
@@ -678,6 +691,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 templateFwhmPix=templateFwhmPix,
                 scienceFwhmPix=scienceFwhmPix,
                 out=out,
+                exclude=exclude,
             )
         else:
             kernelSize = self.makeKernelBasisList(scienceFwhmPix, templateFwhmPix)[0].getWidth()
@@ -692,6 +706,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 templateFwhmPix=scienceFwhmPix,
                 scienceFwhmPix=templateFwhmPix,
                 out=out,
+                exclude=exclude,
             )
         result.warpedExposure = templateExposure
         result.matchedExposure = result.matchedImage
@@ -975,6 +990,18 @@ class ImagePsfMatchTask(PsfMatchTask):
 
 
 subtractAlgorithmRegistry.register("al", ImagePsfMatchTask)
+
+
+def _asRegions(exclude: Any) -> ExclusionRegions | None:
+    if exclude is None or isinstance(exclude, ExclusionRegions):
+        return exclude
+    return ExclusionRegions.fromSpec(exclude)
+
+
+def _exclusionExtent(templateFwhmPix: float | None, scienceFwhmPix: float | None, kernelWidth: int) -> float:
+    """Pixels an excluded position covers beyond its radius: `EXTENT_FWHM` FWHMs, else a kernel half-width."""
+    widths = [f for f in (templateFwhmPix, scienceFwhmPix) if f is not None]
+    return EXTENT_FWHM * max(widths) if widths else float(kernelWidth // 2)
 
 
 def _asMaskedImage(exposure: Any) -> MaskedImage:

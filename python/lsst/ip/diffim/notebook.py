@@ -245,6 +245,10 @@ def subtract(
         wcs=sWcs,
         unit=parseUnit(sUnit),
     )
+    if t.image.array.shape == s.image.array.shape:
+        from .adapters.streakMask import maskStreaks
+
+        maskStreaks(t, s)  # trails in one image only: STREAK, kept out of the fit
     tF = _fwhm(t, templateFwhm, templatePsf, "templateFwhm")
     sF = _fwhm(s, scienceFwhm, sciencePsf, "scienceFwhm")
     if config is None:
@@ -263,6 +267,9 @@ def subtract(
         candidateList=candidateList,
         exclude=excluded,
     )
+    from .kernelSumCheck import checkFitKernelSum
+
+    checkFitKernelSum(task, result, t, s, convolveTemplate, max(tF, sF))
     if decorrelate:
         from .imageDecorrelation import decorrelateDifference
 

@@ -118,8 +118,9 @@ class DetectionConfig(pexConfig.Config):
         dtype=str,
         doc="Candidates whose footprint touches any of these planes (in either image) are rejected. "
         "Deviation: upstream's default omits BAD; it is added so that user bad-pixel masks (a MASK/DQ "
-        "extension, CCDData.mask) keep pixels out of the kernel fit (remove it for upstream's behaviour).",
-        default=("NO_DATA", "EDGE", "SAT", "BAD"),
+        "extension, CCDData.mask) keep pixels out of the kernel fit, and STREAK so that trails do "
+        "(remove them for upstream's behaviour).",
+        default=("NO_DATA", "EDGE", "SAT", "BAD", "STREAK"),
     )
     fpNpixMin = pexConfig.Field(
         dtype=int,

@@ -116,7 +116,13 @@ def makeSkyProjection(
 
 
 def _visitMaskSchema() -> MaskSchema:
-    return MaskSchema(list(get_legacy_visit_image_mask_planes().values()), dtype=np.int32)
+    # The visit planes, plus STREAK (trails found on the inputs, `lsst.ip.diffim.adapters.streakMask`).
+    from ..math.masks import DIFFERENCE_MASK_PLANES
+
+    planes = list(get_legacy_visit_image_mask_planes().values())
+    if "STREAK" not in {p.name for p in planes} and "STREAK" in DIFFERENCE_MASK_PLANES:
+        planes.append(DIFFERENCE_MASK_PLANES["STREAK"])
+    return MaskSchema(planes, dtype=np.int32)
 
 
 def _toMask(mask: Mask | np.ndarray | None, bbox: Box, schema: MaskSchema) -> Mask:

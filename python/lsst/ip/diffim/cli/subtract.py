@@ -195,13 +195,15 @@ def _checkOptions(args: argparse.Namespace) -> None:
     """
     import math
 
-    for option in ("gain", "read_noise"):
+    perImage = [f"{which}_{name}" for which in ("template", "science") for name in ("gain", "read_noise")]
+    for option in ("gain", "read_noise", *perImage):
         value = getattr(args, option, None)
         if value is None:
             continue
         flag = "--" + option.replace("_", "-")
-        if not math.isfinite(value) or value < 0 or (value == 0 and option != "read_noise"):
-            allowed = "finite and >= 0" if option == "read_noise" else "finite and > 0"
+        isReadNoise = option.endswith("read_noise")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not isReadNoise):
+            allowed = "finite and >= 0" if isReadNoise else "finite and > 0"
             raise InputError(f"{flag} {value}: must be {allowed}")
 
 
@@ -229,6 +231,10 @@ def _subtractOne(
         **noiseReadOptions(args, "science", index),
     )
     checkPair(args.template, template, sciencePath, science, hdu=args.hdu)
+    if args.mask_streaks:
+        from ..adapters.streakMask import maskStreaks
+
+        maskStreaks(template, science)
     sFactor = scaleInputVariance(science, args, "science")
     sFwhm = resolveFwhm(science, args.science_fwhm, sFwhm, args.science_psf)
     convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
@@ -245,6 +251,9 @@ def _subtractOne(
         candidateList=stamps,
         exclude=exclude,
     )
+    from ..kernelSumCheck import checkFitKernelSum
+
+    checkFitKernelSum(task, result, template, science, convolveTemplate, max(tFwhm, sFwhm))
     if args.decorrelate or args.score:
         from ..imageDecorrelation import decorrelateDifference
 
@@ -469,6 +478,13 @@ def main(argv: list[str] | None = None) -> int:
         help="saturation level of both images (default: SATURATE/SATLEVEL/DATAMAX header card)",
     )
     parser.add_argument("--template-saturation", type=float, help="saturation level of the template")
+    parser.add_argument(
+        "--mask-streaks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mask long thin features found in one image only (satellite and cosmic-ray trails) as STREAK, "
+        "kept out of the kernel fit (default on)",
+    )
     parser.add_argument("--science-saturation", type=float, help="saturation level of the science image(s)")
     parser.add_argument(
         "--template-fwhm", type=fwhmArgument, help="template PSF FWHM (pixels); estimated if absent"
