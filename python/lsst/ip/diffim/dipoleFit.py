@@ -98,9 +98,17 @@ class DipoleFitConfig(pexConfig.Config):
         default=0.5,
         min=0.0,
     )
+    doAdaptRelWeight = pexConfig.Field(
+        dtype=bool,
+        doc="Divide relWeight by sqrt(r) and refit when the pre-subtraction stamps' reduced chi^2 r at the "
+        "dipole fit exceeds 2 (the PSF model does not describe a bright star to its noise, and the images "
+        "would outweigh the difference); False: upstream's fixed weight.",
+        default=True,
+    )
     maxSeparation = pexConfig.RangeField(
         dtype=float,
-        doc="Each lobe stays within maxSeparation/2 PSF sigma (plus 1 px) of the starting centre.",
+        doc="Each lobe stays within maxSeparation/2 PSF sigma (plus 1 px) of the starting centre, and a "
+        "dipole's lobes are at most maxSeparation PSF sigma apart (farther: two sources in one footprint).",
         default=5.0,
         min=0.1,
     )
@@ -410,48 +418,16 @@ class _DipoleDesign:
         return params, self.b - a @ params, a
 
 
-def fitDipole(
-    stamp: Stamp,
-    model: PsfStampModel,
-    posStart: tuple[float, float],
-    negStart: tuple[float, float],
-    halfRange: float,
-    relWeight: float = 0.5,
-) -> pipeBase.Struct:
-    """Fit the dipole model (positive minus negative PSF) to a stamp.
+#: Pre-subtraction reduced chi^2 above which ``adaptRelWeight`` refits.
+_ADAPT_REDUCED_CHI2 = 2.0
 
-    Parameters
-    ----------
-    stamp : `Stamp`
-        The pixels; with science and template stamps (and ``relWeight > 0``)
-        they constrain the two lobes.
-    model : `PsfStampModel`
-        The PSF.
-    posStart, negStart : `tuple` [`float`, `float`]
-        Starting lobe positions (parent pixels).
-    halfRange : `float`
-        Each lobe stays within this distance (pixels, per axis) of the
-        starting midpoint.
-    relWeight : `float`, optional
-        Weight of the pre-subtraction stamps.
 
-    Returns
-    -------
-    result : `lsst.pipe.base.Struct`
-        ``posFlux, posFluxErr, negFlux, negFluxErr`` (``negFlux <= 0``),
-        ``posX, posY, negX, negY``, ``chi2`` (difference pixels only),
-        ``chi2Total`` and ``nData``, ``ok``.  The flux errors are those
-        at the fitted positions.
-    """
-    design = _DipoleDesign(stamp, relWeight)
+def _fitLobes(
+    stamp: Stamp, model: PsfStampModel, design: _DipoleDesign, start: np.ndarray, lo4: np.ndarray,
+    hi4: np.ndarray,
+) -> tuple[np.ndarray, bool, float]:
+    """Fit the four lobe coordinates from ``start``; return them, success and the total chi^2."""
     good = design.good
-    nD = design.nD
-    mid = (0.5 * (posStart[0] + negStart[0]), 0.5 * (posStart[1] + negStart[1]))
-    lo, hi = _positionBounds(mid, halfRange, stamp)
-    start = np.concatenate(
-        [_clip(np.array(posStart, float), lo, hi), _clip(np.array(negStart, float), lo, hi)]
-    )
-    lo4, hi4 = np.array(lo + lo), np.array(hi + hi)
     cache: dict = {}
 
     def state(theta: np.ndarray) -> tuple:
@@ -494,6 +470,73 @@ def fitDipole(
         theta, ok = np.clip(fit.x, lo4, hi4), bool(fit.status > 0)
     except ValueError:
         theta, ok = start, False
+    return theta, ok, float(np.sum(residual(theta) ** 2))
+
+
+def fitDipole(
+    stamp: Stamp,
+    model: PsfStampModel,
+    posStart: tuple[float, float],
+    negStart: tuple[float, float],
+    halfRange: float,
+    relWeight: float = 0.5,
+    otherStarts: list[tuple[tuple[float, float], tuple[float, float]]] | None = None,
+    adaptRelWeight: bool = False,
+) -> pipeBase.Struct:
+    """Fit the dipole model (positive minus negative PSF) to a stamp.
+
+    Parameters
+    ----------
+    stamp : `Stamp`
+        The pixels; with science and template stamps (and ``relWeight > 0``)
+        they constrain the two lobes.
+    model : `PsfStampModel`
+        The PSF.
+    posStart, negStart : `tuple` [`float`, `float`]
+        Starting lobe positions (parent pixels).
+    halfRange : `float`
+        Each lobe stays within this distance (pixels, per axis) of the
+        starting midpoint.
+    relWeight : `float`, optional
+        Weight of the pre-subtraction stamps.
+    otherStarts : `list`, optional
+        Further ``(posStart, negStart)`` pairs; the fit of lowest total
+        chi^2 is kept.
+    adaptRelWeight : `bool`, optional
+        If the pre-subtraction stamps' reduced chi^2 ``r`` at the best fit
+        exceeds 2 (the PSF model does not describe a bright star to its
+        noise), refit with ``relWeight / sqrt(r)``.
+
+    Returns
+    -------
+    result : `lsst.pipe.base.Struct`
+        ``posFlux, posFluxErr, negFlux, negFluxErr`` (``negFlux <= 0``),
+        ``posX, posY, negX, negY``, ``chi2`` (difference pixels only),
+        ``chi2Total`` and ``nData``, ``ok``, ``relWeight`` (the weight of
+        the final fit).  The flux errors are those at the fitted positions.
+    """
+    design = _DipoleDesign(stamp, relWeight)
+    good = design.good
+    nD = design.nD
+    mid = (0.5 * (posStart[0] + negStart[0]), 0.5 * (posStart[1] + negStart[1]))
+    lo, hi = _positionBounds(mid, halfRange, stamp)
+    lo4, hi4 = np.array(lo + lo), np.array(hi + hi)
+    best = None
+    for pStart, nStart in [(posStart, negStart)] + list(otherStarts or []):
+        start = np.clip(np.array(list(pStart) + list(nStart), dtype=float), lo4 + 1e-6, hi4 - 1e-6)
+        fitted = _fitLobes(stamp, model, design, start, lo4, hi4)
+        if best is None or fitted[2] < best[2]:
+            best = fitted
+    theta, ok, _ = best
+    if adaptRelWeight and design.useImages:
+        pPos = stamp.render(model, theta[0], theta[1])[good]
+        pNeg = stamp.render(model, theta[2], theta[3])[good]
+        res = design.solve(pPos, pNeg)[1]
+        reduced = float(np.sum(res[nD:] ** 2)) / (relWeight**2 * max(2 * nD - 8, 1))
+        if reduced > _ADAPT_REDUCED_CHI2:
+            relWeight = relWeight / math.sqrt(reduced)
+            design = _DipoleDesign(stamp, relWeight)
+            theta, ok, _ = _fitLobes(stamp, model, design, theta, lo4, hi4)
     pPos = stamp.render(model, theta[0], theta[1])[good]
     pNeg = stamp.render(model, theta[2], theta[3])[good]
     params, res, a = design.solve(pPos, pNeg)
@@ -517,7 +560,7 @@ def fitDipole(
         posFlux=float(params[0]), posFluxErr=float(errors[0]),
         negFlux=-float(params[1]), negFluxErr=float(errors[1]),
         posX=float(theta[0]), posY=float(theta[1]), negX=float(theta[2]), negY=float(theta[3]),
-        chi2=chi2, chi2Total=float(np.sum(res**2)), nData=nD, ok=ok,
+        chi2=chi2, chi2Total=float(np.sum(res**2)), nData=nD, ok=ok, relWeight=relWeight,
     )  # fmt: skip
 
 
@@ -678,19 +721,23 @@ class DipoleFitTask(pipeBase.Task):
         if not cfg.doDipoleFit or (cfg.fitOnlyPutativeDipoles and not putative):
             out["dipole_flag"][i] = True
             return 0
+        # One sign: start at the centroid, the lobes half a sigma apart.  Peaks
+        # of both signs: start from them, and if they are far apart (noise
+        # peaks of a weak dipole), from the centroid too, along x and along y.
+        d = 0.25 * sigma
+        starts = [((ps.x + d, ps.y), (ps.x - d, ps.y))]
         if putative:
             posStart = (float(row["posPeakX"]) + x0, float(row["posPeakY"]) + y0)
             negStart = (float(row["negPeakX"]) + x0, float(row["negPeakY"]) + y0)
-        else:
-            # One sign only: start both lobes near the centroid, half a sigma apart.
-            d = 0.25 * sigma
-            posStart, negStart = (ps.x + d, ps.y), (ps.x - d, ps.y)
-        dp = fitDipole(stamp, model, posStart, negStart, 0.5 * cfg.maxSeparation * sigma + 1.0,
-                       relWeight=cfg.relWeight)  # fmt: skip
-        self._storeDipole(out, i, dp, ps.chi2)
+            far = math.hypot(posStart[0] - negStart[0], posStart[1] - negStart[1]) > 2.0 * sigma
+            starts = [(posStart, negStart)] + (starts + [((ps.x, ps.y + d), (ps.x, ps.y - d))] if far else [])
+        dp = fitDipole(stamp, model, *starts[0], 0.5 * cfg.maxSeparation * sigma + 1.0,
+                       relWeight=cfg.relWeight, otherStarts=starts[1:],
+                       adaptRelWeight=cfg.doAdaptRelWeight)  # fmt: skip
+        self._storeDipole(out, i, dp, ps.chi2, cfg.maxSeparation * sigma)
         return 1
 
-    def _storeDipole(self, out: dict, i: int, dp: pipeBase.Struct, psChi2: float) -> None:
+    def _storeDipole(self, out: dict, i: int, dp: pipeBase.Struct, psChi2: float, maxSep: float) -> None:
         cfg = self.config
         out["dipole_posFlux"][i], out["dipole_posFluxErr"][i] = dp.posFlux, dp.posFluxErr
         out["dipole_negFlux"][i], out["dipole_negFluxErr"][i] = dp.negFlux, dp.negFluxErr
@@ -712,7 +759,8 @@ class DipoleFitTask(pipeBase.Task):
         if isDipole:
             fractions = (abs(dp.posFlux) / total, abs(dp.negFlux) / total)
             isDipole = max(fractions) < cfg.maxFluxRatio
-        out["isDipole"][i] = bool(isDipole and delta >= cfg.minDeltaChi2)
+        separated = out["dipole_separation"][i] <= maxSep
+        out["isDipole"][i] = bool(isDipole and delta >= cfg.minDeltaChi2 and separated)
 
 
 def _arrays(maskedImage: Any) -> tuple[np.ndarray, np.ndarray]:
