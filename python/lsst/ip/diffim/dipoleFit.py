@@ -91,6 +91,15 @@ class DipoleFitConfig(pexConfig.Config):
         "otherwise every source is fitted.",
         default=False,
     )
+    oneSignMinChi2Excess = pexConfig.Field(
+        dtype=float,
+        doc="A footprint of one sign gets the dipole fit only if the chi^2 of its point-source fit exceeds "
+        "its expectation by this many standard deviations, (chi2 - nDof) / sqrt(2 nDof) >= value (nDof: "
+        "pixels - 3): a point source it describes to its noise is not fitted again (the dipole fits of "
+        "such footprints almost never beat minDeltaChi2).  None: fit every footprint.",
+        default=1.0,
+        optional=True,
+    )
     relWeight = pexConfig.RangeField(
         dtype=float,
         doc="Weight of the pre-subtraction (science, matched template) stamps relative to the difference "
@@ -718,7 +727,11 @@ class DipoleFitTask(pipeBase.Task):
         out["psfChi2"][i], out["psfNdata"][i] = ps.chi2, ps.nData
         out["flag_psfFit"][i] = not ps.ok
         putative = row["nPositive"] > 0 and row["nNegative"] > 0
-        if not cfg.doDipoleFit or (cfg.fitOnlyPutativeDipoles and not putative):
+        skip = not cfg.doDipoleFit or (cfg.fitOnlyPutativeDipoles and not putative)
+        if not putative and cfg.oneSignMinChi2Excess is not None and math.isfinite(ps.chi2):
+            nDof = max(ps.nData - 3, 1)
+            skip |= (ps.chi2 - nDof) / math.sqrt(2.0 * nDof) < cfg.oneSignMinChi2Excess
+        if skip:
             out["dipole_flag"][i] = True
             return 0
         # One sign: start at the centroid, the lobes half a sigma apart.  Peaks
