@@ -29,17 +29,34 @@ as the positive lobe plus a linear background and the (matched) template
 stamp as the negative lobe plus a linear background, with weight
 ``relWeight`` relative to the difference.  The fit is separable: for given
 lobe positions the fluxes and backgrounds follow by linear least squares
-(fluxes kept non-negative), and `scipy.optimize.least_squares` searches the
-four positions.
+(fluxes kept non-negative), and `scipy.optimize.least_squares`
+(Levenberg-Marquardt, variable projection with Kaufman's analytic Jacobian;
+analytic PSF derivatives for Gaussian models) searches the four positions.
+A footprint with peaks of both signs starts from them (and, if they are more
+than two sigma apart, from the centroid too, keeping the best fit); one of
+one sign starts from its centroid.  When the PSF model does not describe a
+bright star to its noise (the pre-subtraction stamps' reduced chi^2 ``r`` is
+above 2), those stamps would outweigh the difference: ``doAdaptRelWeight``
+refits with ``relWeight / sqrt(r)``.
 
 A source is classified a dipole, as upstream, when the lobes' S/N summed in
 quadrature exceeds ``minSn`` and neither lobe carries more than
-``maxFluxRatio`` of the total flux; in addition (a deviation from upstream,
+``maxFluxRatio`` of the total flux; in addition (deviations from upstream,
 which only fits footprints holding peaks of both signs), the dipole must fit
 the difference better than a point source by ``minDeltaChi2``, so that a
-variable star (both lobes bright, at the same place) is not called a dipole.
+variable star (both lobes bright, at the same place) is not called a dipole,
+and its lobes must be at most ``maxSeparation`` PSF sigma apart (farther,
+they are two sources in one merged footprint).  Footprints of one sign whose
+point-source fit is within ``oneSignMinChi2Excess`` sigma of its expected
+chi^2 are not fitted (nothing for a dipole to improve on).
 ``minDeltaChi2 = 0`` and ``fitOnlyPutativeDipoles = True`` restore
 upstream's behaviour.
+
+Through the whole subtraction, a misregistered bright star can only be a
+dipole if the kernel fit has not absorbed its shift: a star that is a
+kernel candidate and stays one (its residual under the spatial kernel below
+``candidateResidualStdMax``) can leave no residual at all
+(``bench/bench_diaSources.py`` measures how often).
 """
 
 from __future__ import annotations
