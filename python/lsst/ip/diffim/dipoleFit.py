@@ -392,6 +392,75 @@ class _DipoleDesign:
             self.bg = np.stack([np.ones_like(xx), xx, yy], axis=1)
         self.wD = 1.0 / np.sqrt(stamp.diffVar[good])
         self.b = np.concatenate(blocks)
+        self.bReduced = self.b
+        if self.useImages:
+            # The backgrounds enter linearly and apart from the lobes: they are
+            # eliminated once per stamp by projecting the science and template
+            # rows off their (weighted) background columns.
+            self._bgS = self._projector(self.bg * self.wS[:, None])
+            self._bgT = self._projector(self.bg * self.wT[:, None])
+            nD = self.nD
+            self.bReduced = np.concatenate(
+                [self.b[:nD], self._project(self._bgS, self.b[nD : 2 * nD]),
+                 self._project(self._bgT, self.b[2 * nD :])]
+            )  # fmt: skip
+
+    @staticmethod
+    def _projector(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gram = columns.T @ columns
+        try:
+            return columns, np.linalg.solve(gram, columns.T)
+        except np.linalg.LinAlgError:
+            return columns, np.linalg.pinv(columns)
+
+    @staticmethod
+    def _project(projector: tuple[np.ndarray, np.ndarray], x: np.ndarray) -> np.ndarray:
+        columns, pinv = projector
+        return x - columns @ (pinv @ x)
+
+    def reducedColumns(self, pPos: np.ndarray, pNeg: np.ndarray) -> np.ndarray:
+        """The two lobe-flux columns of the background-eliminated design (negative lobe's magnitude)."""
+        if not self.useImages:
+            return np.column_stack([pPos * self.wD, -pNeg * self.wD])
+        nD = self.nD
+        a = np.zeros((3 * nD, 2))
+        a[:nD, 0] = pPos * self.wD
+        a[:nD, 1] = -pNeg * self.wD
+        a[nD : 2 * nD, 0] = self._project(self._bgS, pPos * self.wS)
+        a[2 * nD :, 1] = self._project(self._bgT, pNeg * self.wT)
+        return a
+
+    def reducedDerivatives(self, dPos: list[np.ndarray], dNeg: list[np.ndarray]) -> np.ndarray:
+        """Reduced columns of the lobes' position derivatives (x, y of each lobe)."""
+        cols = [self.reducedColumns(d, np.zeros_like(d))[:, 0] for d in dPos]
+        cols += [self.reducedColumns(np.zeros_like(d), d)[:, 1] for d in dNeg]
+        return np.column_stack(cols)
+
+    def solveReduced(self, pPos: np.ndarray, pNeg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (lobe fluxes >= 0, weighted residual, reduced columns) of the background-eliminated fit.
+
+        The residual equals that of `solve` (the backgrounds at their best).
+        """
+        a = self.reducedColumns(pPos, pNeg)
+        ata = a.T @ a
+        atb = a.T @ self.bReduced
+        fluxes = np.zeros(2)
+        det = ata[0, 0] * ata[1, 1] - ata[0, 1] ** 2
+        if det > 1e-12 * max(ata[0, 0] * ata[1, 1], 1e-300):
+            fluxes = np.array(
+                [ata[1, 1] * atb[0] - ata[0, 1] * atb[1], ata[0, 0] * atb[1] - ata[0, 1] * atb[0]]
+            ) / det
+        if not (fluxes >= 0).all() or det <= 1e-12 * max(ata[0, 0] * ata[1, 1], 1e-300):
+            # One lobe at its bound: the better of the two one-lobe fits.
+            best, fluxes = -np.inf, np.zeros(2)
+            for k in (0, 1):
+                if ata[k, k] > 0 and atb[k] > 0:
+                    gain = atb[k] ** 2 / ata[k, k]
+                    if gain > best:
+                        best, fluxes = gain, np.zeros(2)
+                        fluxes[k] = atb[k] / ata[k, k]
+        self.activeReduced = fluxes > 0
+        return fluxes, self.bReduced - a @ fluxes, a
 
     def matrix(self, pPos: np.ndarray, pNeg: np.ndarray) -> np.ndarray:
         nD = self.nD
@@ -463,30 +532,25 @@ def _fitLobes(
             cache.clear()
             pos = [v[good] for v in stamp.renderWithGradient(model, key[0], key[1])]
             neg = [v[good] for v in stamp.renderWithGradient(model, key[2], key[3])]
-            params, res, a = design.solve(pos[0], neg[0])
-            cache[key] = (pos, neg, params, res, a, design.active.copy())
+            fluxes, res, a = design.solveReduced(pos[0], neg[0])
+            cache[key] = (pos, neg, fluxes, res, a, design.activeReduced.copy())
         return cache[key]
 
     # Variable projection: the fluxes and backgrounds are solved linearly
-    # for given lobe positions; the Jacobian is Kaufman's (the derivative
-    # of the model at fixed linear parameters, projected off the design's
-    # column space).
+    # for given lobe positions (the backgrounds eliminated once per stamp);
+    # the Jacobian is Kaufman's (the derivative of the model at fixed linear
+    # parameters, projected off the design's column space).
     def residual(theta: np.ndarray) -> np.ndarray:
         return state(theta)[3]
 
     def jacobian(theta: np.ndarray) -> np.ndarray:
-        pos, neg, params, _, a, active = state(theta)
-        fp, fn = params[0], params[1]
-        v = np.column_stack(
-            [fp * design.positiveColumn(pos[1]), fp * design.positiveColumn(pos[2]),
-             fn * design.negativeColumn(neg[1]), fn * design.negativeColumn(neg[2])]
-        )  # fmt: skip
+        pos, neg, fluxes, _, a, active = state(theta)
+        v = design.reducedDerivatives(pos[1:], neg[1:]) * np.repeat(fluxes, 2)[None, :]
         aa = a[:, active]
         if aa.shape[1]:
-            try:
-                v = v - aa @ np.linalg.solve(aa.T @ aa, aa.T @ v)
-            except np.linalg.LinAlgError:
-                pass
+            gram = aa.T @ aa
+            if np.all(np.diag(gram) > 0):
+                v = v - aa @ np.linalg.solve(gram, aa.T @ v)
         inside = (theta > lo4) & (theta < hi4)
         return -v * inside
 
