@@ -105,7 +105,7 @@ class DipoleFitConfig(pexConfig.Config):
     fitOnlyPutativeDipoles = pexConfig.Field(
         dtype=bool,
         doc="Fit the dipole model only to footprints holding peaks of both signs (upstream's rule); "
-        "otherwise every source is fitted.",
+        "otherwise every source is fitted (but see oneSignMinChi2Excess).",
         default=False,
     )
     oneSignMinChi2Excess = pexConfig.Field(
