@@ -432,9 +432,17 @@ class _DipoleDesign:
 
     def reducedDerivatives(self, dPos: list[np.ndarray], dNeg: list[np.ndarray]) -> np.ndarray:
         """Reduced columns of the lobes' position derivatives (x, y of each lobe)."""
-        cols = [self.reducedColumns(d, np.zeros_like(d))[:, 0] for d in dPos]
-        cols += [self.reducedColumns(np.zeros_like(d), d)[:, 1] for d in dNeg]
-        return np.column_stack(cols)
+        if not self.useImages:
+            return np.column_stack([d * self.wD for d in dPos] + [-d * self.wD for d in dNeg])
+        nD = self.nD
+        out = np.zeros((3 * nD, 4))
+        for k, d in enumerate(dPos):
+            out[:nD, k] = d * self.wD
+            out[nD : 2 * nD, k] = self._project(self._bgS, d * self.wS)
+        for k, d in enumerate(dNeg):
+            out[:nD, 2 + k] = -d * self.wD
+            out[2 * nD :, 2 + k] = self._project(self._bgT, d * self.wT)
+        return out
 
     def solveReduced(self, pPos: np.ndarray, pNeg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return (lobe fluxes >= 0, weighted residual, reduced columns) of the background-eliminated fit.
