@@ -81,6 +81,7 @@ def _expectedSnr(flux: np.ndarray, xs: np.ndarray, ys: np.ndarray, variance: np.
 
 def _nearest(table: Table, x: float, y: float, column: str = "") -> tuple[int, float]:
     d = np.hypot(np.asarray(table[column + "x"]) - x, np.asarray(table[column + "y"]) - y)
+    d = np.where(np.isfinite(d), d, np.inf)  # dipole columns are NaN where no dipole was fitted
     k = int(np.argmin(d)) if len(d) else -1
     return k, float(d[k]) if k >= 0 else math.inf
 

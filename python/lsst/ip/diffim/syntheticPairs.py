@@ -27,7 +27,7 @@ variance ``(sky + signal) / gain + readNoise^2``.
 
 from __future__ import annotations
 
-__all__ = ["PsfModel", "SyntheticPair", "makeSyntheticPair", "renderStars"]
+__all__ = ["PsfModel", "SyntheticPair", "makeMisregisteredPair", "makeSyntheticPair", "renderStars"]
 
 import math
 from dataclasses import dataclass, field
@@ -199,3 +199,43 @@ def makeSyntheticPair(
         sciencePsf=sPsf,
         extra=extra,
     )
+
+
+def makeMisregisteredPair(
+    seed: int,
+    size: int = 512,
+    nShifted: int = 8,
+    nTransients: int = 8,
+    nStars: int = 250,
+    shiftRange: tuple[float, float] = (0.3, 0.5),
+    fluxRange: tuple[float, float] = (3.0e4, 2.0e5),
+    transientFluxRange: tuple[float, float] = (2.0e3, 5.0e4),
+) -> SyntheticPair:
+    """Return a `makeSyntheticPair` pair with misregistered bright stars and transients.
+
+    ``nShifted`` stars (log-uniform template flux in ``fluxRange``) are
+    shifted in the science image by a distance uniform in ``shiftRange`` in a
+    uniformly random direction; ``nTransients`` point sources (log-uniform
+    flux in ``transientFluxRange``) appear in the science image only.  Both
+    sit on a jittered 5 x 5 grid (no two within ~60 px), among ``nStars``
+    random field stars; everything else is `makeSyntheticPair`'s default
+    (spatially varying, slightly elliptical science PSF).  The truth is in
+    ``extra["shifts"]`` (``x, y, flux, dx, dy``) and ``transients``.
+    """
+    rng = np.random.default_rng(10_000 + seed)
+    n = nShifted + nTransients
+    axis = 48.0 + np.arange(5) * (size - 96.0) / 4.0
+    grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+    if n > len(grid):
+        raise ValueError(f"At most {len(grid)} shifted stars and transients, got {n}.")
+    grid = grid[rng.permutation(len(grid))[:n]] + rng.uniform(-8.0, 8.0, (n, 2))
+    flux = np.exp(rng.uniform(math.log(fluxRange[0]), math.log(fluxRange[1]), nShifted))
+    dist = rng.uniform(shiftRange[0], shiftRange[1], nShifted)
+    angle = rng.uniform(-math.pi, math.pi, nShifted)
+    shifts = [
+        (float(x), float(y), float(f), float(d * math.cos(a)), float(d * math.sin(a)))
+        for (x, y), f, d, a in zip(grid[:nShifted], flux, dist, angle, strict=True)
+    ]
+    tFlux = np.exp(rng.uniform(math.log(transientFluxRange[0]), math.log(transientFluxRange[1]), nTransients))
+    transients = [(float(x), float(y), float(f)) for (x, y), f in zip(grid[nShifted:], tFlux, strict=True)]
+    return makeSyntheticPair(size=size, nStars=nStars, seed=seed, transients=transients, shifts=shifts)
