@@ -64,9 +64,8 @@ from .detection import SourceDetectionTask
 from .diaAssociation import FALSE_POSITIVE_KEYS, associateDiaSources
 from .diaDetection import detectDiaFootprints
 from .dipoleFit import MEASUREMENT_COLUMNS, DipoleFitTask
+from .math.gaussian import SIGMA2FWHM
 from .math.masks import anyMaskPlaneSet
-
-SIGMA2FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 #: Columns of the DIA source table besides ``MEASUREMENT_COLUMNS``:
 #: name -> (unit key, description); unit keys as in ``MEASUREMENT_COLUMNS``.

@@ -76,6 +76,7 @@ import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 from lsst.utils.timer import timeMethod
 
+from .math.gaussian import SIGMA2FWHM
 from .math.threads import singleThreadedBlas
 
 
@@ -753,7 +754,7 @@ class DipoleFitTask(pipeBase.Task):
         n = len(footprints)
         out = {name: np.full(n, math.nan if dt is float else 0, dtype=dt) for name, (dt, _, _) in
                MEASUREMENT_COLUMNS.items()}  # fmt: skip
-        sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        sigma = fwhm / SIGMA2FWHM
         model = PsfStampModel(psf)
         baseHalf = int(math.ceil(cfg.stampHalfWidthFwhm * fwhm))
         sciArrays = _arrays(science) if science is not None else None

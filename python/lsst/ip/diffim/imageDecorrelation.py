@@ -63,6 +63,7 @@ from .math.decorrelation import (
     filterKernel,
     padCenterOriginArray,
 )
+from .math.gaussian import SIGMA2FWHM
 from .math.masks import anyMaskPlaneSet
 from .math.statistics import Property, StatisticsControl, makeStatistics
 
@@ -573,7 +574,7 @@ def decorrelateDifference(
         if not convolveTemplate:
             raise ValueError("A score image needs the template convolved (convolve template, not science).")
         if sciencePsfFwhm is not None:
-            sigma = sciencePsfFwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+            sigma = sciencePsfFwhm / SIGMA2FWHM
             r = max(3, int(math.ceil(4.0 * sigma)))
             yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
             psf = np.exp(-(xx**2 + yy**2) / (2.0 * sigma * sigma))

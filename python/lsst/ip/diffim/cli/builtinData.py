@@ -37,6 +37,7 @@ from lsst.images.psfs import GaussianPointSpreadFunction
 
 from ..adapters.exposures import makeVisitImage
 from ..adapters.inputMasks import headerSaturation, makeInputMask
+from ..math.gaussian import SIGMA2FWHM
 
 #: Detector gain (e-/ADU) and read noise (e-) of the SAAO STE3 frames.
 BUILTIN_GAIN = 1.9
@@ -57,7 +58,7 @@ def _load(name: str, visit: int) -> Any:
         saturation = headerSaturation(hdul[0].header) or BUILTIN_SATURATION
     variance = np.maximum(data, 0.0) / BUILTIN_GAIN + (BUILTIN_READ_NOISE / BUILTIN_GAIN) ** 2
     bbox = Box.from_shape(data.shape)
-    psf = GaussianPointSpreadFunction(fwhm / 2.35482, bounds=bbox, stamp_size=int(4 * fwhm) | 1)
+    psf = GaussianPointSpreadFunction(fwhm / SIGMA2FWHM, bounds=bbox, stamp_size=int(4 * fwhm) | 1)
     # Saturated stars are flagged out to one FWHM: their non-linear halo
     # otherwise leaves residuals around the flagged cores.
     mask = makeInputMask(data, variance=variance, saturation=saturation, saturationGrow=math.ceil(fwhm))

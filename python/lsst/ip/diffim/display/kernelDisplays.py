@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from ..math.gaussian import SIGMA2FWHM
 from .core import addColorbar, finishFigure, pages, pyplot, stampAxes
 
-_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+_FWHM_PER_SIGMA = SIGMA2FWHM
 
 
 @dataclass
