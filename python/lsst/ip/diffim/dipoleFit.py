@@ -109,7 +109,7 @@ class DipoleFitConfig(pexConfig.Config):
     )
     maxFluxRatio = pexConfig.RangeField(
         dtype=float,
-        doc="Maximum fraction of the total (|pos| + |neg|) flux in either lobe for a dipole.",
+        doc="Maximum fraction of the total absolute (positive plus negative) flux in either lobe.",
         default=0.65,
         min=0.5,
         max=1.0,
