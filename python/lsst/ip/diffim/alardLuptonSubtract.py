@@ -219,7 +219,7 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
     makeKernel = pexConfig.ConfigurableField(
         target=MakeKernelTask, doc="Construction of the matching kernel."
     )
-    doDecorrelation = pexConfig.Field(
+    doDecorrelation = pexConfig.Field[bool](
         dtype=bool,
         default=True,
         doc="Decorrelate the difference to undo the pixel correlation of the kernel convolution.",
@@ -227,31 +227,31 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
     decorrelate = pexConfig.ConfigurableField(
         target=DecorrelateALKernelTask, doc="Decorrelation of the difference image."
     )
-    requiredTemplateFraction = pexConfig.Field(
+    requiredTemplateFraction = pexConfig.Field[float](
         dtype=float,
         default=0.1,
         doc="Raise NoWorkFound and do not attempt the subtraction if the template covers less than this "
         "fraction of the pixels. 0 always attempts the subtraction.",
     )
-    minTemplateFractionForExpectedSuccess = pexConfig.Field(
+    minTemplateFractionForExpectedSuccess = pexConfig.Field[float](
         dtype=float,
         default=0.2,
         doc="Raise NoWorkFound if PSF matching fails and the template covers less than this fraction of the "
         "pixels (failure is then expected and tolerated).",
     )
-    doScaleVariance = pexConfig.Field(
+    doScaleVariance = pexConfig.Field[bool](
         dtype=bool, default=True, doc="Rescale the template and science variance planes before subtraction."
     )
     scaleVariance = pexConfig.ConfigurableField(
         target=ScaleVarianceTask, doc="Rescaling of the variance planes to the measured noise."
     )
-    doSubtractBackground = pexConfig.Field(
+    doSubtractBackground = pexConfig.Field[bool](
         dtype=bool,
         default=False,
         doc="Subtract the differential background fitted with the kernel (it is generally better to "
         "subtract the background in detection).",
     )
-    doApplyExternalCalibrations = pexConfig.Field(
+    doApplyExternalCalibrations = pexConfig.Field[bool](
         dtype=bool,
         default=False,
         doc="Replace the science PSF from a visit summary (not available with lsst.images inputs; must be "
@@ -264,55 +264,55 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
     fallbackSourceSelector = pexConfig.ConfigurableField(
         target=ScienceSourceSelectorTask, doc="Selection of kernel sources after the fallback detection."
     )
-    doUseSourceCatalog = pexConfig.Field(
+    doUseSourceCatalog = pexConfig.Field[bool](
         dtype=bool,
         default=True,
         doc="Select kernel sources from the 'sources' input; if False (not in upstream) there is no such "
         "input and the kernel sources are detected on the science image (the fallback detection).",
     )
-    detectionThreshold = pexConfig.Field(
+    detectionThreshold = pexConfig.Field[float](
         dtype=float, default=10, doc="Deprecated and unused.", deprecated="No longer used."
     )
-    detectionThresholdMax = pexConfig.Field(
+    detectionThresholdMax = pexConfig.Field[float](
         dtype=float, default=500, doc="Deprecated and unused.", deprecated="No longer used."
     )
-    restrictKernelEdgeSources = pexConfig.Field(
+    restrictKernelEdgeSources = pexConfig.Field[bool](
         dtype=bool, default=True, doc="Exclude sources within a kernel size of the image edge."
     )
-    maxKernelSources = pexConfig.Field(
+    maxKernelSources = pexConfig.Field[int](
         dtype=int,
         default=1000,
         doc="Maximum number of kernel sources (highest S/N kept); -1 disables.",
     )
-    minKernelSources = pexConfig.Field(
+    minKernelSources = pexConfig.Field[int](
         dtype=int, default=3, doc="Minimum number of kernel sources needed for the kernel."
     )
-    excludeMaskPlanes = pexConfig.ListField(
+    excludeMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         default=("NO_DATA", "BAD", "SAT", "EDGE", "FAKE", "HIGH_VARIANCE"),
         doc="Mask planes (science and template) that exclude a kernel source whose stamp they touch.",
     )
-    badMaskPlanes = pexConfig.ListField(
+    badMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         default=("NO_DATA", "BAD", "SAT", "EDGE"),
         doc="Mask planes filled (with the image median) before the pre-convolution convolutions.",
     )
-    preserveTemplateMask = pexConfig.ListField(
+    preserveTemplateMask = pexConfig.ListField[str](
         dtype=str,
         default=("NO_DATA", "BAD", "HIGH_VARIANCE"),
         doc="Template mask planes propagated to the difference image (all others are cleared).",
     )
-    renameTemplateMask = pexConfig.ListField(
+    renameTemplateMask = pexConfig.ListField[str](
         dtype=str,
         default=("SAT", "INJECTED", "INJECTED_CORE"),
         doc="Template mask planes propagated to the difference image as '<name>_TEMPLATE'.",
     )
-    preserveMaskPlanes = pexConfig.ListField(
+    preserveMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         default=("INJECTED", "INJECTED_CORE", "INJECTED_TEMPLATE", "INJECTED_CORE_TEMPLATE"),
         doc="Mask planes copied without dilation when an image is convolved.",
     )
-    allowKernelSourceDetection = pexConfig.Field(
+    allowKernelSourceDetection = pexConfig.Field[bool](
         dtype=bool,
         default=False,
         doc="Detect kernel sources on the science image if too few are selected from the catalogue.",
@@ -350,7 +350,7 @@ class AlardLuptonSubtractConfig(
 ):
     """Configuration of `AlardLuptonSubtractTask`."""
 
-    mode = pexConfig.ChoiceField(
+    mode = pexConfig.ChoiceField[str](
         dtype=str,
         default="convolveTemplate",
         allowed=_MODES,
@@ -373,13 +373,13 @@ class SimplifiedSubtractConfig(
 ):
     """Configuration of `SimplifiedSubtractTask`."""
 
-    mode = pexConfig.ChoiceField(
+    mode = pexConfig.ChoiceField[str](
         dtype=str,
         default="convolveTemplate",
         allowed=_MODES,
         doc="Which image to convolve, or choose at run time.",
     )
-    useExistingKernel = pexConfig.Field(
+    useExistingKernel = pexConfig.Field[bool](
         dtype=bool,
         default=True,
         doc="Use an existing PSF-matching kernel; if False, kernel sources are detected and a kernel fitted.",

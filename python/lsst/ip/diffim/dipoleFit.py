@@ -83,7 +83,7 @@ class DipoleFitConfig(pexConfig.Config):
         min=0.1,
     )
     doDipoleFit = pexConfig.Field(dtype=bool, doc="Fit the dipole model.", default=True)
-    fitOnlyPutativeDipoles = pexConfig.Field(
+    fitOnlyPutativeDipoles = pexConfig.Field[bool](
         dtype=bool,
         doc="Fit the dipole model only to footprints holding peaks of both signs (upstream's rule); "
         "otherwise every source is fitted.",
@@ -102,7 +102,7 @@ class DipoleFitConfig(pexConfig.Config):
         default=5.0,
         min=0.1,
     )
-    minSn = pexConfig.Field(
+    minSn = pexConfig.Field[float](
         dtype=float,
         doc="Minimum quadrature sum of the positive and negative lobe S/N for a dipole.",
         default=math.sqrt(2.0) * 5.0,

@@ -77,13 +77,13 @@ class MakeKernelConfig(PsfMatchConfig):
         target=SourceDetectionTask,
         doc="Detection of kernel candidate stars when no source list is given.",
     )
-    fwhmExposureGrid = pexConfig.Field(
+    fwhmExposureGrid = pexConfig.Field[int](
         dtype=int,
         doc="Grid size (per axis) on which the mean PSF FWHM is evaluated when the PSF cannot be "
         "evaluated at its average position.",
         default=10,
     )
-    fwhmExposureBuffer = pexConfig.Field(
+    fwhmExposureBuffer = pexConfig.Field[float](
         dtype=float,
         doc="Fraction of the image left out on every side of the grid of fwhmExposureGrid.",
         default=0.05,

@@ -88,7 +88,7 @@ class ModelPsfMatchConfig(pexConfig.Config):
         typemap=dict(AL=PsfMatchConfigAL),
         default="AL",
     )
-    doAutoPadPsf = pexConfig.Field(
+    doAutoPadPsf = pexConfig.Field[bool](
         dtype=bool,
         doc="Pad the PSF stamps automatically to at least autoPadPsfTo times the kernel size.",
         default=True,
@@ -101,7 +101,7 @@ class ModelPsfMatchConfig(pexConfig.Config):
         max=2.0,
         inclusiveMax=True,
     )
-    padPsfBy = pexConfig.Field(
+    padPsfBy = pexConfig.Field[int](
         dtype=int,
         doc="Pixels added to the PSF stamp size when doAutoPadPsf is False; must be even.",
         default=0,

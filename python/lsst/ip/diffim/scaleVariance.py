@@ -76,17 +76,17 @@ class ExceedsMaxVarianceScaleError(pipeBase.AlgorithmError):
 class ScaleVarianceConfig(pexConfig.Config):
     """Configuration of `ScaleVarianceTask`."""
 
-    background = pexConfig.ConfigField(
+    background = pexConfig.ConfigField[SubtractBackgroundConfig](
         dtype=SubtractBackgroundConfig,
         doc="Background removed (for the measurement only) before the noise is measured.",
     )
-    maskPlanes = pexConfig.ListField(
+    maskPlanes = pexConfig.ListField[str](
         dtype=str,
         default=list(_IGNORED),
         doc="Mask planes for pixels to ignore when scaling variance.",
     )
     limit = pexConfig.Field(dtype=float, default=10.0, doc="Maximum variance scaling value to permit.")
-    noiseRatioWarnLimit = pexConfig.Field(
+    noiseRatioWarnLimit = pexConfig.Field[float](
         dtype=float,
         default=0.2,
         doc="Warn when the measured and the predicted noise (sqrt of the factor) differ by more than "

@@ -63,7 +63,7 @@ class SnapPsfMatchConfig(ImagePsfMatchConfig):
         typemap=dict(AL=SnapPsfMatchConfigAL, DF=SnapPsfMatchConfigDF),
         default="AL",
     )
-    doWarping = pexConfig.Field(
+    doWarping = pexConfig.Field[bool](
         dtype=bool,
         doc="Warp the first snap onto the second's grid when they are not registered.",
         default=False,

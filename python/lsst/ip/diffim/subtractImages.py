@@ -84,7 +84,7 @@ class SubtractImagesConfig(pipeBase.PipelineTaskConfig, pipelineConnections=Subt
     """Configuration of `SubtractImagesTask`."""
 
     psfMatch = ImagePsfMatchTask.makeField(doc="PSF matching and subtraction.")
-    mode = pexConfig.ChoiceField(
+    mode = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Which image to convolve.",
         default="convolveTemplate",
@@ -94,12 +94,12 @@ class SubtractImagesConfig(pipeBase.PipelineTaskConfig, pipelineConnections=Subt
             "auto": "convolve the image with the narrower PSF",
         },
     )
-    doWarping = pexConfig.Field(
+    doWarping = pexConfig.Field[bool](
         dtype=bool,
         doc="Warp the template onto the science grid when they differ.",
         default=True,
     )
-    requiredTemplateFraction = pexConfig.Field(
+    requiredTemplateFraction = pexConfig.Field[float](
         dtype=float,
         doc="Raise NoWorkFound if the template covers less than this fraction of the science image.",
         default=0.1,
