@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+__all__ = ["EllipticalGaussianPsf", "Pair", "makePair", "offSourceMask"]
+
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,7 +31,7 @@ from functools import cached_property
 import numpy as np
 from astropy.table import Table
 
-from lsst.images import Box, Image
+from lsst.images import Box, Image, VisitImage
 from lsst.images.psfs import PointSpreadFunction
 from lsst.ip.diffim.adapters.exposures import makeVisitImage
 from lsst.ip.diffim.syntheticPairs import PsfModel, renderStars
@@ -75,8 +77,10 @@ class EllipticalGaussianPsf(PointSpreadFunction):
 
 @dataclass
 class Pair:
-    template: object
-    science: object
+    """A synthetic template/science pair, its source table and its truth."""
+
+    template: VisitImage
+    science: VisitImage
     sources: Table
     truth: dict
 
@@ -87,7 +91,8 @@ def _psfModel(sigma: tuple[float, float], shape: tuple[int, int]) -> PsfModel:
     # PsfModel: sigma_x = s (1 + e/2), sigma_y = s (1 - e/2).
     s = 0.5 * (sx + sy)
     e = (sx - sy) / s
-    model = PsfModel(2.0 * math.sqrt(2.0 * math.log(2.0)) * s, None, e, shape)
+    # fwhm1=None: no variation with position (PsfModel's own default).
+    model = PsfModel(2.0 * math.sqrt(2.0 * math.log(2.0)) * s, None, e, shape)  # type: ignore[arg-type]
     del mean
     return model
 
@@ -168,8 +173,9 @@ def offSourceMask(pair: Pair, radius: float = 12.0) -> np.ndarray:
     return ok
 
 
-def _setDetected(image: object, model: np.ndarray, noise: float) -> None:
+def _setDetected(image: VisitImage, model: np.ndarray, noise: float) -> None:
     from lsst.ip.diffim.math.masks import resolveMaskPlane
 
     name = resolveMaskPlane(image.mask.schema, "DETECTED")
+    assert name is not None, "the visit mask schema has a DETECTED plane"
     image.mask.set(name, model > noise)
