@@ -101,6 +101,7 @@ class InsufficientKernelSourcesError(pipeBase.AlgorithmError):
 
     @property
     def metadata(self) -> dict[str, int]:
+        """Return the number of kernel sources found and required."""
         return {"nSources": self.nSources, "nRequired": self.nRequired}
 
 
@@ -186,14 +187,20 @@ class SubtractScoreOutputConnections(
 
 
 class AlardLuptonSubtractConnections(SubtractInputConnections, SubtractImageOutputConnections):
+    """Connections of `AlardLuptonSubtractTask`: the inputs and the difference image outputs."""
+
     pass
 
 
 class AlardLuptonPreconvolveSubtractConnections(SubtractInputConnections, SubtractScoreOutputConnections):
+    """Connections of `AlardLuptonPreconvolveSubtractTask`: the inputs and the score image outputs."""
+
     pass
 
 
 class SimplifiedSubtractConnections(SubtractInputConnections, SubtractImageOutputConnections):
+    """Connections of `SimplifiedSubtractTask`: those of the full task plus an existing kernel."""
+
     inputPsfMatchingKernel = cT.Input(
         doc="Existing kernel used to PSF match the science and template images.",
         dimensions=("instrument", "visit", "detector"),
@@ -319,6 +326,7 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
     )
 
     def setDefaults(self) -> None:
+        """Set an Alard-Lupton kernel with linear spatial variation and a quadratic background."""
         super().setDefaults()
         self.makeKernel.kernel.name = "AL"
         self.makeKernel.kernel.active.fitForBackground = True
@@ -584,6 +592,20 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         inputRefs: pipeBase.InputQuantizedConnection,
         outputRefs: pipeBase.OutputQuantizedConnection,
     ) -> None:
+        """Read the inputs of one quantum, run, and write the outputs.
+
+        An `lsst.pipe.base.AlgorithmError` is annotated on the partial outputs
+        (`lsst.pipe.base.AnnotatedPartialOutputsError`) before it is raised again.
+
+        Parameters
+        ----------
+        butlerQC : `lsst.pipe.base.QuantumContext`
+            The Butler of this quantum.
+        inputRefs : `lsst.pipe.base.InputQuantizedConnection`
+            The dataset references of the inputs.
+        outputRefs : `lsst.pipe.base.OutputQuantizedConnection`
+            The dataset references of the outputs.
+        """
         inputs = butlerQC.get(inputRefs)
         try:
             results = self.run(**inputs)

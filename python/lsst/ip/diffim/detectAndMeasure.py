@@ -102,6 +102,8 @@ class DetectAndMeasureConnections(
     dimensions=("instrument", "visit", "detector"),
     defaultTemplates={"fakesType": ""},
 ):
+    """Connections of `DetectAndMeasureTask`: a difference image and its inputs in, DIA sources out."""
+
     science = cT.Input(
         doc="Science image the template was subtracted from.",
         dimensions=("instrument", "visit", "detector"),
@@ -215,6 +217,7 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
     )
 
     def setDefaults(self) -> None:
+        """Detect at 5 sigma outside NO_DATA pixels and deblend crowded detections."""
         super().setDefaults()
         self.sourceDetection.thresholdValue = 5.0
         self.sourceDetection.excludeMaskPlanes = ["NO_DATA"]
@@ -250,6 +253,17 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
         inputRefs: pipeBase.InputQuantizedConnection,
         outputRefs: pipeBase.OutputQuantizedConnection,
     ) -> None:
+        """Read the inputs of one quantum, run, and write the outputs.
+
+        Parameters
+        ----------
+        butlerQC : `lsst.pipe.base.QuantumContext`
+            The Butler of this quantum.
+        inputRefs : `lsst.pipe.base.InputQuantizedConnection`
+            The dataset references of the inputs.
+        outputRefs : `lsst.pipe.base.OutputQuantizedConnection`
+            The dataset references of the outputs.
+        """
         inputs = butlerQC.get(inputRefs)
         outputs = self.run(**inputs)
         butlerQC.put(outputs, outputRefs)

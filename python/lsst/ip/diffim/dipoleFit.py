@@ -144,8 +144,11 @@ class PsfStampModel:
             self._gaussian = (float(psf.sigma) ** 2, psf.kernel_bbox.x.size // 2)
 
     def render(self, x: float, y: float, x0: int, y0: int, width: int, height: int) -> np.ndarray:
-        """Return the unit-flux PSF at parent position ``(x, y)`` on the stamp
-        whose lower-left pixel is ``(x0, y0)`` (parts outside are dropped)."""
+        """Return the unit-flux PSF at parent position ``(x, y)`` on a stamp.
+
+        The stamp's lower-left pixel is ``(x0, y0)``; parts of the PSF outside
+        it are dropped.
+        """
         if self._gaussian is not None:
             return np.outer(self._profile(y, y0, height), self._profile(x, x0, width))
         image = self.psf.compute_stellar_image(x=float(x), y=float(y))

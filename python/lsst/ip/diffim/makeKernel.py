@@ -90,6 +90,7 @@ class MakeKernelConfig(PsfMatchConfig):
     )
 
     def setDefaults(self) -> None:
+        """Detect kernel sources at 10 sigma off EDGE pixels; keep upstream's spatial orders."""
         super().setDefaults()
         self.selectDetection.thresholdValue = 10.0
         self.selectDetection.excludeMaskPlanes = ["EDGE"]

@@ -59,6 +59,7 @@ class WarpedPsfTransformTooBigError(pipeBase.AlgorithmError):
 
     @property
     def metadata(self) -> dict:
+        """Return the error's metadata (none)."""
         return {}
 
 
@@ -77,6 +78,7 @@ class PsfComputeShapeError(pipeBase.AlgorithmError):
 
     @property
     def metadata(self) -> dict:
+        """Return the position at which the PSF shape could not be computed."""
         return {"position": {"x": self._x, "y": self._y}}
 
 
@@ -108,6 +110,7 @@ class ModelPsfMatchConfig(pexConfig.Config):
     )
 
     def setDefaults(self) -> None:
+        """Fit a model PSF: no clipping, constant variance weights, no FWHM scaling."""
         super().setDefaults()
         self.kernel.active.singleKernelClipping = False
         self.kernel.active.kernelSumClipping = False

@@ -70,6 +70,7 @@ class ExceedsMaxVarianceScaleError(pipeBase.AlgorithmError):
 
     @property
     def metadata(self) -> dict[str, float]:
+        """Return the measured variance scale and the largest allowed."""
         return {"scaleVarianceValue": self.scaleVarianceValue, "scaleVarianceLimit": self.scaleVarianceLimit}
 
 
@@ -94,6 +95,7 @@ class ScaleVarianceConfig(pexConfig.Config):
     )
 
     def setDefaults(self) -> None:
+        """Set a background of 32-pixel bins that ignores the masked pixels."""
         super().setDefaults()
         self.background.binSize = 32
         self.background.undersampleStyle = "REDUCE_INTERP_ORDER"

@@ -38,6 +38,7 @@ class SnapPsfMatchConfigDF(PsfMatchConfigDF):
     """Delta-function kernel for snaps: no regularization, PCA of 5 components."""
 
     def setDefaults(self) -> None:
+        """Use a PCA basis of five components and no regularization."""
         super().setDefaults()
         self.useRegularization = False
         self.usePcaForSpatialKernel = True
@@ -49,6 +50,7 @@ class SnapPsfMatchConfigAL(PsfMatchConfigAL):
     """A small Alard-Lupton basis for snaps: 2 Gaussians (sigma 1.0, 2.5; degrees 4, 2)."""
 
     def setDefaults(self) -> None:
+        """Use two narrow Gaussians (degrees 4 and 2) for nearly identical PSFs."""
         super().setDefaults()
         self.alardNGauss = 2
         self.alardDegGauss = (4, 2)
@@ -70,6 +72,7 @@ class SnapPsfMatchConfig(ImagePsfMatchConfig):
     )
 
     def setDefaults(self) -> None:
+        """Fit a constant 7-pixel kernel without background or spatial clipping."""
         super().setDefaults()
         for name in ("AL", "DF"):
             kernelConfig = self.kernel[name]

@@ -48,6 +48,8 @@ class SubtractImagesConnections(
     dimensions=("instrument", "visit", "detector"),
     defaultTemplates={"coaddName": "", "fakesType": ""},
 ):
+    """Connections of `SubtractImagesTask`: exposures in, difference and matched template out."""
+
     science = cT.Input(
         doc="Science image to subtract from.",
         dimensions=("instrument", "visit", "detector"),
@@ -157,6 +159,20 @@ class SubtractImagesTask(pipeBase.PipelineTask):
         inputRefs: pipeBase.InputQuantizedConnection,
         outputRefs: pipeBase.OutputQuantizedConnection,
     ) -> None:
+        """Read the inputs of one quantum, run, and write the outputs.
+
+        An `lsst.pipe.base.AlgorithmError` is annotated on the partial outputs
+        (`lsst.pipe.base.AnnotatedPartialOutputsError`) before it is raised again.
+
+        Parameters
+        ----------
+        butlerQC : `lsst.pipe.base.QuantumContext`
+            The Butler of this quantum.
+        inputRefs : `lsst.pipe.base.InputQuantizedConnection`
+            The dataset references of the inputs.
+        outputRefs : `lsst.pipe.base.OutputQuantizedConnection`
+            The dataset references of the outputs.
+        """
         inputs = butlerQC.get(inputRefs)
         try:
             outputs = self.run(**inputs)

@@ -47,10 +47,12 @@ class EllipticalGaussianPsf(PointSpreadFunction):
 
     @property
     def bounds(self) -> Box:
+        """Region over which the PSF is defined (`lsst.images.Box`)."""
         return self._bounds
 
     @cached_property
     def kernel_bbox(self) -> Box:
+        """Box of the centred PSF image, ``stampSize`` square (`lsst.images.Box`)."""
         r = self._stamp // 2
         return Box.factory[-r : r + 1, -r : r + 1]
 
@@ -63,14 +65,17 @@ class EllipticalGaussianPsf(PointSpreadFunction):
         return a / a.sum()
 
     def compute_kernel_image(self, *, x: float, y: float) -> Image:
+        """Return the unit-sum PSF image centred on the origin (the same everywhere)."""
         return Image(self._array(), bbox=self.kernel_bbox)
 
     def compute_stellar_bbox(self, *, x: float, y: float) -> Box:
+        """Return the box of the PSF image of a star at ``(x, y)``, on the nearest pixel."""
         r = self._stamp // 2
         xi, yi = math.floor(x + 0.5), math.floor(y + 0.5)
         return Box.factory[yi - r : yi + r + 1, xi - r : xi + r + 1]
 
     def compute_stellar_image(self, *, x: float, y: float) -> Image:
+        """Return the unit-sum PSF image of a star at ``(x, y)``, with its sub-pixel offset."""
         bbox = self.compute_stellar_bbox(x=x, y=y)
         return Image(self._array(x - bbox.x.center, y - bbox.y.center), bbox=bbox)
 
@@ -164,7 +169,7 @@ def makePair(
 
 
 def offSourceMask(pair: Pair, radius: float = 12.0) -> np.ndarray:
-    """`True` on science pixels farther than ``radius`` from every star."""
+    """Return a mask, `True` on science pixels farther than ``radius`` from every star."""
     bbox = pair.science.bbox
     yy, xx = np.mgrid[bbox.y.start : bbox.y.stop, bbox.x.start : bbox.x.stop]
     ok = np.ones(xx.shape, dtype=bool)
