@@ -28,3 +28,4 @@ noise and stars. Nothing here is imported by the library itself.
 
 from .images import *
 from .pairs import *
+from .notebookCalls import *
