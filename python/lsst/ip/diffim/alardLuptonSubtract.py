@@ -451,7 +451,7 @@ def _abZeroPoint(unit: Any) -> float:
     return float(-2.5 * math.log10(jansky / 3631.0))
 
 
-def _templateCoverage(template: Any, science: Any) -> float:
+def _templateCoverage(template: VisitImage, science: VisitImage) -> float:
     noData = anyMaskPlaneSet(template.mask[science.bbox], ["NO_DATA"])
     noScience = anyMaskPlaneSet(science.mask, ["NO_DATA"])
     bad = noData | noScience
@@ -459,7 +459,11 @@ def _templateCoverage(template: Any, science: Any) -> float:
 
 
 def checkTemplateCoverage(
-    template: Any, science: Any, log: Any, requiredTemplateFraction: float = 0.0, exceptionMessage: str = ""
+    template: VisitImage,
+    science: VisitImage,
+    log: Any,
+    requiredTemplateFraction: float = 0.0,
+    exceptionMessage: str = "",
 ) -> float:
     """Return the fraction of the science pixels with template data (upstream's rule).
 
@@ -481,7 +485,11 @@ def checkTemplateCoverage(
     return fraction
 
 
-def computeDifferenceImageMetrics(science: Any, difference: Any, stars: Table | None) -> pipeBase.Struct:
+def computeDifferenceImageMetrics(
+    science: VisitImage,
+    difference: Any,
+    stars: Table | None,
+) -> pipeBase.Struct:
     """Return the mean/stdev over star footprints of ``|difference| / |science|`` (sky level removed).
 
     Footprints are the detection boxes (``xmin .. ymax``) when the catalogue
@@ -615,7 +623,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         outputs = self._toButler(results, inputs["science"])
         butlerQC.put(outputs, outputRefs)
 
-    def _toButler(self, results: pipeBase.Struct, science: Any) -> pipeBase.Struct:
+    def _toButler(self, results: pipeBase.Struct, science: VisitImage) -> pipeBase.Struct:
         kernel = results.psfMatchingKernel
         if isinstance(kernel, Kernel):
             results.psfMatchingKernel = toImagesKernel(kernel, science.bbox)
@@ -624,7 +632,11 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
     # ------------------------------------------------------------------ run
     @timeMethod
     def run(
-        self, template: Any, science: Any, sources: Table | None = None, visitSummary: Any = None
+        self,
+        template: VisitImage,
+        science: VisitImage,
+        sources: Table | None = None,
+        visitSummary: Any = None,
     ) -> pipeBase.Struct:
         """PSF-match, subtract and decorrelate.
 
@@ -686,7 +698,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         )
         return results
 
-    def _recordMetrics(self, science: Any, difference: Any, sources: Table | None) -> None:
+    def _recordMetrics(self, science: VisitImage, difference: Any, sources: Table | None) -> None:
         metrics = computeDifferenceImageMetrics(science, difference, sources)
         for key in (
             "differenceFootprintRatioMean",
@@ -701,7 +713,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
             self.metadata["differenceFootprintRatioStdev"],
         )
 
-    def chooseConvolutionMethod(self, template: Any, science: Any) -> bool:
+    def chooseConvolutionMethod(self, template: VisitImage, science: VisitImage) -> bool:
         """Return `True` to convolve the template (``mode``; ``auto`` uses `_shapeTest`).
 
         Raises
@@ -737,8 +749,8 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
 
     def runMakeKernel(
         self,
-        template: Any,
-        science: Any,
+        template: VisitImage,
+        science: VisitImage,
         sources: Table | None = None,
         convolveTemplate: bool = True,
         runSourceDetection: bool = False,
@@ -793,7 +805,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
             kernelSources=kernelSources,
         )
 
-    def runKernelSourceDetection(self, template: Any, science: Any) -> Table:
+    def runKernelSourceDetection(self, template: MaskedImage, science: MaskedImage) -> Table:
         """Detect kernel sources on the science image and select them with the fallback selector."""
         kernelSize = self.makeKernel.makeKernelBasisList(self.templatePsfSize, self.matchedPsfSize)[
             0
@@ -809,7 +821,11 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
 
     # ------------------------------------------------------------ convolution
     def runConvolveTemplate(
-        self, template: Any, science: Any, psfMatchingKernel: Kernel, backgroundModel: Any = None
+        self,
+        template: VisitImage,
+        science: VisitImage,
+        psfMatchingKernel: Kernel,
+        backgroundModel: Any = None,
     ) -> pipeBase.Struct:
         """Convolve the template with the kernel and subtract it from the science image."""
         self.metadata["convolvedExposure"] = "Template"
@@ -827,7 +843,11 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         )
 
     def runConvolveScience(
-        self, template: Any, science: Any, psfMatchingKernel: Kernel, backgroundModel: Any = None
+        self,
+        template: VisitImage,
+        science: VisitImage,
+        psfMatchingKernel: Kernel,
+        backgroundModel: Any = None,
     ) -> pipeBase.Struct:
         """Convolve the science image with the kernel and subtract the template.
 
@@ -858,8 +878,8 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
 
     def finalize(
         self,
-        template: Any,
-        science: Any,
+        template: VisitImage,
+        science: VisitImage,
         difference: Any,
         kernel: Kernel,
         templateMatched: bool = True,
@@ -922,7 +942,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         )
 
     @staticmethod
-    def _makeDifference(science: Any, maskedImage: MaskedImage, psf: Any) -> DifferenceImage:
+    def _makeDifference(science: VisitImage, maskedImage: MaskedImage, psf: Any) -> DifferenceImage:
         return DifferenceImage(
             Image(maskedImage.image.array, bbox=science.bbox, unit=science.unit),
             mask=maskedImage.mask,
@@ -935,20 +955,20 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         )
 
     @staticmethod
-    def _makeVisitImage(science: Any, maskedImage: MaskedImage, psf: Any) -> VisitImage:
+    def _makeVisitImage(science: VisitImage, maskedImage: MaskedImage, psf: Any) -> VisitImage:
         from .adapters.exposures import makeMatchedVisitImage
 
         return makeMatchedVisitImage(science, maskedImage, psf=psf)
 
     # ---------------------------------------------------------------- inputs
-    def _templateMI(self, template: Any) -> MaskedImage:
+    def _templateMI(self, template: VisitImage) -> MaskedImage:
         return _maskedImage(template, self._templateMask)
 
-    def _scienceMI(self, science: Any) -> MaskedImage:
+    def _scienceMI(self, science: VisitImage) -> MaskedImage:
         return _maskedImage(science, self._scienceMask)
 
     @staticmethod
-    def _validateExposures(template: Any, science: Any) -> None:
+    def _validateExposures(template: VisitImage, science: VisitImage) -> None:
         """Assert that the band and pixel grid match and the template covers the science bbox."""
         assert science.band == template.band, (
             f"Science and template exposures have different bands: {science.band}, {template.band}"
@@ -965,7 +985,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
             offset = max(np.max(np.abs(np.asarray(mapped.x) - xs)), np.max(np.abs(np.asarray(mapped.y) - ys)))
             assert offset < 1e-3, "Template and science exposure WCS are not identical."
 
-    def _prepareInputs(self, template: Any, science: Any, visitSummary: Any = None) -> None:
+    def _prepareInputs(self, template: VisitImage, science: VisitImage, visitSummary: Any = None) -> None:
         """Validate, check coverage, scale variances, update masks and measure the PSF sizes."""
         self._validateExposures(template, science)
         if visitSummary is not None:
@@ -1042,7 +1062,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
             psfArea = math.pi * (fallbackPsfSize / 2) ** 2
         return float(zeropoint - 2.5 * math.log10(nsigma * math.sqrt(psfArea)))
 
-    def updateMasks(self, template: Any, science: Any) -> None:
+    def updateMasks(self, template: VisitImage, science: VisitImage) -> None:
         """Make the working masks: science without DETECTED planes; template cleared but for a few planes.
 
         ``renameTemplateMask`` planes become ``<name>_TEMPLATE``; ``FAKE``
@@ -1081,7 +1101,9 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         self._templateMask = templateMask
 
     # -------------------------------------------------------------- sources
-    def _sourceSelector(self, template: Any, science: Any, sources: Table, fallback: bool = False) -> Table:
+    def _sourceSelector(
+        self, template: MaskedImage, science: MaskedImage, sources: Table, fallback: bool = False
+    ) -> Table:
         """Select kernel sources: selector criteria, stamps inside the image and free of masked pixels.
 
         Raises
@@ -1208,7 +1230,11 @@ class AlardLuptonPreconvolveSubtractTask(AlardLuptonSubtractTask):
 
     @timeMethod
     def run(  # type: ignore[override]
-        self, template: Any, science: Any, sources: Table | None = None, visitSummary: Any = None
+        self,
+        template: VisitImage,
+        science: VisitImage,
+        sources: Table | None = None,
+        visitSummary: Any = None,
     ) -> pipeBase.Struct:
         """Pre-convolve the science image, match the template to it and subtract.
 
@@ -1258,7 +1284,7 @@ class AlardLuptonPreconvolveSubtractTask(AlardLuptonSubtractTask):
         self._recordMetrics(science, results.scoreExposure, sources if sources is not None else kernelSources)
         return results
 
-    def _toButler(self, results: pipeBase.Struct, science: Any) -> pipeBase.Struct:
+    def _toButler(self, results: pipeBase.Struct, science: VisitImage) -> pipeBase.Struct:
         return pipeBase.Struct(
             scoreExposure=results.scoreExposure,
             psfMatchingKernel=toImagesKernel(results.psfMatchingKernel, science.bbox),
@@ -1297,8 +1323,8 @@ class AlardLuptonPreconvolveSubtractTask(AlardLuptonSubtractTask):
 
     def runPreconvolve(
         self,
-        template: Any,
-        science: Any,
+        template: VisitImage,
+        science: VisitImage,
         matchedScience: MaskedImage,
         kernelSources: Table,
         preConvKernel: FixedKernel,
@@ -1353,7 +1379,11 @@ class SimplifiedSubtractTask(AlardLuptonSubtractTask):
 
     @timeMethod
     def run(  # type: ignore[override]
-        self, template: Any, science: Any, visitSummary: Any = None, inputPsfMatchingKernel: Any = None
+        self,
+        template: VisitImage,
+        science: VisitImage,
+        visitSummary: Any = None,
+        inputPsfMatchingKernel: Any = None,
     ) -> pipeBase.Struct:
         """PSF-match (with ``inputPsfMatchingKernel`` if ``useExistingKernel``), subtract, decorrelate.
 
@@ -1393,7 +1423,7 @@ class SimplifiedSubtractTask(AlardLuptonSubtractTask):
             results.kernelSources = kernelSources
         return results
 
-    def _toButler(self, results: pipeBase.Struct, science: Any) -> pipeBase.Struct:
+    def _toButler(self, results: pipeBase.Struct, science: VisitImage) -> pipeBase.Struct:
         if self.config.useExistingKernel:
             return pipeBase.Struct(difference=results.difference, matchedTemplate=results.matchedTemplate)
         return super()._toButler(results, science)
