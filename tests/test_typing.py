@@ -32,7 +32,7 @@ import ast
 from pathlib import Path
 
 PYTHON = Path(__file__).resolve().parent.parent / "python"
-# Issue 16 asks for 5 %; the package stands at 17.5 % (357 of 2041), so this is a ratchet: lower it
+# Issue 16 asks for 5 %; the package stands at 17.0 % (348 of 2041), so this is a ratchet: lower it
 # as parameters get real types (the science/template exposures typed Any are most of them).
 TARGET_WEAK_FRACTION = 0.05
 MAX_WEAK_FRACTION = 0.18
