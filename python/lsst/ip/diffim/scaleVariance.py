@@ -86,7 +86,7 @@ class ScaleVarianceConfig(pexConfig.Config):
         default=list(_IGNORED),
         doc="Mask planes for pixels to ignore when scaling variance.",
     )
-    limit = pexConfig.Field(dtype=float, default=10.0, doc="Maximum variance scaling value to permit.")
+    limit = pexConfig.Field[float](dtype=float, default=10.0, doc="Maximum variance scaling value to permit.")
     noiseRatioWarnLimit = pexConfig.Field[float](
         dtype=float,
         default=0.2,

@@ -148,6 +148,7 @@ class SubtractImagesTask(pipeBase.PipelineTask):
     ConfigClass = SubtractImagesConfig
     _DefaultName = "subtractImages"
     config: SubtractImagesConfig
+    psfMatch: ImagePsfMatchTask
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

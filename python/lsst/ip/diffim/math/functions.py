@@ -108,7 +108,7 @@ class Function2:
         Initial parameters; zeros by default (as afw).
     """
 
-    def __init__(self, order: int, params: Sequence[float] | None = None) -> None:
+    def __init__(self, order: int, params: Sequence[float] | np.ndarray | None = None) -> None:
         if order < 0:
             raise ValueError(f"Function order must be >= 0; got {order}.")
         self._order = int(order)
@@ -132,7 +132,7 @@ class Function2:
         """Return the parameters as a list."""
         return [float(p) for p in self._params]
 
-    def setParameters(self, params: Sequence[float]) -> None:
+    def setParameters(self, params: Sequence[float] | np.ndarray) -> None:
         """Set all parameters; the length must match `getNParameters`."""
         arr = np.asarray(params, dtype=float).ravel()
         if arr.size != len(self._xExp):
@@ -301,7 +301,9 @@ class Chebyshev1Function2(Function2):
         Initial parameters (zeros by default).
     """
 
-    def __init__(self, order: int, xyRange: Box2D | Box, params: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, order: int, xyRange: Box2D | Box, params: Sequence[float] | np.ndarray | None = None
+    ) -> None:
         super().__init__(order, params)
         self._range = Box2D.fromBox(xyRange)
         if self._range.getWidth() <= 0 or self._range.getHeight() <= 0:
