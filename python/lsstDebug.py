@@ -67,6 +67,7 @@ class Info:
 
     def __new__(cls, modname: str) -> Info:
         # One object per module, so settings made on it persist.
+        """Return the one `Info` object of ``modname``, creating it on first use."""
         if modname in cls._cache:
             return cls._cache[modname]
         self = super().__new__(cls)

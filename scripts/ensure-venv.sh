@@ -45,5 +45,5 @@ if [ ! -x "$venv/bin/python" ]; then
     "$venv/bin/python" -m pip install --quiet --upgrade pip
 fi
 echo "Installing lsst-ip-diffim and its dependencies into $venv" >&2
-"$venv/bin/python" -m pip install --quiet -e "$root[test]"
+"$venv/bin/python" -m pip install --quiet -e "$root[test,doc]"
 echo "$want" > "$stamp"

@@ -7,4 +7,5 @@ bash "$root/scripts/ensure-venv.sh"
 cd "$root"
 export MPLBACKEND=Agg
 .venv/bin/ruff check python tests bench
+.venv/bin/mypy  # python/, configured in pyproject.toml [tool.mypy]
 exec .venv/bin/python -m pytest -n 2 -q "$@"

@@ -26,7 +26,6 @@ import math
 
 import numpy as np
 import pytest
-from alHelpers import makePair, offSourceMask
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
@@ -39,6 +38,7 @@ from lsst.ip.diffim.subtractImages import (
     InsufficientKernelSourcesError,
     SimplifiedSubtractTask,
 )
+from lsst.ip.diffim.tests import makePair, offSourceMask
 
 STATS_BAD = ["EDGE", "BAD", "NO_DATA", "DETECTED", "DETECTED_NEGATIVE"]
 
@@ -434,7 +434,7 @@ def test_simplified_detection():
 
 def test_psf_size_grid_fallback(caplog):
     """A template PSF not evaluable at its centre: FWHMs from the grid, with upstream's log line."""
-    from alHelpers import EllipticalGaussianPsf
+    from lsst.ip.diffim.tests import EllipticalGaussianPsf
 
     class HoleyPsf(EllipticalGaussianPsf):
         def compute_kernel_image(self, *, x, y):

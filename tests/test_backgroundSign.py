@@ -35,12 +35,13 @@ from astropy.io import fits
 from scipy import ndimage
 
 import lsst.ip.diffim as ipDiffim
-from lsst.images import Box, Image, MaskedImage
+from lsst.images import Box, MaskedImage
 from lsst.images.psfs import GaussianPointSpreadFunction
 from lsst.ip.diffim.adapters.exposures import makeVisitImage
 from lsst.ip.diffim.cli import subtract as cliSubtract
-from lsst.ip.diffim.math import anyMaskPlaneSet, makeDifferenceMaskSchema
+from lsst.ip.diffim.math import anyMaskPlaneSet
 from lsst.ip.diffim.syntheticPairs import SIGMA2FWHM, makeSyntheticPair
+from lsst.ip.diffim.tests import maskedImage
 
 SIZE = 192
 NARROW, BROAD = 3.0, 4.5
@@ -93,15 +94,6 @@ def _medianOffSources(pair, image: np.ndarray, variance: np.ndarray, unusable: n
     return float(np.median(z[ok]))
 
 
-def _maskedImage(image: np.ndarray, variance: np.ndarray) -> MaskedImage:
-    bbox = Box.from_shape(image.shape)
-    return MaskedImage(
-        Image(np.asarray(image, np.float32), bbox=bbox),
-        variance=Image(np.asarray(variance, np.float32), bbox=bbox),
-        mask_schema=makeDifferenceMaskSchema(),
-    )
-
-
 def _config() -> ipDiffim.ImagePsfMatchConfig:
     config = ipDiffim.ImagePsfMatchTask.ConfigClass()
     config.kernel.active.fitForBackground = True
@@ -118,8 +110,8 @@ def test_task_background_sign(offset, convolve):
     tF, sF = _fwhms(convolve)
     task = ipDiffim.ImagePsfMatchTask(config=_config())
     result = task.run(
-        _maskedImage(pair.template, pair.templateVariance),
-        _maskedImage(pair.science, pair.scienceVariance),
+        maskedImage(pair.template, pair.templateVariance),
+        maskedImage(pair.science, pair.scienceVariance),
         templateFwhmPix=tF,
         scienceFwhmPix=sF,
         convolveTemplate=convolve == "template",

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from coreHelpers import maskedImage
 from scipy.ndimage import correlate
 
 import lsst.ip.diffim as ipDiffim
@@ -47,6 +46,7 @@ from lsst.ip.diffim.kernel.solution import (
 )
 from lsst.ip.diffim.kernel.stampStack import StampPlane, StampStack, gatherStamps
 from lsst.ip.diffim.math import FixedKernel, InvalidParameterError, kernelListToArray, makeSpatialFunction
+from lsst.ip.diffim.tests import maskedImage
 
 SIGMAS = [1.05, 2.25, 4.5]
 DEGREES = [4, 2, 2]

@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from coreHelpers import makeDeltaPair, maskedImage
 from scipy.ndimage import correlate
 
 import lsst.ip.diffim as ipDiffim
@@ -44,6 +43,7 @@ from lsst.ip.diffim.math import (
     SpatialCellSet,
     makeStatistics,
 )
+from lsst.ip.diffim.tests import makeDeltaPair, maskedImage
 
 RECENT = ipDiffim.KernelCandidateF.RECENT
 ORIG = ipDiffim.KernelCandidateF.ORIG

@@ -26,7 +26,6 @@ import math
 
 import numpy as np
 import pytest
-from coreHelpers import maskedImage
 
 import lsst.ip.diffim as ipDiffim
 import lsst.pex.config as pexConfig
@@ -43,6 +42,7 @@ from lsst.ip.diffim.math import (
     clippedMeanStd,
 )
 from lsst.ip.diffim.syntheticPairs import makeSyntheticPair
+from lsst.ip.diffim.tests import maskedImage
 
 
 class _Rated(SpatialCellCandidate):

@@ -29,7 +29,6 @@ import logging
 import numpy as np
 import pytest
 from astropy.table import Table
-from coreHelpers import maskedImage
 
 import lsst.ip.diffim as ipDiffim
 from lsst.ip.diffim.detection import SourceDetectionTask, isolatedSources
@@ -45,6 +44,7 @@ from lsst.ip.diffim.math.objectExtraction import extractObjects, extractPeaks
 from lsst.ip.diffim.math.spatialCell import SpatialCellCandidateStatus
 from lsst.ip.diffim.psfMatch import _lowerSpatialOrders
 from lsst.ip.diffim.syntheticPairs import PsfModel, makeSyntheticPair, renderStars
+from lsst.ip.diffim.tests import maskedImage
 
 
 def _gaussians(shape, stars, sigma=2.0):

@@ -35,15 +35,7 @@ from lsst.ip.diffim.adapters.psf import psfMoments
 from lsst.ip.diffim.imagePsfMatch import MismatchedImagesError
 from lsst.ip.diffim.math import anyMaskPlaneSet, makeDifferenceMaskSchema
 from lsst.ip.diffim.syntheticPairs import makeSyntheticPair
-
-
-def _maskedImage(image: np.ndarray, variance: np.ndarray) -> MaskedImage:
-    bbox = Box.from_shape(image.shape)
-    return MaskedImage(
-        Image(np.asarray(image, np.float32), bbox=bbox),
-        variance=Image(np.asarray(variance, np.float32), bbox=bbox),
-        mask_schema=makeDifferenceMaskSchema(),
-    )
+from lsst.ip.diffim.tests import maskedImage
 
 
 def _config(spatialKernelOrder: int = 2) -> ipDiffim.ImagePsfMatchConfig:
@@ -62,8 +54,8 @@ def pair():
 @pytest.fixture(scope="module")
 def result(pair):
     task = ipDiffim.ImagePsfMatchTask(config=_config())
-    template = _maskedImage(pair.template, pair.templateVariance)
-    science = _maskedImage(pair.science, pair.scienceVariance)
+    template = maskedImage(pair.template, pair.templateVariance)
+    science = maskedImage(pair.science, pair.scienceVariance)
     res = task.subtractMaskedImages(template, science, templateFwhmPix=3.0, scienceFwhmPix=4.5)
     return task, res
 
@@ -162,7 +154,7 @@ def test_matched_template_psf(pair, result):
     from lsst.ip.diffim.math.convolve import convolve
 
     sky = 200.0
-    model = _maskedImage(pair.templateModel - sky, np.ones_like(pair.templateVariance))
+    model = maskedImage(pair.templateModel - sky, np.ones_like(pair.templateVariance))
     matched = convolve(model, res.psfMatchingKernel).image.array.astype(float)
     yy, xx = np.mgrid[0 : pair.science.shape[0], 0 : pair.science.shape[1]]
     science = pair.scienceModel - pair.fluxRatio * sky - pair.differenceBackground(xx, yy)
@@ -223,8 +215,8 @@ def test_convolve_science_path():
         scienceEllipticity=0.0,
         templateNoiseFactor=1.0,
     )
-    template = _maskedImage(sharp.template, sharp.templateVariance)
-    science = _maskedImage(sharp.science, sharp.scienceVariance)
+    template = maskedImage(sharp.template, sharp.templateVariance)
+    science = maskedImage(sharp.science, sharp.scienceVariance)
     task = ipDiffim.ImagePsfMatchTask(config=_config(1))
     res = task.run(template, science, templateFwhmPix=4.5, scienceFwhmPix=3.2, convolveTemplate=False)
     kSum = task.metadata["spatialKernelSum"]
@@ -237,22 +229,22 @@ def test_convolve_science_path():
 class TestBadInput:
     def test_mismatched_sizes(self, pair):
         """Images of different sizes without sky projections are refused by name."""
-        t = _maskedImage(pair.template[:500, :500], pair.templateVariance[:500, :500])
-        s = _maskedImage(pair.science, pair.scienceVariance)
+        t = maskedImage(pair.template[:500, :500], pair.templateVariance[:500, :500])
+        s = maskedImage(pair.science, pair.scienceVariance)
         with pytest.raises(MismatchedImagesError, match="differ in size"):
             ipDiffim.ImagePsfMatchTask().subtractMaskedImages(t, s)
 
     def test_all_nan(self, pair):
         """An all-NaN template is refused."""
-        t = _maskedImage(np.full_like(pair.template, np.nan), pair.templateVariance)
-        s = _maskedImage(pair.science, pair.scienceVariance)
+        t = maskedImage(np.full_like(pair.template, np.nan), pair.templateVariance)
+        s = maskedImage(pair.science, pair.scienceVariance)
         with pytest.raises(MismatchedImagesError, match="no finite pixels"):
             ipDiffim.ImagePsfMatchTask().subtractMaskedImages(t, s)
 
     def test_nonpositive_variance(self, pair):
         """A variance plane with no positive values is refused."""
-        t = _maskedImage(pair.template, np.zeros_like(pair.templateVariance))
-        s = _maskedImage(pair.science, pair.scienceVariance)
+        t = maskedImage(pair.template, np.zeros_like(pair.templateVariance))
+        s = maskedImage(pair.science, pair.scienceVariance)
         with pytest.raises(MismatchedImagesError, match="variance"):
             ipDiffim.ImagePsfMatchTask().subtractMaskedImages(t, s)
 
@@ -262,15 +254,15 @@ class TestBadInput:
         a = rng.normal(size=(200, 200)).astype(np.float32)
         var = np.ones_like(a)
         with pytest.raises(ipDiffim.NoKernelCandidatesError) as info:
-            ipDiffim.ImagePsfMatchTask().subtractMaskedImages(_maskedImage(a, var), _maskedImage(a, var))
+            ipDiffim.ImagePsfMatchTask().subtractMaskedImages(maskedImage(a, var), maskedImage(a, var))
         import lsst.pipe.base as pipeBase
 
         assert isinstance(info.value, pipeBase.AlgorithmError)
 
     def test_kernel_larger_than_image(self, pair):
         """A kernel that cannot fit the image is refused with advice."""
-        t = _maskedImage(pair.template[:40, :40], pair.templateVariance[:40, :40])
-        s = _maskedImage(pair.science[:40, :40], pair.scienceVariance[:40, :40])
+        t = maskedImage(pair.template[:40, :40], pair.templateVariance[:40, :40])
+        s = maskedImage(pair.science[:40, :40], pair.scienceVariance[:40, :40])
         with pytest.raises(MismatchedImagesError, match="too small"):
             ipDiffim.ImagePsfMatchTask().subtractMaskedImages(t, s)
 
@@ -284,9 +276,9 @@ class TestUpstreamImageTaskCases:
 
     def test_all_masked_input(self, pair):
         """A template entirely NO_DATA is refused."""
-        t = _maskedImage(pair.template, pair.templateVariance)
+        t = maskedImage(pair.template, pair.templateVariance)
         t.mask.set("NO_DATA", np.ones(pair.template.shape, bool))
-        s = _maskedImage(pair.science, pair.scienceVariance)
+        s = maskedImage(pair.science, pair.scienceVariance)
         with pytest.raises(MismatchedImagesError, match="NO_DATA"):
             ipDiffim.ImagePsfMatchTask().subtractMaskedImages(t, s)
 
@@ -300,7 +292,7 @@ class TestUpstreamImageTaskCases:
         image = rng.normal(size=(105, 105)) * 10 + 100
         kernel = AnalyticKernel(21, 21, GaussianFunction2(2, 3))
         convolved = correlate(image, kernel.getArray(), mode="constant")
-        t, s = _maskedImage(image, np.ones_like(image)), _maskedImage(convolved, np.ones_like(image))
+        t, s = maskedImage(image, np.ones_like(image)), maskedImage(convolved, np.ones_like(image))
         inner = (slice(10, 95), slice(10, 95))
         for bg in (0.0, 10.0):
             diff = ipDiffim.convolveAndSubtract(t, s, kernel, bg)
@@ -318,8 +310,8 @@ class TestUpstreamImageTaskCases:
             config.kernel.active.spatialModelType = modelType
             task = ipDiffim.ImagePsfMatchTask(config=config)
             res = task.subtractMaskedImages(
-                _maskedImage(pair.template, pair.templateVariance),
-                _maskedImage(pair.science, pair.scienceVariance),
+                maskedImage(pair.template, pair.templateVariance),
+                maskedImage(pair.science, pair.scienceVariance),
                 templateFwhmPix=3.0,
                 scienceFwhmPix=4.5,
             )

@@ -26,11 +26,11 @@ import math
 
 import numpy as np
 import pytest
-from alHelpers import makePair
 
 from lsst.ip.diffim import MakeKernelConfig, MakeKernelTask, NoKernelCandidatesError, PsfMatchConfig
 from lsst.ip.diffim.adapters.psf import psfMoments
 from lsst.ip.diffim.math.masks import resolveMaskPlane
+from lsst.ip.diffim.tests import makePair
 
 SIGMA2FWHM = 2 * math.sqrt(2 * math.log(2))
 

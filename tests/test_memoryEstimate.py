@@ -23,13 +23,13 @@
 import logging
 
 import pytest
-from coreHelpers import makeDeltaPair, maskedImage
 
 import lsst.ip.diffim as ipDiffim
 from lsst.ip.diffim.kernel import buildProgress, memoryEstimate
 from lsst.ip.diffim.math import SpatialCellCandidateStatus
 from lsst.ip.diffim.math.exceptions import KernelSolutionError
 from lsst.ip.diffim.syntheticPairs import makeSyntheticPair
+from lsst.ip.diffim.tests import makeDeltaPair, maskedImage
 
 
 def test_estimate_counts_the_kept_systems() -> None:

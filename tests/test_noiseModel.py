@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from coreHelpers import maskedImage
 
 from lsst.ip.diffim.adapters.noiseModel import (
     VarianceFileError,
@@ -37,6 +36,7 @@ from lsst.ip.diffim.adapters.noiseModel import (
     modelVariance,
     readVarianceFile,
 )
+from lsst.ip.diffim.tests import maskedImage
 
 DATA = Path(__file__).parent / "data" / "noiseAndPsf"
 

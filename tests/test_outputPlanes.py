@@ -23,12 +23,12 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-from coreHelpers import maskedImage
 
 import lsst.ip.diffim as ipDiffim
 from lsst.ip.diffim.math.outputPlanes import OutputPlanes
 from lsst.ip.diffim.psfMatch import NoKernelCandidatesError
 from lsst.ip.diffim.syntheticPairs import makeSyntheticPair
+from lsst.ip.diffim.tests import maskedImage
 
 
 def test_planes_are_zeroed_and_handed_out_once(monkeypatch):

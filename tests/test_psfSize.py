@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
-from coreHelpers import maskedImage
 
 from lsst.ip.diffim import ImagePsfMatchTask, InvalidFwhmError, makeKernelBasisList, subtract
 from lsst.ip.diffim.adapters.fwhmEstimate import (
@@ -38,6 +37,7 @@ from lsst.ip.diffim.adapters.fwhmEstimate import (
     readPsfImage,
 )
 from lsst.ip.diffim.fwhmValidation import validateFwhm
+from lsst.ip.diffim.tests import maskedImage
 
 DATA = Path(__file__).parent / "data" / "noiseAndPsf"
 SIGMA2FWHM = 2.0 * math.sqrt(2.0 * math.log(2.0))

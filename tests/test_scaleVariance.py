@@ -26,7 +26,6 @@ import logging
 
 import numpy as np
 import pytest
-from coreHelpers import maskedImage
 
 from lsst.ip.diffim.math.binnedBackground import binnedBackgroundImage
 from lsst.ip.diffim.scaleVariance import (
@@ -34,6 +33,7 @@ from lsst.ip.diffim.scaleVariance import (
     ScaleVarianceConfig,
     ScaleVarianceTask,
 )
+from lsst.ip.diffim.tests import maskedImage
 
 
 def _noisyImage(sigma: float, predictedSigma: float, shape=(200, 180), seed=1, sky=None):

@@ -101,6 +101,7 @@ class InsufficientKernelSourcesError(pipeBase.AlgorithmError):
 
     @property
     def metadata(self) -> dict[str, int]:
+        """Return the number of kernel sources found and required."""
         return {"nSources": self.nSources, "nRequired": self.nRequired}
 
 
@@ -186,14 +187,20 @@ class SubtractScoreOutputConnections(
 
 
 class AlardLuptonSubtractConnections(SubtractInputConnections, SubtractImageOutputConnections):
+    """Connections of `AlardLuptonSubtractTask`: the inputs and the difference image outputs."""
+
     pass
 
 
 class AlardLuptonPreconvolveSubtractConnections(SubtractInputConnections, SubtractScoreOutputConnections):
+    """Connections of `AlardLuptonPreconvolveSubtractTask`: the inputs and the score image outputs."""
+
     pass
 
 
 class SimplifiedSubtractConnections(SubtractInputConnections, SubtractImageOutputConnections):
+    """Connections of `SimplifiedSubtractTask`: those of the full task plus an existing kernel."""
+
     inputPsfMatchingKernel = cT.Input(
         doc="Existing kernel used to PSF match the science and template images.",
         dimensions=("instrument", "visit", "detector"),
@@ -219,7 +226,7 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
     makeKernel = pexConfig.ConfigurableField(
         target=MakeKernelTask, doc="Construction of the matching kernel."
     )
-    doDecorrelation = pexConfig.Field(
+    doDecorrelation = pexConfig.Field[bool](
         dtype=bool,
         default=True,
         doc="Decorrelate the difference to undo the pixel correlation of the kernel convolution.",
@@ -227,31 +234,31 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
     decorrelate = pexConfig.ConfigurableField(
         target=DecorrelateALKernelTask, doc="Decorrelation of the difference image."
     )
-    requiredTemplateFraction = pexConfig.Field(
+    requiredTemplateFraction = pexConfig.Field[float](
         dtype=float,
         default=0.1,
         doc="Raise NoWorkFound and do not attempt the subtraction if the template covers less than this "
         "fraction of the pixels. 0 always attempts the subtraction.",
     )
-    minTemplateFractionForExpectedSuccess = pexConfig.Field(
+    minTemplateFractionForExpectedSuccess = pexConfig.Field[float](
         dtype=float,
         default=0.2,
         doc="Raise NoWorkFound if PSF matching fails and the template covers less than this fraction of the "
         "pixels (failure is then expected and tolerated).",
     )
-    doScaleVariance = pexConfig.Field(
+    doScaleVariance = pexConfig.Field[bool](
         dtype=bool, default=True, doc="Rescale the template and science variance planes before subtraction."
     )
     scaleVariance = pexConfig.ConfigurableField(
         target=ScaleVarianceTask, doc="Rescaling of the variance planes to the measured noise."
     )
-    doSubtractBackground = pexConfig.Field(
+    doSubtractBackground = pexConfig.Field[bool](
         dtype=bool,
         default=False,
         doc="Subtract the differential background fitted with the kernel (it is generally better to "
         "subtract the background in detection).",
     )
-    doApplyExternalCalibrations = pexConfig.Field(
+    doApplyExternalCalibrations = pexConfig.Field[bool](
         dtype=bool,
         default=False,
         doc="Replace the science PSF from a visit summary (not available with lsst.images inputs; must be "
@@ -264,61 +271,62 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
     fallbackSourceSelector = pexConfig.ConfigurableField(
         target=ScienceSourceSelectorTask, doc="Selection of kernel sources after the fallback detection."
     )
-    doUseSourceCatalog = pexConfig.Field(
+    doUseSourceCatalog = pexConfig.Field[bool](
         dtype=bool,
         default=True,
         doc="Select kernel sources from the 'sources' input; if False (not in upstream) there is no such "
         "input and the kernel sources are detected on the science image (the fallback detection).",
     )
-    detectionThreshold = pexConfig.Field(
+    detectionThreshold = pexConfig.Field[float](
         dtype=float, default=10, doc="Deprecated and unused.", deprecated="No longer used."
     )
-    detectionThresholdMax = pexConfig.Field(
+    detectionThresholdMax = pexConfig.Field[float](
         dtype=float, default=500, doc="Deprecated and unused.", deprecated="No longer used."
     )
-    restrictKernelEdgeSources = pexConfig.Field(
+    restrictKernelEdgeSources = pexConfig.Field[bool](
         dtype=bool, default=True, doc="Exclude sources within a kernel size of the image edge."
     )
-    maxKernelSources = pexConfig.Field(
+    maxKernelSources = pexConfig.Field[int](
         dtype=int,
         default=1000,
         doc="Maximum number of kernel sources (highest S/N kept); -1 disables.",
     )
-    minKernelSources = pexConfig.Field(
+    minKernelSources = pexConfig.Field[int](
         dtype=int, default=3, doc="Minimum number of kernel sources needed for the kernel."
     )
-    excludeMaskPlanes = pexConfig.ListField(
+    excludeMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         default=("NO_DATA", "BAD", "SAT", "EDGE", "FAKE", "HIGH_VARIANCE"),
         doc="Mask planes (science and template) that exclude a kernel source whose stamp they touch.",
     )
-    badMaskPlanes = pexConfig.ListField(
+    badMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         default=("NO_DATA", "BAD", "SAT", "EDGE"),
         doc="Mask planes filled (with the image median) before the pre-convolution convolutions.",
     )
-    preserveTemplateMask = pexConfig.ListField(
+    preserveTemplateMask = pexConfig.ListField[str](
         dtype=str,
         default=("NO_DATA", "BAD", "HIGH_VARIANCE"),
         doc="Template mask planes propagated to the difference image (all others are cleared).",
     )
-    renameTemplateMask = pexConfig.ListField(
+    renameTemplateMask = pexConfig.ListField[str](
         dtype=str,
         default=("SAT", "INJECTED", "INJECTED_CORE"),
         doc="Template mask planes propagated to the difference image as '<name>_TEMPLATE'.",
     )
-    preserveMaskPlanes = pexConfig.ListField(
+    preserveMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         default=("INJECTED", "INJECTED_CORE", "INJECTED_TEMPLATE", "INJECTED_CORE_TEMPLATE"),
         doc="Mask planes copied without dilation when an image is convolved.",
     )
-    allowKernelSourceDetection = pexConfig.Field(
+    allowKernelSourceDetection = pexConfig.Field[bool](
         dtype=bool,
         default=False,
         doc="Detect kernel sources on the science image if too few are selected from the catalogue.",
     )
 
     def setDefaults(self) -> None:
+        """Set an Alard-Lupton kernel with linear spatial variation and a quadratic background."""
         super().setDefaults()
         self.makeKernel.kernel.name = "AL"
         self.makeKernel.kernel.active.fitForBackground = True
@@ -350,7 +358,7 @@ class AlardLuptonSubtractConfig(
 ):
     """Configuration of `AlardLuptonSubtractTask`."""
 
-    mode = pexConfig.ChoiceField(
+    mode = pexConfig.ChoiceField[str](
         dtype=str,
         default="convolveTemplate",
         allowed=_MODES,
@@ -373,13 +381,13 @@ class SimplifiedSubtractConfig(
 ):
     """Configuration of `SimplifiedSubtractTask`."""
 
-    mode = pexConfig.ChoiceField(
+    mode = pexConfig.ChoiceField[str](
         dtype=str,
         default="convolveTemplate",
         allowed=_MODES,
         doc="Which image to convolve, or choose at run time.",
     )
-    useExistingKernel = pexConfig.Field(
+    useExistingKernel = pexConfig.Field[bool](
         dtype=bool,
         default=True,
         doc="Use an existing PSF-matching kernel; if False, kernel sources are detected and a kernel fitted.",
@@ -443,7 +451,7 @@ def _abZeroPoint(unit: Any) -> float:
     return float(-2.5 * math.log10(jansky / 3631.0))
 
 
-def _templateCoverage(template: Any, science: Any) -> float:
+def _templateCoverage(template: VisitImage, science: VisitImage) -> float:
     noData = anyMaskPlaneSet(template.mask[science.bbox], ["NO_DATA"])
     noScience = anyMaskPlaneSet(science.mask, ["NO_DATA"])
     bad = noData | noScience
@@ -451,7 +459,11 @@ def _templateCoverage(template: Any, science: Any) -> float:
 
 
 def checkTemplateCoverage(
-    template: Any, science: Any, log: Any, requiredTemplateFraction: float = 0.0, exceptionMessage: str = ""
+    template: VisitImage,
+    science: VisitImage,
+    log: Any,
+    requiredTemplateFraction: float = 0.0,
+    exceptionMessage: str = "",
 ) -> float:
     """Return the fraction of the science pixels with template data (upstream's rule).
 
@@ -473,7 +485,11 @@ def checkTemplateCoverage(
     return fraction
 
 
-def computeDifferenceImageMetrics(science: Any, difference: Any, stars: Table | None) -> pipeBase.Struct:
+def computeDifferenceImageMetrics(
+    science: VisitImage,
+    difference: Any,
+    stars: Table | None,
+) -> pipeBase.Struct:
     """Return the mean/stdev over star footprints of ``|difference| / |science|`` (sky level removed).
 
     Footprints are the detection boxes (``xmin .. ymax``) when the catalogue
@@ -584,6 +600,20 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         inputRefs: pipeBase.InputQuantizedConnection,
         outputRefs: pipeBase.OutputQuantizedConnection,
     ) -> None:
+        """Read the inputs of one quantum, run, and write the outputs.
+
+        An `lsst.pipe.base.AlgorithmError` is annotated on the partial outputs
+        (`lsst.pipe.base.AnnotatedPartialOutputsError`) before it is raised again.
+
+        Parameters
+        ----------
+        butlerQC : `lsst.pipe.base.QuantumContext`
+            The Butler of this quantum.
+        inputRefs : `lsst.pipe.base.InputQuantizedConnection`
+            The dataset references of the inputs.
+        outputRefs : `lsst.pipe.base.OutputQuantizedConnection`
+            The dataset references of the outputs.
+        """
         inputs = butlerQC.get(inputRefs)
         try:
             results = self.run(**inputs)
@@ -593,7 +623,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         outputs = self._toButler(results, inputs["science"])
         butlerQC.put(outputs, outputRefs)
 
-    def _toButler(self, results: pipeBase.Struct, science: Any) -> pipeBase.Struct:
+    def _toButler(self, results: pipeBase.Struct, science: VisitImage) -> pipeBase.Struct:
         kernel = results.psfMatchingKernel
         if isinstance(kernel, Kernel):
             results.psfMatchingKernel = toImagesKernel(kernel, science.bbox)
@@ -602,7 +632,11 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
     # ------------------------------------------------------------------ run
     @timeMethod
     def run(
-        self, template: Any, science: Any, sources: Table | None = None, visitSummary: Any = None
+        self,
+        template: VisitImage,
+        science: VisitImage,
+        sources: Table | None = None,
+        visitSummary: Any = None,
     ) -> pipeBase.Struct:
         """PSF-match, subtract and decorrelate.
 
@@ -664,7 +698,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         )
         return results
 
-    def _recordMetrics(self, science: Any, difference: Any, sources: Table | None) -> None:
+    def _recordMetrics(self, science: VisitImage, difference: Any, sources: Table | None) -> None:
         metrics = computeDifferenceImageMetrics(science, difference, sources)
         for key in (
             "differenceFootprintRatioMean",
@@ -679,7 +713,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
             self.metadata["differenceFootprintRatioStdev"],
         )
 
-    def chooseConvolutionMethod(self, template: Any, science: Any) -> bool:
+    def chooseConvolutionMethod(self, template: VisitImage, science: VisitImage) -> bool:
         """Return `True` to convolve the template (``mode``; ``auto`` uses `_shapeTest`).
 
         Raises
@@ -715,8 +749,8 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
 
     def runMakeKernel(
         self,
-        template: Any,
-        science: Any,
+        template: VisitImage,
+        science: VisitImage,
         sources: Table | None = None,
         convolveTemplate: bool = True,
         runSourceDetection: bool = False,
@@ -771,7 +805,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
             kernelSources=kernelSources,
         )
 
-    def runKernelSourceDetection(self, template: Any, science: Any) -> Table:
+    def runKernelSourceDetection(self, template: MaskedImage, science: MaskedImage) -> Table:
         """Detect kernel sources on the science image and select them with the fallback selector."""
         kernelSize = self.makeKernel.makeKernelBasisList(self.templatePsfSize, self.matchedPsfSize)[
             0
@@ -787,7 +821,11 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
 
     # ------------------------------------------------------------ convolution
     def runConvolveTemplate(
-        self, template: Any, science: Any, psfMatchingKernel: Kernel, backgroundModel: Any = None
+        self,
+        template: VisitImage,
+        science: VisitImage,
+        psfMatchingKernel: Kernel,
+        backgroundModel: Any = None,
     ) -> pipeBase.Struct:
         """Convolve the template with the kernel and subtract it from the science image."""
         self.metadata["convolvedExposure"] = "Template"
@@ -805,7 +843,11 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         )
 
     def runConvolveScience(
-        self, template: Any, science: Any, psfMatchingKernel: Kernel, backgroundModel: Any = None
+        self,
+        template: VisitImage,
+        science: VisitImage,
+        psfMatchingKernel: Kernel,
+        backgroundModel: Any = None,
     ) -> pipeBase.Struct:
         """Convolve the science image with the kernel and subtract the template.
 
@@ -836,8 +878,8 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
 
     def finalize(
         self,
-        template: Any,
-        science: Any,
+        template: VisitImage,
+        science: VisitImage,
         difference: Any,
         kernel: Kernel,
         templateMatched: bool = True,
@@ -900,7 +942,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         )
 
     @staticmethod
-    def _makeDifference(science: Any, maskedImage: MaskedImage, psf: Any) -> DifferenceImage:
+    def _makeDifference(science: VisitImage, maskedImage: MaskedImage, psf: Any) -> DifferenceImage:
         return DifferenceImage(
             Image(maskedImage.image.array, bbox=science.bbox, unit=science.unit),
             mask=maskedImage.mask,
@@ -913,20 +955,20 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         )
 
     @staticmethod
-    def _makeVisitImage(science: Any, maskedImage: MaskedImage, psf: Any) -> VisitImage:
+    def _makeVisitImage(science: VisitImage, maskedImage: MaskedImage, psf: Any) -> VisitImage:
         from .adapters.exposures import makeMatchedVisitImage
 
         return makeMatchedVisitImage(science, maskedImage, psf=psf)
 
     # ---------------------------------------------------------------- inputs
-    def _templateMI(self, template: Any) -> MaskedImage:
+    def _templateMI(self, template: VisitImage) -> MaskedImage:
         return _maskedImage(template, self._templateMask)
 
-    def _scienceMI(self, science: Any) -> MaskedImage:
+    def _scienceMI(self, science: VisitImage) -> MaskedImage:
         return _maskedImage(science, self._scienceMask)
 
     @staticmethod
-    def _validateExposures(template: Any, science: Any) -> None:
+    def _validateExposures(template: VisitImage, science: VisitImage) -> None:
         """Assert that the band and pixel grid match and the template covers the science bbox."""
         assert science.band == template.band, (
             f"Science and template exposures have different bands: {science.band}, {template.band}"
@@ -943,7 +985,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
             offset = max(np.max(np.abs(np.asarray(mapped.x) - xs)), np.max(np.abs(np.asarray(mapped.y) - ys)))
             assert offset < 1e-3, "Template and science exposure WCS are not identical."
 
-    def _prepareInputs(self, template: Any, science: Any, visitSummary: Any = None) -> None:
+    def _prepareInputs(self, template: VisitImage, science: VisitImage, visitSummary: Any = None) -> None:
         """Validate, check coverage, scale variances, update masks and measure the PSF sizes."""
         self._validateExposures(template, science)
         if visitSummary is not None:
@@ -1020,7 +1062,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
             psfArea = math.pi * (fallbackPsfSize / 2) ** 2
         return float(zeropoint - 2.5 * math.log10(nsigma * math.sqrt(psfArea)))
 
-    def updateMasks(self, template: Any, science: Any) -> None:
+    def updateMasks(self, template: VisitImage, science: VisitImage) -> None:
         """Make the working masks: science without DETECTED planes; template cleared but for a few planes.
 
         ``renameTemplateMask`` planes become ``<name>_TEMPLATE``; ``FAKE``
@@ -1059,7 +1101,9 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         self._templateMask = templateMask
 
     # -------------------------------------------------------------- sources
-    def _sourceSelector(self, template: Any, science: Any, sources: Table, fallback: bool = False) -> Table:
+    def _sourceSelector(
+        self, template: MaskedImage, science: MaskedImage, sources: Table, fallback: bool = False
+    ) -> Table:
         """Select kernel sources: selector criteria, stamps inside the image and free of masked pixels.
 
         Raises
@@ -1186,7 +1230,11 @@ class AlardLuptonPreconvolveSubtractTask(AlardLuptonSubtractTask):
 
     @timeMethod
     def run(  # type: ignore[override]
-        self, template: Any, science: Any, sources: Table | None = None, visitSummary: Any = None
+        self,
+        template: VisitImage,
+        science: VisitImage,
+        sources: Table | None = None,
+        visitSummary: Any = None,
     ) -> pipeBase.Struct:
         """Pre-convolve the science image, match the template to it and subtract.
 
@@ -1236,7 +1284,7 @@ class AlardLuptonPreconvolveSubtractTask(AlardLuptonSubtractTask):
         self._recordMetrics(science, results.scoreExposure, sources if sources is not None else kernelSources)
         return results
 
-    def _toButler(self, results: pipeBase.Struct, science: Any) -> pipeBase.Struct:
+    def _toButler(self, results: pipeBase.Struct, science: VisitImage) -> pipeBase.Struct:
         return pipeBase.Struct(
             scoreExposure=results.scoreExposure,
             psfMatchingKernel=toImagesKernel(results.psfMatchingKernel, science.bbox),
@@ -1275,8 +1323,8 @@ class AlardLuptonPreconvolveSubtractTask(AlardLuptonSubtractTask):
 
     def runPreconvolve(
         self,
-        template: Any,
-        science: Any,
+        template: VisitImage,
+        science: VisitImage,
         matchedScience: MaskedImage,
         kernelSources: Table,
         preConvKernel: FixedKernel,
@@ -1331,7 +1379,11 @@ class SimplifiedSubtractTask(AlardLuptonSubtractTask):
 
     @timeMethod
     def run(  # type: ignore[override]
-        self, template: Any, science: Any, visitSummary: Any = None, inputPsfMatchingKernel: Any = None
+        self,
+        template: VisitImage,
+        science: VisitImage,
+        visitSummary: Any = None,
+        inputPsfMatchingKernel: Any = None,
     ) -> pipeBase.Struct:
         """PSF-match (with ``inputPsfMatchingKernel`` if ``useExistingKernel``), subtract, decorrelate.
 
@@ -1371,7 +1423,7 @@ class SimplifiedSubtractTask(AlardLuptonSubtractTask):
             results.kernelSources = kernelSources
         return results
 
-    def _toButler(self, results: pipeBase.Struct, science: Any) -> pipeBase.Struct:
+    def _toButler(self, results: pipeBase.Struct, science: VisitImage) -> pipeBase.Struct:
         if self.config.useExistingKernel:
             return pipeBase.Struct(difference=results.difference, matchedTemplate=results.matchedTemplate)
         return super()._toButler(results, science)

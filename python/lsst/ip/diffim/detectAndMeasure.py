@@ -101,6 +101,8 @@ class DetectAndMeasureConnections(
     dimensions=("instrument", "visit", "detector"),
     defaultTemplates={"fakesType": ""},
 ):
+    """Connections of `DetectAndMeasureTask`: a difference image and its inputs in, DIA sources out."""
+
     science = cT.Input(
         doc="Science image the template was subtracted from.",
         dimensions=("instrument", "visit", "detector"),
@@ -137,7 +139,7 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
         default=5.0,
         min=0.0,
     )
-    thresholdType = pexConfig.ChoiceField(
+    thresholdType = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Units of thresholdValue.",
         default="pixel_stdev",
@@ -147,7 +149,7 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
             "misscaled variance plane and the correlated noise of a difference that was not decorrelated)",
         },
     )
-    thresholdPolarity = pexConfig.ChoiceField(
+    thresholdPolarity = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Signs of the sources to detect.",
         default="both",
@@ -156,15 +158,15 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
     minPixels = pexConfig.RangeField(
         dtype=int, doc="Minimum number of pixels above threshold in a detection.", default=1, min=1
     )
-    doSmooth = pexConfig.Field(
+    doSmooth = pexConfig.Field[bool](
         dtype=bool, doc="Smooth with a Gaussian of the PSF's width before thresholding.", default=True
     )
-    excludeMaskPlanes = pexConfig.ListField(
+    excludeMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         doc="Pixels with any of these planes are not searched and not used by the measurements.",
         default=["EDGE", "SAT", "BAD", "INTRP", "NO_DATA"],
     )
-    doMerge = pexConfig.Field(
+    doMerge = pexConfig.Field[bool](
         dtype=bool,
         doc="Merge positive and negative footprints grown by growFootprint (if False, only footprints "
         "that touch are merged).",
@@ -173,14 +175,14 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
     growFootprint = pexConfig.RangeField(
         dtype=int, doc="Grow footprints by this many pixels before merging.", default=2, min=0
     )
-    psfFwhm = pexConfig.Field(
+    psfFwhm = pexConfig.Field[float](
         dtype=float,
         doc="If set, use a Gaussian PSF of this FWHM (pixels) instead of the difference's PSF model.",
         default=None,
         optional=True,
     )
     measurement = pexConfig.ConfigurableField(target=DipoleFitTask, doc="Measurement of the DIA sources.")
-    doDetectInputSources = pexConfig.Field(
+    doDetectInputSources = pexConfig.Field[bool](
         dtype=bool,
         doc="Detect the science and matched-template sources for the association when not given.",
         default=True,
@@ -195,12 +197,12 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
         min=0.0,
     )
     edgeMaskPlanes = pexConfig.ListField(dtype=str, doc="Planes setting flag_edge.", default=["EDGE"])
-    saturatedMaskPlanes = pexConfig.ListField(
+    saturatedMaskPlanes = pexConfig.ListField[str](
         dtype=str, doc="Planes setting flag_saturated.", default=["SAT", "SAT_TEMPLATE"]
     )
     badMaskPlanes = pexConfig.ListField(dtype=str, doc="Planes setting flag_bad.", default=["BAD"])
     noDataMaskPlanes = pexConfig.ListField(dtype=str, doc="Planes setting flag_noData.", default=["NO_DATA"])
-    nearMaskedStarPlanes = pexConfig.ListField(
+    nearMaskedStarPlanes = pexConfig.ListField[str](
         dtype=str,
         doc="Planes marking masked (saturated) stars, for flag_nearMaskedStar.",
         default=["SAT", "SAT_TEMPLATE"],
@@ -214,6 +216,7 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
     )
 
     def setDefaults(self) -> None:
+        """Detect at 5 sigma outside NO_DATA pixels and deblend crowded detections."""
         super().setDefaults()
         self.sourceDetection.thresholdValue = 5.0
         self.sourceDetection.excludeMaskPlanes = ["NO_DATA"]
@@ -249,6 +252,17 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
         inputRefs: pipeBase.InputQuantizedConnection,
         outputRefs: pipeBase.OutputQuantizedConnection,
     ) -> None:
+        """Read the inputs of one quantum, run, and write the outputs.
+
+        Parameters
+        ----------
+        butlerQC : `lsst.pipe.base.QuantumContext`
+            The Butler of this quantum.
+        inputRefs : `lsst.pipe.base.InputQuantizedConnection`
+            The dataset references of the inputs.
+        outputRefs : `lsst.pipe.base.OutputQuantizedConnection`
+            The dataset references of the outputs.
+        """
         inputs = butlerQC.get(inputRefs)
         outputs = self.run(**inputs)
         butlerQC.put(outputs, outputRefs)

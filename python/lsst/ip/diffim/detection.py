@@ -74,7 +74,7 @@ class SourceDetectionConfig(pexConfig.Config):
         default=5.0,
         min=0.0,
     )
-    thresholdType = pexConfig.ChoiceField(
+    thresholdType = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Units of thresholdValue.",
         default="pixel_stdev",
@@ -85,7 +85,7 @@ class SourceDetectionConfig(pexConfig.Config):
             "pixel_stdev": "square root of each pixel's variance",
         },
     )
-    thresholdPolarity = pexConfig.ChoiceField(
+    thresholdPolarity = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Detect positive or negative sources.",
         default="positive",
@@ -97,7 +97,7 @@ class SourceDetectionConfig(pexConfig.Config):
         default=5,
         min=1,
     )
-    doSubtractBackground = pexConfig.Field(
+    doSubtractBackground = pexConfig.Field[bool](
         dtype=bool,
         doc="Estimate and subtract a smooth background before detecting.",
         default=True,
@@ -108,22 +108,22 @@ class SourceDetectionConfig(pexConfig.Config):
         default=64,
         min=8,
     )
-    excludeMaskPlanes = pexConfig.ListField(
+    excludeMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         doc="Pixels with these mask planes are ignored by detection.",
         default=["NO_DATA"],
     )
-    saturatedMaskPlanes = pexConfig.ListField(
+    saturatedMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         doc="Mask planes flagging a detection as saturated.",
         default=["SAT"],
     )
-    deblend = pexConfig.Field(
+    deblend = pexConfig.Field[bool](
         dtype=bool,
         doc="Deblend blended detections (sep's multi-threshold deblending).",
         default=False,
     )
-    splitFootprintsAtPeaks = pexConfig.Field(
+    splitFootprintsAtPeaks = pexConfig.Field[bool](
         dtype=bool,
         doc="Return one source per peak of each detected footprint (its pixels shared among its peaks "
         "by proximity), centred on the peak, rather than one per footprint at its centroid. A "

@@ -103,7 +103,7 @@ class DipoleFitConfig(pexConfig.Config):
         min=0.1,
     )
     doDipoleFit = pexConfig.Field(dtype=bool, doc="Fit the dipole model.", default=True)
-    fitOnlyPutativeDipoles = pexConfig.Field(
+    fitOnlyPutativeDipoles = pexConfig.Field[bool](
         dtype=bool,
         doc="Fit the dipole model only to footprints holding peaks of both signs (upstream's rule); "
         "otherwise every source is fitted (but see oneSignMinChi2Excess).",
@@ -139,14 +139,14 @@ class DipoleFitConfig(pexConfig.Config):
         default=5.0,
         min=0.1,
     )
-    minSn = pexConfig.Field(
+    minSn = pexConfig.Field[float](
         dtype=float,
         doc="Minimum quadrature sum of the positive and negative lobe S/N for a dipole.",
         default=math.sqrt(2.0) * 5.0,
     )
     maxFluxRatio = pexConfig.RangeField(
         dtype=float,
-        doc="Maximum fraction of the total (|pos| + |neg|) flux in either lobe for a dipole.",
+        doc="Maximum fraction of the total absolute (positive plus negative) flux in either lobe.",
         default=0.65,
         min=0.5,
         max=1.0,
@@ -181,8 +181,11 @@ class PsfStampModel:
             self._gaussian = (float(psf.sigma) ** 2, psf.kernel_bbox.x.size // 2)
 
     def render(self, x: float, y: float, x0: int, y0: int, width: int, height: int) -> np.ndarray:
-        """Return the unit-flux PSF at parent position ``(x, y)`` on the stamp
-        whose lower-left pixel is ``(x0, y0)`` (parts outside are dropped)."""
+        """Return the unit-flux PSF at parent position ``(x, y)`` on a stamp.
+
+        The stamp's lower-left pixel is ``(x0, y0)``; parts of the PSF outside
+        it are dropped.
+        """
         if self._gaussian is not None:
             return np.outer(self._profile(y, y0, height), self._profile(x, x0, width))
         image = self.psf.compute_stellar_image(x=float(x), y=float(y))
@@ -420,7 +423,7 @@ class _DipoleDesign:
         return x - columns @ (pinv @ x)
 
     def reducedColumns(self, pPos: np.ndarray, pNeg: np.ndarray) -> np.ndarray:
-        """The two lobe-flux columns of the background-eliminated design (negative lobe's magnitude)."""
+        """Return the two lobe-flux columns of the background-eliminated design (negative: magnitude)."""
         if not self.useImages:
             return np.column_stack([pPos * self.wD, -pNeg * self.wD])
         nD = self.nD
@@ -488,13 +491,13 @@ class _DipoleDesign:
         return a
 
     def positiveColumn(self, p: np.ndarray) -> np.ndarray:
-        """The design-matrix column of the positive lobe's flux for lobe image ``p``."""
+        """Return the design-matrix column of the positive lobe's flux for lobe image ``p``."""
         if not self.useImages:
             return p * self.wD
         return np.concatenate([p * self.wD, p * self.wS, np.zeros(self.nD)])
 
     def negativeColumn(self, p: np.ndarray) -> np.ndarray:
-        """The design-matrix column of the negative lobe's flux (its magnitude) for lobe image ``p``."""
+        """Return the design-matrix column of the negative lobe's flux magnitude for lobe image ``p``."""
         if not self.useImages:
             return -p * self.wD
         return np.concatenate([-p * self.wD, np.zeros(self.nD), p * self.wT])

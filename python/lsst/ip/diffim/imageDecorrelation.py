@@ -71,12 +71,12 @@ from .math.statistics import Property, StatisticsControl, makeStatistics
 class DecorrelateALKernelConfig(pexConfig.Config):
     """Configuration of `DecorrelateALKernelTask`."""
 
-    ignoreMaskPlanes = pexConfig.ListField(
+    ignoreMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         doc="Mask planes ignored by the sigma-clipped variance means.",
         default=("INTRP", "EDGE", "DETECTED", "SAT", "CR", "BAD", "NO_DATA", "DETECTED_NEGATIVE"),
     )
-    completeVarPlanePropagation = pexConfig.Field(
+    completeVarPlanePropagation = pexConfig.Field[bool](
         dtype=bool,
         default=False,
         doc="Convolve the input variance planes with the squared overall kernels; otherwise the variance "
@@ -382,7 +382,7 @@ class DecorrelateALKernelTask(pipeBase.Task):
 class DecorrelateALKernelSpatialConfig(pexConfig.Config):
     """Configuration of `DecorrelateALKernelSpatialTask`."""
 
-    decorrelateConfig = pexConfig.ConfigField(
+    decorrelateConfig = pexConfig.ConfigField[DecorrelateALKernelConfig](
         dtype=DecorrelateALKernelConfig,
         doc="Configuration of the decorrelation (used for both variants).",
     )
@@ -393,7 +393,7 @@ class DecorrelateALKernelSpatialConfig(pexConfig.Config):
         doc="Largest spacing (pixels) of the nodes at which the spatially varying filter is computed; the "
         "filter is interpolated bilinearly between them (replaces upstream's map-reduce sub-images).",
     )
-    ignoreMaskPlanes = pexConfig.ListField(
+    ignoreMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         doc="Mask planes ignored by the sigma-clipped variance means.",
         default=("INTRP", "EDGE", "DETECTED", "SAT", "CR", "BAD", "NO_DATA", "DETECTED_NEGATIVE"),

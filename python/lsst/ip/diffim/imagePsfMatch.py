@@ -481,8 +481,11 @@ class ImagePsfMatchTask(PsfMatchTask):
             ``matchedImage`` : `lsst.images.MaskedImage`
                 The convolved template (NaN / NO_DATA border).
             ``psfMatchingKernel`` : `lsst.ip.diffim.math.LinearCombinationKernel`
+                The spatially varying PSF-matching kernel.
             ``backgroundModel`` : `lsst.ip.diffim.math.Function2`
+                The differential background.
             ``kernelCellSet`` : `lsst.ip.diffim.math.SpatialCellSet`
+                The candidates, with their fit status.
         """
         validateFwhmArguments(templateFwhmPix=templateFwhmPix, scienceFwhmPix=scienceFwhmPix)
         if candidateList is None or len(candidateList) == 0:

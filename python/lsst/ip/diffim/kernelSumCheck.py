@@ -68,6 +68,7 @@ class KernelSumMismatchError(pipeBase.AlgorithmError):
 
     @property
     def metadata(self) -> dict[str, float]:
+        """Return the check's figures under their task-metadata names."""
         return {"kernelSum": self.kernelSum, "photometricScaling": self.expected, "nUsed": self.nCandidates}
 
 

@@ -42,7 +42,7 @@ from astropy.table import Table
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
-from lsst.images import MaskedImage
+from lsst.images import MaskedImage, VisitImage
 from lsst.utils.timer import timeMethod
 
 from .adapters.psf import evaluateMeanPsfFwhm, getPsfFwhm
@@ -78,19 +78,20 @@ class MakeKernelConfig(PsfMatchConfig):
         target=SourceDetectionTask,
         doc="Detection of kernel candidate stars when no source list is given.",
     )
-    fwhmExposureGrid = pexConfig.Field(
+    fwhmExposureGrid = pexConfig.Field[int](
         dtype=int,
         doc="Grid size (per axis) on which the mean PSF FWHM is evaluated when the PSF cannot be "
         "evaluated at its average position.",
         default=10,
     )
-    fwhmExposureBuffer = pexConfig.Field(
+    fwhmExposureBuffer = pexConfig.Field[float](
         dtype=float,
         doc="Fraction of the image left out on every side of the grid of fwhmExposureGrid.",
         default=0.05,
     )
 
     def setDefaults(self) -> None:
+        """Detect kernel sources at 10 sigma off EDGE pixels; keep upstream's spatial orders."""
         super().setDefaults()
         self.selectDetection.thresholdValue = 10.0
         self.selectDetection.excludeMaskPlanes = ["EDGE"]
@@ -100,7 +101,7 @@ class MakeKernelConfig(PsfMatchConfig):
             self.kernel[name].minCandidatesPerSpatialTerm = 0.0
 
 
-def _maskedImage(exposure: Any) -> MaskedImage:
+def _maskedImage(exposure: MaskedImage) -> MaskedImage:
     if type(exposure) is MaskedImage:
         return exposure
     return MaskedImage(
@@ -127,8 +128,8 @@ class MakeKernelTask(PsfMatchTask):
     @timeMethod
     def run(
         self,
-        template: Any,
-        science: Any,
+        template: MaskedImage,
+        science: MaskedImage,
         kernelSources: Table,
         preconvolved: bool = False,
         templateFwhmPix: float | None = None,
@@ -171,8 +172,8 @@ class MakeKernelTask(PsfMatchTask):
 
     def selectKernelSources(
         self,
-        template: Any,
-        science: Any,
+        template: MaskedImage,
+        science: MaskedImage,
         candidateList: Table | None = None,
         preconvolved: bool = False,
         templateFwhmPix: float | None = None,
@@ -205,7 +206,7 @@ class MakeKernelTask(PsfMatchTask):
         )
 
     def getSelectSources(
-        self, exposure: Any, sigma: float | None = None, doSmooth: bool = True, idFactory: Any = None
+        self, exposure: VisitImage, sigma: float | None = None, doSmooth: bool = True, idFactory: Any = None
     ) -> Table:
         """Detect candidate stars on an image (background subtracted by the detection).
 
@@ -324,8 +325,8 @@ class MakeKernelTask(PsfMatchTask):
 
     def _checkPsfWidths(
         self,
-        template: Any,
-        science: Any,
+        template: MaskedImage,
+        science: MaskedImage,
         templateFwhmPix: float | None,
         scienceFwhmPix: float | None,
         preconvolved: bool = False,
@@ -362,7 +363,7 @@ class MakeKernelTask(PsfMatchTask):
         return templateFwhmPix, scienceFwhmPix
 
 
-def measurePsfFlux(sources: Table, exposure: Any, psf: Any) -> None:
+def measurePsfFlux(sources: Table, exposure: VisitImage, psf: Any) -> None:
     """Add PSF-fit fluxes (``base_PsfFlux_instFlux``, ``..._instFluxErr``, ``base_PsfFlux_flag``) in place.
 
     The PSF image at each source is fitted, by linear least squares with a

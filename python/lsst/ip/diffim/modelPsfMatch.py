@@ -59,6 +59,7 @@ class WarpedPsfTransformTooBigError(pipeBase.AlgorithmError):
 
     @property
     def metadata(self) -> dict:
+        """Return the error's metadata (none)."""
         return {}
 
 
@@ -77,6 +78,7 @@ class PsfComputeShapeError(pipeBase.AlgorithmError):
 
     @property
     def metadata(self) -> dict:
+        """Return the position at which the PSF shape could not be computed."""
         return {"position": {"x": self._x, "y": self._y}}
 
 
@@ -88,7 +90,7 @@ class ModelPsfMatchConfig(pexConfig.Config):
         typemap=dict(AL=PsfMatchConfigAL),
         default="AL",
     )
-    doAutoPadPsf = pexConfig.Field(
+    doAutoPadPsf = pexConfig.Field[bool](
         dtype=bool,
         doc="Pad the PSF stamps automatically to at least autoPadPsfTo times the kernel size.",
         default=True,
@@ -101,13 +103,14 @@ class ModelPsfMatchConfig(pexConfig.Config):
         max=2.0,
         inclusiveMax=True,
     )
-    padPsfBy = pexConfig.Field(
+    padPsfBy = pexConfig.Field[int](
         dtype=int,
         doc="Pixels added to the PSF stamp size when doAutoPadPsf is False; must be even.",
         default=0,
     )
 
     def setDefaults(self) -> None:
+        """Fit a model PSF: no clipping, constant variance weights, no FWHM scaling."""
         super().setDefaults()
         self.kernel.active.singleKernelClipping = False
         self.kernel.active.kernelSumClipping = False

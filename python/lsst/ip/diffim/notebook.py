@@ -113,7 +113,7 @@ def _planes(
 
 
 def _fwhm(image: Any, fwhm: float | None, psf: Any, name: str) -> float:
-    """The given FWHM, else that of the PSF image, else the estimate from the image's stars."""
+    """Return the given FWHM, else that of the PSF image, else the estimate from the stars."""
     from .adapters.fwhmEstimate import estimateFwhmFromImage, psfImageFwhm, readPsfImage
     from .fwhmValidation import validateFwhm
 

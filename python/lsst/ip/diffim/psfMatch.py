@@ -318,7 +318,7 @@ class PsfMatchConfig(pexConfig.Config):
     )
     candidateResidualMeanMax = pexConfig.Field(
         dtype=float,
-        doc="Largest allowed |mean| of a candidate's difference in units of its noise.",
+        doc="Largest allowed absolute mean of a candidate's difference in units of its noise.",
         default=0.25,
         check=lambda x: x >= 0.0,
     )

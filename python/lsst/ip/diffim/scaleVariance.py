@@ -71,23 +71,24 @@ class ExceedsMaxVarianceScaleError(pipeBase.AlgorithmError):
 
     @property
     def metadata(self) -> dict[str, float]:
+        """Return the measured variance scale and the largest allowed."""
         return {"scaleVarianceValue": self.scaleVarianceValue, "scaleVarianceLimit": self.scaleVarianceLimit}
 
 
 class ScaleVarianceConfig(pexConfig.Config):
     """Configuration of `ScaleVarianceTask`."""
 
-    background = pexConfig.ConfigField(
+    background = pexConfig.ConfigField[SubtractBackgroundConfig](
         dtype=SubtractBackgroundConfig,
         doc="Background removed (for the measurement only) before the noise is measured.",
     )
-    maskPlanes = pexConfig.ListField(
+    maskPlanes = pexConfig.ListField[str](
         dtype=str,
         default=list(_IGNORED),
         doc="Mask planes for pixels to ignore when scaling variance.",
     )
-    limit = pexConfig.Field(dtype=float, default=10.0, doc="Maximum variance scaling value to permit.")
-    noiseRatioWarnLimit = pexConfig.Field(
+    limit = pexConfig.Field[float](dtype=float, default=10.0, doc="Maximum variance scaling value to permit.")
+    noiseRatioWarnLimit = pexConfig.Field[float](
         dtype=float,
         default=0.2,
         doc="Warn when the measured and the predicted noise (sqrt of the factor) differ by more than "
@@ -118,6 +119,7 @@ class ScaleVarianceConfig(pexConfig.Config):
     )
 
     def setDefaults(self) -> None:
+        """Set a background of 32-pixel bins that ignores the masked pixels."""
         super().setDefaults()
         self.background.binSize = 32
         self.background.undersampleStyle = "REDUCE_INTERP_ORDER"

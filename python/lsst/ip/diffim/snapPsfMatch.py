@@ -38,6 +38,7 @@ class SnapPsfMatchConfigDF(PsfMatchConfigDF):
     """Delta-function kernel for snaps: no regularization, PCA of 5 components."""
 
     def setDefaults(self) -> None:
+        """Use a PCA basis of five components and no regularization."""
         super().setDefaults()
         self.useRegularization = False
         self.usePcaForSpatialKernel = True
@@ -49,6 +50,7 @@ class SnapPsfMatchConfigAL(PsfMatchConfigAL):
     """A small Alard-Lupton basis for snaps: 2 Gaussians (sigma 1.0, 2.5; degrees 4, 2)."""
 
     def setDefaults(self) -> None:
+        """Use two narrow Gaussians (degrees 4 and 2) for nearly identical PSFs."""
         super().setDefaults()
         self.alardNGauss = 2
         self.alardDegGauss = (4, 2)
@@ -63,13 +65,14 @@ class SnapPsfMatchConfig(ImagePsfMatchConfig):
         typemap=dict(AL=SnapPsfMatchConfigAL, DF=SnapPsfMatchConfigDF),
         default="AL",
     )
-    doWarping = pexConfig.Field(
+    doWarping = pexConfig.Field[bool](
         dtype=bool,
         doc="Warp the first snap onto the second's grid when they are not registered.",
         default=False,
     )
 
     def setDefaults(self) -> None:
+        """Fit a constant 7-pixel kernel without background or spatial clipping."""
         super().setDefaults()
         for name in ("AL", "DF"):
             kernelConfig = self.kernel[name]

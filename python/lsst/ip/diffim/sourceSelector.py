@@ -47,7 +47,7 @@ class _SignalToNoiseConfig(pexConfig.Config):
 
 class _FlagsConfig(pexConfig.Config):
     good = pexConfig.ListField(dtype=str, default=[], doc="Columns that must be True.")
-    bad = pexConfig.ListField(
+    bad = pexConfig.ListField[str](
         dtype=str,
         default=["base_PixelFlags_flag_edge", "base_PixelFlags_flag_saturated", "base_PsfFlux_flag"],
         doc="Columns that must be False.",
@@ -55,7 +55,7 @@ class _FlagsConfig(pexConfig.Config):
 
 
 class _UnresolvedConfig(pexConfig.Config):
-    name = pexConfig.Field(
+    name = pexConfig.Field[str](
         dtype=str, default="base_ClassificationSizeExtendedness_value", doc="Extendedness column."
     )
     minimum = pexConfig.Field(dtype=float, default=None, optional=True, doc="Minimum (inclusive).")

@@ -48,6 +48,8 @@ class SubtractImagesConnections(
     dimensions=("instrument", "visit", "detector"),
     defaultTemplates={"coaddName": "", "fakesType": ""},
 ):
+    """Connections of `SubtractImagesTask`: exposures in, difference and matched template out."""
+
     science = cT.Input(
         doc="Science image to subtract from.",
         dimensions=("instrument", "visit", "detector"),
@@ -84,7 +86,7 @@ class SubtractImagesConfig(pipeBase.PipelineTaskConfig, pipelineConnections=Subt
     """Configuration of `SubtractImagesTask`."""
 
     psfMatch = ImagePsfMatchTask.makeField(doc="PSF matching and subtraction.")
-    mode = pexConfig.ChoiceField(
+    mode = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Which image to convolve.",
         default="convolveTemplate",
@@ -94,12 +96,12 @@ class SubtractImagesConfig(pipeBase.PipelineTaskConfig, pipelineConnections=Subt
             "auto": "convolve the image with the narrower PSF",
         },
     )
-    doWarping = pexConfig.Field(
+    doWarping = pexConfig.Field[bool](
         dtype=bool,
         doc="Warp the template onto the science grid when they differ.",
         default=True,
     )
-    requiredTemplateFraction = pexConfig.Field(
+    requiredTemplateFraction = pexConfig.Field[float](
         dtype=float,
         doc="Raise NoWorkFound if the template covers less than this fraction of the science image.",
         default=0.1,
@@ -146,6 +148,7 @@ class SubtractImagesTask(pipeBase.PipelineTask):
     ConfigClass = SubtractImagesConfig
     _DefaultName = "subtractImages"
     config: SubtractImagesConfig
+    psfMatch: ImagePsfMatchTask
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -157,6 +160,20 @@ class SubtractImagesTask(pipeBase.PipelineTask):
         inputRefs: pipeBase.InputQuantizedConnection,
         outputRefs: pipeBase.OutputQuantizedConnection,
     ) -> None:
+        """Read the inputs of one quantum, run, and write the outputs.
+
+        An `lsst.pipe.base.AlgorithmError` is annotated on the partial outputs
+        (`lsst.pipe.base.AnnotatedPartialOutputsError`) before it is raised again.
+
+        Parameters
+        ----------
+        butlerQC : `lsst.pipe.base.QuantumContext`
+            The Butler of this quantum.
+        inputRefs : `lsst.pipe.base.InputQuantizedConnection`
+            The dataset references of the inputs.
+        outputRefs : `lsst.pipe.base.OutputQuantizedConnection`
+            The dataset references of the outputs.
+        """
         inputs = butlerQC.get(inputRefs)
         try:
             outputs = self.run(**inputs)

@@ -54,6 +54,21 @@ class PsfModel:
     size: tuple[int, int] = (512, 512)
 
     def sigmas(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the Gaussian widths along x and y at each position.
+
+        The FWHM varies linearly from ``fwhm0`` at the first pixel to ``fwhm1``
+        at the last (along the diagonal); the ellipticity widens x and narrows y.
+
+        Parameters
+        ----------
+        x, y : `numpy.ndarray`
+            Positions (pixels).
+
+        Returns
+        -------
+        sigmaX, sigmaY : `numpy.ndarray`
+            Widths (pixels) at each position.
+        """
         ny, nx = self.size
         f1 = self.fwhm0 if self.fwhm1 is None else self.fwhm1
         frac = 0.5 * (np.asarray(x) / max(nx - 1, 1) + np.asarray(y) / max(ny - 1, 1))
@@ -63,6 +78,7 @@ class PsfModel:
         return sigma * (1.0 + self.ellipticity / 2), sigma * (1.0 - self.ellipticity / 2)
 
     def fwhm(self, x: float, y: float) -> float:
+        """Return the FWHM (pixels) at ``(x, y)``, from the mean of the two widths' squares."""
         sx, sy = self.sigmas(np.array([x]), np.array([y]))
         return float(SIGMA2FWHM * math.sqrt(0.5 * (sx[0] ** 2 + sy[0] ** 2)))
 
@@ -91,6 +107,8 @@ def renderStars(
 
 @dataclass
 class SyntheticPair:
+    """A synthetic template/science pair as arrays, with its truth (PSFs, stars, background)."""
+
     template: np.ndarray
     templateVariance: np.ndarray
     science: np.ndarray
@@ -108,6 +126,7 @@ class SyntheticPair:
     extra: dict = field(default_factory=dict)
 
     def differenceBackground(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Return the true differential background ``c0 + c1 x + c2 y`` at each position."""
         c0, c1, c2 = self.background
         return c0 + c1 * x + c2 * y
 

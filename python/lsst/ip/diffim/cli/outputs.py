@@ -56,6 +56,7 @@ class SubtractionSummary:
     seconds: float
 
     def format(self) -> str:
+        """Return the summary as the lines the command line prints."""
         return (
             f"candidates: {self.nCandidates} ({self.nUsed} used, {self.nRejected} rejected)\n"
             f"kernel sum: {self.kernelSum:.4f}   spatial condition number: {self.conditionNumber:.3g}\n"

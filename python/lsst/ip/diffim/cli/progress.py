@@ -86,6 +86,7 @@ class RunProgress:
             print(text, file=stream, flush=True)
 
     def close(self) -> None:
+        """Close the progress bar, if one is shown."""
         if self._bar is not None:
             self._bar.close()
             self._bar = None

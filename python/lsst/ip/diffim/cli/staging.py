@@ -72,7 +72,7 @@ def removeStaleStaging(outDir: Path) -> list[Path]:
     removed : `list` [`pathlib.Path`]
         The staging folders removed.
     """
-    removed = []
+    removed: list[Path] = []
     if not outDir.is_dir():
         return removed
     for entry in sorted(outDir.iterdir()):

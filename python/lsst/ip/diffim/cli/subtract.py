@@ -184,7 +184,7 @@ def readInput(
 
 
 def _pick(specific: float | None, common: float | None) -> float | None:
-    """The image's own option if given, else the common one."""
+    """Return the image's own option if given, else the common one."""
     return specific if specific is not None else common
 
 

@@ -319,9 +319,11 @@ def makeSummarySheet(
     summary: Any = None,
     diaSources: Any = None,
 ) -> Path:
-    """Draw template, science, matched template, difference, normalized
+    """Draw the diagnostic sheet of one subtraction and write it as a PNG.
+
+    The panels: template, science, matched template, difference, normalized
     difference, the kernel across the field, the kernel-sum map and the
-    candidates used and rejected; write a PNG.
+    candidates used and rejected.
 
     Returns
     -------

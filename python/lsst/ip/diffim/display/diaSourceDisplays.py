@@ -18,8 +18,10 @@
 #
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
-"""Displays of DIA sources: the lsstDebug display of `DetectAndMeasureTask`
-and the overlay the summary sheet draws on its difference panel.
+"""Displays of DIA sources.
+
+The lsstDebug display of `DetectAndMeasureTask`, and the overlay the summary
+sheet draws on its difference panel.
 
 Positive sources are marked by green circles, negative ones by red circles
 and dipoles by magenta circles with a line from the negative to the

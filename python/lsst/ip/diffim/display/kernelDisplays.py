@@ -56,6 +56,7 @@ class KernelShapes:
 
     @property
     def fwhm(self) -> np.ndarray:
+        """FWHM of each kernel from its second moments (`numpy.ndarray`)."""
         return _FWHM_PER_SIGMA * np.sqrt(np.maximum(self.ixx + self.iyy, 0.0))
 
 

@@ -77,7 +77,7 @@ def _fitted(cellSet: Any, showBad: bool, nBasis: int) -> tuple[list[KernelCandid
 
 
 def _drawn(cands: list[KernelCandidate], maxPoints: int) -> np.ndarray:
-    """Indices of the candidates drawn on a map: at most ``maxPoints``, shared between the statuses."""
+    """Return the indices of candidates a map draws: at most ``maxPoints``, shared between the statuses."""
     byStatus: dict[Any, list[int]] = {}
     for i, c in enumerate(cands):
         byStatus.setdefault(c.getStatus(), []).append(i)

@@ -90,7 +90,7 @@ class StampMosaic:
     nRows : `int`
         Number of rows.
     columnTitles : `list` of `str`
-        One title per column (``\\n`` allowed).
+        One title per column (a newline is allowed).
     barAfter : `set` of `int`
         Columns followed by a colour-bar strip (set per row with
         `setColourbar`).
@@ -120,6 +120,7 @@ class StampMosaic:
         self.height = self.header + nRows * (self.cell + self.rowGap) + 4
 
     def rowY(self, i: int) -> int:
+        """Return the top pixel row of stamp row ``i`` in the picture."""
         return self.header + i * (self.cell + self.rowGap)
 
     def setStamp(self, row: int, col: int, array: np.ndarray, cmap: str, vmin: float, vmax: float) -> None:
@@ -245,7 +246,7 @@ _FONTS: dict[int, Any] = {}
 
 
 def _font(size: int) -> Any:
-    """The DejaVu Sans font matplotlib ships, at ``size`` pixels."""
+    """Return the DejaVu Sans font matplotlib ships, at ``size`` pixels."""
     if size not in _FONTS:
         from matplotlib import font_manager
         from PIL import ImageFont

@@ -53,12 +53,12 @@ _SEPARABLE_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def _f64(array: np.ndarray) -> np.ndarray:
-    """The stamps in float64 (stacks keep the images' own type)."""
+    """Return the stamps in float64 (stacks keep the images' own type)."""
     return np.asarray(array, dtype=np.float64)
 
 
 def _take(stamps: np.ndarray, rows: np.ndarray | None, chunk: slice) -> np.ndarray:
-    """The stamps of one chunk of the selected rows, gathered by the chunk's thread.
+    """Gather the stamps of one chunk of the selected rows, on the chunk's thread.
 
     Gathering chunk by chunk keeps the copies small (and in memory the
     thread has just used) instead of copying every selected stamp up front.

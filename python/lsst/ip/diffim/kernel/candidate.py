@@ -198,30 +198,37 @@ class KernelCandidate(SpatialCellImageCandidate):
 
     # --- rating, images -------------------------------------------------------
     def getCandidateRating(self) -> float:
+        """Return the rating that orders candidates within a cell (brightest first)."""
         return self._rating
 
     def setCandidateRating(self, rating: float) -> None:
+        """Set the rating that orders candidates within a cell."""
         self._rating = float(rating)
 
     def getSource(self) -> Any:
+        """Return the source record the candidate was made from (`None` if none)."""
         return self._source
 
     def getTemplateMaskedImage(self) -> MaskedImage:
+        """Return the template stamp, cut from its parent image on first use."""
         if self._templateMaskedImage is None:
             parent, _, box = self._stampSource
             self._templateMaskedImage = parent[box]
         return self._templateMaskedImage
 
     def getScienceMaskedImage(self) -> MaskedImage:
+        """Return the science stamp, cut from its parent image on first use."""
         if self._scienceMaskedImage is None:
             _, parent, box = self._stampSource
             self._scienceMaskedImage = parent[box]
         return self._scienceMaskedImage
 
     def getMiToConvolvePtr(self) -> MaskedImage:
+        """Return the stamp that the kernel convolves (the template stamp; afw's name)."""
         return self.getTemplateMaskedImage()
 
     def getMiToNotConvolvePtr(self) -> MaskedImage:
+        """Return the stamp that is not convolved (the science stamp; afw's name)."""
         return self.getScienceMaskedImage()
 
     def getStampStack(self) -> tuple[StampStack, int]:
@@ -409,12 +416,48 @@ class KernelCandidate(SpatialCellImageCandidate):
         raise KernelSolutionError("No kernels exist")
 
     def getKernel(self, which: CandidateSwitch | int = CandidateSwitch.RECENT) -> Kernel:
+        """Return the kernel of one of the candidate's solutions.
+
+        Parameters
+        ----------
+        which : `CandidateSwitch` or `int`, optional
+            Which solution: ``ORIG``, ``PCA`` or ``RECENT`` (the latest).
+
+        Raises
+        ------
+        KernelSolutionError
+            If that solution does not exist.
+        """
         return self.getKernelSolution(which).getKernel()
 
     def getBackground(self, which: CandidateSwitch | int = CandidateSwitch.RECENT) -> float:
+        """Return the background of one of the candidate's solutions.
+
+        Parameters
+        ----------
+        which : `CandidateSwitch` or `int`, optional
+            Which solution: ``ORIG``, ``PCA`` or ``RECENT`` (the latest).
+
+        Raises
+        ------
+        KernelSolutionError
+            If that solution does not exist.
+        """
         return self.getKernelSolution(which).getBackground()
 
     def getKsum(self, which: CandidateSwitch | int = CandidateSwitch.RECENT) -> float:
+        """Return the kernel sum of one of the candidate's solutions.
+
+        Parameters
+        ----------
+        which : `CandidateSwitch` or `int`, optional
+            Which solution: ``ORIG``, ``PCA`` or ``RECENT`` (the latest).
+
+        Raises
+        ------
+        KernelSolutionError
+            If that solution does not exist.
+        """
         return self.getKernelSolution(which).getKsum()
 
     def getKernelImage(self, which: CandidateSwitch | int = CandidateSwitch.RECENT) -> np.ndarray:

@@ -60,11 +60,13 @@ class ImageStatistics:
         self.reset()
 
     def reset(self) -> None:
+        """Forget the pixels accumulated so far."""
         self._xsum = 0.0
         self._x2sum = 0.0
         self._npix = 0
 
     def setBpMask(self, planes: list[str]) -> None:
+        """Set the mask planes whose pixels are left out of the statistics."""
         self._badMaskPlanes = list(planes)
 
     def apply(self, maskedImage: MaskedImage, core: int = 0) -> None:
@@ -112,9 +114,11 @@ class ImageStatistics:
         self._x2sum = x2sum
 
     def getMean(self) -> float:
+        """Return the mean of the accumulated pixels (NaN if there are none)."""
         return self._xsum / self._npix if self._npix > 0 else math.nan
 
     def getVariance(self) -> float:
+        """Return the unbiased variance of the accumulated pixels (NaN for fewer than 2)."""
         n = self._npix
         if n <= 1:
             return math.nan
@@ -122,10 +126,12 @@ class ImageStatistics:
         return (self._x2sum / n - mean * mean) * n / (n - 1.0)
 
     def getRms(self) -> float:
+        """Return the square root of the variance (NaN if it is undefined or negative)."""
         var = self.getVariance()
         return math.sqrt(var) if var >= 0 else math.nan
 
     def getNpix(self) -> int:
+        """Return the number of pixels accumulated."""
         return self._npix
 
     def evaluateQuality(self, ps: KernelFitSettings | Mapping[str, Any] | Any) -> bool:

@@ -41,30 +41,68 @@ class PropertySet(dict):
     """A `dict` of config values with a few ``daf_base.PropertySet`` accessors."""
 
     def set(self, name: str, value: Any) -> None:
+        """Set ``name`` to ``value`` (afw's ``PropertySet.set``)."""
         self[name] = value
 
     def exists(self, name: str) -> bool:
+        """Return whether ``name`` is set."""
         return name in self
 
     def getAsDouble(self, name: str) -> float:
+        """Return the value of ``name`` as a `float`.
+
+        Raises
+        ------
+        KeyError
+            If ``name`` is not set.
+        """
         return float(self[name])
 
     def getAsInt(self, name: str) -> int:
+        """Return the value of ``name`` as an `int`.
+
+        Raises
+        ------
+        KeyError
+            If ``name`` is not set.
+        """
         return int(self[name])
 
     def getAsBool(self, name: str) -> bool:
+        """Return the value of ``name`` as a `bool`.
+
+        Raises
+        ------
+        KeyError
+            If ``name`` is not set.
+        """
         return bool(self[name])
 
     def getAsString(self, name: str) -> str:
+        """Return the value of ``name`` as a `str`.
+
+        Raises
+        ------
+        KeyError
+            If ``name`` is not set.
+        """
         return str(self[name])
 
     def getArray(self, name: str) -> list[Any]:
+        """Return the value of ``name`` as a list (a scalar becomes one item).
+
+        Raises
+        ------
+        KeyError
+            If ``name`` is not set.
+        """
         value = self[name]
         if isinstance(value, (list, tuple)):
             return list(value)
         return [value]
 
     def copy(self) -> PropertySet:
+        """Return a shallow copy, itself a `PropertySet`."""
         return PropertySet(self)
 
 

@@ -93,6 +93,7 @@ class SeparableBasis:
 
     @property
     def kernelShape(self) -> tuple[int, int]:
+        """Shape ``(width, height)`` of the basis kernels (`tuple` [`int`, `int`])."""
         return self.columns.shape[1], self.rows.shape[1]
 
     @classmethod
@@ -155,7 +156,7 @@ class SeparableBasis:
         return separableCost < fftCost
 
     def _matrix(self, kind: str, row: int, n: int) -> np.ndarray:
-        """Cached Toeplitz matrices: all row vectors, or the column vectors paired with one row."""
+        """Return cached Toeplitz matrices: all row vectors, or the column vectors paired with one row."""
         key = (kind, row, n)
         hit = self._toeplitzCache.get(key)
         if hit is None:

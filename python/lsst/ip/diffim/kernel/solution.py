@@ -235,14 +235,29 @@ class KernelSolution:
         return self._id
 
     def getSolvedBy(self) -> KernelSolvedBy:
+        """Return how the system was solved (`KernelSolvedBy`)."""
         return self._solvedBy
 
     def getM(self) -> np.ndarray:
+        """Return the normal-equation matrix ``M``.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the system has not been built.
+        """
         if self._mMat is None:
             raise KernelSolutionError("Kernel solution has not been built.")
         return self._mMat
 
     def getB(self) -> np.ndarray:
+        """Return the normal-equation vector ``b``.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the system has not been built.
+        """
         if self._bVec is None:
             raise KernelSolutionError("Kernel solution has not been built.")
         return self._bVec
@@ -295,6 +310,7 @@ class StaticKernelSolution(KernelSolution):
         self._kSum = 0.0
 
     def getBasisList(self) -> list[Kernel]:
+        """Return a new list of the basis kernels of the fit."""
         return list(self._basisList)
 
     def build(self, templateImage: Any, scienceImage: Any, varianceEstimate: Any) -> None:
@@ -403,6 +419,13 @@ class StaticKernelSolution(KernelSolution):
             raise KernelSolutionError("Kernel not solved; cannot return solution")
 
     def getKernel(self) -> LinearCombinationKernel:
+        """Return the fitted kernel.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the system has not been solved.
+        """
         self._checkSolved()
         return self._kernel
 
@@ -412,14 +435,42 @@ class StaticKernelSolution(KernelSolution):
         return self._kernel.getArray()
 
     def getBackground(self) -> float:
+        """Return the fitted differential background (counts).
+
+        Raises
+        ------
+        KernelSolutionError
+            If the system has not been solved.
+        """
         self._checkSolved()
         return self._background
 
     def getKsum(self) -> float:
+        """Return the sum of the fitted kernel.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the system has not been solved.
+        """
         self._checkSolved()
         return self._kSum
 
     def getSolutionPair(self) -> tuple[LinearCombinationKernel, float]:
+        """Return the fitted kernel and background together.
+
+        Returns
+        -------
+        kernel : `LinearCombinationKernel`
+            The fitted kernel.
+        background : `float`
+            The fitted differential background.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the system has not been solved.
+        """
         self._checkSolved()
         return self._kernel, self._background
 
@@ -453,6 +504,7 @@ class RegularizedKernelSolution(StaticKernelSolution):
         self._lambda = 0.0
 
     def getLambda(self) -> float:
+        """Return the regularization strength chosen by the last `solve`."""
         return self._lambda
 
     def getM(self, includeHmat: bool = True) -> np.ndarray:
@@ -474,6 +526,21 @@ class RegularizedKernelSolution(StaticKernelSolution):
         raise InvalidParameterError(f"Unknown lambdaType {lambdaType!r}.")
 
     def solve(self, mMat: np.ndarray | None = None, bVec: np.ndarray | None = None) -> None:
+        """Solve ``(M + lambda H) a = b`` with the strength chosen by ``lambdaType``.
+
+        The arguments are ignored: the system is the one built from the
+        candidate's stamps (upstream's signature is kept).
+
+        Parameters
+        ----------
+        mMat, bVec : `numpy.ndarray`, optional
+            Ignored.
+
+        Raises
+        ------
+        InvalidParameterError
+            If the regularization matrix does not match the system's shape.
+        """
         plain = super(StaticKernelSolution, self).getM()
         if self._hMat.shape != plain.shape:
             raise InvalidParameterError(
@@ -635,7 +702,7 @@ class SpatialKernelSolution(KernelSolution):
     def _addConstraintBlocks(
         self, xCenters: np.ndarray, yCenters: np.ndarray, qMats: np.ndarray, wVecs: np.ndarray
     ) -> None:
-        """The body of `addConstraints`, for one chunk of checked candidate systems."""
+        """Add one chunk of checked candidate systems (the body of `addConstraints`)."""
         n = len(xCenters)
         nb, nkt = self._nbases, self._nkt
         xs = np.asarray(xCenters, dtype=float)
@@ -670,6 +737,7 @@ class SpatialKernelSolution(KernelSolution):
                 ).reshape(span1, span2)
 
     def getNConstraints(self) -> int:
+        """Return the number of candidate systems added so far."""
         return self._nConstraints
 
     def solve(self, mMat: np.ndarray | None = None, bVec: np.ndarray | None = None) -> None:
@@ -721,18 +789,56 @@ class SpatialKernelSolution(KernelSolution):
         return self._kernel, self._backgroundFunction
 
     def getKernel(self) -> LinearCombinationKernel:
+        """Return the fitted spatial kernel.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the system has not been solved.
+        """
         self._checkSolved()
         return self._kernel
 
     def getBackground(self) -> Function2:
+        """Return the fitted spatial background function.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the system has not been solved.
+        """
         self._checkSolved()
         return self._backgroundFunction
 
     def getKsum(self) -> float:
+        """Return the sum of the fitted kernel evaluated at position ``(0, 0)``.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the system has not been solved.
+        """
         self._checkSolved()
         return self._kSum
 
     def makeKernelImage(self, x: float = 0.0, y: float = 0.0) -> np.ndarray:
+        """Return the image of the fitted kernel at ``(x, y)``.
+
+        Parameters
+        ----------
+        x, y : `float`, optional
+            Position (parent pixels).
+
+        Returns
+        -------
+        image : `numpy.ndarray`
+            The kernel image.
+
+        Raises
+        ------
+        KernelSolutionError
+            If the system has not been solved.
+        """
         self._checkSolved()
         return self._kernel.getArray(x, y)
 

@@ -110,12 +110,14 @@ class StampPlane:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """Shape of the stack, ``(nStamps, height, width, ...)`` (`tuple` [`int`, ...])."""
         if self._stack is not None:
             return self._stack.shape
         return (len(self._rows), *self._stampShape, *self._parent.shape[2:])
 
     @property
     def dtype(self) -> np.dtype:
+        """Pixel type of the plane, that of its parent image (`numpy.dtype`)."""
         return (self._stack if self._stack is not None else self._parent).dtype
 
     @property
@@ -219,6 +221,7 @@ class StampStack:
 
     @property
     def stampShape(self) -> tuple[int, int]:
+        """Shape ``(height, width)`` of each stamp (`tuple` [`int`, `int`])."""
         return self.template.shape[1], self.template.shape[2]
 
     @property

@@ -36,13 +36,13 @@ class SubtractBackgroundConfig(pexConfig.Config):
         default=128,
         min=1,
     )
-    statisticsProperty = pexConfig.ChoiceField(
+    statisticsProperty = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Statistic used for the level of each bin.",
         default="MEANCLIP",
         allowed={"MEANCLIP": "clipped mean", "MEAN": "unclipped mean", "MEDIAN": "median"},
     )
-    algorithm = pexConfig.ChoiceField(
+    algorithm = pexConfig.ChoiceField[str](
         dtype=str,
         doc="How the binned levels are interpolated back to pixels.",
         default="AKIMA_SPLINE",
@@ -53,12 +53,12 @@ class SubtractBackgroundConfig(pexConfig.Config):
             "AKIMA_SPLINE": "Akima spline (robust to outliers)",
         },
     )
-    ignoredPixelMask = pexConfig.ListField(
+    ignoredPixelMask = pexConfig.ListField[str](
         dtype=str,
         doc="Mask planes whose pixels are ignored in the bin statistics.",
         default=["BAD", "EDGE", "DETECTED", "DETECTED_NEGATIVE", "NO_DATA"],
     )
-    undersampleStyle = pexConfig.ChoiceField(
+    undersampleStyle = pexConfig.ChoiceField[str](
         dtype=str,
         doc="What to do when there are too few bins for the interpolation algorithm.",
         default="REDUCE_INTERP_ORDER",

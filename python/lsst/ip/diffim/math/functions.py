@@ -78,9 +78,11 @@ class Box2D:
         return 0.5 * (self.minX + self.maxX), 0.5 * (self.minY + self.maxY)
 
     def getWidth(self) -> float:
+        """Return the width of the box, ``maxX - minX``."""
         return self.maxX - self.minX
 
     def getHeight(self) -> float:
+        """Return the height of the box, ``maxY - minY``."""
         return self.maxY - self.minY
 
 
@@ -106,7 +108,7 @@ class Function2:
         Initial parameters; zeros by default (as afw).
     """
 
-    def __init__(self, order: int, params: Sequence[float] | None = None) -> None:
+    def __init__(self, order: int, params: Sequence[float] | np.ndarray | None = None) -> None:
         if order < 0:
             raise ValueError(f"Function order must be >= 0; got {order}.")
         self._order = int(order)
@@ -130,7 +132,7 @@ class Function2:
         """Return the parameters as a list."""
         return [float(p) for p in self._params]
 
-    def setParameters(self, params: Sequence[float]) -> None:
+    def setParameters(self, params: Sequence[float] | np.ndarray) -> None:
         """Set all parameters; the length must match `getNParameters`."""
         arr = np.asarray(params, dtype=float).ravel()
         if arr.size != len(self._xExp):
@@ -140,9 +142,11 @@ class Function2:
         self._params = arr.copy()
 
     def getParameter(self, i: int) -> float:
+        """Return parameter ``i``."""
         return float(self._params[i])
 
     def setParameter(self, i: int, value: float) -> None:
+        """Set parameter ``i`` to ``value``."""
         self._params[i] = value
 
     @property
@@ -238,6 +242,18 @@ class Function2:
                 block += left[y0 : y0 + rowsPerBlock, j : j + 1] * right[j]
 
     def __call__(self, x: Any, y: Any) -> Any:
+        """Evaluate the function at ``(x, y)``.
+
+        Parameters
+        ----------
+        x, y : `float` or `numpy.ndarray`
+            Positions; arrays are broadcast together.
+
+        Returns
+        -------
+        value : `float` or `numpy.ndarray`
+            A `float` for scalar positions, else an array of their shape.
+        """
         values = np.tensordot(self._params, self.terms(x, y), axes=1)
         if np.ndim(values) == 0:
             return float(values)
@@ -256,6 +272,7 @@ class PolynomialFunction2(Function2):
     """
 
     def clone(self) -> PolynomialFunction2:
+        """Return an independent copy with the same order and parameters."""
         return PolynomialFunction2(self._order, self._params)
 
     def _powers1d(self, u: np.ndarray, order: int) -> np.ndarray:
@@ -284,7 +301,9 @@ class Chebyshev1Function2(Function2):
         Initial parameters (zeros by default).
     """
 
-    def __init__(self, order: int, xyRange: Box2D | Box, params: Sequence[float] | None = None) -> None:
+    def __init__(
+        self, order: int, xyRange: Box2D | Box, params: Sequence[float] | np.ndarray | None = None
+    ) -> None:
         super().__init__(order, params)
         self._range = Box2D.fromBox(xyRange)
         if self._range.getWidth() <= 0 or self._range.getHeight() <= 0:
@@ -295,6 +314,7 @@ class Chebyshev1Function2(Function2):
         return self._range
 
     def clone(self) -> Chebyshev1Function2:
+        """Return an independent copy with the same order, range and parameters."""
         return Chebyshev1Function2(self._order, self._range, self._params)
 
     def _normalize(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -66,6 +66,7 @@ class ImagePca:
         self._fluxes.append(float(flux))
 
     def getImageList(self) -> list[np.ndarray]:
+        """Return a new list of the images added so far."""
         return list(self._images)
 
     def getMean(self) -> np.ndarray:
@@ -112,7 +113,9 @@ class ImagePca:
         self._eigenImages = [e for e in eigen]
 
     def getEigenValues(self) -> list[float]:
+        """Return the eigenvalues of the last analysis, largest first."""
         return [float(v) for v in self._eigenValues]
 
     def getEigenImages(self) -> list[np.ndarray]:
+        """Return the eigen-images of the last analysis, in eigenvalue order."""
         return list(self._eigenImages)

@@ -96,9 +96,11 @@ class Kernel:
         return XY(x=self._width // 2, y=self._height // 2)
 
     def getCtrX(self) -> int:
+        """Return the column of the kernel's centre pixel (``width // 2``)."""
         return self._width // 2
 
     def getCtrY(self) -> int:
+        """Return the row of the kernel's centre pixel (``height // 2``)."""
         return self._height // 2
 
     def getBBox(self) -> Box:
@@ -139,9 +141,11 @@ class Kernel:
         return 0
 
     def getNKernelParameters(self) -> int:
+        """Return the number of kernel parameters (0 for kernels without any)."""
         return 0
 
     def getKernelParameters(self) -> list[float]:
+        """Return the kernel parameters (empty for kernels without any)."""
         return []
 
     # --- images -------------------------------------------------------------
@@ -305,6 +309,7 @@ class FixedKernel(Kernel):
         return self._array
 
     def getSum(self, x: float = 0.0, y: float = 0.0) -> float:
+        """Return the sum of the kernel's pixels (the same at every position)."""
         return self._sum
 
     def __repr__(self) -> str:
@@ -339,6 +344,7 @@ class DeltaFunctionKernel(Kernel):
         return out
 
     def getSum(self, x: float = 0.0, y: float = 0.0) -> float:
+        """Return the sum of the kernel, 1 at every position."""
         return 1.0
 
     def __repr__(self) -> str:
@@ -362,6 +368,18 @@ class GaussianFunction2:
         self.angle = float(angle)
 
     def __call__(self, u: Any, v: Any) -> Any:
+        """Evaluate the Gaussian at offsets ``(u, v)`` from its centre.
+
+        Parameters
+        ----------
+        u, v : `float` or `numpy.ndarray`
+            Offsets along x and y (pixels); arrays are broadcast together.
+
+        Returns
+        -------
+        value : `float` or `numpy.ndarray`
+            The normalized Gaussian's value at each offset.
+        """
         cosA, sinA = math.cos(self.angle), math.sin(self.angle)
         p1 = cosA * np.asarray(u) + sinA * np.asarray(v)
         p2 = -sinA * np.asarray(u) + cosA * np.asarray(v)
@@ -385,6 +403,7 @@ class AnalyticKernel(Kernel):
         self._func = func
 
     def getFunction(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """Return the function that the kernel image samples."""
         return self._func
 
     def _computeArray(self, x: float, y: float) -> np.ndarray:
@@ -415,6 +434,18 @@ class PerBasisCache[T]:
         self._entries: OrderedDict[tuple[int, ...], tuple[tuple[Kernel, ...], T]] = OrderedDict()
 
     def __call__(self, kernelList: Sequence[Kernel]) -> T:
+        """Return the value built for this basis list, building it on a miss.
+
+        Parameters
+        ----------
+        kernelList : `~collections.abc.Sequence` [`Kernel`]
+            The basis; entries are keyed by the identity of its kernels.
+
+        Returns
+        -------
+        value
+            The cached (or newly built) value.
+        """
         key = tuple(map(id, kernelList))
         hit = self._entries.get(key)
         if hit is not None:
@@ -548,12 +579,15 @@ class LinearCombinationKernel(Kernel):
 
     # --- parameters ---------------------------------------------------------
     def isSpatiallyVarying(self) -> bool:
+        """Return whether the coefficients vary with position."""
         return self._spatialFunctions is not None
 
     def getNKernelParameters(self) -> int:
+        """Return the number of basis kernels."""
         return len(self._basisList)
 
     def getNSpatialParameters(self) -> int:
+        """Return the number of parameters of each spatial function (0 if fixed)."""
         if self._spatialFunctions is None:
             return 0
         return self._spatialFunctions[0].getNParameters()
@@ -563,17 +597,53 @@ class LinearCombinationKernel(Kernel):
         return [float(p) for p in self._kernelParams]
 
     def setKernelParameters(self, params: Sequence[float]) -> None:
+        """Set the fixed coefficients of the basis kernels.
+
+        Parameters
+        ----------
+        params : `~collections.abc.Sequence` [`float`]
+            One coefficient per basis kernel.
+
+        Raises
+        ------
+        ValueError
+            If the number of coefficients differs from the number of basis kernels.
+        """
         arr = np.asarray(params, dtype=float).ravel()
         if arr.size != len(self._basisList):
             raise ValueError(f"Need {len(self._basisList)} kernel parameters; got {arr.size}.")
         self._kernelParams = arr.copy()
 
     def getSpatialFunction(self, index: int) -> Function2:
+        """Return the spatial function of one basis kernel's coefficient.
+
+        Parameters
+        ----------
+        index : `int`
+            Index of the basis kernel.
+
+        Returns
+        -------
+        function : `Function2`
+            Its spatial function.
+
+        Raises
+        ------
+        ValueError
+            If the kernel is not spatially varying.
+        """
         if self._spatialFunctions is None:
             raise ValueError("Kernel is not spatially varying.")
         return self._spatialFunctions[index]
 
     def getSpatialFunctionList(self) -> list[Function2]:
+        """Return a new list of the spatial functions, one per basis kernel.
+
+        Raises
+        ------
+        ValueError
+            If the kernel is not spatially varying.
+        """
         if self._spatialFunctions is None:
             raise ValueError("Kernel is not spatially varying.")
         return list(self._spatialFunctions)
@@ -658,6 +728,23 @@ class LinearCombinationKernel(Kernel):
         self, image: Image | np.ndarray, doNormalize: bool, x: float = 0.0, y: float = 0.0
     ) -> float:
         # The returned sum is the analytic one, sum_i a_i sum(B_i), as afw.
+        """Fill ``image`` with the kernel at ``(x, y)`` and return its sum.
+
+        Parameters
+        ----------
+        image : `lsst.images.Image` or `numpy.ndarray`
+            Output, of the kernel's shape.
+        doNormalize : `bool`
+            Scale the image to unit sum.
+        x, y : `float`, optional
+            Position (parent pixels) at which the kernel is evaluated.
+
+        Returns
+        -------
+        kernelSum : `float`
+            The analytic sum of the kernel, ``sum_i a_i sum(B_i)`` as afw returns,
+            before any normalization.
+        """
         super().computeImage(image, doNormalize, x, y)
         return float(np.dot(self._kernelParams, self._basisSums))
 

@@ -78,9 +78,11 @@ class SpatialCellCandidate:
         self._status = SpatialCellCandidateStatus.UNKNOWN
 
     def getXCenter(self) -> float:
+        """Return the column of the candidate's centre (parent pixels)."""
         return self._xCenter
 
     def getYCenter(self) -> float:
+        """Return the row of the candidate's centre (parent pixels)."""
         return self._yCenter
 
     def getId(self) -> int:
@@ -88,12 +90,15 @@ class SpatialCellCandidate:
         return self._id
 
     def getStatus(self) -> SpatialCellCandidateStatus:
+        """Return the candidate's status (good, bad or unknown)."""
         return self._status
 
     def setStatus(self, status: SpatialCellCandidateStatus | int) -> None:
+        """Set the candidate's status; an `int` is converted to the enum."""
         self._status = SpatialCellCandidateStatus(status)
 
     def isBad(self) -> bool:
+        """Return whether the candidate's status is ``BAD``."""
         return self._status == SpatialCellCandidateStatus.BAD
 
     def getCandidateRating(self) -> float:
@@ -101,6 +106,13 @@ class SpatialCellCandidate:
         raise NotImplementedError()
 
     def setCandidateRating(self, rating: float) -> None:
+        """Set the rating; subclasses that support it override this.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, in this base class (the rating is computed, as in afw).
+        """
         raise NotImplementedError()
 
 
@@ -112,9 +124,11 @@ class SpatialCellImageCandidate(SpatialCellCandidate):
         self._chi2 = sys.float_info.max
 
     def getChi2(self) -> float:
+        """Return the candidate's chi^2 as last set by a visitor."""
         return self._chi2
 
     def setChi2(self, chi2: float) -> None:
+        """Set the candidate's chi^2."""
         self._chi2 = float(chi2)
 
 
@@ -130,9 +144,21 @@ class CandidateVisitor:
     """
 
     def reset(self) -> None:
-        """Called once at the start of each `SpatialCellSet.visitCandidates`."""
+        """Prepare for a pass: called once at the start of each `SpatialCellSet.visitCandidates`."""
 
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
+        """Process one candidate; subclasses override this.
+
+        Parameters
+        ----------
+        candidate : `SpatialCellCandidate`
+            The candidate being visited.
+
+        Raises
+        ------
+        NotImplementedError
+            Always, in this base class.
+        """
         raise NotImplementedError()
 
     def processCandidates(
@@ -216,9 +242,11 @@ class SpatialCell:
         self._candidates: list[SpatialCellCandidate] = []
 
     def getLabel(self) -> str:
+        """Return the cell's label (used in logs and displays)."""
         return self._label
 
     def getBBox(self) -> Box:
+        """Return the cell's bounding box in parent pixels."""
         return self._bbox
 
     def insertCandidate(self, candidate: SpatialCellCandidate) -> None:
@@ -234,6 +262,13 @@ class SpatialCell:
         self._candidates.insert(lo, candidate)
 
     def removeCandidate(self, candidate: SpatialCellCandidate) -> None:
+        """Remove a candidate from the cell.
+
+        Raises
+        ------
+        ValueError
+            If the candidate is not in the cell.
+        """
         self._candidates.remove(candidate)
 
     def sortCandidates(self) -> None:
@@ -266,6 +301,25 @@ class SpatialCell:
         return list(self.begin(ignoreBad))
 
     def getCandidateById(self, candidateId: int, noThrow: bool = False) -> SpatialCellCandidate | None:
+        """Return the candidate of this cell with the given id.
+
+        Parameters
+        ----------
+        candidateId : `int`
+            The id (`SpatialCellCandidate.getId`).
+        noThrow : `bool`, optional
+            Return `None` instead of raising when no candidate has that id.
+
+        Returns
+        -------
+        candidate : `SpatialCellCandidate` or `None`
+            The candidate, or `None` if absent and ``noThrow``.
+
+        Raises
+        ------
+        LookupError
+            If no candidate has that id and ``noThrow`` is false.
+        """
         for c in self._candidates:
             if c.getId() == candidateId:
                 return c
@@ -345,6 +399,7 @@ class SpatialCellSet:
         return self._region
 
     def getCellList(self) -> list[SpatialCell]:
+        """Return a new list of the set's cells."""
         return list(self._cells)
 
     def __iter__(self) -> Iterator[SpatialCell]:
@@ -374,10 +429,30 @@ class SpatialCellSet:
         )
 
     def sortCandidates(self) -> None:
+        """Re-sort the candidates of every cell by decreasing rating."""
         for cell in self._cells:
             cell.sortCandidates()
 
     def getCandidateById(self, candidateId: int, noThrow: bool = False) -> SpatialCellCandidate | None:
+        """Return the candidate of any cell with the given id.
+
+        Parameters
+        ----------
+        candidateId : `int`
+            The id (`SpatialCellCandidate.getId`).
+        noThrow : `bool`, optional
+            Return `None` instead of raising when no candidate has that id.
+
+        Returns
+        -------
+        candidate : `SpatialCellCandidate` or `None`
+            The candidate, or `None` if absent and ``noThrow``.
+
+        Raises
+        ------
+        LookupError
+            If no candidate has that id and ``noThrow`` is false.
+        """
         for cell in self._cells:
             found = cell.getCandidateById(candidateId, noThrow=True)
             if found is not None:

@@ -30,7 +30,7 @@ import lsst.pex.config as pexConfig
 class WarperConfig(pexConfig.Config):
     """Configuration of the resampling of a template onto the science grid."""
 
-    warpingKernelName = pexConfig.ChoiceField(
+    warpingKernelName = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Interpolation kernel used to resample the image and variance planes.",
         default="lanczos3",
@@ -41,7 +41,7 @@ class WarperConfig(pexConfig.Config):
             "lanczos5": "Lanczos kernel of order 5",
         },
     )
-    maskWarpingKernelName = pexConfig.ChoiceField(
+    maskWarpingKernelName = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Interpolation kernel used for the mask plane; mask bits are OR-ed over its footprint.",
         default="bilinear",
@@ -51,14 +51,14 @@ class WarperConfig(pexConfig.Config):
             "lanczos3": "Lanczos kernel of order 3",
         },
     )
-    interpLength = pexConfig.Field(
+    interpLength = pexConfig.Field[int](
         dtype=int,
         doc="Distance (pixels) over which the coordinate transform is linearly interpolated; "
         "0 evaluates it at every pixel.",
         default=10,
         check=lambda x: x >= 0,
     )
-    growFullMask = pexConfig.Field(
+    growFullMask = pexConfig.Field[int](
         dtype=int,
         doc="Mask bits (as an integer) that are grown by the full warping kernel instead of the mask kernel.",
         default=0,

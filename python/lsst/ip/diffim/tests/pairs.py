@@ -22,6 +22,8 @@
 
 from __future__ import annotations
 
+__all__ = ["EllipticalGaussianPsf", "Pair", "makePair", "offSourceMask"]
+
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,7 +31,7 @@ from functools import cached_property
 import numpy as np
 from astropy.table import Table
 
-from lsst.images import Box, Image
+from lsst.images import Box, Image, VisitImage
 from lsst.images.psfs import PointSpreadFunction
 from lsst.ip.diffim.adapters.exposures import makeVisitImage
 from lsst.ip.diffim.syntheticPairs import PsfModel, renderStars
@@ -45,10 +47,12 @@ class EllipticalGaussianPsf(PointSpreadFunction):
 
     @property
     def bounds(self) -> Box:
+        """Region over which the PSF is defined (`lsst.images.Box`)."""
         return self._bounds
 
     @cached_property
     def kernel_bbox(self) -> Box:
+        """Box of the centred PSF image, ``stampSize`` square (`lsst.images.Box`)."""
         r = self._stamp // 2
         return Box.factory[-r : r + 1, -r : r + 1]
 
@@ -61,22 +65,27 @@ class EllipticalGaussianPsf(PointSpreadFunction):
         return a / a.sum()
 
     def compute_kernel_image(self, *, x: float, y: float) -> Image:
+        """Return the unit-sum PSF image centred on the origin (the same everywhere)."""
         return Image(self._array(), bbox=self.kernel_bbox)
 
     def compute_stellar_bbox(self, *, x: float, y: float) -> Box:
+        """Return the box of the PSF image of a star at ``(x, y)``, on the nearest pixel."""
         r = self._stamp // 2
         xi, yi = math.floor(x + 0.5), math.floor(y + 0.5)
         return Box.factory[yi - r : yi + r + 1, xi - r : xi + r + 1]
 
     def compute_stellar_image(self, *, x: float, y: float) -> Image:
+        """Return the unit-sum PSF image of a star at ``(x, y)``, with its sub-pixel offset."""
         bbox = self.compute_stellar_bbox(x=x, y=y)
         return Image(self._array(x - bbox.x.center, y - bbox.y.center), bbox=bbox)
 
 
 @dataclass
 class Pair:
-    template: object
-    science: object
+    """A synthetic template/science pair, its source table and its truth."""
+
+    template: VisitImage
+    science: VisitImage
     sources: Table
     truth: dict
 
@@ -87,7 +96,8 @@ def _psfModel(sigma: tuple[float, float], shape: tuple[int, int]) -> PsfModel:
     # PsfModel: sigma_x = s (1 + e/2), sigma_y = s (1 - e/2).
     s = 0.5 * (sx + sy)
     e = (sx - sy) / s
-    model = PsfModel(2.0 * math.sqrt(2.0 * math.log(2.0)) * s, None, e, shape)
+    # fwhm1=None: no variation with position (PsfModel's own default).
+    model = PsfModel(2.0 * math.sqrt(2.0 * math.log(2.0)) * s, None, e, shape)  # type: ignore[arg-type]
     del mean
     return model
 
@@ -159,7 +169,7 @@ def makePair(
 
 
 def offSourceMask(pair: Pair, radius: float = 12.0) -> np.ndarray:
-    """`True` on science pixels farther than ``radius`` from every star."""
+    """Return a mask, `True` on science pixels farther than ``radius`` from every star."""
     bbox = pair.science.bbox
     yy, xx = np.mgrid[bbox.y.start : bbox.y.stop, bbox.x.start : bbox.x.stop]
     ok = np.ones(xx.shape, dtype=bool)
@@ -168,8 +178,9 @@ def offSourceMask(pair: Pair, radius: float = 12.0) -> np.ndarray:
     return ok
 
 
-def _setDetected(image: object, model: np.ndarray, noise: float) -> None:
+def _setDetected(image: VisitImage, model: np.ndarray, noise: float) -> None:
     from lsst.ip.diffim.math.masks import resolveMaskPlane
 
     name = resolveMaskPlane(image.mask.schema, "DETECTED")
+    assert name is not None, "the visit mask schema has a DETECTED plane"
     image.mask.set(name, model > noise)

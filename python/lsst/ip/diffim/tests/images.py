@@ -18,9 +18,11 @@
 #
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
-"""Small synthetic inputs shared by the kernel-fitting core tests."""
+"""Small synthetic masked images shared by the tests (the kernel core's delta pair among them)."""
 
 from __future__ import annotations
+
+__all__ = ["makeDeltaPair", "maskedImage"]
 
 import numpy as np
 
