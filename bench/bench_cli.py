@@ -57,6 +57,12 @@ load from the other sessions on the machine falls on both alike):
     timed (graph building included) and the quantum's own time is read from
     the task's metadata.
 
+``cli-baseline``
+    The ``cli`` command run with the sources of another checkout first on
+    ``PYTHONPATH`` (``$IPDIFFIM_BENCH_BASELINE``, e.g. the ``python`` folder
+    of ``git archive`` of an earlier commit), for before/after figures
+    measured alternately.
+
 ``--profile SIZE`` runs the CLI once under cProfile and prints the top of
 the cumulative profile, and the import time of the package and of
 ``ipdiffim-subtract --help``.
@@ -272,6 +278,11 @@ def runOnce(what: str, size: int, run: int) -> dict:
             return timed(cliCommand(size, out / "out"))
         if what == "cli-no-plots":
             return timed(cliCommand(size, out / "out", ["--no-plots"]))
+        if what == "cli-baseline":
+            # The same command with another checkout's sources first on the path (before/after figures).
+            env = dict(os.environ, PYTHONPATH=os.environ["IPDIFFIM_BENCH_BASELINE"])
+            cmd = cliCommand(size, out / "out")
+            return timed([sys.executable, "-m", "lsst.ip.diffim.cli.subtract"] + cmd[1:], env=env)
         if what == "hotpants":
             return timed(hotpantsCommand(size, out), cwd=out)
         if what == "subtract":
@@ -328,8 +339,10 @@ def main() -> int:
         "--what",
         nargs="+",
         default=["cli", "subtract", "pipetask"],
-        choices=["cli", "cli-no-plots", "subtract", "pipetask"],
-        help="what to time beside HOTPANTS (HOTPANTS runs whenever it is on PATH)",
+        choices=["cli", "cli-no-plots", "cli-baseline", "subtract", "pipetask"],
+        help="what to time beside HOTPANTS (HOTPANTS runs whenever it is on PATH); cli-baseline: the CLI "
+        "with the sources of another checkout (the 'python' folder named by $IPDIFFIM_BENCH_BASELINE, "
+        "e.g. a `git archive` of an earlier commit) first on the path",
     )
     parser.add_argument("--no-hotpants", action="store_true", help="do not run HOTPANTS even if on PATH")
     parser.add_argument("--profile", type=int, metavar="SIZE", help="profile one CLI run at SIZE and stop")
@@ -356,7 +369,13 @@ def main() -> int:
         results[size] = {w: [] for w in what}
         for run in range(args.runs):  # interleaved: one of each per round
             for w in what:
-                results[size][w].append(runOnce(w, size, run))
+                r = runOnce(w, size, run)
+                results[size][w].append(r)
+                print(
+                    f"  [{size} run {run + 1}] {w:12s} wall {r['wall']:7.2f} s "
+                    f"({r['wall'] / ys:5.1f} yardsticks) CPU {r['cpu']:7.2f} s, peak RSS {r['rssGB']:.2f} GB",
+                    flush=True,
+                )
         print(
             f"\n{size} x {size} ({int(round(1000 * (size / 1024) ** 2))} stars), {args.runs} runs: "
             "median [min-max]"
