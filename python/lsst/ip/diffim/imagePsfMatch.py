@@ -143,6 +143,7 @@ class ImagePsfMatchConfig(pexConfig.Config):
     )
 
     def setDefaults(self) -> None:
+        """Set the candidate detection threshold to 10 times the per-pixel noise (``pixel_stdev``)."""
         super().setDefaults()
         self.selectDetection.thresholdValue = 10.0
         self.selectDetection.thresholdType = "pixel_stdev"
@@ -776,7 +777,7 @@ class ImagePsfMatchTask(PsfMatchTask):
     def _crowdedDegrees(
         self, candidateList: Table, convolvedFwhm: float | None, targetFwhm: float | None
     ) -> list[int] | None:
-        """The Alard-Lupton degrees of a crowded field (`crowdedBasisDegrees`), or `None`.
+        """Return the Alard-Lupton degrees of a crowded field (`crowdedBasisDegrees`), or `None`.
 
         Only for similar seeing (``crowdedMinFwhmRatio``): not when the convolved image has the
         wider PSF (a sharpening kernel, which the higher degrees fit to the noise: on the bulge pair

@@ -86,6 +86,7 @@ class NoKernelCandidatesError(pipeBase.AlgorithmError):
 
     @property
     def metadata(self) -> dict[str, int]:
+        """Candidate counts when the error was raised (``nGoodCandidates``, ``nBadCandidates``)."""
         return {"nGoodCandidates": self._nGood, "nBadCandidates": self._nBad}
 
 
@@ -390,6 +391,13 @@ class PsfMatchConfig(pexConfig.Config):
     )
 
     def validate(self) -> None:
+        """Check the kernel size and the options this package does not support.
+
+        Raises
+        ------
+        lsst.pex.config.FieldValidationError
+            For an invalid or unsupported setting.
+        """
         super().validate()
         if self.kernelSize < 1:
             raise pexConfig.FieldValidationError(PsfMatchConfig.kernelSize, self, "kernelSize must be >= 1.")
@@ -473,11 +481,19 @@ class PsfMatchConfigAL(PsfMatchConfig):
     )
 
     def setDefaults(self) -> None:
+        """Use the Alard-Lupton basis, with a condition-number limit of 5e7."""
         super().setDefaults()
         self.kernelBasisSet = "alard-lupton"
         self.maxConditionNumber = 5.0e7
 
     def validate(self) -> None:
+        """Check that the Gaussian lists match ``alardNGauss`` and that deconvolution fields are unset.
+
+        Raises
+        ------
+        lsst.pex.config.FieldValidationError
+            For an inconsistent or unsupported setting.
+        """
         super().validate()
         if len(self.alardDegGauss) != self.alardNGauss:
             raise pexConfig.FieldValidationError(
@@ -572,6 +588,7 @@ class PsfMatchConfigDF(PsfMatchConfig):
     )
 
     def setDefaults(self) -> None:
+        """Use the delta-function basis with a PCA spatial kernel and a condition-number limit of 5e6."""
         super().setDefaults()
         self.kernelBasisSet = "delta-function"
         self.maxConditionNumber = 5.0e6
@@ -580,6 +597,13 @@ class PsfMatchConfigDF(PsfMatchConfig):
         self.useBicForKernelBasis = False
 
     def validate(self) -> None:
+        """Refuse the risk-minimizing ``lambdaType`` values, which cannot run.
+
+        Raises
+        ------
+        lsst.pex.config.FieldValidationError
+            For ``minimizeBiasedRisk`` or ``minimizeUnbiasedRisk``.
+        """
         super().validate()
         if self.lambdaType in ("minimizeBiasedRisk", "minimizeUnbiasedRisk"):
             raise pexConfig.FieldValidationError(
@@ -702,8 +726,13 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             return self._solveCandidates(kernelCellSet, basisList, batched)
 
     def _checkMemory(self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], regularized: bool) -> None:
-        """Refuse (`~lsst.ip.diffim.kernel.memoryEstimate.MemoryEstimateError`) a fit the machine
-        cannot hold, before any work is done."""
+        """Refuse a fit the machine cannot hold, before any work is done.
+
+        Raises
+        ------
+        lsst.ip.diffim.kernel.memoryEstimate.MemoryEstimateError
+            If the estimated memory of the fit exceeds what is available.
+        """
         from .kernel.memoryEstimate import checkMemoryEstimate, estimateKernelFitBytes
 
         kc = self.kConfig
@@ -730,7 +759,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
     def _solveCandidates(
         self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], batched: bool = True
     ) -> tuple[Any, Kernel, Function2]:
-        """The body of `_solve` (BLAS held to one thread by the caller)."""
+        """Run the body of `_solve` (BLAS held to one thread by the caller)."""
         import lsstDebug
 
         display = lsstDebug.Info(__name__).display
@@ -993,7 +1022,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
 
 
 def _nSpatialTerms(order: int) -> int:
-    """Number of terms of a 2-d polynomial (or Chebyshev series) of total ``order``."""
+    """Return the number of terms of a 2-d polynomial (or Chebyshev series) of total ``order``."""
     return (order + 1) * (order + 2) // 2
 
 

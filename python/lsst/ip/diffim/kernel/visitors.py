@@ -150,7 +150,7 @@ class _ResidualClippingVisitor(CandidateVisitor):
         raise NotImplementedError()
 
     def _measured(self, kc: KernelCandidate, variance: float) -> None:
-        """Hook called with a candidate's residual variance before it is judged."""
+        """Receive a candidate's residual variance before it is judged (does nothing by default)."""
 
     def _assess(self, kc: KernelCandidate) -> None:
         """Measure and judge one candidate from its difference stamp."""
@@ -238,9 +238,11 @@ class BuildSingleKernelVisitor(_ResidualClippingVisitor):
         self._batched = bool(batched)
 
     def setSkipBuilt(self, skip: bool) -> None:
+        """Set whether candidates that already have a kernel are left as they are."""
         self._skipBuilt = bool(skip)
 
     def setCandidateKernel(self, useRegularization: bool) -> None:
+        """Drop the regularization matrix if ``useRegularization`` is `False`."""
         if not useRegularization:
             self._hMat = None
 
@@ -257,6 +259,7 @@ class BuildSingleKernelVisitor(_ResidualClippingVisitor):
         kc.setChi2(variance)
 
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
+        """Build one candidate's kernel (unless built and skipped) and judge its residuals."""
         kc = _asKernelCandidate(candidate)
         if self._skipBuilt and kc.isInitialized():
             return
@@ -379,7 +382,7 @@ class BuildSingleKernelVisitor(_ResidualClippingVisitor):
 
 
 def _spatialConstraint(kc: KernelCandidate) -> tuple[np.ndarray, np.ndarray]:
-    """The candidate's ``(M, b)`` for the spatial fit (its regularization left out)."""
+    """Return the candidate's ``(M, b)`` for the spatial fit (its regularization left out)."""
     solution = kc.getKernelSolution(CandidateSwitch.RECENT)
     if isinstance(solution, RegularizedKernelSolution):
         return solution.getM(includeHmat=False), solution.getB()
@@ -492,7 +495,7 @@ def _batchStatistics(
 def _coreRegion(
     residuals: np.ndarray, stampShape: tuple[int, int], kernelShape: tuple[int, ...], core: int
 ) -> np.ndarray:
-    """The ``(2 core + 1)^2`` central pixels of good-region residuals (all of them if ``core <= 0``)."""
+    """Return the ``(2 core + 1)^2`` central good-region residuals (all of them if ``core <= 0``)."""
     if core <= 0:
         return residuals
     ny, nx = stampShape
@@ -527,6 +530,8 @@ class KernelSumVisitor(CandidateVisitor):
     """
 
     class Mode(enum.IntEnum):
+        """Whether `KernelSumVisitor.processCandidate` collects kernel sums or rejects outliers."""
+
         AGGREGATE = 0
         REJECT = 1
 
@@ -545,24 +550,31 @@ class KernelSumVisitor(CandidateVisitor):
         self._nRejected = 0
 
     def setMode(self, mode: KernelSumVisitor.Mode | int) -> None:
+        """Set whether candidates are aggregated or rejected."""
         self._mode = KernelSumVisitor.Mode(mode)
 
     def getNRejected(self) -> int:
+        """Return the number of candidates rejected on their kernel sum."""
         return self._nRejected
 
     def getkSumMean(self) -> float:
+        """Return the clipped mean of the kernel sums."""
         return self._kSumMean
 
     def getkSumStd(self) -> float:
+        """Return the clipped standard deviation of the kernel sums."""
         return self._kSumStd
 
     def getdkSumMax(self) -> float:
+        """Return the largest allowed departure from the mean kernel sum."""
         return self._dkSumMax
 
     def getkSumNpts(self) -> int:
+        """Return the number of sums the clipped statistics kept."""
         return self._kSumNpts
 
     def resetKernelSum(self) -> None:
+        """Forget the collected sums, their statistics and the rejection count."""
         self._kSums = []
         self._kSumMean = 0.0
         self._kSumStd = 0.0
@@ -571,6 +583,7 @@ class KernelSumVisitor(CandidateVisitor):
         self._nRejected = 0
 
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
+        """Collect the candidate's kernel sum, or mark it BAD if the sum is an outlier."""
         kc = _asKernelCandidate(candidate)
         if self._mode == KernelSumVisitor.Mode.AGGREGATE:
             self._kSums.append(kc.getKernelSolution(CandidateSwitch.ORIG).getKsum())
@@ -621,6 +634,7 @@ class KernelPca(ImagePca):
     """PCA of kernel images whose eigen images are scaled to an extreme of +1."""
 
     def analyze(self) -> None:
+        """Run the PCA, then scale each eigen image so its extreme of larger magnitude is +1."""
         super().analyze()
         scaled = []
         for image in self.getEigenImages():
@@ -647,6 +661,7 @@ class KernelPcaVisitor(CandidateVisitor):
         self._mean: np.ndarray | None = None
 
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
+        """Add the candidate's unit-sum ORIG kernel image to the PCA (skipped on errors)."""
         kc = _asKernelCandidate(candidate)
         try:
             solution = kc.getKernelSolution(CandidateSwitch.ORIG)
@@ -663,6 +678,13 @@ class KernelPcaVisitor(CandidateVisitor):
         self._mean = mean
 
     def returnMean(self) -> np.ndarray:
+        """Return the mean kernel removed by `subtractMean`.
+
+        Raises
+        ------
+        RuntimeError
+            If `subtractMean` has not been called.
+        """
         if self._mean is None:
             raise RuntimeError("subtractMean() has not been called.")
         return self._mean
@@ -717,6 +739,7 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
         self._trace = _traceLog("BuildSpatialKernelVisitor", 2)
 
     def getNCandidates(self) -> int:
+        """Return the number of candidates added to the spatial fit."""
         return self._nCandidates
 
     def getCandidates(self) -> list[KernelCandidate]:
@@ -724,6 +747,7 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
         return list(self._candidates)
 
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
+        """Add the candidate's system to the spatial fit, or mark it BAD if it has no kernel."""
         kc = _asKernelCandidate(candidate)
         if not kc.isInitialized():
             kc.setStatus(BAD, "no kernel fit")
@@ -768,9 +792,11 @@ class BuildSpatialKernelVisitor(CandidateVisitor):
         )
 
     def getSolutionPair(self) -> tuple[Kernel, Function2]:
+        """Return the spatial kernel and background of the solved fit."""
         return self._solution.getSolutionPair()
 
     def getKernelSolution(self) -> SpatialKernelSolution:
+        """Return the spatial kernel solution."""
         return self._solution
 
 
@@ -807,6 +833,7 @@ class AssessSpatialKernelVisitor(_ResidualClippingVisitor):
         self._batched = bool(batched)
 
     def getNGood(self) -> int:
+        """Return the number of candidates whose residuals passed."""
         return self._nGood
 
     def _kernelAndBackground(self, kc: KernelCandidate) -> tuple[np.ndarray, float]:
@@ -823,6 +850,7 @@ class AssessSpatialKernelVisitor(_ResidualClippingVisitor):
         kc.setSpatialResiduals(self._kernel, residuals)
 
     def processCandidate(self, candidate: SpatialCellCandidate) -> None:
+        """Judge the candidate's residuals under the spatial model, or mark it BAD if it has no kernel."""
         kc = _asKernelCandidate(candidate)
         if not kc.isInitialized():
             kc.setStatus(BAD, "no kernel fit")
