@@ -23,7 +23,6 @@
 import numpy as np
 import pytest
 from astropy.table import Table
-from coreHelpers import maskedImage
 
 import lsst.ip.diffim as ipDiffim
 from lsst.images import Box
@@ -31,6 +30,7 @@ from lsst.ip.diffim.crowdedField import crowdedBasisDegrees, medianFootprintPeak
 from lsst.ip.diffim.math.functions import Chebyshev1Function2
 from lsst.ip.diffim.offSourceBackground import detectedSourceMask, refineBackgroundOffSources
 from lsst.ip.diffim.syntheticPairs import makeSyntheticPair
+from lsst.ip.diffim.tests import maskedImage
 
 
 def test_crowded_basis_rule():

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from coreHelpers import maskedImage
 
 import lsst.ip.diffim as ipDiffim
 from lsst.ip.diffim.exclusions import ExclusionRegions, excludedForFit, stampListTable
 from lsst.ip.diffim.syntheticPairs import PsfModel, renderStars
+from lsst.ip.diffim.tests import maskedImage
 
 SHAPE = (63, 63)
 CHANGE = 3000.0

@@ -26,10 +26,10 @@ import logging
 
 import numpy as np
 import pytest
-from coreHelpers import maskedImage
 
 from lsst.ip.diffim.kernelSumCheck import KernelSumMismatchError, checkKernelSum, photometricScaling
 from lsst.ip.diffim.syntheticPairs import PsfModel, renderStars
+from lsst.ip.diffim.tests import maskedImage
 
 SHAPE = (100, 100)
 RATIO = 0.8

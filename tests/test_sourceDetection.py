@@ -23,10 +23,10 @@
 import dataclasses
 
 import numpy as np
-from coreHelpers import maskedImage
 
 from lsst.ip.diffim.detection import SourceDetectionConfig, SourceDetectionTask
 from lsst.ip.diffim.math.sourceDetection import DetectionSettings, detectSources
+from lsst.ip.diffim.tests import maskedImage
 
 
 def test_settingsDefaultsAreTheConfigDefaults() -> None:

@@ -23,11 +23,11 @@
 from __future__ import annotations
 
 import numpy as np
-from coreHelpers import maskedImage
 from scipy import ndimage
 
 from lsst.ip.diffim.adapters.streakMask import maskStreaks, streakPixels
 from lsst.ip.diffim.syntheticPairs import PsfModel, renderStars
+from lsst.ip.diffim.tests import maskedImage
 
 SHAPE = (160, 160)
 

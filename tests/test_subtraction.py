@@ -22,11 +22,11 @@
 
 import numpy as np
 import pytest
-from coreHelpers import maskedImage
 
 from lsst.ip.diffim.math import makeSpatialFunction
 from lsst.ip.diffim.math.convolveImage import ConvolutionResult
 from lsst.ip.diffim.math.subtraction import subtractMatched
+from lsst.ip.diffim.tests import maskedImage
 
 
 @pytest.mark.parametrize("workers", [1, 2])
