@@ -498,11 +498,8 @@ class ImagePsfMatchTask(PsfMatchTask):
         scienceMaskedImage = flagNonFinitePixels(scienceMaskedImage)
         self._displayImages(templateMaskedImage, scienceMaskedImage)
         with preparedPlanes(out, templateMaskedImage) as planes:
-            kernelWidth = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
-            fitTemplate, fitScience = excludedForFit(
-                templateMaskedImage, scienceMaskedImage, _asRegions(exclude), _exclusionExtent(
-                    templateFwhmPix, scienceFwhmPix, kernelWidth
-                )
+            fitTemplate, fitScience = self._imagesForFit(
+                templateMaskedImage, scienceMaskedImage, exclude, templateFwhmPix, scienceFwhmPix
             )
             kernelCellSet = self._buildCellSet(fitTemplate, fitScience, candidateList)
             basisList = self._fitBasis(
@@ -520,6 +517,30 @@ class ImagePsfMatchTask(PsfMatchTask):
             backgroundModel=backgroundModel,
             kernelCellSet=kernelCellSet,
         )
+
+    def _imagesForFit(
+        self,
+        templateMaskedImage: MaskedImage,
+        scienceMaskedImage: MaskedImage,
+        exclude: Any,
+        templateFwhmPix: float | None,
+        scienceFwhmPix: float | None,
+    ) -> tuple[MaskedImage, MaskedImage]:
+        """Return the images the kernel fit sees: the inputs, or copies with the excluded circles as sky.
+
+        Each circle is widened by `~lsst.ip.diffim.exclusions.EXTENT_FWHM`
+        times the larger PSF FWHM, or by the kernel half-width when no FWHM
+        is known (the basis is only built for that case).
+        """
+        regions = _asRegions(exclude)
+        if regions is None or len(regions) == 0:
+            return templateMaskedImage, scienceMaskedImage
+        widths = [f for f in (templateFwhmPix, scienceFwhmPix) if f is not None]
+        if widths:
+            extent = EXTENT_FWHM * max(widths)
+        else:
+            extent = float(self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth() // 2)
+        return excludedForFit(templateMaskedImage, scienceMaskedImage, regions, extent)
 
     def _convolve(
         self,
@@ -1001,11 +1022,6 @@ def _asRegions(exclude: Any) -> ExclusionRegions | None:
         return exclude
     return ExclusionRegions.fromSpec(exclude)
 
-
-def _exclusionExtent(templateFwhmPix: float | None, scienceFwhmPix: float | None, kernelWidth: int) -> float:
-    """Pixels an excluded position covers beyond its radius: `EXTENT_FWHM` FWHMs, else a kernel half-width."""
-    widths = [f for f in (templateFwhmPix, scienceFwhmPix) if f is not None]
-    return EXTENT_FWHM * max(widths) if widths else float(kernelWidth // 2)
 
 
 def _asMaskedImage(exposure: Any) -> MaskedImage:
