@@ -135,3 +135,38 @@ def test_crowded_similar_seeing_gets_higher_degrees():
         nTerms[minPeaks] = result.psfMatchingKernel.getNKernelParameters()
         assert float(task.metadata["spatialKernelSum"]) == pytest.approx(pair.fluxRatio, rel=0.01)
     assert nTerms == {10.0: 45 + 28 + 15, 0.0: 15 + 6 + 6}
+
+
+def test_grow_mask_matches_binary_dilation():
+    """growMask is scipy's binary_dilation with the cross structure, iterated."""
+    from scipy import ndimage
+
+    from lsst.ip.diffim.offSourceBackground import growMask
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((97, 131)) > 0.98
+    for grow in (1, 2, 5):
+        np.testing.assert_array_equal(growMask(mask, grow), ndimage.binary_dilation(mask, iterations=grow))
+    np.testing.assert_array_equal(growMask(mask, 0), mask)
+
+
+def test_block_medians_match_numpy_median():
+    """blockMedians gives numpy's median and mean position of each block's usable pixels."""
+    from lsst.ip.diffim.offSourceBackground import blockMedians
+
+    rng = np.random.default_rng(4)
+    image = rng.normal(size=(70, 83)).astype(np.float32)
+    usable = rng.random(image.shape) > 0.4
+    usable[:16, :16] = False  # one block with no usable pixel
+    count, median, xMean, yMean = blockMedians(image, usable, 16)
+    assert count.shape == (5, 6)
+    for i, y0 in enumerate(range(0, 70, 16)):
+        for j, x0 in enumerate(range(0, 83, 16)):
+            ok = usable[y0 : y0 + 16, x0 : x0 + 16]
+            assert count[i, j] == ok.sum()
+            if not ok.any():
+                assert np.isnan(median[i, j])
+                continue
+            yy, xx = np.nonzero(ok)
+            assert median[i, j] == float(np.median(image[y0 : y0 + 16, x0 : x0 + 16][ok]))
+            assert xMean[i, j] == pytest.approx(xx.mean()) and yMean[i, j] == pytest.approx(yy.mean())

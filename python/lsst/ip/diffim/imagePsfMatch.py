@@ -57,7 +57,7 @@ from .math.outputPlanes import OutputPlanes, preparedPlanes
 from .math.spatialCell import SpatialCellSet
 from .math.statistics import allFinite
 from .math.subtraction import maskedImageFromPlanes, subtractMatched
-from .offSourceBackground import refineBackgroundOffSources
+from .offSourceBackground import detectedSourceMask, refineBackgroundOffSources
 from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
 
 
@@ -842,14 +842,16 @@ class ImagePsfMatchTask(PsfMatchTask):
         grows = [max(2, result.psfMatchingKernel.getWidth() // 4), 2]
         refined = None
         with self.timer("refineBackground"):
+            try:
+                sources = detectedSourceMask(inputs, grow=0)
+            except Exception as exc:  # sep's background raises plain Exceptions (e.g. overflows)
+                self.log.warning("Background not re-measured off sources: %s", exc)
+                return
             for grow in grows[: 1 if grows[0] == 2 else 2]:
-                try:
-                    refined = refineBackgroundOffSources(
-                        subtracted, inputs, result.backgroundModel, backgroundScale=scale, grow=grow
-                    )
-                except Exception as exc:  # sep's detection raises plain Exceptions (e.g. overflows)
-                    self.log.warning("Background not re-measured off sources: %s", exc)
-                    return
+                refined = refineBackgroundOffSources(
+                    subtracted, inputs, result.backgroundModel, backgroundScale=scale, grow=grow,
+                    sources=sources,
+                )
                 if refined is not None:
                     break
         if refined is not None:

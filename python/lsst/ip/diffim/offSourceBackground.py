@@ -35,17 +35,23 @@ the difference image and the background model.
 
 from __future__ import annotations
 
-__all__ = ["OffSourceBackgroundResult", "detectedSourceMask", "refineBackgroundOffSources"]
+__all__ = [
+    "OffSourceBackgroundResult",
+    "blockMedians",
+    "detectedSourceMask",
+    "growMask",
+    "refineBackgroundOffSources",
+]
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from .math.functions import Function2
 from .math.masks import anyMaskPlaneSet
+from .math.objectExtraction import detectedPixels
 
 #: Mask planes of the difference whose pixels never measure the sky.
 _UNUSABLE_PLANES = ("NO_DATA", "EDGE", "SAT", "BAD")
@@ -70,10 +76,12 @@ class OffSourceBackgroundResult:
 def detectedSourceMask(images: Iterable[Any], nSigma: float = 3.0, grow: int = 2) -> np.ndarray:
     """Return `True` on the pixels of sources detected on any of ``images``.
 
-    Each image is background-subtracted and thresholded at ``nSigma`` times
-    the square root of its variance plane (`sep`, minimum area 5 pixels, no
-    smoothing); the union of the segmentation maps is grown by ``grow``
-    pixels, so that the faint wings of the sources are excluded too.
+    Each image is background-subtracted (`sep.Background`) and thresholded at
+    ``nSigma`` times the square root of its variance plane; the connected
+    (8-neighbour) groups of at least 5 pixels above it are sources, as
+    `sep.extract` without filtering finds them.  The union over the images
+    is grown by ``grow`` pixels (4-neighbour steps, a diamond), so that the
+    faint wings of the sources are excluded too.
 
     Parameters
     ----------
@@ -89,38 +97,158 @@ def detectedSourceMask(images: Iterable[Any], nSigma: float = 3.0, grow: int = 2
     mask : `numpy.ndarray`
         Boolean array of the images' shape.
     """
-    import sep
-
     result = None
     for maskedImage in images:
-        image = np.asarray(maskedImage.image.array, dtype=np.float32)
-        variance = np.asarray(maskedImage.variance.array, dtype=np.float32)
-        bad = ~(np.isfinite(image) & np.isfinite(variance) & (variance > 0))
-        noData = anyMaskPlaneSet(maskedImage.mask, ["NO_DATA"])
-        if noData is not None:
-            bad |= noData
-        fill = float(np.median(image[~bad])) if (~bad).any() else 0.0
-        data = np.ascontiguousarray(np.where(bad, fill, image), dtype=np.float32)
-        var = np.ascontiguousarray(np.where(bad, np.float32(np.median(variance[~bad])) if (~bad).any()
-                                            else np.float32(1.0), variance), dtype=np.float32)
-        size = max(8, min(64, min(data.shape) // 4))
-        background = sep.Background(data, mask=bad, bw=size, bh=size)
-        background.subfrom(data)
-        previous = sep.get_extract_pixstack()
-        sep.set_extract_pixstack(max(previous, 2 * data.size))
-        try:
-            _, segmentation = sep.extract(
-                data, nSigma, var=var, mask=bad, minarea=5, filter_kernel=None, segmentation_map=True
-            )
-        finally:
-            sep.set_extract_pixstack(previous)
-        found = segmentation > 0
+        found = _sourcePixels(maskedImage, nSigma)
         result = found if result is None else result | found
     if result is None:
         raise ValueError("No images to detect sources on.")
-    if grow > 0 and result.any():
-        result = ndimage.binary_dilation(result, iterations=grow)
-    return result
+    return growMask(result, grow)
+
+
+def _sourcePixels(maskedImage: Any, nSigma: float, minArea: int = 5) -> np.ndarray:
+    """Return the pixels of the sources of one image (`detectedSourceMask`)."""
+    import sep
+
+    image = np.asarray(maskedImage.image.array, dtype=np.float32)
+    variance = np.asarray(maskedImage.variance.array, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(image) & np.isfinite(variance) & (variance > 0))
+    noData = anyMaskPlaneSet(maskedImage.mask, ["NO_DATA"])
+    if noData is not None:
+        bad |= noData
+    if bad.any():
+        good = ~bad
+        if not good.any():
+            return np.zeros(image.shape, dtype=bool)
+        data = np.where(bad, np.float32(np.median(image[good])), image)
+        var = np.where(bad, np.float32(np.median(variance[good])), variance)
+    else:
+        data = image.copy()
+        var = variance
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    var = np.ascontiguousarray(var, dtype=np.float32)
+    size = max(8, min(64, min(data.shape) // 4))
+    background = sep.Background(data, mask=bad, bw=size, bh=size)
+    background.subfrom(data)
+    labels, rows, cols, pixelLabels = detectedPixels(data, nSigma, var, bad)
+    found = np.zeros(data.shape, dtype=bool)
+    if len(labels):
+        area = np.bincount(pixelLabels, minlength=int(labels.max()) + 1)
+        keep = area[pixelLabels] >= minArea
+        found[rows[keep], cols[keep]] = True
+    return found
+
+
+def growMask(mask: np.ndarray, grow: int) -> np.ndarray:
+    """Grow a boolean mask by ``grow`` 4-neighbour steps.
+
+    The same pixels as ``scipy.ndimage.binary_dilation(mask,
+    iterations=grow)`` (its default cross-shaped structure, nothing beyond
+    the edges), from shifted ORs.
+
+    Parameters
+    ----------
+    mask : `numpy.ndarray`
+        Boolean 2-d array; not modified.
+    grow : `int`
+        Number of steps; 0 returns a copy.
+
+    Returns
+    -------
+    grown : `numpy.ndarray`
+        Boolean array of the mask's shape.
+    """
+    out = np.array(mask, dtype=bool)
+    if grow <= 0 or not out.any():
+        return out
+    for _ in range(grow):
+        previous = out.copy()
+        out[1:] |= previous[:-1]
+        out[:-1] |= previous[1:]
+        out[:, 1:] |= previous[:, :-1]
+        out[:, :-1] |= previous[:, 1:]
+    return out
+
+
+def blockMedians(
+    image: np.ndarray, usable: np.ndarray, blockSize: int, band: int = 16
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Median and mean position of the usable pixels of each block of an image.
+
+    Blocks are ``blockSize`` square, in raster order from the array's
+    origin (the last row and column of blocks may be smaller).  Each median
+    is the one `numpy.median` gives for the block's usable pixels, in the
+    image's precision: the unusable pixels are set half to ``-inf`` and half
+    to ``+inf``, so that the middle elements of the whole block are the
+    middle elements of its usable pixels, and one `numpy.partition` serves
+    every block of a band of block rows.
+
+    Parameters
+    ----------
+    image : `numpy.ndarray`
+        2-d image.
+    usable : `numpy.ndarray`
+        Boolean array of the image's shape.
+    blockSize : `int`
+        Side of the blocks (pixels).
+    band : `int`, optional
+        Number of block rows handled at once (bounds the temporary memory).
+
+    Returns
+    -------
+    count : `numpy.ndarray`
+        Number of usable pixels per block, shape ``(nBlocksY, nBlocksX)``.
+    median : `numpy.ndarray`
+        Median of the usable pixels (NaN where there are none).
+    xMean, yMean : `numpy.ndarray`
+        Mean column and row (array indices) of the usable pixels.
+    """
+    ny, nx = image.shape
+    b = int(blockSize)
+    nby, nbx = -(-ny // b), -(-nx // b)
+    k = b * b
+    offsets = np.arange(b, dtype=np.float64)
+    count = np.zeros((nby, nbx), dtype=np.int64)
+    median = np.full((nby, nbx), np.nan)
+    xMean = np.full((nby, nbx), np.nan)
+    yMean = np.full((nby, nbx), np.nan)
+    dtype = image.dtype if np.issubdtype(image.dtype, np.floating) else np.dtype(np.float64)
+    for by0 in range(0, nby, band):
+        by1 = min(by0 + band, nby)
+        y0, y1 = by0 * b, min(by1 * b, ny)
+        values = np.zeros(((by1 - by0) * b, nbx * b), dtype=dtype)
+        ok = np.zeros(values.shape, dtype=bool)
+        values[: y1 - y0, :nx] = image[y0:y1]
+        ok[: y1 - y0, :nx] = usable[y0:y1]
+        # (block row, block column, row in block, column in block)
+        okBlocks = ok.reshape(by1 - by0, b, nbx, b).transpose(0, 2, 1, 3)
+        n = okBlocks.sum(axis=(2, 3))
+        count[by0:by1] = n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            yMean[by0:by1] = (okBlocks.sum(axis=3) @ offsets) / n
+            xMean[by0:by1] = (okBlocks.sum(axis=2) @ offsets) / n
+        flat = np.ascontiguousarray(values.reshape(by1 - by0, b, nbx, b).transpose(0, 2, 1, 3)).reshape(-1, k)
+        okFlat = np.ascontiguousarray(okBlocks).reshape(-1, k)
+        nFlat = n.reshape(-1)
+        nLow = (k - nFlat) // 2
+        rank = np.cumsum(~okFlat, axis=1, dtype=np.int32)  # 1-based rank of each unusable pixel
+        flat[~okFlat] = np.inf
+        flat[~okFlat & (rank <= nLow[:, None])] = -np.inf
+        lo = nLow + (nFlat - 1) // 2
+        hi = nLow + nFlat // 2
+        has = nFlat > 0
+        kth = np.unique(np.concatenate([lo[has], hi[has]]))
+        if kth.size == 0:
+            continue
+        part = np.partition(flat, kth, axis=1)
+        rowsIndex = np.arange(len(flat))
+        lower = part[rowsIndex, np.clip(lo, 0, k - 1)]
+        upper = part[rowsIndex, np.clip(hi, 0, k - 1)]
+        with np.errstate(invalid="ignore"):  # -inf + inf in blocks with no usable pixel
+            middle = ((lower + upper) / dtype.type(2)).astype(np.float64)
+        median[by0:by1] = np.where(has, middle, np.nan).reshape(by1 - by0, nbx)
+    return count, median, xMean, yMean
 
 
 def refineBackgroundOffSources(
@@ -133,6 +261,7 @@ def refineBackgroundOffSources(
     minPixelsPerBlock: int = 10,
     minBlocksPerTerm: float = 3.0,
     grow: int = 2,
+    sources: np.ndarray | None = None,
 ) -> OffSourceBackgroundResult | None:
     """Fit the residual sky of a difference image and remove it, in place.
 
@@ -159,6 +288,10 @@ def refineBackgroundOffSources(
         are at least this many blocks per term.
     grow : `int`, optional
         Growth (pixels) of the source mask (`detectedSourceMask`).
+    sources : `numpy.ndarray`, optional
+        The sources of ``inputs`` before growth (``detectedSourceMask(inputs,
+        grow=0)``), when the caller already has them; ``inputs`` is then
+        not read.
 
     Returns
     -------
@@ -172,22 +305,17 @@ def refineBackgroundOffSources(
     unusable = anyMaskPlaneSet(difference.mask, list(_UNUSABLE_PLANES))
     if unusable is not None:
         usable &= ~unusable
-    usable &= ~detectedSourceMask(inputs, grow=grow)
-    ny, nx = image.shape
+    if sources is None:
+        sources = detectedSourceMask(inputs, grow=0)
+    usable &= ~growMask(sources, grow)
     bbox = difference.bbox
-    xs, ys, values, weights = [], [], [], []
-    for y0 in range(0, ny, blockSize):
-        for x0 in range(0, nx, blockSize):
-            sl = (slice(y0, y0 + blockSize), slice(x0, x0 + blockSize))
-            ok = usable[sl]
-            n = int(np.count_nonzero(ok))
-            if n < minPixelsPerBlock:
-                continue
-            yy, xx = np.nonzero(ok)
-            xs.append(bbox.x.start + x0 + float(xx.mean()))
-            ys.append(bbox.y.start + y0 + float(yy.mean()))
-            values.append(float(np.median(image[sl][ok])))
-            weights.append(float(n))
+    count, medians, xMean, yMean = blockMedians(image, usable, blockSize)
+    use = count >= minPixelsPerBlock
+    by, bx = np.nonzero(use)
+    xs = bbox.x.start + bx * blockSize + xMean[use]
+    ys = bbox.y.start + by * blockSize + yMean[use]
+    values = medians[use]
+    weights = count[use].astype(float)
     nBlocks = len(values)
     order = background.getOrder()
     while order > 0 and nBlocks < minBlocksPerTerm * (order + 1) * (order + 2) // 2:
@@ -195,9 +323,9 @@ def refineBackgroundOffSources(
     if nBlocks < minBlocksPerTerm:
         return None
     nTerms = (order + 1) * (order + 2) // 2
-    design = background.terms(np.array(xs), np.array(ys))[:nTerms].T
-    w = np.sqrt(np.array(weights))
-    coeffs, *_ = np.linalg.lstsq(design * w[:, None], np.array(values) * w, rcond=None)
+    design = background.terms(xs, ys)[:nTerms].T
+    w = np.sqrt(weights)
+    coeffs, *_ = np.linalg.lstsq(design * w[:, None], values * w, rcond=None)
     correction = background.clone()
     params = np.zeros(background.getNParameters())
     params[:nTerms] = coeffs

@@ -32,7 +32,7 @@ threads.
 
 from __future__ import annotations
 
-__all__ = ["OBJECT_DTYPE", "PEAK_DTYPE", "extractObjects", "extractPeaks"]
+__all__ = ["OBJECT_DTYPE", "PEAK_DTYPE", "detectedPixels", "extractObjects", "extractPeaks"]
 
 import numpy as np
 import scipy.sparse
@@ -113,10 +113,30 @@ def _joinRuns(row: np.ndarray, first: np.ndarray, last: np.ndarray, width: int) 
 PEAK_DTYPE = np.dtype(OBJECT_DTYPE.descr + [("parent", np.int64), ("nPeaks", np.int64)])
 
 
-def _detectedPixels(
+def detectedPixels(
     data: np.ndarray, thresh: float, var: np.ndarray | None, mask: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return the runs' object labels and every detected pixel ``(rows, cols, label)`` in raster order."""
+    """Return the runs' object labels and every detected pixel in raster order.
+
+    Parameters
+    ----------
+    data : `numpy.ndarray`
+        Finite ``(ny, nx)`` image.
+    thresh : `float`
+        Threshold: absolute, or relative to ``sqrt(var)`` if ``var`` is given.
+    var : `numpy.ndarray` or `None`
+        Per-pixel variance of ``data``.
+    mask : `numpy.ndarray` or `None`
+        Boolean; `True` pixels are never detected.
+
+    Returns
+    -------
+    labels : `numpy.ndarray`
+        Object label of each run of pixels above the threshold.
+    rows, cols, pixelLabels : `numpy.ndarray`
+        Row, column and object label of every detected pixel (8-neighbour
+        connectivity).
+    """
     row, first, last = _runs(data, thresh, var, mask)
     if len(row) == 0:
         empty = np.zeros(0, dtype=np.int64)
@@ -166,7 +186,7 @@ def extractPeaks(
     """
     data = np.asarray(data, dtype=np.float32)
     ny, nx = data.shape
-    labels, rows, cols, obj = _detectedPixels(data, thresh, var, mask)
+    labels, rows, cols, obj = detectedPixels(data, thresh, var, mask)
     if len(rows) == 0:
         return np.zeros(0, dtype=PEAK_DTYPE)
     # Objects kept by extractObjects (minarea), in its order: label -> parent index.
