@@ -110,6 +110,7 @@ def streakPixels(
     try:
         background = sep.Background(data, mask=bad, bw=box, bh=box)
         residual = data - background.back()
+        err: np.ndarray | float
         if variance is not None:
             err = np.ascontiguousarray(np.sqrt(np.where(usable, variance, np.median(variance[usable]))))
         else:

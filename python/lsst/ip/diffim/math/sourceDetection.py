@@ -304,7 +304,7 @@ def _sourceTable(
     sources["xmax"] = objects["xmax"].astype(np.int64) + x0
     sources["ymin"] = objects["ymin"].astype(np.int64) + y0
     sources["ymax"] = objects["ymax"].astype(np.int64) + y0
-    if "parent" in objects.dtype.names:
+    if "parent" in (objects.dtype.names or ()):
         sources["parent"] = objects["parent"] + 1
         sources["nPeaks"] = objects["nPeaks"]
     return sources
