@@ -101,7 +101,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         templateMaskedImage: MaskedImage,
         scienceMaskedImage: MaskedImage,
         ps: KernelFitSettings | Mapping[str, Any] | Any,
-        source: Any = None,
+        source: object = None,
         rating: float | None = None,
     ) -> None:
         super().__init__(xCenter, yCenter)
@@ -145,7 +145,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         return self
 
     def _initState(
-        self, ps: KernelFitSettings | Mapping[str, Any] | Any, source: Any, rating: float | None
+        self, ps: KernelFitSettings | Mapping[str, Any] | Any, source: object, rating: float | None
     ) -> None:
         # Settings are frozen: the task's one object is shared by all its candidates.
         self._settings = asSettings(ps)

@@ -40,7 +40,7 @@ import lsst.pex.config as pexConfig
 class PropertySet(dict):
     """A `dict` of config values with a few ``daf_base.PropertySet`` accessors."""
 
-    def set(self, name: str, value: Any) -> None:
+    def set(self, name: str, value: object) -> None:
         """Set ``name`` to ``value`` (afw's ``PropertySet.set``)."""
         self[name] = value
 

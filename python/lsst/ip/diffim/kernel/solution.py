@@ -45,7 +45,7 @@ import enum
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import scipy.linalg
@@ -56,6 +56,9 @@ from ..math.functions import Function2, PolynomialFunction2
 from ..math.kernels import Kernel, LinearCombinationKernel, basisInfo
 from .settings import KernelFitSettings, asSettings
 from .stamps import basisDesignMatrix, goodSlices
+
+if TYPE_CHECKING:
+    from lsst.images import Image
 
 _solutionIds = itertools.count(1)
 
@@ -313,7 +316,12 @@ class StaticKernelSolution(KernelSolution):
         """Return a new list of the basis kernels of the fit."""
         return list(self._basisList)
 
-    def build(self, templateImage: Any, scienceImage: Any, varianceEstimate: Any) -> None:
+    def build(
+        self,
+        templateImage: np.ndarray | Image,
+        scienceImage: np.ndarray | Image,
+        varianceEstimate: np.ndarray | Image,
+    ) -> None:
         """Fill ``M`` and ``b`` from the stamps.
 
         Parameters
@@ -550,7 +558,7 @@ class RegularizedKernelSolution(StaticKernelSolution):
         self._setKernel()
 
 
-def _asArray(image: Any) -> np.ndarray:
+def _asArray(image: np.ndarray | Image) -> np.ndarray:
     return np.asarray(image.array if hasattr(image, "array") else image)
 
 
