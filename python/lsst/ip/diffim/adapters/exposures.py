@@ -29,6 +29,7 @@ AST bridge of `lsst.images` (private API, isolated here because
 from __future__ import annotations
 
 __all__ = [
+    "VisitImageOptions",
     "makeDetector",
     "makeDifferenceImage",
     "makeMatchedVisitImage",
@@ -36,7 +37,7 @@ __all__ = [
     "makeVisitImage",
 ]
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import astropy.units as u
 import numpy as np
@@ -154,6 +155,20 @@ def _toMask(mask: Mask | np.ndarray | None, bbox: Box, schema: MaskSchema) -> Ma
                 out.set(target, mask.get(name))
         return out
     return Mask(np.asarray(mask), schema=schema, bbox=bbox)
+
+
+class VisitImageOptions(TypedDict, total=False):
+    """The keyword-only options of `makeVisitImage` besides ``wcs`` and ``unit`` (to forward them)."""
+
+    psf: PointSpreadFunction | None
+    skyProjection: SkyProjection | None
+    detector: Detector | None
+    band: str
+    physicalFilter: str | None
+    instrument: str
+    visit: int
+    detectorId: int
+    xy0: tuple[int, int]
 
 
 def makeVisitImage(

@@ -41,7 +41,7 @@ __all__ = [
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import astropy.units as u
 import numpy as np
@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from astropy.wcs import WCS
 
     from lsst.images import MaskedImage
+
+    from .exposures import VisitImageOptions
 
 #: Header cards giving the saturation level, in order of preference.
 SATURATION_KEYWORDS = ("SATURATE", "SATLEVEL", "DATAMAX")
@@ -165,7 +167,7 @@ def makeInputImage(
     *,
     wcs: WCS | None = None,
     unit: u.UnitBase = u.adu,
-    **kwargs: Any,
+    **kwargs: Unpack[VisitImageOptions],
 ) -> MaskedImage:
     """Return an input image with exactly the astrometry it came with.
 

@@ -73,7 +73,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         The stamps (kept by reference); the template is the image convolved.
     ps : `KernelFitSettings`, `lsst.pex.config.Config` or mapping
         Kernel configuration (settings are shared, the others converted).
-    source : optional
+    source : `object`, optional
         The catalog record the candidate came from; if given, its PSF flux
         is the rating.
     rating : `float`, optional
