@@ -78,7 +78,7 @@ def makeKernelCellSet(
     xc = np.asarray(candidateList["x"], dtype=float)
     yc = np.asarray(candidateList["y"], dtype=float)
     shapes = np.stack([y1 - y0, x1 - x0], axis=1)
-    placement: list[tuple[StampStack, int, float, bool]] = [None] * len(candidateList)  # type: ignore
+    placement: list[tuple[StampStack, int, float, bool]] = [None] * len(candidateList)  # type: ignore[list-item]
     for shape in np.unique(shapes, axis=0):
         which = np.flatnonzero((shapes == shape).all(axis=1))
         stack = StampStack.fromParents(
