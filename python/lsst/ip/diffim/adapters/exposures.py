@@ -29,6 +29,7 @@ AST bridge of `lsst.images` (private API, isolated here because
 from __future__ import annotations
 
 __all__ = [
+    "VisitImageOptions",
     "makeDetector",
     "makeDifferenceImage",
     "makeMatchedVisitImage",
@@ -36,7 +37,7 @@ __all__ = [
     "makeVisitImage",
 ]
 
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 import astropy.units as u
 import numpy as np
@@ -56,6 +57,11 @@ from lsst.images import (
 from lsst.images.cameras import Detector, DetectorAttributes, DetectorType, Orientation
 
 from ..math.masks import makeDifferenceMaskSchema, maskBitsPresent, resolveMaskPlane
+
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage
+    from lsst.images.convolution_kernels import ConvolutionKernel
+    from lsst.images.psfs import PointSpreadFunction
 
 
 def makeDetector(instrument: str, detectorId: int, bbox: Box, pixelSize: float = 0.01) -> Detector:
@@ -88,7 +94,13 @@ def makeDetector(instrument: str, detectorId: int, bbox: Box, pixelSize: float =
         type=DetectorType.SCIENCE,
         serial=f"SN{detectorId:03d}",
         bbox=bbox,
-        orientation=Orientation(focal_plane_x=0.0, focal_plane_y=0.0, focal_plane_z=0.0),
+        orientation=Orientation(
+            focal_plane_x=0.0,
+            focal_plane_y=0.0,
+            focal_plane_z=0.0,
+            pixel_reference_x=0.5,
+            pixel_reference_y=0.5,
+        ),
         pixel_size=pixelSize,
         physical_type="CCD",
     )
@@ -145,12 +157,26 @@ def _toMask(mask: Mask | np.ndarray | None, bbox: Box, schema: MaskSchema) -> Ma
     return Mask(np.asarray(mask), schema=schema, bbox=bbox)
 
 
+class VisitImageOptions(TypedDict, total=False):
+    """The keyword-only options of `makeVisitImage` besides ``wcs`` and ``unit`` (to forward them)."""
+
+    psf: PointSpreadFunction | None
+    skyProjection: SkyProjection | None
+    detector: Detector | None
+    band: str
+    physicalFilter: str | None
+    instrument: str
+    visit: int
+    detectorId: int
+    xy0: tuple[int, int]
+
+
 def makeVisitImage(
     image: np.ndarray,
     variance: np.ndarray | None = None,
     mask: Mask | np.ndarray | None = None,
     *,
-    psf: Any = None,
+    psf: PointSpreadFunction | None = None,
     wcs: WCS | None = None,
     skyProjection: SkyProjection | None = None,
     detector: Detector | None = None,
@@ -209,8 +235,8 @@ def makeDifferenceImage(
     variance: np.ndarray,
     mask: Mask | np.ndarray | None,
     *,
-    kernel: Any = None,
-    psf: Any = None,
+    kernel: ConvolutionKernel | None = None,
+    psf: PointSpreadFunction | None = None,
 ) -> DifferenceImage:
     """Return a `lsst.images.DifferenceImage` on the science image's grid.
 
@@ -233,7 +259,9 @@ def makeDifferenceImage(
     )
 
 
-def makeMatchedVisitImage(science: VisitImage, maskedImage: Any, psf: Any = None) -> VisitImage:
+def makeMatchedVisitImage(
+    science: VisitImage, maskedImage: MaskedImage, psf: PointSpreadFunction | None = None
+) -> VisitImage:
     """Return a masked image on the science grid as a `VisitImage` (e.g. a matched template)."""
     bbox = science.bbox
     unit = science.unit

@@ -36,11 +36,16 @@ __all__ = ["FwhmEstimationError", "estimateFwhmFromImage", "psfImageFwhm", "read
 
 import math
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..math.gaussian import SIGMA2FWHM
+
+if TYPE_CHECKING:
+    from astropy.table import Table
+
+    from lsst.images import MaskedImage
 
 #: Detection thresholds (sigma) tried in turn.
 THRESHOLDS = (20.0, 10.0, 5.0)
@@ -158,7 +163,7 @@ def _fitGaussianSigma(stamp: np.ndarray) -> float | None:
     return float(abs(fit.x[3]))
 
 
-def _measure(image: np.ndarray, sources: Any, x0: int, y0: int, half: int, maxStars: int) -> list[float]:
+def _measure(image: np.ndarray, sources: Table, x0: int, y0: int, half: int, maxStars: int) -> list[float]:
     """Fit the brightest usable sources with windows of ``2 half + 1`` pixels; return their FWHMs."""
     ny, nx = image.shape
     xs = np.asarray(sources["x"], dtype=float) - x0
@@ -216,7 +221,7 @@ def _stellarLocus(fwhms: list[float], minFwhm: float, strict: bool = True) -> fl
 
 
 def estimateFwhmFromImage(
-    maskedImage: Any, maxStars: int = 60, half: int | None = None, minFwhm: float = 1.0
+    maskedImage: MaskedImage, maxStars: int = 60, half: int | None = None, minFwhm: float = 1.0
 ) -> float:
     """Estimate the PSF FWHM (pixels) of an image without a PSF model.
 

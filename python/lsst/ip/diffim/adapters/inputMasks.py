@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Unpack
 
 import astropy.units as u
 import numpy as np
@@ -48,20 +49,27 @@ from scipy import ndimage
 
 from lsst.images import Box, Mask
 
-from ..math.masks import makeDifferenceMaskSchema, resolveMaskPlane
+from ..math.masks import makeDifferenceMaskSchema, requireMaskPlane
 from .noiseModel import usablePixels
+
+if TYPE_CHECKING:
+    from astropy.wcs import WCS
+
+    from lsst.images import MaskedImage
+
+    from .exposures import VisitImageOptions
 
 #: Header cards giving the saturation level, in order of preference.
 SATURATION_KEYWORDS = ("SATURATE", "SATLEVEL", "DATAMAX")
 
 
-def headerSaturation(header: Any) -> float | None:
+def headerSaturation(header: Mapping[str, Any] | None) -> float | None:
     """Return the saturation level of a FITS header, or `None`.
 
     The first of `SATURATION_KEYWORDS` holding a finite positive number wins.
     """
     for key in SATURATION_KEYWORDS:
-        value = header.get(key) if header is not None else None
+        value: Any = header.get(key) if header is not None else None
         try:
             level = float(value)
         except (TypeError, ValueError):
@@ -129,18 +137,18 @@ def makeInputMask(
         badPixels = np.asarray(badPixels)
         if badPixels.shape != image.shape:
             raise ValueError(f"Mask shape {badPixels.shape} differs from image shape {image.shape}.")
-        mask.set(resolveMaskPlane(schema, "BAD"), badPixels != 0)
+        mask.set(requireMaskPlane(schema, "BAD"), badPixels != 0)
     sat = saturatedPixels(image, saturation, grow=saturationGrow)
     if sat is not None:
-        mask.set(resolveMaskPlane(schema, "SAT"), sat)
+        mask.set(requireMaskPlane(schema, "SAT"), sat)
     noData = ~usablePixels(image)  # NaN/inf and fill values such as 1e32
     if variance is not None:
         noData |= ~np.isfinite(variance)
-    mask.set(resolveMaskPlane(schema, "NO_DATA"), noData)
+    mask.set(requireMaskPlane(schema, "NO_DATA"), noData)
     return mask
 
 
-def parseUnit(value: Any, default: u.UnitBase = u.adu) -> u.UnitBase:
+def parseUnit(value: str | u.UnitBase | None, default: u.UnitBase = u.adu) -> u.UnitBase:
     """Return the unit of a ``BUNIT`` card (or an astropy unit), ``default`` if absent or unknown."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return default
@@ -157,10 +165,10 @@ def makeInputImage(
     variance: np.ndarray,
     mask: Mask,
     *,
-    wcs: Any = None,
+    wcs: WCS | None = None,
     unit: u.UnitBase = u.adu,
-    **kwargs: Any,
-) -> Any:
+    **kwargs: Unpack[VisitImageOptions],
+) -> MaskedImage:
     """Return an input image with exactly the astrometry it came with.
 
     With a celestial WCS this is an `lsst.images.VisitImage` (see

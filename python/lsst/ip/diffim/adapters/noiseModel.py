@@ -43,8 +43,14 @@ __all__ = [
 import logging
 import math
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage
+
+    from ..scaleVariance import ScaleVarianceConfig
 
 _LOG = logging.getLogger(__name__)
 
@@ -287,7 +293,9 @@ def readVarianceFile(
     return variance
 
 
-def applyVarianceScaling(maskedImage: object, name: str = "scaleVariance", config: object = None) -> float:
+def applyVarianceScaling(
+    maskedImage: MaskedImage, name: str = "scaleVariance", config: ScaleVarianceConfig | None = None
+) -> float:
     """Rescale the variance of a masked image to its measured noise (`ScaleVarianceTask`).
 
     Sources are found first (3 sigma, grown by 2 pixels) and set as
@@ -316,10 +324,10 @@ def applyVarianceScaling(maskedImage: object, name: str = "scaleVariance", confi
     from ..math.masks import resolveMaskPlane
     from ..scaleVariance import ScaleVarianceTask
 
-    image = np.asarray(maskedImage.image.array, dtype=np.float32)  # type: ignore[attr-defined]
-    variance = np.asarray(maskedImage.variance.array, dtype=np.float32)  # type: ignore[attr-defined]
-    mask = maskedImage.mask  # type: ignore[attr-defined]
-    bbox = maskedImage.bbox  # type: ignore[attr-defined]
+    image = np.asarray(maskedImage.image.array, dtype=np.float32)
+    variance = np.asarray(maskedImage.variance.array, dtype=np.float32)
+    mask = maskedImage.mask
+    bbox = maskedImage.bbox
     good = usablePixels(image) & np.isfinite(variance) & (variance > 0)
     detected = np.zeros(image.shape, dtype=bool)
     if good.sum() > 10:
@@ -342,5 +350,5 @@ def applyVarianceScaling(maskedImage: object, name: str = "scaleVariance", confi
     )
     task = ScaleVarianceTask(config=config, name=name)
     factor = task.run(tmp)
-    maskedImage.variance.array[...] *= np.float32(factor)  # type: ignore[attr-defined]
+    maskedImage.variance.array[...] *= np.float32(factor)
     return factor

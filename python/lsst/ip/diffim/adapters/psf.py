@@ -25,7 +25,7 @@ from __future__ import annotations
 __all__ = ["estimateFwhmFromImage", "evaluateMeanPsfFwhm", "getPsfFwhm", "psfMoments"]
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from lsst.images import Box
 
 from ..math.gaussian import SIGMA2FWHM
 from .fwhmEstimate import estimateFwhmFromImage
+
+if TYPE_CHECKING:
+    from lsst.images.psfs import PointSpreadFunction
 
 
 def psfMoments(image: np.ndarray) -> tuple[float, float, float]:
@@ -48,12 +51,14 @@ def psfMoments(image: np.ndarray) -> tuple[float, float, float]:
     return ixx, iyy, ixy
 
 
-def _psfCenter(psf: Any) -> tuple[float, float]:
+def _psfCenter(psf: PointSpreadFunction) -> tuple[float, float]:
     bbox: Box = psf.bounds.bbox
     return bbox.x.center, bbox.y.center
 
 
-def getPsfFwhm(psf: Any, average: bool = True, position: tuple[float, float] | None = None) -> Any:
+def getPsfFwhm(
+    psf: PointSpreadFunction, average: bool = True, position: tuple[float, float] | None = None
+) -> Any:
     """Return the FWHM (pixels) of a PSF model from its second moments.
 
     Parameters
@@ -76,7 +81,7 @@ def getPsfFwhm(psf: Any, average: bool = True, position: tuple[float, float] | N
 
 
 def evaluateMeanPsfFwhm(
-    psf: Any, bbox: Box, fwhmExposureBuffer: float = 0.05, fwhmExposureGrid: int = 10
+    psf: PointSpreadFunction, bbox: Box, fwhmExposureBuffer: float = 0.05, fwhmExposureGrid: int = 10
 ) -> float:
     """Return the mean FWHM of a PSF model on a grid over ``bbox``.
 

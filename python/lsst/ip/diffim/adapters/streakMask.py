@@ -39,9 +39,13 @@ from __future__ import annotations
 __all__ = ["maskStreaks", "streakPixels"]
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage
 
 _LOG = logging.getLogger(__name__)
 
@@ -110,6 +114,7 @@ def streakPixels(
     try:
         background = sep.Background(data, mask=bad, bw=box, bh=box)
         residual = data - background.back()
+        err: np.ndarray | float
         if variance is not None:
             err = np.ascontiguousarray(np.sqrt(np.where(usable, variance, np.median(variance[usable]))))
         else:
@@ -186,7 +191,7 @@ def _absentFrom(
     return np.array(keep, dtype=int)
 
 
-def maskStreaks(template: object, science: object, planeName: str = "STREAK") -> tuple[int, int]:
+def maskStreaks(template: MaskedImage, science: MaskedImage, planeName: str = "STREAK") -> tuple[int, int]:
     """Set the trails of each image of a pair (absent from the other) in its ``STREAK`` mask plane.
 
     Parameters
@@ -207,17 +212,17 @@ def maskStreaks(template: object, science: object, planeName: str = "STREAK") ->
     images = (template, science)
     for which, other in ((0, 1), (1, 0)):
         mi, ref = images[which], images[other]
-        if mi.image.array.shape != ref.image.array.shape:  # type: ignore[attr-defined]
+        if mi.image.array.shape != ref.image.array.shape:
             counts.append(0)
             continue
         pixels = streakPixels(
-            mi.image.array,  # type: ignore[attr-defined]
-            mi.variance.array,  # type: ignore[attr-defined]
-            reference=ref.image.array,  # type: ignore[attr-defined]
-            referenceVariance=ref.variance.array,  # type: ignore[attr-defined]
+            mi.image.array,
+            mi.variance.array,
+            reference=ref.image.array,
+            referenceVariance=ref.variance.array,
         )
-        plane = resolveMaskPlane(mi.mask.schema, planeName)  # type: ignore[attr-defined]
+        plane = resolveMaskPlane(mi.mask.schema, planeName)
         if plane is not None and pixels.any():
-            mi.mask.set(plane, pixels | mi.mask.get(plane))  # type: ignore[attr-defined]
+            mi.mask.set(plane, pixels | mi.mask.get(plane))
         counts.append(int(pixels.sum()) if plane is not None else 0)
     return counts[0], counts[1]

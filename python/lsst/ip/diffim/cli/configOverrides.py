@@ -34,9 +34,12 @@ __all__ = ["applyConfigOverrides"]
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import ConfigOverrideError
+
+if TYPE_CHECKING:
+    import lsst.pex.config as pexConfig
 
 
 def _oneLine(exc: BaseException) -> str:
@@ -44,7 +47,9 @@ def _oneLine(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def applyConfigOverrides(config: Any, configFiles: Sequence[str], overrides: Sequence[str]) -> None:
+def applyConfigOverrides(
+    config: pexConfig.Config, configFiles: Sequence[str], overrides: Sequence[str]
+) -> None:
     """Apply ``-C`` files, then ``-c`` overrides, to ``config`` and validate it.
 
     Parameters

@@ -27,12 +27,17 @@ __all__ = ["checkMemory", "checkPair", "fileHasSkyWcs", "readOrFail"]
 import logging
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import InputError, MemoryLimitError
 
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage
 
-def readOrFail(reader: Callable[..., Any], path: str, **kwargs: Any) -> Any:
+    from ..imagePsfMatch import ImagePsfMatchConfig
+
+
+def readOrFail[T](reader: Callable[..., T], path: str, **kwargs: object) -> T:
     """Call ``reader(path, **kwargs)``; turn any failure into one `InputError` naming ``path``.
 
     A file astropy reports as truncated is refused rather than read padded;
@@ -86,7 +91,7 @@ def fileHasSkyWcs(path: str, hdu: int | None = None) -> bool:
 
 
 def checkPair(
-    templatePath: str, template: Any, sciencePath: str, science: Any, hdu: int | None = None
+    templatePath: str, template: MaskedImage, sciencePath: str, science: MaskedImage, hdu: int | None = None
 ) -> None:
     """Refuse a template/science pair with a WCS on one side only, or of different sizes without WCSs.
 
@@ -108,7 +113,7 @@ def checkPair(
         raise InputError(f"{sciencePath}: {exc}") from exc
 
 
-def checkMemory(config: Any, image: Any, path: str) -> None:
+def checkMemory(config: ImagePsfMatchConfig, image: MaskedImage, path: str) -> None:
     """Refuse, before any work, a configuration whose estimated memory exceeds the machine's.
 
     Raises

@@ -32,9 +32,12 @@ __all__ = ["DEMO_INSTRUMENT", "ingestPair", "main", "makeDemoRepo"]
 import argparse
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lsst.daf.butler import Butler, DatasetType
+
+if TYPE_CHECKING:
+    from lsst.images import VisitImage
 
 DEMO_INSTRUMENT = "DemoCam"
 INPUT_RUN = "demo/inputs"
@@ -73,7 +76,7 @@ def _registerDatasetTypes(butler: Butler) -> None:
 
 
 def ingestPair(
-    butler: Butler, visit: int, detector: int, template: Any, science: Any, band: str = "r"
+    butler: Butler, visit: int, detector: int, template: VisitImage, science: VisitImage, band: str = "r"
 ) -> None:
     """Put a template/science pair of `lsst.images.VisitImage` for one data ID."""
     _ensureRecords(butler, band, visit, detector)
@@ -82,7 +85,9 @@ def ingestPair(
     butler.put(template, "template_image", dataId)
 
 
-def makeDemoRepo(path: str, pairs: Iterable[tuple[int, int, Any, Any]] | None = None) -> Butler:
+def makeDemoRepo(
+    path: str, pairs: Iterable[tuple[int, int, VisitImage, VisitImage]] | None = None
+) -> Butler:
     """Create a Butler repository holding template/science pairs.
 
     Parameters
@@ -111,7 +116,7 @@ def makeDemoRepo(path: str, pairs: Iterable[tuple[int, int, Any, Any]] | None = 
     return butler
 
 
-def _retag(image: Any, visit: int, detector: int) -> Any:
+def _retag(image: object, visit: int, detector: int) -> VisitImage:
     """Return a copy of a demo VisitImage re-labelled for the demo instrument."""
     from lsst.images import VisitImage
 

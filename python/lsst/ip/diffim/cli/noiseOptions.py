@@ -25,7 +25,11 @@ from __future__ import annotations
 __all__ = ["addNoiseArguments", "noiseReadOptions", "recordVarianceFactors", "scaleInputVariance"]
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage
+    from lsst.pipe.base import Task
 
 
 def addNoiseArguments(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +109,7 @@ def noiseReadOptions(args: argparse.Namespace, which: str, index: int = 0) -> di
     }
 
 
-def scaleInputVariance(image: Any, args: argparse.Namespace, which: str) -> float | None:
+def scaleInputVariance(image: MaskedImage, args: argparse.Namespace, which: str) -> float | None:
     """Rescale ``image``'s variance in place if ``--scale-variance`` (the default); return the factor."""
     if not args.scale_variance:
         return None
@@ -120,7 +124,7 @@ def scaleInputVariance(image: Any, args: argparse.Namespace, which: str) -> floa
         ) from exc
 
 
-def recordVarianceFactors(task: Any, templateFactor: float | None, scienceFactor: float | None) -> None:
+def recordVarianceFactors(task: Task, templateFactor: float | None, scienceFactor: float | None) -> None:
     """Record the factors in the task metadata as upstream's subtraction task does."""
     if templateFactor is not None:
         task.metadata["scaleTemplateVarianceFactor"] = float(templateFactor)

@@ -31,7 +31,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,14 @@ from lsst.images.serialization import write_archive
 from ..kernelConversion import toImagesBackground, toImagesKernel
 from ..math.masks import anyMaskPlaneSet
 from ..math.spatialCell import SpatialCellCandidateStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import lsst.pipe.base as pipeBase
+    from lsst.images import MaskedImage
+
+    from ..imagePsfMatch import ImagePsfMatchTask
 
 
 @dataclass
@@ -66,11 +74,11 @@ class SubtractionSummary:
         )
 
 
-def _flatMetadata(metadata: Any) -> dict[str, Any]:
+def _flatMetadata(metadata: pipeBase.TaskMetadata | Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     items = metadata.to_dict() if hasattr(metadata, "to_dict") else dict(metadata)
 
-    def walk(prefix: str, value: Any) -> None:
+    def walk(prefix: str, value: object) -> None:
         if isinstance(value, dict):
             for k, v in value.items():
                 walk(f"{prefix}.{k}" if prefix else k, v)
@@ -83,7 +91,9 @@ def _flatMetadata(metadata: Any) -> dict[str, Any]:
     return out
 
 
-def normalizedResidualStats(difference: Any, sourceMask: np.ndarray | None = None) -> tuple[float, float]:
+def normalizedResidualStats(
+    difference: MaskedImage, sourceMask: np.ndarray | None = None
+) -> tuple[float, float]:
     """Return the mean and robust std of ``difference / sqrt(variance)`` off sources."""
     with np.errstate(divide="ignore", invalid="ignore"):
         norm = difference.image.array / np.sqrt(difference.variance.array)
@@ -102,7 +112,7 @@ def normalizedResidualStats(difference: Any, sourceMask: np.ndarray | None = Non
 
 
 def summarize(
-    task: Any, result: Any, seconds: float, sourceMask: np.ndarray | None = None
+    task: ImagePsfMatchTask, result: pipeBase.Struct, seconds: float, sourceMask: np.ndarray | None = None
 ) -> SubtractionSummary:
     """Return the summary of a subtraction result."""
     candidates = result.kernelCellSet.allCandidates()
@@ -124,17 +134,17 @@ def summarize(
 
 def writeOutputs(
     outDir: str | os.PathLike,
-    task: Any,
-    result: Any,
+    task: ImagePsfMatchTask,
+    result: pipeBase.Struct,
     summary: SubtractionSummary,
     *,
     prefix: str = "",
     sheetTitle: str = "",
-    template: Any = None,
-    science: Any = None,
+    template: MaskedImage | None = None,
+    science: MaskedImage | None = None,
     plots: bool = True,
     compression: str = "mask",
-    detection: Any = None,
+    detection: pipeBase.Struct | None = None,
 ) -> list[Path]:
     """Write every product of a subtraction into ``outDir``.
 
@@ -227,7 +237,7 @@ def writeOutputs(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def formatDiaSummary(detection: Any) -> str:
+def formatDiaSummary(detection: pipeBase.Struct) -> str:
     """Return the one-line summary of a DIA source detection (counts from its task metadata)."""
     md = detection.task.metadata
     return (

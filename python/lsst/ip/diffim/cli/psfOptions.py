@@ -26,9 +26,12 @@ __all__ = ["addPsfArguments", "fwhmArgument", "resolveFwhm"]
 
 import argparse
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..fwhmValidation import InvalidFwhmError, validateFwhm
+
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage
 
 _LOG = logging.getLogger("lsst.ip.diffim.cli")
 
@@ -65,7 +68,9 @@ def addPsfArguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolveFwhm(image: Any, explicit: float | None, headerFwhm: float | None, psfPath: str | None) -> float:
+def resolveFwhm(
+    image: MaskedImage, explicit: float | None, headerFwhm: float | None, psfPath: str | None
+) -> float:
     """Return the FWHM (pixels) of an input and give it a Gaussian PSF of that FWHM.
 
     The FWHM comes from, in order: the explicit option; the PSF image;

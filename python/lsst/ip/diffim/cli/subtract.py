@@ -63,7 +63,14 @@ from .noiseOptions import addNoiseArguments, noiseReadOptions, recordVarianceFac
 from .psfOptions import addPsfArguments, fwhmArgument, resolveFwhm
 
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from astropy.io import fits
+
+    from lsst.images import MaskedImage
+
+    from ..detectAndMeasure import DetectAndMeasureConfig
+    from ..imagePsfMatch import ImagePsfMatchConfig
 
 
 def _findHdu(hdul: fits.HDUList, names: tuple[str, ...]) -> int | None:
@@ -209,13 +216,13 @@ def _checkOptions(args: argparse.Namespace) -> None:
 
 def _subtractOne(
     args: argparse.Namespace,
-    config: Any,
-    template: Any,
+    config: ImagePsfMatchConfig,
+    template: MaskedImage,
     tFwhm: float,
     tFactor: float | None,
     sciencePath: str,
     index: int,
-    detectConfig: Any = None,
+    detectConfig: DetectAndMeasureConfig | None = None,
 ) -> Any:
     """Read, check and subtract the ``index``-th science image; return what the run loop writes and prints."""
     from ..exclusions import candidateArguments
@@ -273,7 +280,7 @@ def _subtractOne(
     return task, result, summary, science, sFwhm, convolveTemplate, detection
 
 
-def _run(args: argparse.Namespace, progressStream: Any = None) -> int:
+def _run(args: argparse.Namespace, progressStream: TextIO | None = None) -> int:
     from lsst.pipe.base import NoWorkFound
 
     from ..imagePsfMatch import ImagePsfMatchTask

@@ -45,12 +45,20 @@ __all__ = [
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ..math.masks import anyMaskPlaneSet
 from ..math.spatialCell import SpatialCellCandidateStatus
+
+if TYPE_CHECKING:
+    from astropy.table import Table
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    import lsst.pipe.base as pipeBase
+    from lsst.images import MaskedImage
 
 #: Most pixels kept on a side of an image panel (a panel is about 330 screen pixels wide on the sheet:
 #: 15 inches at 80 dpi, three columns; more pixels only cost resampling time).
@@ -96,14 +104,22 @@ class SummarySheetData:
     """Decimation of the image panels."""
 
 
+class _Summary(Protocol):
+    """A subtraction summary (`lsst.ip.diffim.cli.outputs.SubtractionSummary`): its text is shown."""
+
+    def format(self) -> str:
+        """Return the summary's lines."""
+        ...
+
+
 def prepareSummarySheet(
-    result: Any,
+    result: pipeBase.Struct,
     *,
-    template: Any = None,
-    science: Any = None,
+    template: MaskedImage | None = None,
+    science: MaskedImage | None = None,
     title: str = "",
-    summary: Any = None,
-    diaSources: Any = None,
+    summary: _Summary | None = None,
+    diaSources: Table | None = None,
 ) -> SummarySheetData:
     """Take the decimated views, kernel realizations, candidates and histogram of a result."""
     diff = result.subtractedMaskedImage
@@ -197,10 +213,10 @@ def prepareSummarySheet(
 
 
 def _show(
-    ax: Any,
+    ax: Axes,
     array: np.ndarray,
     title: str,
-    fig: Any,
+    fig: Figure,
     limits: tuple[float, float] | None = None,
     *,
     symmetric: float | None = None,
@@ -318,13 +334,13 @@ def drawSummarySheet(data: SummarySheetData, path: str | Path) -> Path:
 
 def makeSummarySheet(
     path: str | Path,
-    result: Any,
+    result: pipeBase.Struct,
     *,
-    template: Any = None,
-    science: Any = None,
+    template: MaskedImage | None = None,
+    science: MaskedImage | None = None,
     title: str = "",
-    summary: Any = None,
-    diaSources: Any = None,
+    summary: _Summary | None = None,
+    diaSources: Table | None = None,
 ) -> Path:
     """Draw the diagnostic sheet of one subtraction and write it as a PNG.
 

@@ -32,11 +32,16 @@ from __future__ import annotations
 
 __all__ = ["STATUS_STYLE", "CandidateStatusMap", "drawCellGrid", "subsample"]
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..math.spatialCell import SpatialCellCandidateStatus
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from ..math.spatialCell import SpatialCellSet
 
 #: Colour, marker and label of each status (upstream: GOOD cyan, UNKNOWN yellow, BAD red).
 STATUS_STYLE: dict[SpatialCellCandidateStatus, tuple[str, str, str]] = {
@@ -70,7 +75,7 @@ def subsample(counts: dict[Any, int], maxPoints: int) -> dict[Any, int]:
     return out
 
 
-def drawCellGrid(ax: Any, cellSet: Any, colour: str = "white", alpha: float = 0.5) -> None:
+def drawCellGrid(ax: Axes, cellSet: SpatialCellSet, colour: str = "white", alpha: float = 0.5) -> None:
     """Draw the cell boundaries of a `SpatialCellSet` as one line collection."""
     from matplotlib.collections import LineCollection
 
@@ -101,10 +106,10 @@ class CandidateStatusMap:
 
     def __init__(
         self,
-        ax: Any,
+        ax: Axes,
         xs: np.ndarray,
         ys: np.ndarray,
-        statuses: list[Any],
+        statuses: list[SpatialCellCandidateStatus],
         maxPoints: int = 1500,
         interactive: bool = False,
     ) -> None:

@@ -38,16 +38,27 @@ from __future__ import annotations
 __all__ = ["displayKernelCandidates", "sortedCandidates", "statusColour"]
 
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..kernel.candidate import CandidateSwitch, KernelCandidate
 from ..math.exceptions import KernelSolutionError
 from ..math.kernels import FixedKernel
-from ..math.spatialCell import SpatialCellCandidateStatus
+from ..math.spatialCell import SpatialCellCandidate, SpatialCellCandidateStatus
 from .core import debugNumber, finishPicture, imageLimits, pages
 from .stampMosaic import StampMosaic
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import lsstDebug
+
+    from lsst.utils.logging import LsstLoggers
+
+    from ..math.functions import Function2
+    from ..math.kernels import LinearCombinationKernel
+    from ..math.spatialCell import SpatialCellSet
 
 GOOD = SpatialCellCandidateStatus.GOOD
 BAD = SpatialCellCandidateStatus.BAD
@@ -65,12 +76,12 @@ _COLUMNS = [
 ]
 
 
-def statusColour(cand: Any) -> str:
+def statusColour(cand: SpatialCellCandidate) -> str:
     """Outline colour of a candidate's panels: green GOOD, red BAD, gold UNKNOWN."""
     return {GOOD: "green", BAD: "red"}.get(cand.getStatus(), "gold")
 
 
-def sortedCandidates(cellSet: Any, showBad: bool) -> list[KernelCandidate]:
+def sortedCandidates(cellSet: SpatialCellSet, showBad: bool) -> list[KernelCandidate]:
     """Return the kernel candidates to draw: BAD, UNKNOWN, GOOD, each by decreasing rating."""
     cands = [
         c
@@ -98,8 +109,13 @@ def _label(cand: KernelCandidate) -> str:
 
 
 def displayKernelCandidates(
-    info: Any, log: Any, cellSet: Any, kernel: Any, background: Any, showBad: bool
-) -> list[Any]:
+    info: lsstDebug.Info,
+    log: LsstLoggers | None,
+    cellSet: SpatialCellSet,
+    kernel: LinearCombinationKernel,
+    background: Function2,
+    showBad: bool,
+) -> list[Path | None]:
     """Draw the paged candidate mosaics; return the PNG paths written."""
     cands = sortedCandidates(cellSet, showBad)
     if not cands:
@@ -134,7 +150,9 @@ def displayKernelCandidates(
     return written
 
 
-def _page(cands: list[KernelCandidate], kernel: Any, background: Any) -> StampMosaic:
+def _page(
+    cands: list[KernelCandidate], kernel: LinearCombinationKernel, background: Function2
+) -> StampMosaic:
     mosaic = StampMosaic(len(cands), _COLUMNS, {1, 3, 5, 7})
     kh, kw = kernel.getHeight(), kernel.getWidth()
     for i, cand in enumerate(cands):

@@ -48,11 +48,21 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..math.masks import DIFFERENCE_MASK_PLANES
+
+if TYPE_CHECKING:
+    import lsstDebug
+    from matplotlib.axes import Axes
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colorbar import Colorbar
+    from matplotlib.figure import Figure
+
+    from lsst.images import MaskedImage
+    from lsst.utils.logging import LsstLoggers
 
 _INTERACTIVE = {
     "tkagg",
@@ -86,7 +96,7 @@ def isInteractive() -> bool:
     return backend in _INTERACTIVE or "inline" in backend
 
 
-def debugNumber(info: Any, name: str, default: float) -> float:
+def debugNumber(info: lsstDebug.Info, name: str, default: float) -> float:
     """Return the number held by debug variable ``name`` (``default`` if unset or not a number)."""
     value = getattr(info, name, False)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -103,9 +113,11 @@ def pages[T](items: Sequence[T], perPage: int, maxPages: int = 0) -> list[Sequen
     return [items[k * perPage : (k + 1) * perPage] for k in range(n)]
 
 
-def addColorbar(fig: Any, ax: Any, mappable: Any, label: str = "", width: float = 0.06) -> Any:
+def addColorbar(
+    fig: Figure, ax: Axes, mappable: ScalarMappable, label: str = "", width: float = 0.06
+) -> Colorbar:
     """Draw a colour bar in a thin strip right of ``ax`` (no layout engine needed)."""
-    cax = ax.inset_axes([1.03, 0.0, width, 1.0])
+    cax = ax.inset_axes((1.03, 0.0, width, 1.0))
     bar = fig.colorbar(mappable, cax=cax)
     bar.ax.tick_params(labelsize=6, length=2, pad=1)
     if label:
@@ -113,7 +125,7 @@ def addColorbar(fig: Any, ax: Any, mappable: Any, label: str = "", width: float 
     return bar
 
 
-def stampAxes(ax: Any, edgeColour: str | None = None) -> None:
+def stampAxes(ax: Axes, edgeColour: str | None = None) -> None:
     """Strip ticks from a stamp panel; outline it in ``edgeColour``."""
     ax.set_xticks([])
     ax.set_yticks([])
@@ -123,7 +135,7 @@ def stampAxes(ax: Any, edgeColour: str | None = None) -> None:
             spine.set_linewidth(2.0)
 
 
-def maskAlpha(info: Any) -> float:
+def maskAlpha(info: lsstDebug.Info) -> float:
     """Return the alpha of mask overlays from ``maskTransparency``.
 
     afw's ``maskTransparency`` is 0 (opaque) to 100 (invisible); unset (False)
@@ -134,7 +146,7 @@ def maskAlpha(info: Any) -> float:
     return float(max(0.1, 1.0 - float(t) / 100.0))
 
 
-def _claimPath(name: str, info: Any, frame: int) -> tuple[Path, int]:
+def _claimPath(name: str, info: lsstDebug.Info, frame: int) -> tuple[Path, int]:
     """Create and return a new ``<frame>_<name>.png`` in the display folder, and its frame."""
     import lsstDebug
 
@@ -152,7 +164,9 @@ def _claimPath(name: str, info: Any, frame: int) -> tuple[Path, int]:
             frame += 1
 
 
-def finishFigure(fig: Any, name: str, info: Any, log: Any, dpi: float = 90) -> Path | None:
+def finishFigure(
+    fig: Figure, name: str, info: lsstDebug.Info, log: LsstLoggers | None, dpi: float = 90
+) -> Path | None:
     """Show the figure (interactive backend) or write it as a PNG; bump the frame."""
     import lsstDebug
 
@@ -171,7 +185,9 @@ def finishFigure(fig: Any, name: str, info: Any, log: Any, dpi: float = 90) -> P
     return path
 
 
-def finishPicture(picture: np.ndarray, name: str, info: Any, log: Any, title: str = "") -> Path | None:
+def finishPicture(
+    picture: np.ndarray, name: str, info: lsstDebug.Info, log: LsstLoggers | None, title: str = ""
+) -> Path | None:
     """Show an RGB picture ``(h, w, 3)`` uint8 in a zoomable figure, or write it as a PNG; bump the frame."""
     import lsstDebug
 
@@ -211,11 +227,11 @@ _PLANE_COLOURS = ["red", "orange", "yellow", "cyan", "magenta", "lime", "blue", 
 
 
 def showMaskedImage(
-    ax: Any,
-    maskedImage: Any,
+    ax: Axes,
+    maskedImage: MaskedImage,
     title: str,
-    info: Any,
-    fig: Any,
+    info: lsstDebug.Info,
+    fig: Figure,
     symmetric: bool = False,
     interpolation: str = "antialiased",
     label: str = "counts",

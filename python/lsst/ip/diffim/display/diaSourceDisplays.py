@@ -32,16 +32,25 @@ from __future__ import annotations
 
 __all__ = ["displayDiaSources", "overlayDiaSources"]
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .core import finishFigure, pyplot, showMaskedImage
+
+if TYPE_CHECKING:
+    import lsstDebug
+    from astropy.table import Table
+    from matplotlib.axes import Axes
+
+    from lsst.images import MaskedImage
+    from lsst.utils.logging import LsstLoggers
 
 _STYLE = {"positive": "lime", "negative": "red", "dipole": "magenta"}
 
 
-def _classes(diaSources: Any) -> dict[str, np.ndarray]:
+def _classes(diaSources: Table) -> dict[str, np.ndarray]:
     n = len(diaSources)
     if n == 0:
         return {name: np.zeros(0, dtype=bool) for name in _STYLE}
@@ -52,8 +61,8 @@ def _classes(diaSources: Any) -> dict[str, np.ndarray]:
 
 
 def overlayDiaSources(
-    ax: Any,
-    diaSources: Any,
+    ax: Axes,
+    diaSources: Table | None,
     origin: tuple[float, float] = (0.0, 0.0),
     size: float = 40.0,
     stride: int = 1,
@@ -81,7 +90,7 @@ def overlayDiaSources(
         return
     x0, y0 = origin
 
-    def px(values: Any, zero: float) -> np.ndarray:
+    def px(values: ArrayLike, zero: float) -> np.ndarray:
         return (np.asarray(values, dtype=float) - zero) / stride
 
     xs = px(diaSources["x"], x0)
@@ -114,7 +123,9 @@ def overlayDiaSources(
     ax.legend(loc="lower left", fontsize=7, framealpha=0.7, title="DIA sources", title_fontsize=7)
 
 
-def displayDiaSources(moduleName: str, log: Any, info: Any, difference: Any, diaSources: Any) -> None:
+def displayDiaSources(
+    moduleName: str, log: LsstLoggers | None, info: lsstDebug.Info, difference: MaskedImage, diaSources: Table
+) -> None:
     """Draw the difference image with its masks and the DIA sources marked."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 7))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 __all__ = ["displayDifference", "displayInputImages", "displaySpatialCells"]
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,8 +32,23 @@ from .candidateMaps import CandidateStatusMap, drawCellGrid
 from .core import debugNumber, finishFigure, isInteractive, pyplot, showMaskedImage
 from .switches import isEnabled
 
+if TYPE_CHECKING:
+    import lsstDebug
 
-def _single(name: str, title: str, maskedImage: Any, info: Any, log: Any, symmetric: bool = False) -> None:
+    from lsst.images import MaskedImage
+    from lsst.utils.logging import LsstLoggers
+
+    from ..math.spatialCell import SpatialCellSet
+
+
+def _single(
+    name: str,
+    title: str,
+    maskedImage: MaskedImage,
+    info: lsstDebug.Info,
+    log: LsstLoggers | None,
+    symmetric: bool = False,
+) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 7))
     showMaskedImage(ax, maskedImage, title, info, fig, symmetric=symmetric)
@@ -42,7 +57,11 @@ def _single(name: str, title: str, maskedImage: Any, info: Any, log: Any, symmet
 
 
 def displayInputImages(
-    moduleName: str, log: Any, info: Any, templateMaskedImage: Any, scienceMaskedImage: Any
+    moduleName: str,
+    log: LsstLoggers | None,
+    info: lsstDebug.Info,
+    templateMaskedImage: MaskedImage,
+    scienceMaskedImage: MaskedImage,
 ) -> None:
     """Draw the image to convolve (``displayTemplate``) and the other (``displaySciIm``)."""
     if isEnabled(info, moduleName, "displayTemplate", log):
@@ -53,10 +72,10 @@ def displayInputImages(
 
 def displaySpatialCells(
     moduleName: str,
-    log: Any,
-    info: Any,
-    maskedImage: Any,
-    cellSet: Any,
+    log: LsstLoggers | None,
+    info: lsstDebug.Info,
+    maskedImage: MaskedImage,
+    cellSet: SpatialCellSet,
     title: str = "Spatial cells and kernel candidates",
 ) -> None:
     """Draw the image with the cell grid and the candidates by status.
@@ -88,7 +107,9 @@ def displaySpatialCells(
     finishFigure(fig, "spatialCells", info, log, dpi=100)
 
 
-def displayDifference(moduleName: str, log: Any, info: Any, maskedImage: Any, title: str) -> None:
+def displayDifference(
+    moduleName: str, log: LsstLoggers | None, info: lsstDebug.Info, maskedImage: MaskedImage, title: str
+) -> None:
     """Draw a difference image in counts and in units of its noise (sigma)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(15, 6.8))

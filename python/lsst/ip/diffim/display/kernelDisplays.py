@@ -26,12 +26,20 @@ __all__ = ["KernelShapes", "displayKernelBasis", "displayKernelMosaic", "measure
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..math.gaussian import SIGMA2FWHM
 from .core import addColorbar, finishFigure, pages, pyplot, stampAxes
+
+if TYPE_CHECKING:
+    import lsstDebug
+
+    from lsst.images import Box
+    from lsst.utils.logging import LsstLoggers
+
+    from ..math.kernels import LinearCombinationKernel
 
 _FWHM_PER_SIGMA = SIGMA2FWHM
 
@@ -82,7 +90,9 @@ def measureKernelShapes(images: np.ndarray, ctrX: int, ctrY: int) -> KernelShape
     return KernelShapes(images.sum(axis=(1, 2)), dx, dy, ixx, iyy, ixy)
 
 
-def displayKernelBasis(info: Any, log: Any, kernel: Any, perPage: int = 49) -> None:
+def displayKernelBasis(
+    info: lsstDebug.Info, log: LsstLoggers | None, kernel: LinearCombinationKernel, perPage: int = 49
+) -> None:
     """Draw the spatial kernel's basis images, 7 to a row, each with its own colour bar."""
     plt = pyplot()
     basis = kernel.basisArray
@@ -114,7 +124,9 @@ def displayKernelBasis(info: Any, log: Any, kernel: Any, perPage: int = 49) -> N
         finishFigure(fig, "kernelBasis" + (f"_p{p:03d}" if len(allPages) > 1 else ""), info, log)
 
 
-def displayKernelMosaic(info: Any, log: Any, bbox: Any, kernel: Any) -> None:
+def displayKernelMosaic(
+    info: lsstDebug.Info, log: LsstLoggers | None, bbox: Box, kernel: LinearCombinationKernel
+) -> None:
     """Draw the spatial kernel on a 7 x ny grid over ``bbox``, on one shared colour scale.
 
     Each panel marks the kernel's centroid (blue ``+``) and its second-moment

@@ -31,16 +31,29 @@ from __future__ import annotations
 
 __all__ = ["displayKernelFit"]
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .candidateMosaics import displayKernelCandidates
 from .kernelDisplays import displayKernelBasis, displayKernelMosaic
 from .spatialModelDisplays import plotKernelCoefficients, plotKernelSpatialModel
 from .switches import isEnabled
 
+if TYPE_CHECKING:
+    import lsst.pex.config as pexConfig
+    from lsst.utils.logging import LsstLoggers
+
+    from ..math.functions import Function2
+    from ..math.kernels import LinearCombinationKernel
+    from ..math.spatialCell import SpatialCellSet
+
 
 def displayKernelFit(
-    moduleName: str, log: Any, cellSet: Any, spatialKernel: Any, spatialBackground: Any, kConfig: Any
+    moduleName: str,
+    log: LsstLoggers | None,
+    cellSet: SpatialCellSet,
+    spatialKernel: LinearCombinationKernel,
+    spatialBackground: Function2,
+    kConfig: pexConfig.Config,
 ) -> None:
     """Draw every display switched on for ``moduleName`` after the spatial fit."""
     import lsstDebug

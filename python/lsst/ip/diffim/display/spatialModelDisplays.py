@@ -43,7 +43,7 @@ from __future__ import annotations
 __all__ = ["plotKernelCoefficients", "plotKernelSpatialModel"]
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,12 +55,21 @@ from .candidateMosaics import sortedCandidates, statusColour
 from .core import addColorbar, debugNumber, finishFigure, pages, pyplot
 from .kernelDisplays import measureKernelShapes
 
+if TYPE_CHECKING:
+    import lsstDebug
+
+    from lsst.images import Box
+    from lsst.utils.logging import LsstLoggers
+
+    from ..math.kernels import LinearCombinationKernel
+    from ..math.spatialCell import SpatialCellSet
+
 GOOD = SpatialCellCandidateStatus.GOOD
 BAD = SpatialCellCandidateStatus.BAD
 _MARKERS = {GOOD: "o", SpatialCellCandidateStatus.UNKNOWN: "s", BAD: "X"}
 
 
-def _fitted(cellSet: Any, showBad: bool, nBasis: int) -> tuple[list[KernelCandidate], np.ndarray]:
+def _fitted(cellSet: SpatialCellSet, showBad: bool, nBasis: int) -> tuple[list[KernelCandidate], np.ndarray]:
     """Return the candidates with a fit on the model's basis and their coefficients ``(n, nBasis)``."""
     cands, rows = [], []
     for cand in sortedCandidates(cellSet, showBad):
@@ -87,13 +96,19 @@ def _drawn(cands: list[KernelCandidate], maxPoints: int) -> np.ndarray:
     return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=int)
 
 
-def _modelGrid(bbox: Any, n: int = 48) -> tuple[np.ndarray, np.ndarray]:
+def _modelGrid(bbox: Box, n: int = 48) -> tuple[np.ndarray, np.ndarray]:
     nx = n
     ny = max(8, int(round(n * bbox.y.size / bbox.x.size)))
     return np.linspace(bbox.x.min, bbox.x.max, nx), np.linspace(bbox.y.min, bbox.y.max, ny)
 
 
-def plotKernelSpatialModel(info: Any, log: Any, cellSet: Any, kernel: Any, showBad: bool) -> None:
+def plotKernelSpatialModel(
+    info: lsstDebug.Info,
+    log: LsstLoggers | None,
+    cellSet: SpatialCellSet,
+    kernel: LinearCombinationKernel,
+    showBad: bool,
+) -> None:
     """Draw the kernel sum, centroid and FWHM maps, then upstream's per-coefficient figure."""
     from matplotlib.colors import Normalize
     from matplotlib.lines import Line2D
@@ -198,14 +213,16 @@ def plotKernelSpatialModel(info: Any, log: Any, cellSet: Any, kernel: Any, showB
         _plotCoefficientModel(info, log, bbox, kernel, cands, coeffs)
 
 
-def _spatialOrder(kernel: Any) -> Any:
+def _spatialOrder(kernel: LinearCombinationKernel) -> Any:
     try:
         return kernel.getSpatialFunction(0).getOrder()
     except (AttributeError, IndexError, TypeError):
         return 0
 
 
-def _modelAt(kernel: Any, xs: np.ndarray, ys: np.ndarray, name: str, ctrX: int, ctrY: int) -> np.ndarray:
+def _modelAt(
+    kernel: LinearCombinationKernel, xs: np.ndarray, ys: np.ndarray, name: str, ctrX: int, ctrY: int
+) -> np.ndarray:
     if xs.size == 0:
         return np.zeros(0)
     shapes = measureKernelShapes(kernel.getArrays(xs, ys), ctrX, ctrY)
@@ -219,7 +236,12 @@ def _modelAt(kernel: Any, xs: np.ndarray, ys: np.ndarray, name: str, ctrX: int, 
 
 
 def _plotCoefficientModel(
-    info: Any, log: Any, bbox: Any, kernel: Any, cands: list[KernelCandidate], coeffs: np.ndarray
+    info: lsstDebug.Info,
+    log: LsstLoggers | None,
+    bbox: Box,
+    kernel: LinearCombinationKernel,
+    cands: list[KernelCandidate],
+    coeffs: np.ndarray,
 ) -> None:
     """Upstream's figure: per coefficient (first 10) the model map, vs magnitude, residuals vs x and y."""
     plt = pyplot()
@@ -279,7 +301,13 @@ def _regionGrid(title: str, xlabel: str) -> tuple[Any, Any]:
     return fig, axes
 
 
-def plotKernelCoefficients(info: Any, log: Any, cellSet: Any, kernel: Any, showBad: bool) -> None:
+def plotKernelCoefficients(
+    info: lsstDebug.Info,
+    log: LsstLoggers | None,
+    cellSet: SpatialCellSet,
+    kernel: LinearCombinationKernel,
+    showBad: bool,
+) -> None:
     """Draw the coefficient vectors by region, the coefficient histograms and the model's vectors."""
     from matplotlib.collections import LineCollection
     from matplotlib.lines import Line2D

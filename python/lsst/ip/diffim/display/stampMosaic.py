@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 _BACKGROUND = 1.0
 _NAN_GREY = 0.85
@@ -151,7 +152,7 @@ class StampMosaic:
                 cmaps[name] = colormaps[name]
             return cmaps[name]
 
-        def byte(v: Any) -> Any:
+        def byte(v: ArrayLike) -> np.ndarray:
             return np.round(np.asarray(v, dtype=float) * 255).astype(np.uint8)
 
         canvas = np.full((self.height, self.width, 3), byte(_BACKGROUND), dtype=np.uint8)

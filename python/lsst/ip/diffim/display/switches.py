@@ -31,7 +31,12 @@ from __future__ import annotations
 
 __all__ = ["DEFAULT_DISPLAYS", "DISPLAY_VARIABLES", "OPTION_VARIABLES", "isEnabled"]
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import lsstDebug
+
+    from lsst.utils.logging import LsstLoggers
 
 #: The display variables of each module, in the order they draw.
 DISPLAY_VARIABLES: dict[str, tuple[str, ...]] = {
@@ -75,7 +80,7 @@ OPTION_VARIABLES: dict[str, tuple[str, ...]] = {
 _announced: set[str] = set()
 
 
-def isEnabled(info: Any, moduleName: str, variable: str, log: Any = None) -> bool:
+def isEnabled(info: lsstDebug.Info, moduleName: str, variable: str, log: LsstLoggers | None = None) -> bool:
     """Return whether display ``variable`` of ``moduleName`` should draw.
 
     Parameters
@@ -86,7 +91,7 @@ def isEnabled(info: Any, moduleName: str, variable: str, log: Any = None) -> boo
         A key of `DISPLAY_VARIABLES`.
     variable : `str`
         The display variable asked about.
-    log : `logging.Logger`, optional
+    log : `logging.Logger` or `lsst.utils.logging.LsstLogAdapter`, optional
         Where the default set is announced.
 
     Returns

@@ -79,20 +79,21 @@ def renormalizeKernelList(kernelList: Sequence[Kernel]) -> list[Kernel]:
     stack = kernelListToArray(kernelList).copy()
     # Separable factors are carried along when every input has them.
     terms = [k.separableTerms if isinstance(k, FixedKernel) else None for k in kernelList]
-    separable = all(t is not None for t in terms)
+    if not all(t is not None for t in terms):
+        terms = [None] * len(terms)
     firstSum = stack[0].sum()
     first = stack[0] / firstSum
-    firstTerms = terms[0].scaled(1.0 / firstSum) if separable else None
-    out = [FixedKernel(first, firstTerms)]
+    firstTerms = terms[0].scaled(1.0 / firstSum) if terms[0] is not None else None
+    out: list[Kernel] = [FixedKernel(first, firstTerms)]
     for image, imageTerms in zip(stack[1:], terms[1:], strict=True):
         total = image.sum()
         if abs(total) > _FLOAT32_EPS:
             image = image / total - first
-            if separable:
+            if imageTerms is not None and firstTerms is not None:
                 imageTerms = imageTerms.scaled(1.0 / total) + firstTerms.scaled(-1.0)
         norm = np.sqrt((image**2).sum())
         image = image / norm
-        out.append(FixedKernel(image, imageTerms.scaled(1.0 / norm) if separable else None))
+        out.append(FixedKernel(image, imageTerms.scaled(1.0 / norm) if imageTerms is not None else None))
     return out
 
 

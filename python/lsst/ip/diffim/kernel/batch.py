@@ -37,6 +37,7 @@ from __future__ import annotations
 __all__ = ["batchNormalEquations", "batchNormalizedResiduals"]
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
@@ -44,6 +45,12 @@ import scipy.fft
 from ..math.threads import chunkSlices, forEach, singleThreadedBlas
 from .separableBasis import SeparableBasis
 from .stamps import _kernelSpectra
+
+if TYPE_CHECKING:
+    from .stampStack import StampPlane
+
+#: Stamps ``(N, ny, nx)``: stacked, or a `StampPlane` cutting them from their parent image when read.
+type Stamps = np.ndarray | StampPlane
 
 #: Upper bound on the bytes of one chunk of candidate spectra.
 _CHUNK_BYTES = 4 * 1024 * 1024
@@ -57,7 +64,7 @@ def _f64(array: np.ndarray) -> np.ndarray:
     return np.asarray(array, dtype=np.float64)
 
 
-def _take(stamps: np.ndarray, rows: np.ndarray | None, chunk: slice) -> np.ndarray:
+def _take(stamps: Stamps, rows: np.ndarray | None, chunk: slice) -> np.ndarray:
     """Gather the stamps of one chunk of the selected rows, on the chunk's thread.
 
     Gathering chunk by chunk keeps the copies small (and in memory the
@@ -130,8 +137,8 @@ def _storeChunk(
 
 
 def batchNormalEquations(
-    templates: np.ndarray,
-    sciences: np.ndarray,
+    templates: Stamps,
+    sciences: Stamps,
     weights: np.ndarray,
     basis: np.ndarray,
     fitForBackground: bool,
@@ -142,7 +149,7 @@ def batchNormalEquations(
 
     Parameters
     ----------
-    templates, sciences : `numpy.ndarray`
+    templates, sciences : `numpy.ndarray` or `StampPlane`
         Stamps ``(N, ny, nx)`` (finite; computed in float64 whatever their type).
     weights : `numpy.ndarray`
         One inverse variance per candidate ``(n,)``.
@@ -200,8 +207,8 @@ def batchNormalEquations(
 
 
 def _separableNormalEquations(
-    templates: np.ndarray,
-    sciences: np.ndarray,
+    templates: Stamps,
+    sciences: Stamps,
     weights: np.ndarray,
     separable: SeparableBasis,
     fitForBackground: bool,
@@ -246,10 +253,10 @@ def _separableNormalEquations(
 
 
 def batchNormalizedResiduals(
-    templates: np.ndarray,
-    templateVariances: np.ndarray,
-    sciences: np.ndarray,
-    scienceVariances: np.ndarray,
+    templates: Stamps,
+    templateVariances: Stamps,
+    sciences: Stamps,
+    scienceVariances: Stamps,
     kernels: np.ndarray,
     backgrounds: np.ndarray,
     rows: np.ndarray | None = None,
@@ -258,7 +265,7 @@ def batchNormalizedResiduals(
 
     Parameters
     ----------
-    templates, templateVariances, sciences, scienceVariances : `numpy.ndarray`
+    templates, templateVariances, sciences, scienceVariances : `numpy.ndarray` or `StampPlane`
         Stamps ``(N, ny, nx)``.
     kernels : `numpy.ndarray`
         One kernel image per candidate ``(n, kh, kw)``.

@@ -32,7 +32,7 @@ __all__ = [
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         The stamps (kept by reference); the template is the image convolved.
     ps : `KernelFitSettings`, `lsst.pex.config.Config` or mapping
         Kernel configuration (settings are shared, the others converted).
-    source : optional
+    source : `object`, optional
         The catalog record the candidate came from; if given, its PSF flux
         is the rating.
     rating : `float`, optional
@@ -89,7 +89,7 @@ class KernelCandidate(SpatialCellImageCandidate):
     ORIG = CandidateSwitch.ORIG
     PCA = CandidateSwitch.PCA
     RECENT = CandidateSwitch.RECENT
-    CandidateSwitch = CandidateSwitch
+    CandidateSwitch: TypeAlias = CandidateSwitch  # noqa: UP040 (a class attribute, as upstream nests it)
 
     #: Why the candidate was last marked BAD ("" if it is not BAD or no reason was given).
     _rejectionReason: str = ""
@@ -101,7 +101,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         templateMaskedImage: MaskedImage,
         scienceMaskedImage: MaskedImage,
         ps: KernelFitSettings | Mapping[str, Any] | Any,
-        source: Any = None,
+        source: object = None,
         rating: float | None = None,
     ) -> None:
         super().__init__(xCenter, yCenter)
@@ -145,7 +145,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         return self
 
     def _initState(
-        self, ps: KernelFitSettings | Mapping[str, Any] | Any, source: Any, rating: float | None
+        self, ps: KernelFitSettings | Mapping[str, Any] | Any, source: object, rating: float | None
     ) -> None:
         # Settings are frozen: the task's one object is shared by all its candidates.
         self._settings = asSettings(ps)
@@ -212,6 +212,7 @@ class KernelCandidate(SpatialCellImageCandidate):
     def getTemplateMaskedImage(self) -> MaskedImage:
         """Return the template stamp, cut from its parent image on first use."""
         if self._templateMaskedImage is None:
+            assert self._stampSource is not None  # a candidate holds its stamps or their parents
             parent, _, box = self._stampSource
             self._templateMaskedImage = parent[box]
         return self._templateMaskedImage
@@ -219,6 +220,7 @@ class KernelCandidate(SpatialCellImageCandidate):
     def getScienceMaskedImage(self) -> MaskedImage:
         """Return the science stamp, cut from its parent image on first use."""
         if self._scienceMaskedImage is None:
+            assert self._stampSource is not None
             _, parent, box = self._stampSource
             self._scienceMaskedImage = parent[box]
         return self._scienceMaskedImage
@@ -308,7 +310,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         Equivalent to `build` with constant variance weighting.
         """
         useRegularization = hMat is not None and np.size(hMat) > 0
-        if useRegularization:
+        if hMat is not None and useRegularization:
             solution: StaticKernelSolution = RegularizedKernelSolution(
                 basisList, self._fitForBackground, hMat, self._settings
             )
@@ -378,7 +380,7 @@ class KernelCandidate(SpatialCellImageCandidate):
         self, basisList: Sequence[Kernel], hMat: np.ndarray | None, varEst: np.ndarray
     ) -> None:
         useRegularization = hMat is not None and np.size(hMat) > 0
-        if useRegularization:
+        if hMat is not None and useRegularization:
             solution: StaticKernelSolution = RegularizedKernelSolution(
                 basisList, self._fitForBackground, hMat, self._settings
             )

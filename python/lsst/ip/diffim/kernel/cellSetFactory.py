@@ -78,7 +78,7 @@ def makeKernelCellSet(
     xc = np.asarray(candidateList["x"], dtype=float)
     yc = np.asarray(candidateList["y"], dtype=float)
     shapes = np.stack([y1 - y0, x1 - x0], axis=1)
-    placement: list[tuple[StampStack, int, float, bool]] = [None] * len(candidateList)  # type: ignore
+    placement: list[tuple[StampStack, int, float, bool]] = [None] * len(candidateList)  # type: ignore[list-item]
     for shape in np.unique(shapes, axis=0):
         which = np.flatnonzero((shapes == shape).all(axis=1))
         stack = StampStack.fromParents(
@@ -88,9 +88,9 @@ def makeKernelCellSet(
             x0[which] - bbox.x.start,
             (int(shape[0]), int(shape[1])),
         )
-        ratings, ok = stack.coreRatings(settings.candidateCoreRadius, list(settings.badMaskPlanes))
-        for i, row in enumerate(which):
-            placement[row] = (stack, i, float(ratings[i]) if ok[i] else 0.0, bool(ok[i]))
+        ratings, finite = stack.coreRatings(settings.candidateCoreRadius, list(settings.badMaskPlanes))
+        for i, where in enumerate(which):
+            placement[where] = (stack, i, float(ratings[i]) if finite[i] else 0.0, bool(finite[i]))
     if "isolated" in candidateList.colnames:
         _liftIsolated(placement, np.asarray(candidateList["isolated"], dtype=bool))
     for row, (stack, i, rating, ok) in enumerate(placement):

@@ -57,13 +57,52 @@ __all__ = [
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 _DOUBLE = 8
 
 _BASELINE = 300 * 2**20  # the interpreter, numpy/scipy/astropy and the stack's modules
 _PLANE_BYTES = 4 * 14  # float32-equivalents per pixel: inputs, warped, convolved, difference, tiles
+
+
+class _DetectionConfig(Protocol):
+    """The fields of a ``DetectionConfig`` that `estimateMemory` reads (the stamp size)."""
+
+    @property
+    def scaleByFwhm(self) -> bool: ...
+    @property
+    def fpGrowKernelScaling(self) -> float: ...
+    @property
+    def fpGrowPix(self) -> int: ...
+
+
+class _KernelConfig(Protocol):
+    """The fields of a ``PsfMatchConfig`` that `estimateMemory` reads."""
+
+    @property
+    def kernelBasisSet(self) -> str: ...
+    @property
+    def kernelSize(self) -> int: ...
+    @property
+    def kernelSizeMax(self) -> int: ...
+    @property
+    def alardDegGauss(self) -> Sequence[int]: ...
+    @property
+    def spatialKernelOrder(self) -> int: ...
+    @property
+    def spatialBgOrder(self) -> int: ...
+    @property
+    def fitForBackground(self) -> bool: ...
+    @property
+    def sizeCellX(self) -> int: ...
+    @property
+    def sizeCellY(self) -> int: ...
+    @property
+    def nStarPerCell(self) -> int: ...
+    @property
+    def detectionConfig(self) -> _DetectionConfig: ...
 
 
 @dataclass
@@ -93,7 +132,9 @@ def _nSpatial(order: int) -> int:
     return (order + 1) * (order + 2) // 2
 
 
-def estimateMemory(kConfig: Any, shape: tuple[int, int], nCandidates: int | None = None) -> MemoryEstimate:
+def estimateMemory(
+    kConfig: _KernelConfig, shape: tuple[int, int], nCandidates: int | None = None
+) -> MemoryEstimate:
     """Estimate the peak memory of one subtraction.
 
     Parameters

@@ -32,7 +32,7 @@ from __future__ import annotations
 __all__ = ["PropertySet", "makePropertySet", "toPropertySet"]
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
 import lsst.pex.config as pexConfig
 
@@ -40,7 +40,7 @@ import lsst.pex.config as pexConfig
 class PropertySet(dict):
     """A `dict` of config values with a few ``daf_base.PropertySet`` accessors."""
 
-    def set(self, name: str, value: Any) -> None:
+    def set(self, name: str, value: object) -> None:
         """Set ``name`` to ``value`` (afw's ``PropertySet.set``)."""
         self[name] = value
 
@@ -115,6 +115,14 @@ def _flatten(prefix: str | None, values: Mapping[str, Any], out: PropertySet) ->
             # level? No: keys are exactly the field names, as upstream.
         elif value is not None:
             out[name] = list(value) if isinstance(value, tuple) else value
+
+
+@overload
+def makePropertySet(config: pexConfig.Config | Mapping[str, Any]) -> PropertySet: ...
+
+
+@overload
+def makePropertySet(config: None) -> None: ...
 
 
 def makePropertySet(config: pexConfig.Config | Mapping[str, Any] | None) -> PropertySet | None:

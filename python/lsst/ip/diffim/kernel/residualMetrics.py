@@ -150,8 +150,8 @@ def residualMetrics(
             _addSingle(metrics, kc, spatialKernel, spatialBackground, planes)
         if clean.any():
             batchable.append((stack, list(kcs[clean]), list(index[clean])))
-    for stack, kcs, rows in batchable:
-        todo, todoRows = _addCached(metrics, kcs, rows, spatialKernel)
+    for stack, stackKcs, rows in batchable:
+        todo, todoRows = _addCached(metrics, stackKcs, rows, spatialKernel)
         if todo:
             _addStack(metrics, stack, todo, todoRows, spatialKernel, spatialBackground)
     out: dict[str, float] = {}
@@ -230,7 +230,7 @@ def _addStack(
     spatialKernels = spatialKernel.getArrays(xs, ys)
     spatialBgs = np.asarray(spatialBackground(xs, ys), dtype=float) * np.ones(len(kcs))
     sel = np.asarray(rows, dtype=int)
-    stamps = [stack.template, stack.templateVariance, stack.science, stack.scienceVariance]
+    stamps = (stack.template, stack.templateVariance, stack.science, stack.scienceVariance)
     for kind, kernels, bgs in (
         ("LOCAL", np.stack(localKernels), np.array(localBgs, dtype=float)),
         ("SPATIAL", spatialKernels, spatialBgs),

@@ -108,8 +108,9 @@ class SeparableBasis:
     def _build(cls, basisList: Sequence[Kernel]) -> SeparableBasis | None:
         if len(basisList) == 0:
             return None
-        terms = [k.separableTerms if isinstance(k, FixedKernel) else None for k in basisList]
-        if any(t is None for t in terms):
+        given = (k.separableTerms if isinstance(k, FixedKernel) else None for k in basisList)
+        terms = [t for t in given if t is not None]
+        if len(terms) < len(basisList):
             return None
         columnIndex: dict[bytes, int] = {}
         rowIndex: dict[bytes, int] = {}

@@ -45,7 +45,7 @@ import enum
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import scipy.linalg
@@ -56,6 +56,9 @@ from ..math.functions import Function2, PolynomialFunction2
 from ..math.kernels import Kernel, LinearCombinationKernel, basisInfo
 from .settings import KernelFitSettings, asSettings
 from .stamps import basisDesignMatrix, goodSlices
+
+if TYPE_CHECKING:
+    from lsst.images import Image
 
 _solutionIds = itertools.count(1)
 
@@ -209,8 +212,8 @@ class KernelSolution:
         Whether the last unknown is a background term.
     """
 
-    KernelSolvedBy = KernelSolvedBy
-    ConditionNumberType = ConditionNumberType
+    KernelSolvedBy: TypeAlias = KernelSolvedBy  # noqa: UP040 (a class attribute, as upstream nests it)
+    ConditionNumberType: TypeAlias = ConditionNumberType  # noqa: UP040 (a class attribute)
 
     NONE = KernelSolvedBy.NONE
     CHOLESKY_LDLT = KernelSolvedBy.CHOLESKY_LDLT
@@ -313,7 +316,12 @@ class StaticKernelSolution(KernelSolution):
         """Return a new list of the basis kernels of the fit."""
         return list(self._basisList)
 
-    def build(self, templateImage: Any, scienceImage: Any, varianceEstimate: Any) -> None:
+    def build(
+        self,
+        templateImage: np.ndarray | Image,
+        scienceImage: np.ndarray | Image,
+        varianceEstimate: np.ndarray | Image,
+    ) -> None:
         """Fill ``M`` and ``b`` from the stamps.
 
         Parameters
@@ -414,9 +422,10 @@ class StaticKernelSolution(KernelSolution):
         else:
             self._background = 0.0
 
-    def _checkSolved(self) -> None:
+    def _checkSolved(self) -> LinearCombinationKernel:
         if self._kernel is None:
             raise KernelSolutionError("Kernel not solved; cannot return solution")
+        return self._kernel
 
     def getKernel(self) -> LinearCombinationKernel:
         """Return the fitted kernel.
@@ -426,13 +435,11 @@ class StaticKernelSolution(KernelSolution):
         KernelSolutionError
             If the system has not been solved.
         """
-        self._checkSolved()
-        return self._kernel
+        return self._checkSolved()
 
     def makeKernelImage(self) -> np.ndarray:
         """Return the (unnormalized) kernel image."""
-        self._checkSolved()
-        return self._kernel.getArray()
+        return self._checkSolved().getArray()
 
     def getBackground(self) -> float:
         """Return the fitted differential background (counts).
@@ -471,8 +478,7 @@ class StaticKernelSolution(KernelSolution):
         KernelSolutionError
             If the system has not been solved.
         """
-        self._checkSolved()
-        return self._kernel, self._background
+        return self._checkSolved(), self._background
 
 
 class RegularizedKernelSolution(StaticKernelSolution):
@@ -552,7 +558,7 @@ class RegularizedKernelSolution(StaticKernelSolution):
         self._setKernel()
 
 
-def _asArray(image: Any) -> np.ndarray:
+def _asArray(image: np.ndarray | Image) -> np.ndarray:
     return np.asarray(image.array if hasattr(image, "array") else image)
 
 
@@ -720,11 +726,13 @@ class SpatialKernelSolution(KernelSolution):
         if self._fitForBackground:
             bgTerms = np.asarray(self._bgFunction.terms(xs, ys), dtype=float).reshape(self._nbt, n).T
             groups.append((np.array([nb]), bgTerms, offset))
+        mMat, bVec = self._mMat, self._bVec
+        assert mMat is not None and bVec is not None  # made by the constructor
         for rows1, terms1, start1 in groups:
             if rows1.size == 0:
                 continue
             span1 = rows1.size * terms1.shape[1]
-            self._bVec[start1 : start1 + span1] += np.einsum("ni,na->ia", wVecs[:, rows1], terms1).ravel()
+            bVec[start1 : start1 + span1] += np.einsum("ni,na->ia", wVecs[:, rows1], terms1).ravel()
             for rows2, terms2, start2 in groups:
                 if rows2.size == 0:
                     continue
@@ -732,7 +740,7 @@ class SpatialKernelSolution(KernelSolution):
                 q = qMats[:, rows1][:, :, rows2].reshape(n, -1)
                 outer = (terms1[:, :, np.newaxis] * terms2[:, np.newaxis, :]).reshape(n, -1)
                 block = (q.T @ outer).reshape(rows1.size, rows2.size, terms1.shape[1], terms2.shape[1])
-                self._mMat[start1 : start1 + span1, start2 : start2 + span2] += block.transpose(
+                mMat[start1 : start1 + span1, start2 : start2 + span2] += block.transpose(
                     0, 2, 1, 3
                 ).reshape(span1, span2)
 
@@ -779,14 +787,14 @@ class SpatialKernelSolution(KernelSolution):
             bgFunc = PolynomialFunction2(0, [0.0])
         self._backgroundFunction = bgFunc
 
-    def _checkSolved(self) -> None:
-        if self._kernel is None:
+    def _checkSolved(self) -> tuple[LinearCombinationKernel, Function2]:
+        if self._kernel is None or self._backgroundFunction is None:
             raise KernelSolutionError("Kernel not solved; cannot return solution")
+        return self._kernel, self._backgroundFunction
 
     def getSolutionPair(self) -> tuple[LinearCombinationKernel, Function2]:
         """Return ``(spatialKernel, spatialBackground)``."""
-        self._checkSolved()
-        return self._kernel, self._backgroundFunction
+        return self._checkSolved()
 
     def getKernel(self) -> LinearCombinationKernel:
         """Return the fitted spatial kernel.
@@ -796,8 +804,7 @@ class SpatialKernelSolution(KernelSolution):
         KernelSolutionError
             If the system has not been solved.
         """
-        self._checkSolved()
-        return self._kernel
+        return self._checkSolved()[0]
 
     def getBackground(self) -> Function2:
         """Return the fitted spatial background function.
@@ -807,8 +814,7 @@ class SpatialKernelSolution(KernelSolution):
         KernelSolutionError
             If the system has not been solved.
         """
-        self._checkSolved()
-        return self._backgroundFunction
+        return self._checkSolved()[1]
 
     def getKsum(self) -> float:
         """Return the sum of the fitted kernel evaluated at position ``(0, 0)``.
@@ -839,8 +845,7 @@ class SpatialKernelSolution(KernelSolution):
         KernelSolutionError
             If the system has not been solved.
         """
-        self._checkSolved()
-        return self._kernel.getArray(x, y)
+        return self._checkSolved()[0].getArray(x, y)
 
 
 StaticKernelSolutionF = StaticKernelSolution

@@ -36,6 +36,7 @@ __all__ = ["StampPlane", "StampStack", "gatherStamps"]
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -45,6 +46,15 @@ from lsst.images import MaskedImage
 from ..math.masks import maskBitsPresent, maskPlaneBitmask
 from ..math.statistics import allFinite
 from ..math.threads import chunkSlices
+
+if TYPE_CHECKING:
+    from lsst.images import MaskSchema
+
+#: Stamps of a `StampPlane`: an integer, a slice, or an integer or boolean index array.
+type StampIndex = int | np.integer | slice | np.ndarray
+
+#: Key of a `StampPlane`: stamps, optionally followed by row and column slices of the stamps.
+type StampKey = StampIndex | tuple[StampIndex, *tuple[slice, ...]]
 
 
 def gatherStamps(array: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -106,19 +116,25 @@ class StampPlane:
         self._stampShape = shape
 
     def __len__(self) -> int:
-        return len(self._stack) if self._stack is not None else len(self._rows)
+        if self._stack is not None:
+            return len(self._stack)
+        assert self._rows is not None  # a plane holds either a stack or its parent's cut
+        return len(self._rows)
 
     @property
     def shape(self) -> tuple[int, ...]:
         """Shape of the stack, ``(nStamps, height, width, ...)`` (`tuple` [`int`, ...])."""
         if self._stack is not None:
             return self._stack.shape
+        assert self._rows is not None and self._stampShape is not None and self._parent is not None
         return (len(self._rows), *self._stampShape, *self._parent.shape[2:])
 
     @property
     def dtype(self) -> np.dtype:
         """Pixel type of the plane, that of its parent image (`numpy.dtype`)."""
-        return (self._stack if self._stack is not None else self._parent).dtype
+        plane = self._stack if self._stack is not None else self._parent
+        assert plane is not None
+        return plane.dtype
 
     @property
     def parent(self) -> np.ndarray | None:
@@ -128,25 +144,27 @@ class StampPlane:
     def all(self) -> np.ndarray:
         """Return (and keep) the whole stack."""
         if self._stack is None:
+            assert self._parent is not None and self._rows is not None and self._cols is not None
+            assert self._stampShape is not None
             self._stack = gatherStamps(self._parent, self._rows, self._cols, self._stampShape)
             self._parent = self._rows = self._cols = None
         return self._stack
 
-    def __getitem__(self, key: object) -> np.ndarray:
+    def __getitem__(self, key: StampKey) -> np.ndarray:
         if self._stack is not None:
             return self._stack[key]
+        parent, rows, cols, shape = self._parent, self._rows, self._cols, self._stampShape
+        assert parent is not None and rows is not None and cols is not None and shape is not None
         index, window = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
         if len(window) > 2 or not all(isinstance(w, slice) for w in window):
             raise IndexError("Stamp planes take a stamp index and at most row and column slices.")
         ys, xs = (*window, slice(None), slice(None))[:2]
-        ny, nx = self._stampShape
+        ny, nx = shape
         y0, y1, _ = ys.indices(ny)
         x0, x1, _ = xs.indices(nx)
-        single = np.ndim(index) == 0 and not isinstance(index, slice)
-        which = np.arange(len(self._rows))[index] if not single else np.array([index])
-        stamps = gatherStamps(
-            self._parent, self._rows[which] + y0, self._cols[which] + x0, (max(y1 - y0, 0), max(x1 - x0, 0))
-        )
+        single = not isinstance(index, slice) and np.ndim(index) == 0
+        which = np.arange(len(rows))[index] if not single else np.array([index])
+        stamps = gatherStamps(parent, rows[which] + y0, cols[which] + x0, (max(y1 - y0, 0), max(x1 - x0, 0)))
         return stamps[0] if single else stamps
 
 
@@ -192,8 +210,8 @@ class StampStack:
         scienceVariance: np.ndarray | StampPlane,
         templateMask: np.ndarray | StampPlane | None = None,
         scienceMask: np.ndarray | StampPlane | None = None,
-        templateSchema: object | None = None,
-        scienceSchema: object | None = None,
+        templateSchema: MaskSchema | None = None,
+        scienceSchema: MaskSchema | None = None,
     ) -> None:
         shape = template.shape
         for name, array in (

@@ -38,13 +38,13 @@ __all__ = [
 ]
 
 from collections import OrderedDict
-from typing import Any
+from typing import overload
 
 import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lsst.images import Image, Mask, MaskedImage
+from lsst.images import Box, Image, Mask, MaskedImage
 
 from ..math.functions import Function2
 from ..math.kernels import Kernel
@@ -156,6 +156,18 @@ def basisDesignMatrix(template: np.ndarray, basis: np.ndarray, isDelta: bool = F
     return conv.reshape(nb, -1).T
 
 
+@overload
+def convolveMaskedStamp(
+    image: np.ndarray, variance: np.ndarray, mask: Mask, kernelArray: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+@overload
+def convolveMaskedStamp(
+    image: np.ndarray, variance: np.ndarray | None, mask: Mask | None, kernelArray: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]: ...
+
+
 def convolveMaskedStamp(
     image: np.ndarray,
     variance: np.ndarray | None,
@@ -219,7 +231,7 @@ def convolveMaskedStamp(
     return outImage, outVar, outMask
 
 
-def _backgroundArray(background: float | Function2, bbox: Any) -> np.ndarray | float:
+def _backgroundArray(background: float | Function2, bbox: Box) -> np.ndarray | float:
     if isinstance(background, Function2):
         x = bbox.x.arange.astype(float)
         y = bbox.y.arange.astype(float)

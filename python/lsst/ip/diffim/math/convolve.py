@@ -40,7 +40,7 @@ import numpy as np
 
 from lsst.images import Box, Image, Mask, MaskedImage
 
-from .convolveImage import ConvolutionResult, convolveSpatiallyVarying
+from .convolveImage import ConvolutionResult, OutputArrays, convolveSpatiallyVarying
 from .kernels import Kernel, LinearCombinationKernel
 from .masks import maskPlaneBitmask
 
@@ -94,7 +94,7 @@ def convolve(
     control: ConvolutionControl | None = None,
     *,
     extraPreserve: Iterable[str] = (),
-    out: ConvolutionResult | None = None,
+    out: ConvolutionResult | OutputArrays | None = None,
 ) -> MaskedImage:
     """Convolve a masked image with a kernel, in afw's orientation.
 
@@ -108,7 +108,7 @@ def convolve(
         Normalization, edge handling and planes kept undilated.
     extraPreserve : iterable of `str`, optional
         More mask planes to keep undilated.
-    out : `~lsst.ip.diffim.math.convolveImage.ConvolutionResult`, optional
+    out : `~lsst.ip.diffim.math.convolveImage.OutputArrays`, optional
         Arrays to write the planes into (see `convolveSpatiallyVarying`).
 
     Returns
@@ -145,6 +145,7 @@ def convolve(
         doNormalize=control.doNormalize,
         out=out,
     )
+    assert result.mask is not None and result.variance is not None  # all three planes were given
     unit = maskedImage.unit
     return MaskedImage(
         Image(result.image, bbox=bbox, unit=unit),

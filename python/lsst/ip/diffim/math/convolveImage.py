@@ -45,7 +45,14 @@ are importable from here as before.
 
 from __future__ import annotations
 
-__all__ = ["ConvolutionResult", "convolveSpatiallyVarying", "correlateFixed", "fftWorkers", "goodRegion"]
+__all__ = [
+    "ConvolutionResult",
+    "OutputArrays",
+    "convolveSpatiallyVarying",
+    "correlateFixed",
+    "fftWorkers",
+    "goodRegion",
+]
 
 from dataclasses import dataclass
 
@@ -68,6 +75,19 @@ class ConvolutionResult:
     image: np.ndarray
     variance: np.ndarray | None
     mask: np.ndarray | None
+
+
+@dataclass
+class OutputArrays:
+    """Arrays to write the planes of a convolution or a difference into.
+
+    A plane that is `None`, or of the wrong shape or type, is allocated by
+    the function that fills it.
+    """
+
+    image: np.ndarray | None = None
+    variance: np.ndarray | None = None
+    mask: np.ndarray | None = None
 
 
 def _border(rows: slice, cols: slice) -> tuple[tuple[slice, slice], ...]:
@@ -153,7 +173,7 @@ def convolveSpatiallyVarying(
     tileSize: int = 256,
     dtype: np.typing.DTypeLike = np.float32,
     workers: int | None = None,
-    out: ConvolutionResult | None = None,
+    out: ConvolutionResult | OutputArrays | None = None,
 ) -> ConvolutionResult:
     """Convolve image, variance and mask planes with a spatially varying kernel.
 
@@ -190,7 +210,7 @@ def convolveSpatiallyVarying(
         Threads, which share the FFT tiles (or split the FFTs of an image
         that fits in one tile); default ``$IPDIFFIM_NUM_THREADS`` or the CPU
         count.
-    out : `ConvolutionResult`, optional
+    out : `ConvolutionResult` or `OutputArrays`, optional
         Arrays to write the planes into (the mask one zeroed); a plane that
         is `None` or of the wrong shape or type is allocated instead.
 
@@ -212,7 +232,7 @@ def convolveSpatiallyVarying(
 
     # Image plane: non-finite pixels are zeroed for the FFT and re-flagged after.
     work, finite = _finiteWork(image)
-    outImage = _outputPlane(out and out.image, (ny, nx), dtype)
+    outImage = _outputPlane(None if out is None else out.image, (ny, nx), dtype)
     good = correlateTerms(work, termKernels, tX, tY, dtype, workers, out=outImage[rows, cols])
     support = np.any(termKernels != 0.0, axis=0)
     isBox = bool(support.all())
@@ -234,7 +254,7 @@ def convolveSpatiallyVarying(
         if mode == "auto":
             mode = "exact" if nTerms == 1 or (gy * gx) <= 512 * 512 else "tiled"
         vwork, vFinite = _finiteWork(variance)
-        outVar = _outputPlane(out and out.variance, (ny, nx), dtype)
+        outVar = _outputPlane(None if out is None else out.variance, (ny, nx), dtype)
         goodVar = outVar[rows, cols]
         if mode == "exact":
             varianceExact(vwork, termKernels, tX, tY, dtype, workers, goodVar)
@@ -251,7 +271,8 @@ def convolveSpatiallyVarying(
 
     outMask = None
     if mask is not None:
-        outMask = _outputPlane(out and out.mask, mask.shape, mask.dtype, workers, zeroed=True)
+        given = None if out is None else out.mask
+        outMask = _outputPlane(given, mask.shape, mask.dtype, workers, zeroed=True)
         dilateMask(mask, support, preserveBitmask, workers, outMask)
         for region in _border(rows, cols):
             if edgeMode == "copy":

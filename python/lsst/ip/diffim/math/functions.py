@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from lsst.images import Box
 
@@ -168,7 +169,7 @@ class Function2:
         """Return the 1-d basis values ``[P_0(u), ..., P_order(u)]``."""
         raise NotImplementedError()
 
-    def termsXY(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    def termsXY(self, x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Return the separable factors of every term.
 
         Parameters
@@ -192,7 +193,7 @@ class Function2:
         py = self._powers1d(yn, self._order)
         return px[self._xExp], py[self._yExp]
 
-    def terms(self, x: Any, y: Any) -> np.ndarray:
+    def terms(self, x: ArrayLike, y: ArrayLike) -> np.ndarray:
         """Return the value of every term (parameter set to 1) at points.
 
         Parameters
@@ -215,7 +216,7 @@ class Function2:
         py = self._powers1d(yn, self._order)
         return (px[self._xExp] * py[self._yExp]).reshape((-1,) + shape)
 
-    def render(self, bbox: Box, dtype: Any = np.float64) -> np.ndarray:
+    def render(self, bbox: Box, dtype: DTypeLike = np.float64) -> np.ndarray:
         """Evaluate the function at every pixel of ``bbox`` (parent coordinates).
 
         Returns
@@ -241,7 +242,7 @@ class Function2:
             for j in range(right.shape[0]):
                 block += left[y0 : y0 + rowsPerBlock, j : j + 1] * right[j]
 
-    def __call__(self, x: Any, y: Any) -> Any:
+    def __call__(self, x: ArrayLike, y: ArrayLike) -> Any:
         """Evaluate the function at ``(x, y)``.
 
         Parameters

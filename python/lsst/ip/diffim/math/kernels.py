@@ -50,6 +50,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from lsst.images import XY, Box, Image
 
@@ -172,7 +173,7 @@ class Kernel:
             array = array / total
         return array
 
-    def getArrays(self, xs: Any, ys: Any) -> np.ndarray:
+    def getArrays(self, xs: ArrayLike, ys: ArrayLike) -> np.ndarray:
         """Return the (unnormalized) kernel images at many points, ``(n, height, width)``."""
         xs, ys = np.atleast_1d(np.asarray(xs, dtype=float)), np.atleast_1d(np.asarray(ys, dtype=float))
         if xs.size == 0:
@@ -367,7 +368,7 @@ class GaussianFunction2:
         self.sigma2 = float(sigma2)
         self.angle = float(angle)
 
-    def __call__(self, u: Any, v: Any) -> Any:
+    def __call__(self, u: ArrayLike, v: ArrayLike) -> Any:
         """Evaluate the Gaussian at offsets ``(u, v)`` from its centre.
 
         Parameters
@@ -535,13 +536,13 @@ class LinearCombinationKernel(Kernel):
     ----------
     basisList : sequence of `Kernel`
         Basis kernels (all of the same size).
-    kernelParams : sequence of `float` or `Function2`
+    kernelParams : array-like of `float`, or `Function2`
         Either one coefficient per basis (a fixed kernel), or a spatial
         function that is cloned for every basis (a spatially varying
         kernel whose spatial parameters start at zero).
     """
 
-    def __init__(self, basisList: Sequence[Kernel], kernelParams: Sequence[float] | Function2) -> None:
+    def __init__(self, basisList: Sequence[Kernel], kernelParams: ArrayLike | Function2) -> None:
         info = basisInfo(basisList)
         super().__init__(info.array.shape[2], info.array.shape[1])
         self._basisList = info.kernels
@@ -596,12 +597,12 @@ class LinearCombinationKernel(Kernel):
         """Return the coefficients (last evaluated ones if spatially varying)."""
         return [float(p) for p in self._kernelParams]
 
-    def setKernelParameters(self, params: Sequence[float]) -> None:
+    def setKernelParameters(self, params: ArrayLike) -> None:
         """Set the fixed coefficients of the basis kernels.
 
         Parameters
         ----------
-        params : `~collections.abc.Sequence` [`float`]
+        params : array-like of `float`
             One coefficient per basis kernel.
 
         Raises
@@ -654,7 +655,7 @@ class LinearCombinationKernel(Kernel):
             return []
         return [f.getParameters() for f in self._spatialFunctions]
 
-    def setSpatialParameters(self, params: Sequence[Sequence[float]]) -> None:
+    def setSpatialParameters(self, params: ArrayLike) -> None:
         """Set the spatial parameters from an ``[nBasis][nSpatialParameters]`` array."""
         if self._spatialFunctions is None:
             raise ValueError("Kernel is not spatially varying.")
@@ -671,7 +672,7 @@ class LinearCombinationKernel(Kernel):
             return self._kernelParams[:, np.newaxis].copy()
         return np.array([f.parameters for f in self._spatialFunctions])
 
-    def coefficientsAt(self, x: Any, y: Any) -> np.ndarray:
+    def coefficientsAt(self, x: ArrayLike, y: ArrayLike) -> np.ndarray:
         """Return the basis coefficients at points (no side effects).
 
         Returns
@@ -687,7 +688,7 @@ class LinearCombinationKernel(Kernel):
         terms = self._spatialFunctions[0].terms(x, y)
         return np.tensordot(self.getSpatialCoefficients(), terms, axes=1)
 
-    def getArrays(self, xs: Any, ys: Any) -> np.ndarray:
+    def getArrays(self, xs: ArrayLike, ys: ArrayLike) -> np.ndarray:
         """Return the kernel images at many points, ``(n, height, width)``, from one product."""
         xs, ys = np.atleast_1d(np.asarray(xs, dtype=float)), np.atleast_1d(np.asarray(ys, dtype=float))
         return np.tensordot(self.coefficientsAt(xs, ys).T, self._basis, axes=1)

@@ -35,10 +35,12 @@ __all__ = [
     "makeDifferenceMaskSchema",
     "maskBitsPresent",
     "maskPlaneBitmask",
+    "requireMaskPlane",
     "resolveMaskPlane",
 ]
 
 from collections.abc import Iterable
+from typing import overload
 
 import numpy as np
 
@@ -79,6 +81,20 @@ def resolveMaskPlane(schema: MaskSchema, name: str) -> str | None:
     return None
 
 
+def requireMaskPlane(schema: MaskSchema, name: str) -> str:
+    """Return the name under which a plane exists in ``schema`` (see `resolveMaskPlane`).
+
+    Raises
+    ------
+    LookupError
+        If neither spelling of the plane is in ``schema``.
+    """
+    resolved = resolveMaskPlane(schema, name)
+    if resolved is None:
+        raise LookupError(f"Mask plane {name!r} is not in the schema {list(schema.names)}.")
+    return resolved
+
+
 def maskPlaneBitmask(schema: MaskSchema, names: Iterable[str]) -> np.ndarray:
     """Return the per-element bitmask of the given planes.
 
@@ -113,6 +129,18 @@ def maskPlaneBitmask(schema: MaskSchema, names: Iterable[str]) -> np.ndarray:
 def maskBitsPresent(array: np.ndarray) -> np.ndarray:
     """Return the OR of every pixel of a mask array ``(..., nElem)``: the bits set anywhere."""
     return np.bitwise_or.reduce(array.reshape(-1, array.shape[-1]), axis=0)
+
+
+@overload
+def anyMaskPlaneSet(mask: Mask, names: Iterable[str]) -> np.ndarray: ...
+
+
+@overload
+def anyMaskPlaneSet(mask: None, names: Iterable[str]) -> None: ...
+
+
+@overload
+def anyMaskPlaneSet(mask: Mask | None, names: Iterable[str]) -> np.ndarray | None: ...
 
 
 def anyMaskPlaneSet(mask: Mask | None, names: Iterable[str]) -> np.ndarray | None:

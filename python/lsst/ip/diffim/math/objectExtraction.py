@@ -87,7 +87,8 @@ def _runs(
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
-    return tuple(np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(3))  # type: ignore
+    rowIndex, startCols, stopCols = (np.concatenate([p[i] for p in parts]).astype(np.int64) for i in range(3))
+    return rowIndex, startCols, stopCols
 
 
 def _joinRuns(row: np.ndarray, first: np.ndarray, last: np.ndarray, width: int) -> np.ndarray:

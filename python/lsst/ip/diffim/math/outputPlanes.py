@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .convolveImage import ConvolutionResult
+from .convolveImage import OutputArrays
 from .threads import threadCount
 
 if TYPE_CHECKING:
@@ -205,17 +205,17 @@ class OutputPlanes:
             specs |= _maskedImageSpecs("difference", difference)
         return cls.start(specs)
 
-    def takeMatched(self, like: MaskedImage) -> ConvolutionResult:
+    def takeMatched(self, like: MaskedImage) -> OutputArrays:
         """Take the planes of the matched image of ``like``'s shape (`None` for any not prepared)."""
         return self._takeMaskedImage("matched", like)
 
-    def takeDifference(self, like: MaskedImage) -> ConvolutionResult:
+    def takeDifference(self, like: MaskedImage) -> OutputArrays:
         """Take the planes of the difference of ``like``'s shape (`None` for any not prepared)."""
         return self._takeMaskedImage("difference", like)
 
-    def _takeMaskedImage(self, kind: str, like: MaskedImage) -> ConvolutionResult:
+    def _takeMaskedImage(self, kind: str, like: MaskedImage) -> OutputArrays:
         shape, mask = like.image.array.shape, like.mask.array
-        return ConvolutionResult(
+        return OutputArrays(
             image=self.take(f"{kind}.image", shape, np.float32),
             variance=self.take(f"{kind}.variance", shape, np.float32),
             mask=self.take(f"{kind}.mask", mask.shape, mask.dtype),

@@ -154,7 +154,9 @@ def _groupTerms(
             groups.append([])
             g = len(groups) - 1
         groups[g].append(j)
-    merged, mergedY, starts = [], [], []
+    merged: list[np.ndarray] = []
+    mergedY: list[np.ndarray] = []
+    starts: list[int] = []
     for members in groups:
         starts.append(len(merged))
         rows: list[np.ndarray] = []

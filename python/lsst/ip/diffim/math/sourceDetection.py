@@ -36,8 +36,9 @@ from __future__ import annotations
 __all__ = ["DetectionResult", "DetectionSettings", "anyInBoxes", "detectSources", "sepExtract"]
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import sep
@@ -52,6 +53,33 @@ from .statistics import allFinite
 
 #: Every 4th pixel in each direction: the sample of the global medians.
 _SAMPLE = (slice(None, None, 4), slice(None, None, 4))
+
+
+class _DetectionConfig(Protocol):
+    """The fields of a ``SourceDetectionConfig`` that `DetectionSettings.fromConfig` reads."""
+
+    @property
+    def thresholdValue(self) -> float: ...
+    @property
+    def thresholdType(self) -> str: ...
+    @property
+    def thresholdPolarity(self) -> str: ...
+    @property
+    def minPixels(self) -> int: ...
+    @property
+    def doSubtractBackground(self) -> bool: ...
+    @property
+    def backgroundBinSize(self) -> int: ...
+    @property
+    def excludeMaskPlanes(self) -> Iterable[str]: ...
+    @property
+    def saturatedMaskPlanes(self) -> Iterable[str]: ...
+    @property
+    def deblend(self) -> bool: ...
+    @property
+    def splitFootprintsAtPeaks(self) -> bool: ...
+    @property
+    def peakMinSeparation(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -76,8 +104,8 @@ class DetectionSettings:
     peakMinSeparation: float = 2.0
 
     @classmethod
-    def fromConfig(cls, config: Any) -> DetectionSettings:
-        """Return the settings of a ``SourceDetectionConfig``."""
+    def fromConfig(cls, config: _DetectionConfig) -> DetectionSettings:
+        """Return the settings of a ``SourceDetectionConfig`` (or of any object with its fields)."""
         return cls(
             thresholdValue=float(config.thresholdValue),
             thresholdType=str(config.thresholdType),
@@ -304,7 +332,7 @@ def _sourceTable(
     sources["xmax"] = objects["xmax"].astype(np.int64) + x0
     sources["ymin"] = objects["ymin"].astype(np.int64) + y0
     sources["ymax"] = objects["ymax"].astype(np.int64) + y0
-    if "parent" in objects.dtype.names:
+    if "parent" in (objects.dtype.names or ()):
         sources["parent"] = objects["parent"] + 1
         sources["nPeaks"] = objects["nPeaks"]
     return sources

@@ -34,7 +34,7 @@ import numpy as np
 
 from lsst.images import Box, Image, Mask, MaskedImage
 
-from .convolveImage import ConvolutionResult
+from .convolveImage import ConvolutionResult, OutputArrays
 from .functions import Function2
 from .threads import forEachRowBand
 
@@ -44,7 +44,7 @@ def subtractMatched(
     matched: MaskedImage,
     background: Function2 | None = None,
     *,
-    out: ConvolutionResult | None = None,
+    out: ConvolutionResult | OutputArrays | None = None,
     workers: int | None = None,
 ) -> MaskedImage:
     """Return ``science - matched - background`` (variances add, masks OR).
@@ -57,7 +57,7 @@ def subtractMatched(
         The PSF-matched image, on the same grid.
     background : `lsst.ip.diffim.math.Function2`, optional
         Differential background (parent coordinates) also subtracted.
-    out : `~lsst.ip.diffim.math.convolveImage.ConvolutionResult`, optional
+    out : `~lsst.ip.diffim.math.convolveImage.OutputArrays`, optional
         Arrays to write the planes into; a plane that is `None` or of the
         wrong shape or type is allocated.  The mask plane is used only when
         the two masks share a schema.
@@ -74,10 +74,10 @@ def subtractMatched(
     scienceMask = science.mask
     sameSchema = matched.mask.schema == scienceMask.schema
     shape = science.image.array.shape
-    image = _plane(out and out.image, shape, np.float32)
-    variance = _plane(out and out.variance, shape, np.float32)
+    image = _plane(None if out is None else out.image, shape, np.float32)
+    variance = _plane(None if out is None else out.variance, shape, np.float32)
     bits = scienceMask.array
-    maskArray = _plane(out and out.mask, bits.shape, bits.dtype) if sameSchema else None
+    maskArray = _plane(None if out is None else out.mask, bits.shape, bits.dtype) if sameSchema else None
 
     def band(rows: slice) -> None:
         np.subtract(science.image.array[rows], matched.image.array[rows], out=image[rows])

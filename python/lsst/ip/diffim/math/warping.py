@@ -39,7 +39,7 @@ __all__ = [
     "warpExposure",
 ]
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.ndimage import correlate1d, map_coordinates
@@ -48,7 +48,23 @@ from lsst.images import Box
 
 from .warper import WarperConfig
 
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage, SkyProjection
+
 _ORDERS = {"lanczos3": 3, "lanczos4": 4, "lanczos5": 5, "bilinear": 1}
+
+
+def _projection(image: MaskedImage) -> SkyProjection:
+    """Return the sky projection of an image to warp or compare.
+
+    Raises
+    ------
+    ValueError
+        If the image has none.
+    """
+    if image.sky_projection is None:
+        raise ValueError(f"{type(image).__name__} has no sky projection to map its pixels with.")
+    return image.sky_projection
 
 
 def lanczosWeights(frac: np.ndarray, order: int) -> np.ndarray:
@@ -76,13 +92,15 @@ def lanczosWeights(frac: np.ndarray, order: int) -> np.ndarray:
     return w / w.sum(axis=-1, keepdims=True)
 
 
-def pixelMapping(source: Any, target: Any, interpLength: int = 10) -> tuple[np.ndarray, np.ndarray]:
+def pixelMapping(
+    source: MaskedImage, target: MaskedImage, interpLength: int = 10
+) -> tuple[np.ndarray, np.ndarray]:
     """Return the source pixel coordinates of every target pixel.
 
     Parameters
     ----------
-    source, target : exposure-like
-        Objects with ``bbox`` and ``sky_projection``.
+    source, target : `lsst.images.MaskedImage`
+        Images with a ``sky_projection`` (e.g. `lsst.images.VisitImage`).
     interpLength : `int`, optional
         Grid spacing of exact evaluations (0: every pixel).
 
@@ -100,8 +118,8 @@ def pixelMapping(source: Any, target: Any, interpLength: int = 10) -> tuple[np.n
     else:
         xg, yg = xAll, yAll
     yy, xx = np.meshgrid(yg, xg, indexing="ij")
-    sky = target.sky_projection.pixel_to_sky(x=xx, y=yy)
-    mapped = source.sky_projection.sky_to_pixel(sky)
+    sky = _projection(target).pixel_to_sky(x=xx, y=yy)
+    mapped = _projection(source).sky_to_pixel(sky)
     sx = np.asarray(mapped.x, dtype=float)
     sy = np.asarray(mapped.y, dtype=float)
     if interpLength > 0 and (len(xg) < len(xAll) or len(yg) < len(yAll)):
@@ -113,14 +131,14 @@ def pixelMapping(source: Any, target: Any, interpLength: int = 10) -> tuple[np.n
     return sx, sy
 
 
-def skyOverlap(source: Any, target: Any) -> bool:
+def skyOverlap(source: MaskedImage, target: MaskedImage) -> bool:
     """Return `True` if the two images overlap on the sky."""
     bbox: Box = target.bbox
     xs = np.linspace(bbox.x.min, bbox.x.max, 9)
     ys = np.linspace(bbox.y.min, bbox.y.max, 9)
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
-    sky = target.sky_projection.pixel_to_sky(x=xx, y=yy)
-    mapped = source.sky_projection.sky_to_pixel(sky)
+    sky = _projection(target).pixel_to_sky(x=xx, y=yy)
+    mapped = _projection(source).sky_to_pixel(sky)
     sx, sy = np.asarray(mapped.x), np.asarray(mapped.y)
     sb: Box = source.bbox
     if not (np.all(np.isfinite(sx)) and np.all(np.isfinite(sy))):
@@ -133,7 +151,7 @@ def skyOverlap(source: Any, target: Any) -> bool:
     )
 
 
-def sameGrid(source: Any, target: Any, tolerance: float = 1e-3) -> bool:
+def sameGrid(source: MaskedImage, target: MaskedImage, tolerance: float = 1e-3) -> bool:
     """Return `True` if the target pixels map onto the same source pixel positions."""
     if source.bbox != target.bbox:
         return False
@@ -146,7 +164,7 @@ def sameGrid(source: Any, target: Any, tolerance: float = 1e-3) -> bool:
     xg = np.unique(np.append(bbox.x.arange[::step], bbox.x.max)).astype(float)
     yg = np.unique(np.append(bbox.y.arange[::max(bbox.y.size // 8, 1)], bbox.y.max)).astype(float)
     yy, xx = np.meshgrid(yg, xg, indexing="ij")
-    mapped = source.sky_projection.sky_to_pixel(target.sky_projection.pixel_to_sky(x=xx, y=yy))
+    mapped = _projection(source).sky_to_pixel(_projection(target).pixel_to_sky(x=xx, y=yy))
     sx = np.asarray(mapped.x, dtype=float)
     sy = np.asarray(mapped.y, dtype=float)
     return bool(np.max(np.abs(sx - xx)) < tolerance and np.max(np.abs(sy - yy)) < tolerance)
@@ -282,7 +300,9 @@ def _shiftArrays(
     return outImage, outVar, outMask
 
 
-def warpExposure(template: Any, science: Any, config: WarperConfig | None = None) -> Any:
+def warpExposure(
+    template: MaskedImage, science: MaskedImage, config: WarperConfig | None = None
+) -> MaskedImage:
     """Resample ``template`` onto the pixel grid of ``science``.
 
     Returns
@@ -332,8 +352,8 @@ def warpExposure(template: Any, science: Any, config: WarperConfig | None = None
 
 
 def _makeWarped(
-    template: Any, science: Any, image: np.ndarray, variance: np.ndarray, mask: np.ndarray
-) -> Any:
+    template: MaskedImage, science: MaskedImage, image: np.ndarray, variance: np.ndarray, mask: np.ndarray
+) -> MaskedImage:
     """Wrap warped planes as an image of the template's kind on the science grid."""
     from lsst.images import Image, Mask, MaskedImage, VisitImage
 
