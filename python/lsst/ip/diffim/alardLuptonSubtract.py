@@ -74,14 +74,14 @@ from lsst.utils.timer import timeMethod
 
 from .adapters.psf import SIGMA2FWHM, evaluateMeanPsfFwhm, getPsfFwhm, psfMoments
 from .detection import _anyInBoxes, makeCenteredBox
-from .imageDecorrelation import DecorrelateALKernelTask
+from .imageDecorrelation import DecorrelateALKernelConfig, DecorrelateALKernelTask
 from .kernelConversion import fromImagesKernel, toImagesKernel
-from .makeKernel import MakeKernelTask
+from .makeKernel import MakeKernelConfig, MakeKernelTask
 from .math.convolve import ConvolutionControl, convolve
 from .math.kernels import FixedKernel, Kernel
 from .math.masks import anyMaskPlaneSet, makeDifferenceMaskSchema, maskPlaneBitmask, resolveMaskPlane
-from .scaleVariance import ScaleVarianceTask
-from .sourceSelector import ScienceSourceSelectorTask, signalToNoise
+from .scaleVariance import ScaleVarianceConfig, ScaleVarianceTask
+from .sourceSelector import ScienceSourceSelectorConfig, ScienceSourceSelectorTask, signalToNoise
 
 _dimensions = ("instrument", "visit", "detector")
 _defaultTemplates = {"coaddName": "deep", "fakesType": ""}
@@ -223,7 +223,7 @@ class SimplifiedSubtractConnections(SubtractInputConnections, SubtractImageOutpu
 class AlardLuptonSubtractBaseConfig(pexConfig.Config):
     """Settings shared by the Alard & Lupton subtraction tasks."""
 
-    makeKernel = pexConfig.ConfigurableField(
+    makeKernel = pexConfig.ConfigurableField[MakeKernelConfig](
         target=MakeKernelTask, doc="Construction of the matching kernel."
     )
     doDecorrelation = pexConfig.Field[bool](
@@ -231,7 +231,7 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
         default=True,
         doc="Decorrelate the difference to undo the pixel correlation of the kernel convolution.",
     )
-    decorrelate = pexConfig.ConfigurableField(
+    decorrelate = pexConfig.ConfigurableField[DecorrelateALKernelConfig](
         target=DecorrelateALKernelTask, doc="Decorrelation of the difference image."
     )
     requiredTemplateFraction = pexConfig.Field[float](
@@ -249,7 +249,7 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
     doScaleVariance = pexConfig.Field[bool](
         dtype=bool, default=True, doc="Rescale the template and science variance planes before subtraction."
     )
-    scaleVariance = pexConfig.ConfigurableField(
+    scaleVariance = pexConfig.ConfigurableField[ScaleVarianceConfig](
         target=ScaleVarianceTask, doc="Rescaling of the variance planes to the measured noise."
     )
     doSubtractBackground = pexConfig.Field[bool](
@@ -265,10 +265,10 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
         "False).",
         check=lambda x: not x,
     )
-    sourceSelector = pexConfig.ConfigurableField(
+    sourceSelector = pexConfig.ConfigurableField[ScienceSourceSelectorConfig](
         target=ScienceSourceSelectorTask, doc="Selection of kernel sources from the source catalogue."
     )
-    fallbackSourceSelector = pexConfig.ConfigurableField(
+    fallbackSourceSelector = pexConfig.ConfigurableField[ScienceSourceSelectorConfig](
         target=ScienceSourceSelectorTask, doc="Selection of kernel sources after the fallback detection."
     )
     doUseSourceCatalog = pexConfig.Field[bool](

@@ -60,10 +60,10 @@ import lsst.pipe.base.connectionTypes as cT
 from lsst.images import MaskedImage
 from lsst.utils.timer import timeMethod
 
-from .detection import SourceDetectionTask
+from .detection import SourceDetectionConfig, SourceDetectionTask
 from .diaAssociation import FALSE_POSITIVE_KEYS, associateDiaSources
 from .diaDetection import detectDiaFootprints
-from .dipoleFit import MEASUREMENT_COLUMNS, DipoleFitTask
+from .dipoleFit import MEASUREMENT_COLUMNS, DipoleFitConfig, DipoleFitTask
 from .math.gaussian import SIGMA2FWHM
 from .math.masks import anyMaskPlaneSet
 
@@ -181,13 +181,15 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
         default=None,
         optional=True,
     )
-    measurement = pexConfig.ConfigurableField(target=DipoleFitTask, doc="Measurement of the DIA sources.")
+    measurement = pexConfig.ConfigurableField[DipoleFitConfig](
+        target=DipoleFitTask, doc="Measurement of the DIA sources."
+    )
     doDetectInputSources = pexConfig.Field[bool](
         dtype=bool,
         doc="Detect the science and matched-template sources for the association when not given.",
         default=True,
     )
-    sourceDetection = pexConfig.ConfigurableField(
+    sourceDetection = pexConfig.ConfigurableField[SourceDetectionConfig](
         target=SourceDetectionTask, doc="Detection of the science and template sources (association)."
     )
     matchRadius = pexConfig.RangeField(
@@ -196,12 +198,14 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
         default=2.5,
         min=0.0,
     )
-    edgeMaskPlanes = pexConfig.ListField(dtype=str, doc="Planes setting flag_edge.", default=["EDGE"])
+    edgeMaskPlanes = pexConfig.ListField[str](dtype=str, doc="Planes setting flag_edge.", default=["EDGE"])
     saturatedMaskPlanes = pexConfig.ListField[str](
         dtype=str, doc="Planes setting flag_saturated.", default=["SAT", "SAT_TEMPLATE"]
     )
-    badMaskPlanes = pexConfig.ListField(dtype=str, doc="Planes setting flag_bad.", default=["BAD"])
-    noDataMaskPlanes = pexConfig.ListField(dtype=str, doc="Planes setting flag_noData.", default=["NO_DATA"])
+    badMaskPlanes = pexConfig.ListField[str](dtype=str, doc="Planes setting flag_bad.", default=["BAD"])
+    noDataMaskPlanes = pexConfig.ListField[str](
+        dtype=str, doc="Planes setting flag_noData.", default=["NO_DATA"]
+    )
     nearMaskedStarPlanes = pexConfig.ListField[str](
         dtype=str,
         doc="Planes marking masked (saturated) stars, for flag_nearMaskedStar.",

@@ -102,14 +102,14 @@ class DipoleFitConfig(pexConfig.Config):
         default=2.0,
         min=0.1,
     )
-    doDipoleFit = pexConfig.Field(dtype=bool, doc="Fit the dipole model.", default=True)
+    doDipoleFit = pexConfig.Field[bool](dtype=bool, doc="Fit the dipole model.", default=True)
     fitOnlyPutativeDipoles = pexConfig.Field[bool](
         dtype=bool,
         doc="Fit the dipole model only to footprints holding peaks of both signs (upstream's rule); "
         "otherwise every source is fitted (but see oneSignMinChi2Excess).",
         default=False,
     )
-    oneSignMinChi2Excess = pexConfig.Field(
+    oneSignMinChi2Excess = pexConfig.Field[float](
         dtype=float,
         doc="A footprint of one sign gets the dipole fit only if the chi^2 of its point-source fit exceeds "
         "its expectation by this many standard deviations, (chi2 - nDof) / sqrt(2 nDof) >= value (nDof: "
@@ -125,7 +125,7 @@ class DipoleFitConfig(pexConfig.Config):
         default=0.5,
         min=0.0,
     )
-    doAdaptRelWeight = pexConfig.Field(
+    doAdaptRelWeight = pexConfig.Field[bool](
         dtype=bool,
         doc="Divide relWeight by sqrt(r) and refit when the pre-subtraction stamps' reduced chi^2 r at the "
         "dipole fit exceeds 2 (the PSF model does not describe a bright star to its noise, and the images "

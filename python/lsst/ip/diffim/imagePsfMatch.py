@@ -41,7 +41,7 @@ from lsst.images import MaskedImage
 from lsst.utils.timer import timeMethod
 
 from .crowdedField import crowdedBasisDegrees, medianFootprintPeaks
-from .detection import SourceDetectionTask, isolatedSources, selectCandidateFootprints
+from .detection import SourceDetectionConfig, SourceDetectionTask, isolatedSources, selectCandidateFootprints
 from .exclusions import EXTENT_FWHM, ExclusionRegions, excludedForFit
 from .fwhmValidation import validateFwhmArguments
 from .inputChecks import MismatchedImagesError
@@ -73,22 +73,22 @@ class ImagePsfMatchConfig(pexConfig.Config):
         typemap=dict(AL=PsfMatchConfigAL, DF=PsfMatchConfigDF),
         default="AL",
     )
-    selectDetection = pexConfig.ConfigurableField(
+    selectDetection = pexConfig.ConfigurableField[SourceDetectionConfig](
         target=SourceDetectionTask,
         doc="Detection of kernel candidate stars.",
     )
-    doSubtractBackground = pexConfig.Field(
+    doSubtractBackground = pexConfig.Field[bool](
         dtype=bool,
         doc="Subtract the fitted differential background in subtractExposures/subtractMaskedImages "
         "(only meaningful with kernel.active.fitForBackground).",
         default=True,
     )
-    maxCandidates = pexConfig.Field(
+    maxCandidates = pexConfig.Field[int](
         dtype=int,
         doc="Keep at most this many detected candidates (brightest first); <= 0 keeps all.",
         default=-1,
     )
-    rankIsolatedFirst = pexConfig.Field(
+    rankIsolatedFirst = pexConfig.Field[bool](
         dtype=bool,
         doc="Within each spatial cell, use the isolated candidates first (brightest first), then the "
         "others: HOTPANTS' rule. A candidate is not isolated when a detected source within the kernel "
@@ -120,13 +120,13 @@ class ImagePsfMatchConfig(pexConfig.Config):
         min=0.0,
         max=1.0,
     )
-    crowdedAlardDegGauss = pexConfig.ListField(
+    crowdedAlardDegGauss = pexConfig.ListField[int](
         dtype=int,
         doc="Alard-Lupton polynomial degrees used in place of kernel.active.alardDegGauss in a crowded "
         "field (crowdedFieldMinPeaks); ignored unless as long as alardDegGauss and no lower. Empty: never.",
         default=[8, 6, 4],
     )
-    doRefineBackgroundOffSources = pexConfig.Field(
+    doRefineBackgroundOffSources = pexConfig.Field[bool](
         dtype=bool,
         doc="Re-measure the differential background on the difference image's pixels away from the "
         "sources of either input, the kernel fixed, and correct the difference and the background "
@@ -136,7 +136,7 @@ class ImagePsfMatchConfig(pexConfig.Config):
         "kernel.active.fitForBackground and doSubtractBackground.",
         default=True,
     )
-    candidateMaskPlanesConvolved = pexConfig.ListField(
+    candidateMaskPlanesConvolved = pexConfig.ListField[str](
         dtype=str,
         doc="Extra mask planes kept undilated when convolving (e.g. injected-source planes).",
         default=(),

@@ -46,7 +46,7 @@ from lsst.images import MaskedImage, VisitImage
 from lsst.utils.timer import timeMethod
 
 from .adapters.psf import evaluateMeanPsfFwhm, getPsfFwhm
-from .detection import SourceDetectionTask, selectCandidateFootprints
+from .detection import SourceDetectionConfig, SourceDetectionTask, selectCandidateFootprints
 from .kernel.cellSetFactory import makeKernelCellSet
 from .makeKernelBasisList import makeKernelBasisList
 from .math.kernels import Kernel
@@ -74,7 +74,7 @@ class MakeKernelConfig(PsfMatchConfig):
         typemap=dict(AL=PsfMatchConfigAL, DF=PsfMatchConfigDF),
         default="AL",
     )
-    selectDetection = pexConfig.ConfigurableField(
+    selectDetection = pexConfig.ConfigurableField[SourceDetectionConfig](
         target=SourceDetectionTask,
         doc="Detection of kernel candidate stars when no source list is given.",
     )
