@@ -35,7 +35,7 @@ import abc
 import dataclasses
 import math
 import time
-from typing import Any
+from typing import Any, ClassVar, Unpack, cast
 
 import numpy as np
 
@@ -48,6 +48,7 @@ from lsst.utils.timer import timeMethod
 from .kernel.basisLists import makeRegularizationMatrix, renormalizeKernelList
 from .kernel.residualMetrics import residualMetrics
 from .kernel.settings import KernelFitSettings
+from .kernel.solution import KernelSolvedBy, SpatialKernelSolution
 from .kernel.visitors import (
     AssessSpatialKernelVisitor,
     BuildSingleKernelVisitor,
@@ -62,6 +63,7 @@ from .math.kernels import Kernel
 from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
 from .math.threads import singleThreadedBlas
 from .math.warper import WarperConfig
+from .taskArguments import TaskArguments
 
 #: The trace loggers of the kernel fit (``TRACE<n>.lsst.ip.diffim.psfMatch``):
 #: ``lsst.utils.logging.trace_set_at("lsst.ip.diffim", n)`` shows them.
@@ -630,18 +632,21 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
     available as ``self.kConfig``.
     """
 
-    ConfigClass = PsfMatchConfig
+    ConfigClass: ClassVar[type[pexConfig.Config]] = PsfMatchConfig
     _DefaultName = "psfMatch"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.kConfig = self.config.kernel.active if hasattr(self.config, "kernel") else self.config
+    def __init__(self, config: pexConfig.Config | None = None, **kwargs: Unpack[TaskArguments]) -> None:
+        super().__init__(config, **kwargs)
+        #: The active kernel configuration (a `PsfMatchConfigAL` or `PsfMatchConfigDF`).
+        self.kConfig = cast(
+            PsfMatchConfig, self.config.kernel.active if hasattr(self.config, "kernel") else self.config
+        )
         self.hMat: np.ndarray | None = None
         if getattr(self.kConfig, "useRegularization", False):
             self.hMat = makeRegularizationMatrix(self._kernelSettings())
 
     @abc.abstractmethod
-    def _buildCellSet(self, *args: Any, **kwargs: Any) -> Any:
+    def _buildCellSet(self, *args: Any, **kwargs: Any) -> SpatialCellSet:
         """Fill a `SpatialCellSet` with kernel candidates."""
         raise NotImplementedError()
 
@@ -691,7 +696,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
     @timeMethod
     def _solve(
         self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], batched: bool = True
-    ) -> tuple[Any, Kernel, Function2]:
+    ) -> tuple[SpatialKernelSolution, Kernel, Function2]:
         """Fit the spatially varying kernel and background.
 
         Runs, until the spatial model rejects nothing or
@@ -760,7 +765,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
 
     def _solveCandidates(
         self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], batched: bool = True
-    ) -> tuple[Any, Kernel, Function2]:
+    ) -> tuple[SpatialKernelSolution, Kernel, Function2]:
         """Run the body of `_solve` (BLAS held to one thread by the caller)."""
         import lsstDebug
 
@@ -874,7 +879,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         trace3.debug(
             "Spatial solution: %d unknowns, solved by %s",
             spatialSolution.getNTerms(),
-            spatialSolution.getSolvedBy().name,
+            KernelSolvedBy(spatialSolution.getSolvedBy()).name,
         )
 
         if display:
@@ -940,7 +945,11 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         displayKernelFit(__name__, self.log, kernelCellSet, spatialKernel, spatialBackground, self.kConfig)
 
     def _diagnostic(
-        self, kernelCellSet: SpatialCellSet, spatialSolution: Any, spatialKernel: Kernel, spatialBg: Function2
+        self,
+        kernelCellSet: SpatialCellSet,
+        spatialSolution: SpatialKernelSolution,
+        spatialKernel: Kernel,
+        spatialBg: Function2,
     ) -> None:
         """Log the quality of the fit and write it to the task metadata.
 
