@@ -646,8 +646,8 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             self.hMat = makeRegularizationMatrix(self._kernelSettings())
 
     @abc.abstractmethod
-    def _buildCellSet(self, *args: Any, **kwargs: Any) -> SpatialCellSet:
-        """Fill a `SpatialCellSet` with kernel candidates."""
+    def _buildCellSet(self, *args: Any, **kwargs: Any) -> object:
+        """Fill a `SpatialCellSet` with kernel candidates (each task has its own arguments)."""
         raise NotImplementedError()
 
     def _kernelSettings(self) -> KernelFitSettings:
