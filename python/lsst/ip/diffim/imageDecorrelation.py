@@ -143,7 +143,7 @@ class DecorrelateALKernelTask(pipeBase.Task):
     variance ``svar + tvar kSum^2`` and unchanged point-source fluxes.
     """
 
-    ConfigClass: ClassVar[type[pexConfig.Config]] = DecorrelateALKernelConfig
+    ConfigClass: ClassVar[type[DecorrelateALKernelConfig]] = DecorrelateALKernelConfig
     _DefaultName = "ip_diffim_decorrelateALKernel"
     config: DecorrelateALKernelConfig
 
@@ -442,7 +442,7 @@ def _hats(nodes: np.ndarray, coords: np.ndarray) -> np.ndarray:
 class DecorrelateALKernelSpatialTask(pipeBase.Task):
     """Decorrelate with a constant filter, or one that follows the spatially varying kernel and PSF."""
 
-    ConfigClass: ClassVar[type[pexConfig.Config]] = DecorrelateALKernelSpatialConfig
+    ConfigClass: ClassVar[type[DecorrelateALKernelSpatialConfig]] = DecorrelateALKernelSpatialConfig
     _DefaultName = "ip_diffim_decorrelateALKernelSpatial"
     config: DecorrelateALKernelSpatialConfig
 

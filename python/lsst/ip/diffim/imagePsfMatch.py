@@ -167,7 +167,7 @@ class ImagePsfMatchTask(PsfMatchTask):
     PSF-matched image.
     """
 
-    ConfigClass: ClassVar[type[pexConfig.Config]] = ImagePsfMatchConfig
+    ConfigClass: ClassVar[type[ImagePsfMatchConfig]] = ImagePsfMatchConfig
     config: ImagePsfMatchConfig
     selectDetection: SourceDetectionTask
 

@@ -125,7 +125,7 @@ class MakeKernelTask(PsfMatchTask):
     image).  Select the sources with `selectKernelSources`, then call `run`.
     """
 
-    ConfigClass: ClassVar[type[pexConfig.Config]] = MakeKernelConfig
+    ConfigClass: ClassVar[type[MakeKernelConfig]] = MakeKernelConfig
     _DefaultName = "makeALKernel"
     config: MakeKernelConfig
     selectDetection: SourceDetectionTask

@@ -150,7 +150,7 @@ class ModelPsfMatchTask(PsfMatchTask):
     to ``kernelSum`` and the image is convolved with it, normalized per pixel.
     """
 
-    ConfigClass: ClassVar[type[pexConfig.Config]] = ModelPsfMatchConfig
+    ConfigClass: ClassVar[type[ModelPsfMatchConfig]] = ModelPsfMatchConfig
     config: ModelPsfMatchConfig
 
     @timeMethod

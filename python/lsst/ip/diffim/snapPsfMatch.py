@@ -94,7 +94,7 @@ class SnapPsfMatchTask(ImagePsfMatchTask):
     differential background and no spatial clipping.
     """
 
-    ConfigClass: ClassVar[type[pexConfig.Config]] = SnapPsfMatchConfig
+    ConfigClass: ClassVar[type[SnapPsfMatchConfig]] = SnapPsfMatchConfig
     config: SnapPsfMatchConfig
 
     @timeMethod
