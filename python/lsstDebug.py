@@ -91,7 +91,7 @@ class Info:
 getInfo = Info
 
 
-def displayDir(info: Any = None) -> str:
+def displayDir(info: object = None) -> str:
     """Return the folder for headless debug displays (created if needed)."""
     path = os.environ.get("IPDIFFIM_DEBUG_DIR") or (getattr(info, "displayDir", None) if info else None)
     path = path or os.path.join(os.getcwd(), "debug_displays")

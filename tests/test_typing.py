@@ -32,10 +32,11 @@ import ast
 from pathlib import Path
 
 PYTHON = Path(__file__).resolve().parent.parent / "python"
-# Issue 16 asks for 5 %; the package stands at 17.0 % (348 of 2041), so this is a ratchet: lower it
-# as parameters get real types (the science/template exposures typed Any are most of them).
+# Issue 16 asks for 5 %; with the task modules typed the package stands at 7.4 % (174 of 2348, nearly
+# all in display/, cli/, math/, kernel/, adapters/), so this is a ratchet: lower it as parameters get
+# real types.
 TARGET_WEAK_FRACTION = 0.05
-MAX_WEAK_FRACTION = 0.18
+MAX_WEAK_FRACTION = 0.075
 
 
 def _isAny(annotation: ast.expr | None) -> bool:

@@ -39,13 +39,16 @@ __all__ = ["OffSourceBackgroundResult", "detectedSourceMask", "refineBackgroundO
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from .math.functions import Function2
 from .math.masks import anyMaskPlaneSet
+
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage
 
 #: Mask planes of the difference whose pixels never measure the sky.
 _UNUSABLE_PLANES = ("NO_DATA", "EDGE", "SAT", "BAD")
@@ -67,7 +70,7 @@ class OffSourceBackgroundResult:
     nPixels: int
 
 
-def detectedSourceMask(images: Iterable[Any], nSigma: float = 3.0, grow: int = 2) -> np.ndarray:
+def detectedSourceMask(images: Iterable[MaskedImage], nSigma: float = 3.0, grow: int = 2) -> np.ndarray:
     """Return `True` on the pixels of sources detected on any of ``images``.
 
     Each image is background-subtracted and thresholded at ``nSigma`` times
@@ -124,8 +127,8 @@ def detectedSourceMask(images: Iterable[Any], nSigma: float = 3.0, grow: int = 2
 
 
 def refineBackgroundOffSources(
-    difference: Any,
-    inputs: Iterable[Any],
+    difference: MaskedImage,
+    inputs: Iterable[MaskedImage],
     background: Function2,
     *,
     backgroundScale: float = 1.0,
