@@ -341,7 +341,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             detected on the template (``detOnTemplate``) or science image if
             not given.  A user stamp list (positions to use as the
             candidates, like HOTPANTS' ``-ssf``) is given here.
-        exclude : `lsst.ip.diffim.ExclusionRegions`, optional
+        exclude : `lsst.ip.diffim.ExclusionRegions` or `~lsst.ip.diffim.exclusions.PositionSpec`, optional
             Positions (circles) kept out of the kernel fit: candidates within
             a kernel half-width of an excluded circle are dropped (metadata
             ``nExcludedCandidates``).
