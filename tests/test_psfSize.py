@@ -151,7 +151,7 @@ def test_cliRefusesInvalidFwhm(bad, capsys):
 def test_psfImagesGiveTheFwhm(tmp_path):
     from lsst.ip.diffim.adapters.exposures import makeVisitImage
     from lsst.ip.diffim.cli.psfOptions import resolveFwhm
-    from lsst.ip.diffim.notebook import _fwhm
+    from lsst.ip.diffim.fwhmValidation import resolveFwhm as resolveImageFwhm
 
     psf = _moffat((31, 31), 15, 15, 3.4, 3.0, 1.0)
     fits.PrimaryHDU(psf.astype(np.float32)).writeto(tmp_path / "psf.fits")
@@ -165,8 +165,8 @@ def test_psfImagesGiveTheFwhm(tmp_path):
     with pytest.raises(FwhmEstimationError):
         resolveFwhm(image, None, 0.0, None)
     # subtract(): an array or a path.
-    assert _fwhm(image, None, psf, "templateFwhm") == pytest.approx(3.4, rel=0.05)
-    assert _fwhm(image, None, str(tmp_path / "psf.fits"), "templateFwhm") == pytest.approx(3.4, rel=0.05)
+    assert resolveImageFwhm(image, None, psf, name="templateFwhm") == pytest.approx(3.4, rel=0.05)
+    assert resolveImageFwhm(image, None, tmp_path / "psf.fits") == pytest.approx(3.4, rel=0.05)
 
 
 def test_subtractImagesTaskRefusesNanPsfFwhm():

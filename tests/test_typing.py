@@ -32,11 +32,11 @@ import ast
 from pathlib import Path
 
 PYTHON = Path(__file__).resolve().parent.parent / "python"
-# Issue 16 asks for 5 %; this is a ratchet, lowered as parameters get real types. The subpackages
-# (display/, cli/, math/, kernel/, adapters/) are typed: 191 of 2360 (8.1 %) remain, nearly all in the
-# top-level task modules (the science/template exposures typed Any are most of them).
+# Issue 16 asks for 5 %; with the task modules typed the package stands at 7.4 % (174 of 2348, nearly
+# all in display/, cli/, math/, kernel/, adapters/), so this is a ratchet: lower it as parameters get
+# real types.
 TARGET_WEAK_FRACTION = 0.05
-MAX_WEAK_FRACTION = 0.085
+MAX_WEAK_FRACTION = 0.075
 
 
 def _isAny(annotation: ast.expr | None) -> bool:

@@ -59,8 +59,9 @@ __all__ = [
     "computeDifferenceImageMetrics",
 ]
 
+import logging
 import math
-from typing import Any
+from typing import Any, ClassVar, Unpack
 
 import astropy.units as u
 import numpy as np
@@ -69,19 +70,26 @@ from astropy.table import Table
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 import lsst.pipe.base.connectionTypes as cT
-from lsst.images import Box, DifferenceImage, Image, Mask, MaskedImage, VisitImage
+from lsst.images import Box, DifferenceImage, Image, Mask, MaskedImage, MaskSchema, VisitImage
+from lsst.images.convolution_kernels import ImageBasisConvolutionKernel
+from lsst.images.psfs import PointSpreadFunction
+from lsst.utils.logging import LsstLogAdapter
 from lsst.utils.timer import timeMethod
 
 from .adapters.psf import SIGMA2FWHM, evaluateMeanPsfFwhm, getPsfFwhm, psfMoments
+from .annotatedRun import runAnnotated
 from .detection import _anyInBoxes, makeCenteredBox
-from .imageDecorrelation import DecorrelateALKernelTask
+from .imageDecorrelation import DecorrelateALKernelConfig, DecorrelateALKernelTask
+from .imageTypes import ExposureLike
 from .kernelConversion import fromImagesKernel, toImagesKernel
-from .makeKernel import MakeKernelTask
+from .makeKernel import MakeKernelConfig, MakeKernelTask
 from .math.convolve import ConvolutionControl, convolve
+from .math.functions import Function2
 from .math.kernels import FixedKernel, Kernel
 from .math.masks import anyMaskPlaneSet, makeDifferenceMaskSchema, maskPlaneBitmask, resolveMaskPlane
-from .scaleVariance import ScaleVarianceTask
-from .sourceSelector import ScienceSourceSelectorTask, signalToNoise
+from .scaleVariance import ScaleVarianceConfig, ScaleVarianceTask
+from .sourceSelector import ScienceSourceSelectorConfig, ScienceSourceSelectorTask, signalToNoise
+from .taskArguments import PipelineTaskArguments
 
 _dimensions = ("instrument", "visit", "detector")
 _defaultTemplates = {"coaddName": "deep", "fakesType": ""}
@@ -128,9 +136,9 @@ class SubtractInputConnections(
         name="{fakesType}src",
     )
 
-    def __init__(self, *, config: Any = None) -> None:
+    def __init__(self, *, config: pipeBase.PipelineTaskConfig | None = None) -> None:
         super().__init__(config=config)
-        if config is not None and not config.doUseSourceCatalog:
+        if isinstance(config, AlardLuptonSubtractBaseConfig) and not config.doUseSourceCatalog:
             del self.sources
 
 
@@ -208,11 +216,11 @@ class SimplifiedSubtractConnections(SubtractInputConnections, SubtractImageOutpu
         name="{fakesType}{coaddName}Diff_psfMatchKernel",
     )
 
-    def __init__(self, *, config: Any = None) -> None:
+    def __init__(self, *, config: pipeBase.PipelineTaskConfig | None = None) -> None:
         super().__init__(config=config)
         if hasattr(self, "sources"):
             del self.sources
-        if config is None or config.useExistingKernel:
+        if not isinstance(config, SimplifiedSubtractConfig) or config.useExistingKernel:
             del self.psfMatchingKernel
             del self.kernelSources
         else:
@@ -223,7 +231,7 @@ class SimplifiedSubtractConnections(SubtractInputConnections, SubtractImageOutpu
 class AlardLuptonSubtractBaseConfig(pexConfig.Config):
     """Settings shared by the Alard & Lupton subtraction tasks."""
 
-    makeKernel = pexConfig.ConfigurableField(
+    makeKernel = pexConfig.ConfigurableField[MakeKernelConfig](
         target=MakeKernelTask, doc="Construction of the matching kernel."
     )
     doDecorrelation = pexConfig.Field[bool](
@@ -231,7 +239,7 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
         default=True,
         doc="Decorrelate the difference to undo the pixel correlation of the kernel convolution.",
     )
-    decorrelate = pexConfig.ConfigurableField(
+    decorrelate = pexConfig.ConfigurableField[DecorrelateALKernelConfig](
         target=DecorrelateALKernelTask, doc="Decorrelation of the difference image."
     )
     requiredTemplateFraction = pexConfig.Field[float](
@@ -249,7 +257,7 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
     doScaleVariance = pexConfig.Field[bool](
         dtype=bool, default=True, doc="Rescale the template and science variance planes before subtraction."
     )
-    scaleVariance = pexConfig.ConfigurableField(
+    scaleVariance = pexConfig.ConfigurableField[ScaleVarianceConfig](
         target=ScaleVarianceTask, doc="Rescaling of the variance planes to the measured noise."
     )
     doSubtractBackground = pexConfig.Field[bool](
@@ -265,10 +273,10 @@ class AlardLuptonSubtractBaseConfig(pexConfig.Config):
         "False).",
         check=lambda x: not x,
     )
-    sourceSelector = pexConfig.ConfigurableField(
+    sourceSelector = pexConfig.ConfigurableField[ScienceSourceSelectorConfig](
         target=ScienceSourceSelectorTask, doc="Selection of kernel sources from the source catalogue."
     )
-    fallbackSourceSelector = pexConfig.ConfigurableField(
+    fallbackSourceSelector = pexConfig.ConfigurableField[ScienceSourceSelectorConfig](
         target=ScienceSourceSelectorTask, doc="Selection of kernel sources after the fallback detection."
     )
     doUseSourceCatalog = pexConfig.Field[bool](
@@ -395,7 +403,7 @@ class SimplifiedSubtractConfig(
 
 
 # ----------------------------------------------------------------------- helpers
-def _workingSchema(*masks: Mask) -> Any:
+def _workingSchema(*masks: Mask) -> MaskSchema:
     extra = list(_EXTRA_PLANES)
     base = makeDifferenceMaskSchema()
     for mask in masks:
@@ -405,7 +413,7 @@ def _workingSchema(*masks: Mask) -> Any:
     return makeDifferenceMaskSchema(extra)
 
 
-def _convertMask(mask: Mask, schema: Any, bbox: Box | None = None) -> Mask:
+def _convertMask(mask: Mask, schema: MaskSchema, bbox: Box | None = None) -> Mask:
     """Return ``mask`` (cut to ``bbox``) with its planes copied by name onto ``schema``."""
     src = mask if bbox is None else mask[bbox]
     out = Mask(0, schema=schema, bbox=src.bbox)
@@ -433,7 +441,7 @@ def _clearPlanes(mask: Mask, names: list[str]) -> None:
         mask.array[...] &= ~bits
 
 
-def _maskedImage(exposure: Any, mask: Mask | None = None) -> MaskedImage:
+def _maskedImage(exposure: MaskedImage, mask: Mask | None = None) -> MaskedImage:
     return MaskedImage(
         exposure.image,
         mask=exposure.mask if mask is None else mask,
@@ -442,8 +450,8 @@ def _maskedImage(exposure: Any, mask: Mask | None = None) -> MaskedImage:
     )
 
 
-def _abZeroPoint(unit: Any) -> float:
-    """AB magnitude of one image unit (NaN if the unit is not a spectral flux density)."""
+def _abZeroPoint(unit: u.UnitBase) -> float:
+    """AB magnitude of one image unit (NaN if the unit, or `None`, is not a spectral flux density)."""
     try:
         jansky = (1.0 * unit).to_value(u.Jy)
     except (u.UnitConversionError, TypeError, AttributeError):
@@ -454,6 +462,7 @@ def _abZeroPoint(unit: Any) -> float:
 def _templateCoverage(template: VisitImage, science: VisitImage) -> float:
     noData = anyMaskPlaneSet(template.mask[science.bbox], ["NO_DATA"])
     noScience = anyMaskPlaneSet(science.mask, ["NO_DATA"])
+    assert noData is not None and noScience is not None  # both masks are given
     bad = noData | noScience
     return 1.0 - float(np.count_nonzero(bad)) / float(science.bbox.area)
 
@@ -461,7 +470,7 @@ def _templateCoverage(template: VisitImage, science: VisitImage) -> float:
 def checkTemplateCoverage(
     template: VisitImage,
     science: VisitImage,
-    log: Any,
+    log: logging.Logger | LsstLogAdapter,
     requiredTemplateFraction: float = 0.0,
     exceptionMessage: str = "",
 ) -> float:
@@ -487,7 +496,7 @@ def checkTemplateCoverage(
 
 def computeDifferenceImageMetrics(
     science: VisitImage,
-    difference: Any,
+    difference: MaskedImage,
     stars: Table | None,
 ) -> pipeBase.Struct:
     """Return the mean/stdev over star footprints of ``|difference| / |science|`` (sky level removed).
@@ -545,7 +554,9 @@ def computeDifferenceImageMetrics(
     )
 
 
-def _shapeTest(exp1: Any, exp2: Any, fwhmExposureBuffer: float, fwhmExposureGrid: int) -> bool:
+def _shapeTest(
+    exp1: ExposureLike, exp2: ExposureLike, fwhmExposureBuffer: float, fwhmExposureGrid: int
+) -> bool:
     """Return `True` if the PSF of ``exp1`` is not wider than that of ``exp2`` along x or along y.
 
     With the grid fallback (PSF not evaluable at its average position) the
@@ -574,12 +585,17 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
     photometrically calibrated inputs (kernel sum near 1), as upstream.
     """
 
-    ConfigClass = AlardLuptonSubtractConfig
+    ConfigClass: ClassVar[type[pipeBase.PipelineTaskConfig]] = AlardLuptonSubtractConfig
     _DefaultName = "alardLuptonSubtract"
     usePreconvolution = False
-    config: AlardLuptonSubtractConfig
+    config: AlardLuptonSubtractConfig | AlardLuptonPreconvolveSubtractConfig | SimplifiedSubtractConfig
+    makeKernel: MakeKernelTask
+    decorrelate: DecorrelateALKernelTask
+    sourceSelector: ScienceSourceSelectorTask
+    fallbackSourceSelector: ScienceSourceSelectorTask
+    scaleVariance: ScaleVarianceTask
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Unpack[PipelineTaskArguments]) -> None:
         super().__init__(**kwargs)
         self.makeSubtask("decorrelate")
         self.makeSubtask("makeKernel")
@@ -615,11 +631,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
             The dataset references of the outputs.
         """
         inputs = butlerQC.get(inputRefs)
-        try:
-            results = self.run(**inputs)
-        except pipeBase.AlgorithmError as e:
-            error = pipeBase.AnnotatedPartialOutputsError.annotate(e, self, log=self.log)
-            raise error from e
+        results = runAnnotated(self, inputs)
         outputs = self._toButler(results, inputs["science"])
         butlerQC.put(outputs, outputRefs)
 
@@ -636,7 +648,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         template: VisitImage,
         science: VisitImage,
         sources: Table | None = None,
-        visitSummary: Any = None,
+        visitSummary: object = None,
     ) -> pipeBase.Struct:
         """PSF-match, subtract and decorrelate.
 
@@ -698,7 +710,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         )
         return results
 
-    def _recordMetrics(self, science: VisitImage, difference: Any, sources: Table | None) -> None:
+    def _recordMetrics(self, science: VisitImage, difference: MaskedImage, sources: Table | None) -> None:
         metrics = computeDifferenceImageMetrics(science, difference, sources)
         for key in (
             "differenceFootprintRatioMean",
@@ -721,9 +733,10 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         RuntimeError
             With pre-convolution, or an unknown mode.
         """
-        if self.usePreconvolution:
+        config = self.config
+        if self.usePreconvolution or isinstance(config, AlardLuptonPreconvolveSubtractConfig):
             raise RuntimeError("Choosing a convolution method is incompatible with preconvolution!")
-        mode = self.config.mode
+        mode = config.mode
         if mode == "auto":
             mk = self.config.makeKernel
             convolveTemplate = _shapeTest(template, science, mk.fwhmExposureBuffer, mk.fwhmExposureGrid)
@@ -825,7 +838,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         template: VisitImage,
         science: VisitImage,
         psfMatchingKernel: Kernel,
-        backgroundModel: Any = None,
+        backgroundModel: Function2 | None = None,
     ) -> pipeBase.Struct:
         """Convolve the template with the kernel and subtract it from the science image."""
         self.metadata["convolvedExposure"] = "Template"
@@ -847,7 +860,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         template: VisitImage,
         science: VisitImage,
         psfMatchingKernel: Kernel,
-        backgroundModel: Any = None,
+        backgroundModel: Function2 | None = None,
     ) -> pipeBase.Struct:
         """Convolve the science image with the kernel and subtract the template.
 
@@ -880,13 +893,13 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         self,
         template: VisitImage,
         science: VisitImage,
-        difference: Any,
+        difference: DifferenceImage,
         kernel: Kernel,
         templateMatched: bool = True,
         preConvMode: bool = False,
-        preConvKernel: Any = None,
+        preConvKernel: Kernel | None = None,
         spatiallyVarying: bool = False,
-    ) -> Any:
+    ) -> DifferenceImage:
         """Decorrelate the difference (if ``doDecorrelation``) and return it."""
         if not self.config.doDecorrelation:
             self.log.info("NOT decorrelating image difference.")
@@ -924,7 +937,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
 
     @staticmethod
     def _subtractImages(
-        minuend: MaskedImage, subtrahend: MaskedImage, backgroundModel: Any, sign: float
+        minuend: MaskedImage, subtrahend: MaskedImage, backgroundModel: Function2 | None, sign: float
     ) -> MaskedImage:
         """Return ``minuend + sign * background - subtrahend`` (variances add, masks OR)."""
         bbox = minuend.bbox
@@ -942,7 +955,9 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         )
 
     @staticmethod
-    def _makeDifference(science: VisitImage, maskedImage: MaskedImage, psf: Any) -> DifferenceImage:
+    def _makeDifference(
+        science: VisitImage, maskedImage: MaskedImage, psf: PointSpreadFunction
+    ) -> DifferenceImage:
         return DifferenceImage(
             Image(maskedImage.image.array, bbox=science.bbox, unit=science.unit),
             mask=maskedImage.mask,
@@ -955,7 +970,9 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         )
 
     @staticmethod
-    def _makeVisitImage(science: VisitImage, maskedImage: MaskedImage, psf: Any) -> VisitImage:
+    def _makeVisitImage(
+        science: VisitImage, maskedImage: MaskedImage, psf: PointSpreadFunction
+    ) -> VisitImage:
         from .adapters.exposures import makeMatchedVisitImage
 
         return makeMatchedVisitImage(science, maskedImage, psf=psf)
@@ -985,7 +1002,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
             offset = max(np.max(np.abs(np.asarray(mapped.x) - xs)), np.max(np.abs(np.asarray(mapped.y) - ys)))
             assert offset < 1e-3, "Template and science exposure WCS are not identical."
 
-    def _prepareInputs(self, template: VisitImage, science: VisitImage, visitSummary: Any = None) -> None:
+    def _prepareInputs(self, template: VisitImage, science: VisitImage, visitSummary: object = None) -> None:
         """Validate, check coverage, scale variances, update masks and measure the PSF sizes."""
         self._validateExposures(template, science)
         if visitSummary is not None:
@@ -1041,7 +1058,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         self.metadata["diffimLimitingMagnitude"] = maglimDiffim
 
     def _calculateMagLim(
-        self, exposure: Any, nsigma: float = 5.0, fallbackPsfSize: float | None = None
+        self, exposure: VisitImage, nsigma: float = 5.0, fallbackPsfSize: float | None = None
     ) -> float:
         """Return upstream's limiting magnitude ``zp - 2.5 log10(nsigma sqrt(psfArea))`` (NaN if unknown)."""
         zeropoint = _abZeroPoint(getattr(exposure, "unit", None))
@@ -1185,7 +1202,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
 class _WithPsf:
     """A masked image with a ``psf`` attribute (the decorrelation reads the template PSF)."""
 
-    def __init__(self, maskedImage: MaskedImage, psf: Any) -> None:
+    def __init__(self, maskedImage: MaskedImage, psf: PointSpreadFunction) -> None:
         self._mi = maskedImage
         self.psf = psf
 
@@ -1229,12 +1246,12 @@ class AlardLuptonPreconvolveSubtractTask(AlardLuptonSubtractTask):
     config: AlardLuptonPreconvolveSubtractConfig
 
     @timeMethod
-    def run(  # type: ignore[override]
+    def run(
         self,
         template: VisitImage,
         science: VisitImage,
         sources: Table | None = None,
-        visitSummary: Any = None,
+        visitSummary: object = None,
     ) -> pipeBase.Struct:
         """Pre-convolve the science image, match the template to it and subtract.
 
@@ -1292,7 +1309,7 @@ class AlardLuptonPreconvolveSubtractTask(AlardLuptonSubtractTask):
         )
 
     @staticmethod
-    def _makePreconvolutionKernel(psf: Any) -> FixedKernel:
+    def _makePreconvolutionKernel(psf: PointSpreadFunction) -> FixedKernel:
         """Return the unit-sum PSF image at the PSF's centre, reflected in both axes.
 
         Raises
@@ -1382,8 +1399,8 @@ class SimplifiedSubtractTask(AlardLuptonSubtractTask):
         self,
         template: VisitImage,
         science: VisitImage,
-        visitSummary: Any = None,
-        inputPsfMatchingKernel: Any = None,
+        visitSummary: object = None,
+        inputPsfMatchingKernel: Kernel | ImageBasisConvolutionKernel | None = None,
     ) -> pipeBase.Struct:
         """PSF-match (with ``inputPsfMatchingKernel`` if ``useExistingKernel``), subtract, decorrelate.
 

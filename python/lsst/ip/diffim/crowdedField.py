@@ -44,12 +44,12 @@ from __future__ import annotations
 __all__ = ["crowdedBasisDegrees", "medianFootprintPeaks"]
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+from astropy.table import Table
 
 
-def medianFootprintPeaks(candidates: Any) -> float:
+def medianFootprintPeaks(candidates: Table | None) -> float:
     """Return the median ``nPeaks`` of the candidates (1 without that column)."""
     names = getattr(candidates, "colnames", ())
     if candidates is None or "nPeaks" not in names or len(candidates) == 0:
@@ -58,7 +58,7 @@ def medianFootprintPeaks(candidates: Any) -> float:
 
 
 def crowdedBasisDegrees(
-    candidates: Any, configured: Sequence[int], crowded: Sequence[int], minPeaks: float
+    candidates: Table | None, configured: Sequence[int], crowded: Sequence[int], minPeaks: float
 ) -> list[int] | None:
     """Return the Alard-Lupton degrees for a crowded field, or `None` to keep the configured ones.
 

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 import math
-from typing import Any
+from typing import ClassVar, Unpack, cast
 
 import astropy.units as u
 import numpy as np
@@ -58,14 +58,16 @@ import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 import lsst.pipe.base.connectionTypes as cT
 from lsst.images import MaskedImage
+from lsst.images.psfs import PointSpreadFunction
 from lsst.utils.timer import timeMethod
 
-from .detection import SourceDetectionTask
+from .detection import SourceDetectionConfig, SourceDetectionTask
 from .diaAssociation import FALSE_POSITIVE_KEYS, associateDiaSources
-from .diaDetection import detectDiaFootprints
-from .dipoleFit import MEASUREMENT_COLUMNS, DipoleFitTask
+from .diaDetection import DiaFootprints, detectDiaFootprints
+from .dipoleFit import MEASUREMENT_COLUMNS, DipoleFitConfig, DipoleFitTask
 from .math.gaussian import SIGMA2FWHM
 from .math.masks import anyMaskPlaneSet
+from .taskArguments import PipelineTaskArguments
 
 #: Columns of the DIA source table besides ``MEASUREMENT_COLUMNS``:
 #: name -> (unit key, description); unit keys as in ``MEASUREMENT_COLUMNS``.
@@ -181,13 +183,15 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
         default=None,
         optional=True,
     )
-    measurement = pexConfig.ConfigurableField(target=DipoleFitTask, doc="Measurement of the DIA sources.")
+    measurement = pexConfig.ConfigurableField[DipoleFitConfig](
+        target=DipoleFitTask, doc="Measurement of the DIA sources."
+    )
     doDetectInputSources = pexConfig.Field[bool](
         dtype=bool,
         doc="Detect the science and matched-template sources for the association when not given.",
         default=True,
     )
-    sourceDetection = pexConfig.ConfigurableField(
+    sourceDetection = pexConfig.ConfigurableField[SourceDetectionConfig](
         target=SourceDetectionTask, doc="Detection of the science and template sources (association)."
     )
     matchRadius = pexConfig.RangeField(
@@ -196,12 +200,14 @@ class DetectAndMeasureConfig(pipeBase.PipelineTaskConfig, pipelineConnections=De
         default=2.5,
         min=0.0,
     )
-    edgeMaskPlanes = pexConfig.ListField(dtype=str, doc="Planes setting flag_edge.", default=["EDGE"])
+    edgeMaskPlanes = pexConfig.ListField[str](dtype=str, doc="Planes setting flag_edge.", default=["EDGE"])
     saturatedMaskPlanes = pexConfig.ListField[str](
         dtype=str, doc="Planes setting flag_saturated.", default=["SAT", "SAT_TEMPLATE"]
     )
-    badMaskPlanes = pexConfig.ListField(dtype=str, doc="Planes setting flag_bad.", default=["BAD"])
-    noDataMaskPlanes = pexConfig.ListField(dtype=str, doc="Planes setting flag_noData.", default=["NO_DATA"])
+    badMaskPlanes = pexConfig.ListField[str](dtype=str, doc="Planes setting flag_bad.", default=["BAD"])
+    noDataMaskPlanes = pexConfig.ListField[str](
+        dtype=str, doc="Planes setting flag_noData.", default=["NO_DATA"]
+    )
     nearMaskedStarPlanes = pexConfig.ListField[str](
         dtype=str,
         doc="Planes marking masked (saturated) stars, for flag_nearMaskedStar.",
@@ -237,11 +243,13 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
     positive, negative and dipole sources marked.
     """
 
-    ConfigClass = DetectAndMeasureConfig
+    ConfigClass: ClassVar[type[DetectAndMeasureConfig]] = DetectAndMeasureConfig
     _DefaultName = "detectAndMeasure"
     config: DetectAndMeasureConfig
+    measurement: DipoleFitTask
+    sourceDetection: SourceDetectionTask
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Unpack[PipelineTaskArguments]) -> None:
         super().__init__(**kwargs)
         self.makeSubtask("measurement")
         self.makeSubtask("sourceDetection")
@@ -270,9 +278,9 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
     @timeMethod
     def run(
         self,
-        science: Any,
-        matchedTemplate: Any,
-        difference: Any,
+        science: MaskedImage | None,
+        matchedTemplate: MaskedImage | None,
+        difference: MaskedImage,
         scienceSources: Table | None = None,
         templateSources: Table | None = None,
         psfFwhm: float | None = None,
@@ -383,7 +391,7 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
         )
 
     # ----------------------------------------------------------------- pieces
-    def _psf(self, difference: Any, fwhm: float | None) -> tuple[Any, float]:
+    def _psf(self, difference: MaskedImage, fwhm: float | None) -> tuple[PointSpreadFunction, float]:
         """Return the PSF model to measure with and its FWHM."""
         from lsst.images.psfs import GaussianPointSpreadFunction
 
@@ -404,7 +412,7 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
         stamp = int(2 * math.ceil(3.0 * fwhm) + 1)
         return GaussianPointSpreadFunction(sigma, bounds=bbox, stamp_size=stamp), float(fwhm)
 
-    def _setDetectionMasks(self, difference: Any, footprints: Any) -> None:
+    def _setDetectionMasks(self, difference: MaskedImage, footprints: DiaFootprints) -> None:
         mask = getattr(difference, "mask", None)
         if mask is None:
             return
@@ -414,14 +422,14 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
                 mask.clear(plane)
                 mask.set(plane, pixels)
 
-    def _detectSources(self, image: Any) -> Table:
+    def _detectSources(self, image: MaskedImage) -> Table:
         maskedImage = image
         if type(image) is not MaskedImage:
             maskedImage = MaskedImage(image.image, mask=image.mask, variance=image.variance)
         # The detection's own smoothing (not the PSF's, which blends crowded fields).
         return self.sourceDetection.run(maskedImage).sources
 
-    def _assemble(self, difference: Any, footprints: Any, measured: Table) -> Table:
+    def _assemble(self, difference: MaskedImage, footprints: DiaFootprints, measured: Table) -> Table:
         """Return the DIA source table: footprint columns, measurements, flags, coordinates."""
         cfg = self.config
         bbox = difference.bbox
@@ -474,7 +482,9 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
         table.meta.update(measured.meta)
         return table
 
-    def _skyCoordinates(self, difference: Any, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _skyCoordinates(
+        self, difference: MaskedImage, x: np.ndarray, y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         n = len(x)
         ra, dec = np.full(n, np.nan), np.full(n, np.nan)
         projection = getattr(difference, "sky_projection", None)
@@ -491,7 +501,7 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
         return ra, dec
 
     # ------------------------------------------------------------------ debug
-    def _displayDiaSources(self, difference: Any, diaSources: Table) -> None:
+    def _displayDiaSources(self, difference: MaskedImage, diaSources: Table) -> None:
         import lsstDebug
 
         info = lsstDebug.Info(__name__)
@@ -538,7 +548,7 @@ def _nearPixels(pixels: np.ndarray | None, xs: np.ndarray, ys: np.ndarray, radiu
 
 def detectOnSubtraction(
     result: pipeBase.Struct,
-    science: Any,
+    science: MaskedImage,
     *,
     psfFwhm: float | None = None,
     convolveTemplate: bool = True,
@@ -570,7 +580,7 @@ def detectOnSubtraction(
         As `DetectAndMeasureTask.run`, plus ``task``: the task (its
         ``metadata`` holds the counts).
     """
-    config = DetectAndMeasureConfig() if config is None else config.copy()
+    config = DetectAndMeasureConfig() if config is None else cast(DetectAndMeasureConfig, config.copy())
     difference = getattr(result, "subtractedExposure", None)
     if difference is None:
         difference = result.subtractedMaskedImage

@@ -65,19 +65,23 @@ __all__ = ["DipoleFitConfig", "DipoleFitTask", "PsfStampModel", "fitDipole", "fi
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sep
-from astropy.table import Table
+from astropy.table import Row, Table
 from scipy.optimize import least_squares
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 from lsst.utils.timer import timeMethod
 
+from .imageTypes import MaskedImageLike
 from .math.gaussian import SIGMA2FWHM
 from .math.threads import singleThreadedBlas
+
+if TYPE_CHECKING:
+    from lsst.images.psfs import PointSpreadFunction
 
 
 class DipoleFitConfig(pexConfig.Config):
@@ -102,14 +106,14 @@ class DipoleFitConfig(pexConfig.Config):
         default=2.0,
         min=0.1,
     )
-    doDipoleFit = pexConfig.Field(dtype=bool, doc="Fit the dipole model.", default=True)
+    doDipoleFit = pexConfig.Field[bool](dtype=bool, doc="Fit the dipole model.", default=True)
     fitOnlyPutativeDipoles = pexConfig.Field[bool](
         dtype=bool,
         doc="Fit the dipole model only to footprints holding peaks of both signs (upstream's rule); "
         "otherwise every source is fitted (but see oneSignMinChi2Excess).",
         default=False,
     )
-    oneSignMinChi2Excess = pexConfig.Field(
+    oneSignMinChi2Excess = pexConfig.Field[float](
         dtype=float,
         doc="A footprint of one sign gets the dipole fit only if the chi^2 of its point-source fit exceeds "
         "its expectation by this many standard deviations, (chi2 - nDof) / sqrt(2 nDof) >= value (nDof: "
@@ -125,7 +129,7 @@ class DipoleFitConfig(pexConfig.Config):
         default=0.5,
         min=0.0,
     )
-    doAdaptRelWeight = pexConfig.Field(
+    doAdaptRelWeight = pexConfig.Field[bool](
         dtype=bool,
         doc="Divide relWeight by sqrt(r) and refit when the pre-subtraction stamps' reduced chi^2 r at the "
         "dipole fit exceeds 2 (the PSF model does not describe a bright star to its noise, and the images "
@@ -169,14 +173,14 @@ class PsfStampModel:
         The PSF of the difference image (parent pixel coordinates).
     """
 
-    def __init__(self, psf: Any) -> None:
+    def __init__(self, psf: PointSpreadFunction) -> None:
         from lsst.images.psfs import GaussianPointSpreadFunction
 
         self.psf = psf
         # Gaussian models are rendered here as the model does it (sampled
         # separable profiles normalized over the model's stamp), without the
         # per-call image objects.
-        self._gaussian = None
+        self._gaussian: tuple[float, int] | None = None
         if type(psf) is GaussianPointSpreadFunction:
             self._gaussian = (float(psf.sigma) ** 2, psf.kernel_bbox.x.size // 2)
 
@@ -223,6 +227,7 @@ class PsfStampModel:
 
     def _profileWithDerivative(self, center: float, start: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         # The normalized sampled profile g / sum(g) and its derivative in the centre.
+        assert self._gaussian is not None  # only used for Gaussian models
         sigma2, r = self._gaussian
         ic = math.floor(center + 0.5)
         u = np.arange(ic - r, ic + r + 1) - center
@@ -240,6 +245,7 @@ class PsfStampModel:
         return out, dout
 
     def _profile(self, center: float, start: int, size: int) -> np.ndarray:
+        assert self._gaussian is not None  # only used for Gaussian models
         sigma2, r = self._gaussian
         ic = math.floor(center + 0.5)
         full = np.exp(-0.5 * np.square(np.arange(ic - r, ic + r + 1) - center) / sigma2)
@@ -390,6 +396,8 @@ class _DipoleDesign:
             and stamp.templateVar is not None
         )
         if self.useImages:
+            assert stamp.science is not None and stamp.template is not None  # useImages says so
+            assert stamp.scienceVar is not None and stamp.templateVar is not None
             self.wS = relWeight / np.sqrt(stamp.scienceVar[good])
             self.wT = relWeight / np.sqrt(stamp.templateVar[good])
             blocks += [stamp.science[good] * self.wS, stamp.template[good] * self.wT]
@@ -629,6 +637,7 @@ def fitDipole(
         fitted = _fitLobes(stamp, model, design, start, lo4, hi4)
         if best is None or fitted[2] < best[2]:
             best = fitted
+    assert best is not None  # at least one start was fitted
     theta, ok, _ = best
     if adaptRelWeight and design.useImages:
         pPos = stamp.render(model, theta[0], theta[1])[good]
@@ -715,11 +724,11 @@ class DipoleFitTask(pipeBase.Task):
     def run(
         self,
         footprints: Table,
-        difference: Any,
-        psf: Any,
+        difference: MaskedImageLike,
+        psf: PointSpreadFunction,
         fwhm: float,
-        science: Any = None,
-        template: Any = None,
+        science: MaskedImageLike | None = None,
+        template: MaskedImageLike | None = None,
         bad: np.ndarray | None = None,
     ) -> Table:
         """Measure every footprint.
@@ -783,7 +792,14 @@ class DipoleFitTask(pipeBase.Task):
         return table
 
     def _measureOne(
-        self, out: dict, i: int, row: Any, context: tuple, model: PsfStampModel, baseHalf: int, sigma: float
+        self,
+        out: dict[str, np.ndarray],
+        i: int,
+        row: Row,
+        context: tuple,
+        model: PsfStampModel,
+        baseHalf: int,
+        sigma: float,
     ) -> int:
         """Measure footprint ``row`` into row ``i`` of ``out``; return 1 if a dipole was fitted."""
         cfg = self.config
@@ -869,7 +885,7 @@ class DipoleFitTask(pipeBase.Task):
         out["isDipole"][i] = bool(isDipole and delta >= cfg.minDeltaChi2 and separated)
 
 
-def _arrays(maskedImage: Any) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(maskedImage: MaskedImageLike) -> tuple[np.ndarray, np.ndarray]:
     return (
         np.asarray(maskedImage.image.array, dtype=np.float64),
         np.asarray(maskedImage.variance.array, dtype=np.float64),

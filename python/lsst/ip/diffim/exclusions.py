@@ -47,19 +47,30 @@ __all__ = [
     "candidateArguments",
     "excludedForFit",
     "PositionListError",
+    "PositionSpec",
     "parseExcludeArguments",
     "readFitsWcs",
     "readPositions",
     "stampListTable",
 ]
 
+import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 from astropy.table import Table
+
+if TYPE_CHECKING:
+    from astropy.wcs import WCS
+
+    from lsst.images import MaskedImage
+
+#: What `readPositions` reads: a file name, or ``(x, y)`` / ``(x, y, radius)`` rows.
+type PositionSpec = str | os.PathLike[str] | npt.ArrayLike
 
 
 class PositionListError(ValueError):
@@ -92,7 +103,7 @@ def _parseText(text: str, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.array(xs, dtype=float), np.array(ys, dtype=float), np.array(rs, dtype=float)
 
 
-def _parseRegions(text: str, path: str, wcs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _parseRegions(text: str, path: str, wcs: WCS | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     try:
         import regions
     except ImportError as exc:  # a declared dependency; guard against broken installs
@@ -126,7 +137,7 @@ def _parseRegions(text: str, path: str, wcs: Any) -> tuple[np.ndarray, np.ndarra
 
 
 def readPositions(
-    spec: Any, *, wcs: Any = None, x0: int = 0, y0: int = 0
+    spec: PositionSpec, *, wcs: WCS | None = None, x0: int = 0, y0: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read positions as 0-based parent pixel coordinates with radii.
 
@@ -196,7 +207,13 @@ class ExclusionRegions:
 
     @classmethod
     def fromSpec(
-        cls, spec: Any, *, wcs: Any = None, x0: int = 0, y0: int = 0, radius: float = 0.0
+        cls,
+        spec: ExclusionRegions | PositionSpec,
+        *,
+        wcs: WCS | None = None,
+        x0: int = 0,
+        y0: int = 0,
+        radius: float = 0.0,
     ) -> ExclusionRegions:
         """Build from what `readPositions` reads (or several such, in a list of files).
 
@@ -204,7 +221,7 @@ class ExclusionRegions:
         """
         if isinstance(spec, ExclusionRegions):
             return spec
-        specs: Sequence[Any]
+        specs: Sequence[PositionSpec]
         if isinstance(spec, (list, tuple)) and spec and all(isinstance(s, (str, os.PathLike)) for s in spec):
             specs = spec
         else:
@@ -235,13 +252,15 @@ class ExclusionRegions:
         return np.any(distance <= self.radius[None, :] + margin, axis=1)
 
 
-def stampListTable(spec: Any, *, wcs: Any = None, x0: int = 0, y0: int = 0) -> Table:
+def stampListTable(
+    spec: Table | PositionSpec, *, wcs: WCS | None = None, x0: int = 0, y0: int = 0
+) -> Table:
     """Return a user stamp list as a candidate table (``x``, ``y`` columns).
 
     Parameters
     ----------
-    spec
-        As `readPositions` (radii are ignored).
+    spec : `astropy.table.Table`, `str`, `os.PathLike`, sequence of pairs or `numpy.ndarray`
+        As `readPositions` (radii are ignored); a table is returned as it is.
 
     Raises
     ------
@@ -256,7 +275,7 @@ def stampListTable(spec: Any, *, wcs: Any = None, x0: int = 0, y0: int = 0) -> T
     return Table({"id": np.arange(1, len(x) + 1, dtype=np.int64), "x": x, "y": y})
 
 
-def readFitsWcs(path: str, hdu: int | None = None) -> Any:
+def readFitsWcs(path: str, hdu: int | None = None) -> WCS | None:
     """Return the celestial `astropy.wcs.WCS` of a FITS image, or `None` if it has none."""
     from astropy.io import fits
     from astropy.wcs import WCS
@@ -275,7 +294,7 @@ def readFitsWcs(path: str, hdu: int | None = None) -> Any:
 
 
 def parseExcludeArguments(
-    values: Sequence[Sequence[str]], *, wcs: Any = None, x0: int = 0, y0: int = 0, radius: float = 0.0
+    values: Sequence[Sequence[str]], *, wcs: WCS | None = None, x0: int = 0, y0: int = 0, radius: float = 0.0
 ) -> ExclusionRegions:
     """Turn command-line ``--exclude`` values into `ExclusionRegions`.
 
@@ -313,7 +332,7 @@ def parseExcludeArguments(
 
 
 def candidateArguments(
-    args: Any, sciencePath: str, science: Any
+    args: argparse.Namespace, sciencePath: str, science: MaskedImage
 ) -> tuple[Table | None, ExclusionRegions | None]:
     """Return the stamp list and exclusions of ``ipdiffim-subtract``'s ``--stamps``/``--exclude``.
 
@@ -341,8 +360,8 @@ EXTENT_FWHM = 3.0
 
 
 def excludedForFit(
-    template: Any, science: Any, regions: ExclusionRegions | None, extent: float
-) -> tuple[Any, Any]:
+    template: MaskedImage, science: MaskedImage, regions: ExclusionRegions | None, extent: float
+) -> tuple[MaskedImage, MaskedImage]:
     """Return copies of two masked images with the excluded circles replaced by sky, for the kernel fit.
 
     Every stamp of a small image (a 63x63 alert cutout) covers the excluded

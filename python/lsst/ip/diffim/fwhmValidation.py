@@ -18,14 +18,25 @@
 #
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
-"""Checks of PSF FWHM arguments (finite and positive, or absent)."""
+"""Checks of PSF FWHM arguments (finite and positive, or absent), and the choice of an input's FWHM."""
 
 from __future__ import annotations
 
-__all__ = ["InvalidFwhmError", "validateFwhm", "validateFwhmArguments"]
+__all__ = ["InvalidFwhmError", "resolveFwhm", "validateFwhm", "validateFwhmArguments"]
 
+import logging
 import math
-from typing import Any
+import os
+from typing import TYPE_CHECKING, SupportsFloat
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from lsst.images import MaskedImage
+
+_LOG = logging.getLogger("lsst.ip.diffim.fwhmValidation")
 
 
 class InvalidFwhmError(ValueError):
@@ -37,13 +48,15 @@ class InvalidFwhmError(ValueError):
     """
 
 
-def validateFwhm(value: Any, name: str = "fwhm", allowNone: bool = True) -> float | None:
+def validateFwhm(
+    value: SupportsFloat | str | None, name: str = "fwhm", allowNone: bool = True
+) -> float | None:
     """Return ``value`` as a `float` if it is a finite positive FWHM.
 
     Parameters
     ----------
-    value : `float` or `None`
-        The FWHM (pixels).
+    value : `float`, `str` or `None`
+        The FWHM (pixels); anything `float` accepts.
     name : `str`, optional
         Argument name for the message.
     allowNone : `bool`, optional
@@ -68,7 +81,69 @@ def validateFwhm(value: Any, name: str = "fwhm", allowNone: bool = True) -> floa
     return number
 
 
-def validateFwhmArguments(**fwhms: Any) -> None:
+def validateFwhmArguments(**fwhms: SupportsFloat | str | None) -> None:
     """Validate several optional FWHM keyword arguments by name (`None` allowed)."""
     for name, value in fwhms.items():
         validateFwhm(value, name)
+
+
+def resolveFwhm(
+    image: MaskedImage,
+    explicit: float | None,
+    psf: str | os.PathLike[str] | npt.ArrayLike | None = None,
+    headerFwhm: float | None = None,
+    *,
+    name: str = "the FWHM option",
+) -> float:
+    """Return the PSF FWHM (pixels) of an input image.
+
+    The FWHM comes from, in order: the explicit value; the PSF image; the
+    header card (ignored with a warning if not finite and positive); the
+    stars of the image
+    (`~lsst.ip.diffim.adapters.fwhmEstimate.estimateFwhmFromImage`).
+
+    Parameters
+    ----------
+    image : `lsst.images.MaskedImage`
+        The input image (its stars give the FWHM if nothing else does).
+    explicit : `float` or `None`
+        A FWHM given by the user.
+    psf : `str`, `os.PathLike` or `numpy.ndarray`, optional
+        A PSF image, or the path of a FITS file holding one.
+    headerFwhm : `float`, optional
+        The FWHM of the image's header.
+    name : `str`, optional
+        Name of ``explicit`` (and of the PSF, ``"<name>'s PSF"``) in messages.
+
+    Returns
+    -------
+    fwhm : `float`
+        A finite positive FWHM in pixels.
+
+    Raises
+    ------
+    InvalidFwhmError
+        If ``explicit`` or the FWHM of ``psf`` is not finite and positive.
+    ValueError
+        If the PSF image is unusable or the FWHM cannot be estimated
+        (`~lsst.ip.diffim.adapters.fwhmEstimate.FwhmEstimationError`).
+    """
+    from .adapters.fwhmEstimate import estimateFwhmFromImage, psfImageFwhm, readPsfImage
+
+    fwhm = validateFwhm(explicit, name)
+    if fwhm is None and psf is not None:
+        if isinstance(psf, (str, bytes, os.PathLike)):
+            psfName = os.fsdecode(psf)
+            array = readPsfImage(psfName)
+        else:
+            array, psfName = np.asarray(psf, dtype=float), f"{name}'s PSF"
+        fwhm = validateFwhm(psfImageFwhm(np.asarray(array, dtype=float)), f"the FWHM of {psfName}")
+    if fwhm is None and headerFwhm is not None:
+        try:
+            fwhm = validateFwhm(headerFwhm, "the header FWHM")
+        except InvalidFwhmError as exc:
+            _LOG.warning("Ignoring %s; estimating the FWHM from the image instead.", exc)
+    if fwhm is None:
+        fwhm = validateFwhm(estimateFwhmFromImage(image), "the estimated FWHM")
+    assert fwhm is not None
+    return fwhm

@@ -45,14 +45,17 @@ __all__ = [
 ]
 
 import math
-from typing import Any
+from typing import ClassVar, Unpack, cast
 
 import numpy as np
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
+from lsst.images import Box, MaskedImage
+from lsst.images.psfs import PointSpreadFunction
 from lsst.utils.timer import timeMethod
 
+from .imageTypes import ExposureLike, MaskedImageLike
 from .math.convolveImage import convolveSpatiallyVarying
 from .math.decorrelation import (
     DecorrelationFilter,
@@ -64,8 +67,10 @@ from .math.decorrelation import (
     padCenterOriginArray,
 )
 from .math.gaussian import SIGMA2FWHM
+from .math.kernels import Kernel
 from .math.masks import anyMaskPlaneSet
 from .math.statistics import Property, StatisticsControl, makeStatistics
+from .taskArguments import TaskArguments
 
 
 class DecorrelateALKernelConfig(pexConfig.Config):
@@ -97,16 +102,16 @@ class DecorrelateALKernelConfig(pexConfig.Config):
     )
 
 
-def _kernelImage(kernel: Any, x: float, y: float) -> np.ndarray:
+def _kernelImage(kernel: Kernel, x: float, y: float) -> np.ndarray:
     return np.asarray(kernel.getArray(x, y), dtype=float)
 
 
-def _psfImage(psf: Any, x: float, y: float) -> np.ndarray:
+def _psfImage(psf: PointSpreadFunction, x: float, y: float) -> np.ndarray:
     image = np.asarray(psf.compute_kernel_image(x=x, y=y).array, dtype=float)
     return image
 
 
-def _averagePsfImage(psf: Any, bbox: Any, buffer: float = 0.05, grid: int = 10) -> np.ndarray:
+def _averagePsfImage(psf: PointSpreadFunction, bbox: Box, buffer: float = 0.05, grid: int = 10) -> np.ndarray:
     """Mean PSF image over a grid of the box (upstream's ``computeAveragePsf``)."""
     width, height = bbox.x.max - bbox.x.min, bbox.y.max - bbox.y.min
     xs = np.linspace(bbox.x.min + buffer * width, bbox.x.max - buffer * width, grid)
@@ -126,7 +131,7 @@ def _averagePsfImage(psf: Any, bbox: Any, buffer: float = 0.05, grid: int = 10) 
     return total / n
 
 
-def _centre(bbox: Any) -> tuple[float, float]:
+def _centre(bbox: Box) -> tuple[float, float]:
     return 0.5 * (bbox.x.start + bbox.x.stop), 0.5 * (bbox.y.start + bbox.y.stop)
 
 
@@ -138,16 +143,16 @@ class DecorrelateALKernelTask(pipeBase.Task):
     variance ``svar + tvar kSum^2`` and unchanged point-source fluxes.
     """
 
-    ConfigClass = DecorrelateALKernelConfig
+    ConfigClass: ClassVar[type[DecorrelateALKernelConfig]] = DecorrelateALKernelConfig
     _DefaultName = "ip_diffim_decorrelateALKernel"
     config: DecorrelateALKernelConfig
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: pexConfig.Config | None = None, **kwargs: Unpack[TaskArguments]) -> None:
+        super().__init__(config, **kwargs)
         self.statsControl = StatisticsControl(numSigmaClip=3.0, numIter=3)
         self.freqSpaceShape: tuple[int, int] | None = None
 
-    def computeVarianceMean(self, exposure: Any) -> float:
+    def computeVarianceMean(self, exposure: MaskedImageLike) -> float:
         """Return the clipped mean of a variance plane, ignoring ``ignoreMaskPlanes``."""
         step = self.config.statisticsStride
         sample = (slice(None, None, step), slice(None, None, step))
@@ -163,16 +168,28 @@ class DecorrelateALKernelTask(pipeBase.Task):
         self.freqSpaceShape = computeCommonShape(*shapes)
         self.log.debug("Common frequency space shape %s", self.freqSpaceShape)
 
+    def _commonShape(self) -> tuple[int, int]:
+        """Return ``freqSpaceShape``, set by `computeCommonShape`.
+
+        Raises
+        ------
+        RuntimeError
+            If `computeCommonShape` has not been called.
+        """
+        if self.freqSpaceShape is None:
+            raise RuntimeError("computeCommonShape must be called before the filter is computed")
+        return self.freqSpaceShape
+
     def computeDiffimCorrection(self, kappa: np.ndarray, svar: float, tvar: float) -> pipeBase.Struct:
         """Return the difference-image filter ``corrft`` and the transfer functions ``cnft, crft``."""
-        f = computeDiffimCorrection(kappa, svar, tvar, self.freqSpaceShape)
+        f = computeDiffimCorrection(kappa, svar, tvar, self._commonShape())
         return pipeBase.Struct(corrft=f.corrft, cnft=f.cnft, crft=f.crft)
 
     def computeScoreCorrection(
         self, kappa: np.ndarray, svar: float, tvar: float, preConvArr: np.ndarray
     ) -> pipeBase.Struct:
         """Return the score-image filter ``corrft`` and the transfer functions ``cnft, crft``."""
-        f = computeScoreCorrection(kappa, svar, tvar, preConvArr, self.freqSpaceShape)
+        f = computeScoreCorrection(kappa, svar, tvar, preConvArr, self._commonShape())
         return pipeBase.Struct(corrft=f.corrft, cnft=f.cnft, crft=f.crft)
 
     padCenterOriginArray = staticmethod(padCenterOriginArray)
@@ -211,27 +228,27 @@ class DecorrelateALKernelTask(pipeBase.Task):
         self.computeCommonShape((2 * ry + 1, 2 * rx + 1), *shapes)
         if preConvImg is not None:
             f = computeScoreCorrection(
-                kArr, varianceMean, targetVarianceMean, preConvImg, self.freqSpaceShape
+                kArr, varianceMean, targetVarianceMean, preConvImg, self._commonShape()
             )
         else:
-            f = computeDiffimCorrection(kArr, varianceMean, targetVarianceMean, self.freqSpaceShape)
+            f = computeDiffimCorrection(kArr, varianceMean, targetVarianceMean, self._commonShape())
         return f, (ry, rx)
 
     @timeMethod
     def run(
         self,
-        scienceExposure: Any,
-        templateExposure: Any,
-        subtractedExposure: Any,
-        psfMatchingKernel: Any,
-        preConvKernel: Any = None,
+        scienceExposure: MaskedImageLike,
+        templateExposure: MaskedImageLike,
+        subtractedExposure: MaskedImageLike,
+        psfMatchingKernel: Kernel,
+        preConvKernel: np.ndarray | Kernel | None = None,
         xcen: float | None = None,
         ycen: float | None = None,
         svar: float | None = None,
         tvar: float | None = None,
         templateMatched: bool = True,
         preConvMode: bool = False,
-        **kwargs: Any,
+        **kwargs: object,
     ) -> pipeBase.Struct:
         """Decorrelate a difference (or, with ``preConvMode``, a score) image in place.
 
@@ -315,10 +332,13 @@ class DecorrelateALKernelTask(pipeBase.Task):
         self.metadata["decorrelationVarianceTemplate"] = float(tvar)
         return pipeBase.Struct(correctedExposure=subtractedExposure)
 
-    def _preConvImage(self, scienceExposure: Any, preConvKernel: Any) -> np.ndarray:
+    def _preConvImage(
+        self, scienceExposure: MaskedImageLike, preConvKernel: np.ndarray | Kernel | None
+    ) -> np.ndarray:
         if preConvKernel is None:
-            cx, cy = _centre(scienceExposure.psf.bounds.bbox)
-            image = _psfImage(scienceExposure.psf, cx, cy)
+            psf = cast(ExposureLike, scienceExposure).psf  # no kernel given: the science image has a PSF
+            cx, cy = _centre(psf.bounds.bbox)
+            image = _psfImage(psf, cx, cy)
         elif isinstance(preConvKernel, np.ndarray):
             image = np.asarray(preConvKernel, dtype=float)
         else:
@@ -327,8 +347,8 @@ class DecorrelateALKernelTask(pipeBase.Task):
 
     def _roles(
         self,
-        science: Any,
-        template: Any,
+        science: MaskedImageLike,
+        template: MaskedImageLike,
         svar: float,
         tvar: float,
         xcen: float,
@@ -346,8 +366,10 @@ class DecorrelateALKernelTask(pipeBase.Task):
             return svar, tvar, science.variance.array, template.variance.array, psfImg
         self.log.info("Decorrelation after science image convolution")
         psf = getattr(template, "psf", None)
+        if psf is None:
+            return tvar, svar, template.variance.array, science.variance.array, noPsf
         try:
-            psfImg = noPsf if psf is None else _psfImage(psf, xcen, ycen)
+            psfImg = _psfImage(psf, xcen, ycen)
         except Exception:  # PSF models raise many types off their domain
             psfImg = _averagePsfImage(psf, template.bbox, 0.05, 100)
         return tvar, svar, template.variance.array, science.variance.array, psfImg
@@ -420,19 +442,19 @@ def _hats(nodes: np.ndarray, coords: np.ndarray) -> np.ndarray:
 class DecorrelateALKernelSpatialTask(pipeBase.Task):
     """Decorrelate with a constant filter, or one that follows the spatially varying kernel and PSF."""
 
-    ConfigClass = DecorrelateALKernelSpatialConfig
+    ConfigClass: ClassVar[type[DecorrelateALKernelSpatialConfig]] = DecorrelateALKernelSpatialConfig
     _DefaultName = "ip_diffim_decorrelateALKernelSpatial"
     config: DecorrelateALKernelSpatialConfig
 
     @timeMethod
     def run(
         self,
-        scienceExposure: Any,
-        templateExposure: Any,
-        subtractedExposure: Any,
-        psfMatchingKernel: Any,
+        scienceExposure: MaskedImageLike,
+        templateExposure: MaskedImageLike,
+        subtractedExposure: MaskedImageLike,
+        psfMatchingKernel: Kernel,
         spatiallyVarying: bool = True,
-        preConvKernel: Any = None,
+        preConvKernel: np.ndarray | Kernel | None = None,
         templateMatched: bool = True,
         preConvMode: bool = False,
     ) -> pipeBase.Struct:
@@ -463,7 +485,9 @@ class DecorrelateALKernelSpatialTask(pipeBase.Task):
         xNodes = _nodes(bbox.x.start, bbox.x.stop, self.config.gridSpacing)
         yNodes = _nodes(bbox.y.start, bbox.y.stop, self.config.gridSpacing)
         preConvImg = task._preConvImage(scienceExposure, preConvKernel) if preConvMode else None
-        kernels, weights, half = [], [], None
+        kernels: list[DecorrelationFilter] = []
+        weights: list[tuple[float, float]] = []
+        half: tuple[int, int] | None = None
         for y in yNodes:
             for x in xNodes:
                 kArr = _kernelImage(psfMatchingKernel, float(x), float(y))
@@ -478,6 +502,7 @@ class DecorrelateALKernelSpatialTask(pipeBase.Task):
                 norm = 1.0 if templateMatched else 1.0 / (kSum * kSum)
                 weights.append((w1 * norm, w2 * norm))
         # One kernel shape for all nodes (their grids can differ by the PSF size).
+        assert half is not None  # there are at least 2 x 2 nodes
         terms = np.stack([filterKernel(f.corrft, half)[::-1, ::-1] for f in kernels])
         ry, rx = half
         image = subtractedExposure.image.array
@@ -518,8 +543,8 @@ class DecorrelateALKernelSpatialTask(pipeBase.Task):
 
 def decorrelateDifference(
     result: pipeBase.Struct,
-    template: Any,
-    science: Any,
+    template: MaskedImage,
+    science: MaskedImage,
     *,
     score: bool = False,
     sciencePsfFwhm: float | None = None,
@@ -535,8 +560,9 @@ def decorrelateDifference(
     result : `lsst.pipe.base.Struct`
         Output of `ImagePsfMatchTask.run` / ``subtractExposures``
         (``psfMatchingKernel``, ``convolveTemplate``, ``warpedExposure``).
-    template, science : `lsst.images.VisitImage`
-        The inputs (the science PSF is used in score mode).
+    template, science : `lsst.images.VisitImage` or `lsst.images.MaskedImage`
+        The inputs (the science PSF is used in score mode, unless
+        ``sciencePsfFwhm`` is given).
     score : `bool`, optional
         Make the score image: the difference correlated with the science
         PSF, which is the pre-convolved difference of
@@ -560,8 +586,6 @@ def decorrelateDifference(
     ValueError
         If ``score`` is requested when the science image was convolved.
     """
-    from lsst.images import MaskedImage
-
     from .math.kernels import FixedKernel
 
     convolveTemplate = bool(getattr(result, "convolveTemplate", True))
@@ -579,7 +603,7 @@ def decorrelateDifference(
             yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
             psf = np.exp(-(xx**2 + yy**2) / (2.0 * sigma * sigma))
         else:
-            psf = _psfImage(science.psf, *_centre(science.bbox))
+            psf = _psfImage(cast(ExposureLike, science).psf, *_centre(science.bbox))
         psf = psf / psf.sum()
         preConv = FixedKernel(psf[::-1, ::-1].copy())
         # Score = D correlated with P: the kernel matching T to S * P is K * P.

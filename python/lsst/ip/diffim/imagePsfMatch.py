@@ -30,24 +30,24 @@ __all__ = [
     "subtractAlgorithmRegistry",
 ]
 
-from typing import Any
+from typing import Any, ClassVar, Unpack, cast
 
 import numpy as np
 from astropy.table import Table
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
-from lsst.images import MaskedImage
+from lsst.images import MaskedImage, VisitImage
 from lsst.utils.timer import timeMethod
 
 from .crowdedField import crowdedBasisDegrees, medianFootprintPeaks
-from .detection import SourceDetectionTask, isolatedSources, selectCandidateFootprints
-from .exclusions import EXTENT_FWHM, ExclusionRegions, excludedForFit
+from .detection import SourceDetectionConfig, SourceDetectionTask, isolatedSources, selectCandidateFootprints
+from .exclusions import EXTENT_FWHM, ExclusionRegions, PositionSpec, excludedForFit
 from .fwhmValidation import validateFwhmArguments
 from .inputChecks import MismatchedImagesError
 from .kernel.basisComplexity import bicPreferredDegrees
 from .kernel.cellSetFactory import makeKernelCellSet
-from .makeKernelBasisList import makeKernelBasisList
+from .makeKernelBasisList import BasisMetadata, makeKernelBasisList
 from .math.convolve import ConvolutionControl, convolve
 from .math.functions import Function2
 from .math.kernels import Kernel
@@ -59,6 +59,7 @@ from .math.statistics import allFinite
 from .math.subtraction import maskedImageFromPlanes, subtractMatched
 from .offSourceBackground import detectedSourceMask, refineBackgroundOffSources
 from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
+from .taskArguments import TaskArguments
 
 
 class ImagesDoNotOverlapError(pipeBase.NoWorkFound):
@@ -73,22 +74,22 @@ class ImagePsfMatchConfig(pexConfig.Config):
         typemap=dict(AL=PsfMatchConfigAL, DF=PsfMatchConfigDF),
         default="AL",
     )
-    selectDetection = pexConfig.ConfigurableField(
+    selectDetection = pexConfig.ConfigurableField[SourceDetectionConfig](
         target=SourceDetectionTask,
         doc="Detection of kernel candidate stars.",
     )
-    doSubtractBackground = pexConfig.Field(
+    doSubtractBackground = pexConfig.Field[bool](
         dtype=bool,
         doc="Subtract the fitted differential background in subtractExposures/subtractMaskedImages "
         "(only meaningful with kernel.active.fitForBackground).",
         default=True,
     )
-    maxCandidates = pexConfig.Field(
+    maxCandidates = pexConfig.Field[int](
         dtype=int,
         doc="Keep at most this many detected candidates (brightest first); <= 0 keeps all.",
         default=-1,
     )
-    rankIsolatedFirst = pexConfig.Field(
+    rankIsolatedFirst = pexConfig.Field[bool](
         dtype=bool,
         doc="Within each spatial cell, use the isolated candidates first (brightest first), then the "
         "others: HOTPANTS' rule. A candidate is not isolated when a detected source within the kernel "
@@ -120,13 +121,13 @@ class ImagePsfMatchConfig(pexConfig.Config):
         min=0.0,
         max=1.0,
     )
-    crowdedAlardDegGauss = pexConfig.ListField(
+    crowdedAlardDegGauss = pexConfig.ListField[int](
         dtype=int,
         doc="Alard-Lupton polynomial degrees used in place of kernel.active.alardDegGauss in a crowded "
         "field (crowdedFieldMinPeaks); ignored unless as long as alardDegGauss and no lower. Empty: never.",
         default=[8, 6, 4],
     )
-    doRefineBackgroundOffSources = pexConfig.Field(
+    doRefineBackgroundOffSources = pexConfig.Field[bool](
         dtype=bool,
         doc="Re-measure the differential background on the difference image's pixels away from the "
         "sources of either input, the kernel fixed, and correct the difference and the background "
@@ -136,7 +137,7 @@ class ImagePsfMatchConfig(pexConfig.Config):
         "kernel.active.fitForBackground and doSubtractBackground.",
         default=True,
     )
-    candidateMaskPlanesConvolved = pexConfig.ListField(
+    candidateMaskPlanesConvolved = pexConfig.ListField[str](
         dtype=str,
         doc="Extra mask planes kept undilated when convolving (e.g. injected-source planes).",
         default=(),
@@ -166,11 +167,12 @@ class ImagePsfMatchTask(PsfMatchTask):
     PSF-matched image.
     """
 
-    ConfigClass = ImagePsfMatchConfig
+    ConfigClass: ClassVar[type[ImagePsfMatchConfig]] = ImagePsfMatchConfig
     config: ImagePsfMatchConfig
+    selectDetection: SourceDetectionTask
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: pexConfig.Config | None = None, **kwargs: Unpack[TaskArguments]) -> None:
+        super().__init__(config, **kwargs)
         self.makeSubtask("selectDetection")
 
     # ----------------------------------------------------------------- helpers
@@ -180,7 +182,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         referenceFwhmPix: float | None = None,
         basisDegGauss: list[int] | None = None,
         basisSigmaGauss: list[float] | None = None,
-        metadata: Any = None,
+        metadata: BasisMetadata | None = None,
     ) -> list[Kernel]:
         """Return the basis for the active kernel configuration."""
         return makeKernelBasisList(
@@ -214,7 +216,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 trial,
                 self._kernelSettings(),
                 self.kConfig.nStarPerCell,
-                list(self.kConfig.alardDegGauss),
+                list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss),
                 lambda d: self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, basisDegGauss=d),
             )
             if preferred:
@@ -230,7 +232,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             templateFwhmPix, scienceFwhmPix, basisDegGauss=degrees, metadata=self.metadata
         )
 
-    def _getFwhm(self, exposure: Any) -> float | None:
+    def _getFwhm(self, exposure: MaskedImage) -> float | None:
         psf = getattr(exposure, "psf", None)
         if psf is None:
             return None
@@ -279,7 +281,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 "(or gain and read noise)."
             )
 
-    def _validateWcs(self, templateExposure: Any, scienceExposure: Any) -> bool:
+    def _validateWcs(self, templateExposure: MaskedImage, scienceExposure: MaskedImage) -> bool:
         """Return `True` if the two exposures share a pixel grid.
 
         Raises
@@ -300,7 +302,11 @@ class ImagePsfMatchTask(PsfMatchTask):
 
     # --------------------------------------------------------- candidate lists
     def getSelectSources(
-        self, exposure: Any, sigma: float | None = None, doSmooth: bool = True, idFactory: Any = None
+        self,
+        exposure: MaskedImage,
+        sigma: float | None = None,
+        doSmooth: bool = True,
+        idFactory: object = None,
     ) -> Table:
         """Detect and measure candidate stars on an image.
 
@@ -315,12 +321,12 @@ class ImagePsfMatchTask(PsfMatchTask):
 
     def makeCandidateList(
         self,
-        templateExposure: Any,
-        scienceExposure: Any,
+        templateExposure: MaskedImage,
+        scienceExposure: MaskedImage,
         kernelSize: int,
         candidateList: Table | None = None,
         *,
-        exclude: ExclusionRegions | None = None,
+        exclude: ExclusionRegions | PositionSpec | None = None,
     ) -> Table:
         """Return the kernel candidates with their stamp boxes.
 
@@ -335,7 +341,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             detected on the template (``detOnTemplate``) or science image if
             not given.  A user stamp list (positions to use as the
             candidates, like HOTPANTS' ``-ssf``) is given here.
-        exclude : `lsst.ip.diffim.ExclusionRegions`, optional
+        exclude : `lsst.ip.diffim.ExclusionRegions` or `~lsst.ip.diffim.exclusions.PositionSpec`, optional
             Positions (circles) kept out of the kernel fit: candidates within
             a kernel half-width of an excluded circle are dropped (metadata
             ``nExcludedCandidates``).
@@ -522,7 +528,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         self,
         templateMaskedImage: MaskedImage,
         scienceMaskedImage: MaskedImage,
-        exclude: Any,
+        exclude: ExclusionRegions | PositionSpec | None,
         templateFwhmPix: float | None,
         scienceFwhmPix: float | None,
     ) -> tuple[MaskedImage, MaskedImage]:
@@ -647,8 +653,8 @@ class ImagePsfMatchTask(PsfMatchTask):
     @timeMethod
     def matchExposures(
         self,
-        templateExposure: Any,
-        scienceExposure: Any,
+        templateExposure: MaskedImage,
+        scienceExposure: MaskedImage,
         templateFwhmPix: float | None = None,
         scienceFwhmPix: float | None = None,
         candidateList: Table | None = None,
@@ -741,8 +747,8 @@ class ImagePsfMatchTask(PsfMatchTask):
     @timeMethod
     def subtractExposures(
         self,
-        templateExposure: Any,
-        scienceExposure: Any,
+        templateExposure: MaskedImage,
+        scienceExposure: MaskedImage,
         templateFwhmPix: float | None = None,
         scienceFwhmPix: float | None = None,
         candidateList: Table | None = None,
@@ -813,7 +819,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         )
         degrees = crowdedBasisDegrees(
             candidateList,
-            list(self.kConfig.alardDegGauss),
+            list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss),
             list(self.config.crowdedAlardDegGauss),
             self.config.crowdedFieldMinPeaks if similar else 0.0,
         )
@@ -821,14 +827,16 @@ class ImagePsfMatchTask(PsfMatchTask):
         self.metadata["crowdedField"] = degrees is not None
         if degrees is not None:
             self.log.info("Crowded field: Alard-Lupton degrees %s in place of %s", degrees,
-                          list(self.kConfig.alardDegGauss))
+                          list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss))
         return degrees
 
     def _centreKernelSum(self, image: MaskedImage, kernel: Kernel) -> float:
         bbox = image.bbox
         return float(kernel.getSum(0.5 * (bbox.x.min + bbox.x.max), 0.5 * (bbox.y.min + bbox.y.max)))
 
-    def _refineBackground(self, subtracted: MaskedImage, inputs: list, result: Any, scale: float) -> None:
+    def _refineBackground(
+        self, subtracted: MaskedImage, inputs: list[MaskedImage], result: pipeBase.Struct, scale: float
+    ) -> None:
         """Correct the difference's sky off sources (``doRefineBackgroundOffSources``), in place."""
         if not (
             self.config.doRefineBackgroundOffSources
@@ -883,12 +891,12 @@ class ImagePsfMatchTask(PsfMatchTask):
 
     def _makeDifferenceExposure(
         self,
-        scienceExposure: Any,
-        templateExposure: Any,
+        scienceExposure: MaskedImage,
+        templateExposure: MaskedImage,
         subtracted: MaskedImage,
         kernel: Kernel,
         convolveTemplate: bool,
-    ) -> Any:
+    ) -> MaskedImage:
         if isinstance(scienceExposure, MaskedImage) and not hasattr(scienceExposure, "psf"):
             return subtracted
         from .adapters.exposures import makeDifferenceImage
@@ -897,7 +905,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         imagesKernel = toImagesKernel(kernel, scienceExposure.bbox)
         psfSource = scienceExposure if convolveTemplate else templateExposure
         return makeDifferenceImage(
-            scienceExposure,
+            cast(VisitImage, scienceExposure),  # an image with a PSF
             subtracted.image.array,
             subtracted.variance.array,
             subtracted.mask,
@@ -908,8 +916,8 @@ class ImagePsfMatchTask(PsfMatchTask):
     @timeMethod
     def run(
         self,
-        template: Any,
-        science: Any,
+        template: MaskedImage,
+        science: MaskedImage,
         *,
         templateFwhmPix: float | None = None,
         scienceFwhmPix: float | None = None,
@@ -1019,14 +1027,14 @@ class ImagePsfMatchTask(PsfMatchTask):
 subtractAlgorithmRegistry.register("al", ImagePsfMatchTask)
 
 
-def _asRegions(exclude: Any) -> ExclusionRegions | None:
+def _asRegions(exclude: ExclusionRegions | PositionSpec | None) -> ExclusionRegions | None:
     if exclude is None or isinstance(exclude, ExclusionRegions):
         return exclude
     return ExclusionRegions.fromSpec(exclude)
 
 
 
-def _asMaskedImage(exposure: Any) -> MaskedImage:
+def _asMaskedImage(exposure: MaskedImage) -> MaskedImage:
     """Return the `lsst.images.MaskedImage` view of an exposure-like object."""
     if isinstance(exposure, MaskedImage) and type(exposure) is MaskedImage:
         return exposure

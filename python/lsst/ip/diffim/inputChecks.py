@@ -44,12 +44,17 @@ __all__ = [
 ]
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .math.masks import anyMaskPlaneSet, maskPlaneBitmask, resolveMaskPlane
 from .math.statistics import allFinite
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from lsst.images import Mask, MaskedImage
 
 MAX_BAD_VARIANCE_FRACTION = 0.5
 """Largest fraction of an image whose variance may be non-positive or non-finite."""
@@ -85,7 +90,7 @@ class UnregisteredImagesError(InvalidImageError):
     """The images differ in size and have no WCS to register them."""
 
 
-def checkImageArray(array: Any, name: str) -> np.ndarray:
+def checkImageArray(array: npt.ArrayLike, name: str) -> np.ndarray:
     """Return ``array`` as a numpy array after checking it is a usable image.
 
     Raises
@@ -132,7 +137,7 @@ def checkRegistration(
         )
 
 
-def _flagNoData(mask: Any, where: np.ndarray) -> None:
+def _flagNoData(mask: Mask, where: np.ndarray) -> None:
     if resolveMaskPlane(mask.schema, "NO_DATA") is None:
         raise InvalidImageError("The mask has no NO_DATA plane to flag unusable pixels in.")
     bits = maskPlaneBitmask(mask.schema, ["NO_DATA"])
@@ -140,7 +145,9 @@ def _flagNoData(mask: Any, where: np.ndarray) -> None:
         mask.array[where, element] |= bits[element]
 
 
-def flagBadVariance(maskedImage: Any, name: str, maxFraction: float = MAX_BAD_VARIANCE_FRACTION) -> int:
+def flagBadVariance(
+    maskedImage: MaskedImage, name: str, maxFraction: float = MAX_BAD_VARIANCE_FRACTION
+) -> int:
     """Flag ``NO_DATA`` where the variance is not positive and finite; return how many.
 
     Pixels already flagged ``NO_DATA`` are not counted.  Non-finite image

@@ -119,10 +119,11 @@ def fromImagesKernel(imagesKernel: ImageBasisConvolutionKernel) -> LinearCombina
     TypeError
         If a spatial field is not a `ChebyshevField`.
     """
-    fields = list(imagesKernel.spatial)
-    for f in fields:
+    fields: list[ChebyshevField] = []
+    for f in imagesKernel.spatial:
         if not isinstance(f, ChebyshevField):
             raise TypeError(f"Only Chebyshev spatial fields can be converted; got {type(f).__name__}.")
+        fields.append(f)
     basisList = [FixedKernel(b) for b in imagesKernel.basis]
     order = max(max(f.x_order, f.y_order) for f in fields)
     bbox = fields[0].bounds.bbox

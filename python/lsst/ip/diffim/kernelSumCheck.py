@@ -38,11 +38,17 @@ __all__ = ["KernelSumMismatchError", "checkFitKernelSum", "checkKernelSum", "pho
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import lsst.pipe.base as pipeBase
+
+if TYPE_CHECKING:
+    from lsst.utils.logging import LsstLogAdapter
+
+    from .imagePsfMatch import ImagePsfMatchTask
+    from .imageTypes import MaskedImageLike
 
 _LOG = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ class KernelSumMismatchError(pipeBase.AlgorithmError):
         return {"kernelSum": self.kernelSum, "photometricScaling": self.expected, "nUsed": self.nCandidates}
 
 
-def _usable(mi: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _usable(mi: MaskedImageLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     image = np.asarray(mi.image.array, dtype=np.float64)
     variance = np.asarray(mi.variance.array, dtype=np.float64)
     good = np.isfinite(image) & np.isfinite(variance) & (variance > 0) & (np.abs(image) < 1e30)
@@ -85,7 +91,7 @@ def _usable(mi: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def photometricScaling(
-    convolved: Any, target: Any, fwhm: float, *, minSnr: float = 20.0
+    convolved: MaskedImageLike, target: MaskedImageLike, fwhm: float, *, minSnr: float = 20.0
 ) -> tuple[float, int]:
     """Return the median flux ratio ``target / convolved`` of the bright stars of a pair.
 
@@ -172,14 +178,14 @@ def photometricScaling(
 
 def checkKernelSum(
     kernelSum: float,
-    convolved: Any,
-    target: Any,
+    convolved: MaskedImageLike,
+    target: MaskedImageLike,
     fwhm: float,
     nUsed: int,
     *,
     tolerance: float = 0.25,
     minCandidates: int = 5,
-    log: logging.Logger | None = None,
+    log: logging.Logger | LsstLogAdapter | None = None,
 ) -> float:
     """Compare a fitted kernel sum with the photometric scaling of the pair's stars.
 
@@ -198,7 +204,7 @@ def checkKernelSum(
     minCandidates : `int`, optional
         Below this many candidates a disagreement is an error, above it a
         warning.
-    log : `logging.Logger`, optional
+    log : `logging.Logger` or `lsst.utils.logging.LsstLogAdapter`, optional
         Where the warning goes.
 
     Returns
@@ -237,7 +243,12 @@ def checkKernelSum(
 
 
 def checkFitKernelSum(
-    task: Any, result: Any, template: Any, science: Any, convolveTemplate: bool, fwhm: float
+    task: ImagePsfMatchTask,
+    result: pipeBase.Struct,
+    template: MaskedImageLike,
+    science: MaskedImageLike,
+    convolveTemplate: bool,
+    fwhm: float,
 ) -> float:
     """`checkKernelSum` for the result of `lsst.ip.diffim.ImagePsfMatchTask.run`.
 

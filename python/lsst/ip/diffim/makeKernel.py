@@ -35,20 +35,22 @@ from __future__ import annotations
 __all__ = ["MakeKernelConfig", "MakeKernelTask", "measurePsfFlux"]
 
 import math
-from typing import Any
+from typing import ClassVar, Unpack, cast
 
 import numpy as np
 from astropy.table import Table
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
-from lsst.images import MaskedImage, VisitImage
+from lsst.images import MaskedImage
+from lsst.images.psfs import PointSpreadFunction
 from lsst.utils.timer import timeMethod
 
 from .adapters.psf import evaluateMeanPsfFwhm, getPsfFwhm
-from .detection import SourceDetectionTask, selectCandidateFootprints
+from .detection import SourceDetectionConfig, SourceDetectionTask, selectCandidateFootprints
+from .imageTypes import ExposureLike
 from .kernel.cellSetFactory import makeKernelCellSet
-from .makeKernelBasisList import makeKernelBasisList
+from .makeKernelBasisList import BasisMetadata, makeKernelBasisList
 from .math.kernels import Kernel
 from .math.spatialCell import SpatialCellSet
 from .psfMatch import (
@@ -58,6 +60,7 @@ from .psfMatch import (
     PsfMatchConfigDF,
     PsfMatchTask,
 )
+from .taskArguments import TaskArguments
 
 
 class MakeKernelConfig(PsfMatchConfig):
@@ -74,7 +77,7 @@ class MakeKernelConfig(PsfMatchConfig):
         typemap=dict(AL=PsfMatchConfigAL, DF=PsfMatchConfigDF),
         default="AL",
     )
-    selectDetection = pexConfig.ConfigurableField(
+    selectDetection = pexConfig.ConfigurableField[SourceDetectionConfig](
         target=SourceDetectionTask,
         doc="Detection of kernel candidate stars when no source list is given.",
     )
@@ -109,6 +112,11 @@ def _maskedImage(exposure: MaskedImage) -> MaskedImage:
     )
 
 
+def _psf(image: MaskedImage) -> PointSpreadFunction:
+    """Return the PSF of an image that has one (`AttributeError` if it has none)."""
+    return cast(ExposureLike, image).psf
+
+
 class MakeKernelTask(PsfMatchTask):
     """Fit the PSF-matching kernel of two images on given kernel sources.
 
@@ -117,12 +125,13 @@ class MakeKernelTask(PsfMatchTask):
     image).  Select the sources with `selectKernelSources`, then call `run`.
     """
 
-    ConfigClass = MakeKernelConfig
+    ConfigClass: ClassVar[type[MakeKernelConfig]] = MakeKernelConfig
     _DefaultName = "makeALKernel"
     config: MakeKernelConfig
+    selectDetection: SourceDetectionTask
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, config: pexConfig.Config | None = None, **kwargs: Unpack[TaskArguments]) -> None:
+        super().__init__(config, **kwargs)
         self.makeSubtask("selectDetection")
 
     @timeMethod
@@ -206,7 +215,11 @@ class MakeKernelTask(PsfMatchTask):
         )
 
     def getSelectSources(
-        self, exposure: VisitImage, sigma: float | None = None, doSmooth: bool = True, idFactory: Any = None
+        self,
+        exposure: MaskedImage,
+        sigma: float | None = None,
+        doSmooth: bool = True,
+        idFactory: object = None,
     ) -> Table:
         """Detect candidate stars on an image (background subtracted by the detection).
 
@@ -227,8 +240,8 @@ class MakeKernelTask(PsfMatchTask):
 
     def makeCandidateList(
         self,
-        convolved: Any,
-        reference: Any,
+        convolved: MaskedImage,
+        reference: MaskedImage,
         kernelSize: int,
         candidateList: Table | None,
         preconvolved: bool = False,
@@ -276,7 +289,7 @@ class MakeKernelTask(PsfMatchTask):
         referenceFwhmPix: float | None = None,
         basisDegGauss: list[int] | None = None,
         basisSigmaGauss: list[float] | None = None,
-        metadata: Any = None,
+        metadata: BasisMetadata | None = None,
     ) -> list[Kernel]:
         """Return the basis of the active kernel configuration (and log the matching mode)."""
         basisList = makeKernelBasisList(
@@ -340,20 +353,20 @@ class MakeKernelTask(PsfMatchTask):
         if templateFwhmPix is not None and scienceFwhmPix is not None:
             return templateFwhmPix, scienceFwhmPix
         try:
-            templateFwhmPix = float(getPsfFwhm(template.psf))
-            scienceFwhmPix = float(getPsfFwhm(science.psf))
+            templateFwhmPix = float(getPsfFwhm(_psf(template)))
+            scienceFwhmPix = float(getPsfFwhm(_psf(science)))
         except Exception:  # PSF models raise many types off their domain
             self.log.debug(
                 "Unable to evaluate PSF at the average position. Evaluting PSF on a grid of points."
             )
             templateFwhmPix = evaluateMeanPsfFwhm(
-                template.psf,
+                _psf(template),
                 template.bbox,
                 fwhmExposureBuffer=self.config.fwhmExposureBuffer,
                 fwhmExposureGrid=self.config.fwhmExposureGrid,
             )
             scienceFwhmPix = evaluateMeanPsfFwhm(
-                science.psf,
+                _psf(science),
                 science.bbox,
                 fwhmExposureBuffer=self.config.fwhmExposureBuffer,
                 fwhmExposureGrid=self.config.fwhmExposureGrid,
@@ -363,7 +376,7 @@ class MakeKernelTask(PsfMatchTask):
         return templateFwhmPix, scienceFwhmPix
 
 
-def measurePsfFlux(sources: Table, exposure: VisitImage, psf: Any) -> None:
+def measurePsfFlux(sources: Table, exposure: MaskedImage, psf: PointSpreadFunction) -> None:
     """Add PSF-fit fluxes (``base_PsfFlux_instFlux``, ``..._instFluxErr``, ``base_PsfFlux_flag``) in place.
 
     The PSF image at each source is fitted, by linear least squares with a

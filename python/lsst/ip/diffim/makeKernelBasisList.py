@@ -22,17 +22,25 @@
 
 from __future__ import annotations
 
-__all__ = ["generateAlardLuptonBasisList", "makeKernelBasisList", "sigma2fwhm"]
+__all__ = ["BasisMetadata", "generateAlardLuptonBasisList", "makeKernelBasisList", "sigma2fwhm"]
 
 import logging
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import MutableMapping, Sequence
+from typing import TYPE_CHECKING, cast
+
+from lsst.pipe.base import TaskMetadata
 
 from .fwhmValidation import validateFwhmArguments
 from .kernel.basisLists import makeAlardLuptonBasisList, makeDeltaFunctionBasisList
 from .math.gaussian import SIGMA2FWHM
 from .math.kernels import Kernel
+
+if TYPE_CHECKING:
+    from .psfMatch import PsfMatchConfig, PsfMatchConfigAL
+
+#: Where the ``ALBasis*`` keys go: a task's metadata or a plain mapping.
+type BasisMetadata = TaskMetadata | MutableMapping[str, object]
 
 #: Upstream's name of `lsst.ip.diffim.math.gaussian.SIGMA2FWHM`.
 sigma2fwhm = SIGMA2FWHM
@@ -41,12 +49,12 @@ _log = logging.getLogger("lsst.ip.diffim.makeKernelBasisList")
 
 
 def makeKernelBasisList(
-    config: Any,
+    config: PsfMatchConfig,
     targetFwhmPix: float | None = None,
     referenceFwhmPix: float | None = None,
     basisDegGauss: Sequence[int] | None = None,
     basisSigmaGauss: Sequence[float] | None = None,
-    metadata: Any = None,
+    metadata: BasisMetadata | None = None,
 ) -> list[Kernel]:
     """Return the kernel basis configured by ``config``.
 
@@ -60,7 +68,7 @@ def makeKernelBasisList(
         FWHM (pixels) of the PSF that is matched to.
     basisDegGauss, basisSigmaGauss : sequence, optional
         Override the configured Alard-Lupton degrees or sigmas.
-    metadata : `lsst.pipe.base.TaskMetadata`, optional
+    metadata : `lsst.pipe.base.TaskMetadata` or `dict`, optional
         Receives the ``ALBasis*`` keys.
 
     Raises
@@ -73,7 +81,7 @@ def makeKernelBasisList(
     validateFwhmArguments(targetFwhmPix=targetFwhmPix, referenceFwhmPix=referenceFwhmPix)
     if config.kernelBasisSet == "alard-lupton":
         return generateAlardLuptonBasisList(
-            config,
+            cast("PsfMatchConfigAL", config),
             targetFwhmPix=targetFwhmPix,
             referenceFwhmPix=referenceFwhmPix,
             basisDegGauss=basisDegGauss,
@@ -99,7 +107,7 @@ def _calculateBasisSigmas(
     return sigmas
 
 
-def _addMetadata(metadata: Any, key: str, value: Any) -> None:
+def _addMetadata(metadata: BasisMetadata | None, key: str, value: object) -> None:
     if metadata is None:
         return
     if hasattr(metadata, "add"):
@@ -109,12 +117,12 @@ def _addMetadata(metadata: Any, key: str, value: Any) -> None:
 
 
 def generateAlardLuptonBasisList(
-    config: Any,
+    config: PsfMatchConfigAL,
     targetFwhmPix: float | None = None,
     referenceFwhmPix: float | None = None,
     basisDegGauss: Sequence[int] | None = None,
     basisSigmaGauss: Sequence[float] | None = None,
-    metadata: Any = None,
+    metadata: BasisMetadata | None = None,
 ) -> list[Kernel]:
     """Return an Alard-Lupton basis, scaled to the PSF widths if configured.
 

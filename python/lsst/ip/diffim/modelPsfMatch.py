@@ -31,18 +31,23 @@ __all__ = [
 ]
 
 import math
-from typing import Any
+from typing import ClassVar, cast
 
 import numpy as np
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 from lsst.images import Box, Image, MaskedImage
+from lsst.images.psfs import PointSpreadFunction
 from lsst.utils.timer import timeMethod
 
+from .imageTypes import ExposureLike
 from .kernel.candidate import makeKernelCandidate
+from .kernel.solution import SpatialKernelSolution
 from .makeKernelBasisList import makeKernelBasisList, sigma2fwhm
 from .math.convolve import ConvolutionControl, convolve
+from .math.functions import Function2
+from .math.kernels import Kernel, LinearCombinationKernel
 from .math.masks import makeDifferenceMaskSchema
 from .math.spatialCell import SpatialCellSet
 from .psfMatch import PsfMatchConfigAL, PsfMatchTask
@@ -120,7 +125,7 @@ class ModelPsfMatchConfig(pexConfig.Config):
         self.kernel.active.scaleByFwhm = False
 
 
-def _psfKernelArray(psf: Any, x: float, y: float) -> np.ndarray:
+def _psfKernelArray(psf: PointSpreadFunction, x: float, y: float) -> np.ndarray:
     return np.asarray(psf.compute_kernel_image(x=x, y=y).array, dtype=float)
 
 
@@ -145,11 +150,13 @@ class ModelPsfMatchTask(PsfMatchTask):
     to ``kernelSum`` and the image is convolved with it, normalized per pixel.
     """
 
-    ConfigClass = ModelPsfMatchConfig
+    ConfigClass: ClassVar[type[ModelPsfMatchConfig]] = ModelPsfMatchConfig
     config: ModelPsfMatchConfig
 
     @timeMethod
-    def run(self, exposure: Any, referencePsfModel: Any, kernelSum: float = 1.0) -> pipeBase.Struct:
+    def run(
+        self, exposure: ExposureLike, referencePsfModel: PointSpreadFunction, kernelSum: float = 1.0
+    ) -> pipeBase.Struct:
         """Match ``exposure``'s PSF to ``referencePsfModel``.
 
         Parameters
@@ -186,11 +193,12 @@ class ModelPsfMatchTask(PsfMatchTask):
         fwhmScience = self._safeFwhm(psf, xc, yc)
         fwhmModel = _determinantFwhm(_psfKernelArray(referencePsfModel, xc, yc))
         basisList = makeKernelBasisList(self.kConfig, fwhmScience, fwhmModel, metadata=self.metadata)
-        _, psfMatchingKernel, _ = self._solve(kernelCellSet, basisList)
+        _, solvedKernel, _ = self._solve(kernelCellSet, basisList)
+        psfMatchingKernel = cast(LinearCombinationKernel, solvedKernel)  # the fit's kernel
         if psfMatchingKernel.isSpatiallyVarying():
-            params = np.array(psfMatchingKernel.getSpatialParameters())
-            params[0][0] = kernelSum
-            psfMatchingKernel.setSpatialParameters(params)
+            spatialParams = [list(row) for row in psfMatchingKernel.getSpatialParameters()]
+            spatialParams[0][0] = kernelSum
+            psfMatchingKernel.setSpatialParameters(spatialParams)
         else:
             params = psfMatchingKernel.getKernelParameters()
             params[0] = kernelSum
@@ -205,7 +213,7 @@ class ModelPsfMatchTask(PsfMatchTask):
             metadata=self.metadata,
         )
 
-    def _safeFwhm(self, psf: Any, x: float, y: float) -> float:
+    def _safeFwhm(self, psf: PointSpreadFunction, x: float, y: float) -> float:
         """Return the PSF's determinant-radius FWHM, retrying at jittered positions."""
         rng = np.random.default_rng(seed=40)
         positions = [(x, y)] + [(x + rng.uniform(-2, 2), y + rng.uniform(-2, 2)) for _ in range(4)]
@@ -216,11 +224,17 @@ class ModelPsfMatchTask(PsfMatchTask):
                 continue
         raise PsfComputeShapeError(x, y)
 
-    def _diagnostic(self, *args: Any, **kwargs: Any) -> None:
+    def _diagnostic(
+        self,
+        kernelCellSet: SpatialCellSet,
+        spatialSolution: SpatialKernelSolution,
+        spatialKernel: Kernel,
+        spatialBg: Function2,
+    ) -> None:
         """No diagnostics for model matching (the fit is noise-free)."""
 
     @staticmethod
-    def _makeOutput(exposure: Any, convolved: MaskedImage, psf: Any) -> Any:
+    def _makeOutput(exposure: ExposureLike, convolved: MaskedImage, psf: PointSpreadFunction) -> MaskedImage:
         from lsst.images import VisitImage
 
         if isinstance(exposure, VisitImage):
@@ -236,7 +250,7 @@ class ModelPsfMatchTask(PsfMatchTask):
             )
         return convolved
 
-    def _makePsfMaskedImage(self, psf: Any, x: float, y: float, size: int) -> MaskedImage:
+    def _makePsfMaskedImage(self, psf: PointSpreadFunction, x: float, y: float, size: int) -> MaskedImage:
         """Realize a PSF at ``(x, y)`` in a ``size x size`` stamp (padded or clipped, centred)."""
         array = _psfKernelArray(psf, x, y)
         out = np.zeros((size, size), dtype=np.float32)
@@ -252,7 +266,9 @@ class ModelPsfMatchTask(PsfMatchTask):
             mask_schema=makeDifferenceMaskSchema(),
         )
 
-    def _buildCellSet(self, exposure: Any, referencePsfModel: Any) -> pipeBase.Struct:
+    def _buildCellSet(
+        self, exposure: ExposureLike, referencePsfModel: PointSpreadFunction
+    ) -> pipeBase.Struct:
         """Fill a cell set with PSF-pair candidates at the cell centres.
 
         Raises
@@ -283,7 +299,7 @@ class ModelPsfMatchTask(PsfMatchTask):
             for col in range(nCellX)
         ]
         psf = exposure.psf
-        sizes = []
+        sizes: list[int] = []
         for x, y in centres:
             try:
                 sizes.extend(_psfKernelArray(psf, x, y).shape)
@@ -325,7 +341,7 @@ class ModelPsfMatchTask(PsfMatchTask):
             displaySpatialCells(__name__, self.log, info, maskedImage, cellSet, title="Image to be convolved")
         return pipeBase.Struct(kernelCellSet=cellSet, referencePsfModel=referencePsfModel)
 
-    def _resizedPsf(self, psf: Any, size: int) -> Any:
+    def _resizedPsf(self, psf: PointSpreadFunction, size: int) -> PointSpreadFunction:
         from lsst.images.psfs import GaussianPointSpreadFunction
 
         if isinstance(psf, GaussianPointSpreadFunction):

@@ -24,10 +24,23 @@ from __future__ import annotations
 
 __all__ = ["DifferenceResult", "detectDiaSources", "subtract"]
 
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from astropy.nddata import NDData
+    from astropy.table import Table
+
+    from .detectAndMeasure import DetectAndMeasureConfig
+    from .exclusions import ExclusionRegions, PositionSpec
+    from .imagePsfMatch import ImagePsfMatchConfig
+
+    #: An input image: an array, or an `astropy.nddata.NDData` (`~astropy.nddata.CCDData`).
+    type ImageInput = npt.ArrayLike | NDData
 
 
 @dataclass
@@ -76,23 +89,24 @@ class DifferenceResult:
 
 
 def _planes(
-    data: Any,
-    variance: Any,
+    data: ImageInput,
+    variance: npt.ArrayLike | None,
     gain: float | None,
     readNoise: float | None,
-    mask: Any = None,
+    mask: npt.ArrayLike | None = None,
     name: str = "input",
 ) -> tuple[np.ndarray, np.ndarray, Any, Any, Any]:
     """Image, variance, WCS, user mask and unit of an array or NDData input."""
     wcs = None
     unit = None
     if hasattr(data, "data") and hasattr(data, "wcs"):  # NDData / CCDData
-        wcs = data.wcs
-        unit = getattr(data, "unit", None)
-        if mask is None and getattr(data, "mask", None) is not None:
-            mask = data.mask
-        if variance is None and getattr(data, "uncertainty", None) is not None:
-            unc = data.uncertainty
+        nd: NDData = data
+        wcs = nd.wcs
+        unit = getattr(nd, "unit", None)
+        if mask is None and getattr(nd, "mask", None) is not None:
+            mask = nd.mask
+        if variance is None and getattr(nd, "uncertainty", None) is not None:
+            unc = nd.uncertainty
             kind = type(unc).__name__
             arr = np.asarray(unc.array, dtype=float)
             variance = arr**2 if kind == "StdDevUncertainty" else (1.0 / arr if "Inverse" in kind else arr)
@@ -112,40 +126,27 @@ def _planes(
     return image, variance, wcs, mask, unit
 
 
-def _fwhm(image: Any, fwhm: float | None, psf: Any, name: str) -> float:
-    """Return the given FWHM, else that of the PSF image, else the estimate from the stars."""
-    from .adapters.fwhmEstimate import estimateFwhmFromImage, psfImageFwhm, readPsfImage
-    from .fwhmValidation import validateFwhm
-
-    if fwhm is not None:
-        return float(fwhm)
-    if psf is not None:
-        array = readPsfImage(psf) if isinstance(psf, (str, bytes)) or hasattr(psf, "__fspath__") else psf
-        return float(validateFwhm(psfImageFwhm(np.asarray(array, dtype=float)), f"the FWHM of {name}'s PSF"))
-    return estimateFwhmFromImage(image)
-
-
 def subtract(
-    template: Any,
-    science: Any,
+    template: ImageInput,
+    science: ImageInput,
     *,
-    templateVariance: Any = None,
-    scienceVariance: Any = None,
+    templateVariance: npt.ArrayLike | None = None,
+    scienceVariance: npt.ArrayLike | None = None,
     gain: float | None = None,
     readNoise: float | None = None,
     templateFwhm: float | None = None,
     scienceFwhm: float | None = None,
     convolve: str = "auto",
-    config: Any = None,
-    templateMask: Any = None,
-    scienceMask: Any = None,
+    config: ImagePsfMatchConfig | None = None,
+    templateMask: npt.ArrayLike | None = None,
+    scienceMask: npt.ArrayLike | None = None,
     saturation: float | None = None,
     templateSaturation: float | None = None,
     scienceSaturation: float | None = None,
-    templatePsf: Any = None,
-    sciencePsf: Any = None,
-    exclude: Any = None,
-    stamps: Any = None,
+    templatePsf: str | os.PathLike[str] | npt.ArrayLike | None = None,
+    sciencePsf: str | os.PathLike[str] | npt.ArrayLike | None = None,
+    exclude: ExclusionRegions | PositionSpec | None = None,
+    stamps: Table | PositionSpec | None = None,
     decorrelate: bool = False,
     detect: bool = False,
 ) -> DifferenceResult:
@@ -177,15 +178,15 @@ def subtract(
         pixels at or above it, grown by one pixel, are flagged SAT and kept
         out of the kernel fit.  Non-finite pixels are flagged NO_DATA.  All
         these flags are grown by the kernel footprint in the difference mask.
-    templatePsf, sciencePsf : `numpy.ndarray` or `str`, optional
+    templatePsf, sciencePsf : `numpy.ndarray`, `str` or `os.PathLike`, optional
         Images of the PSFs (arrays, or FITS file paths); their FWHM (width
         at half maximum) is used when the FWHM is not given.
-    exclude : optional
+    exclude : `ExclusionRegions`, `str`, `os.PathLike` or `numpy.ndarray`, optional
         Positions kept out of the kernel fit: ``(x, y)`` or ``(x, y, radius)``
         rows in 0-based array pixels of the science image, a text file of
         ``x y [radius]`` lines (FITS 1-based) or a ds9 region file (sky
         regions need the science WCS), or an `ExclusionRegions`.
-    stamps : optional
+    stamps : `astropy.table.Table`, `str`, `os.PathLike` or `numpy.ndarray`, optional
         Positions to use as the kernel candidates (like HOTPANTS' ``-ssf``):
         the same forms as ``exclude`` (radii ignored) or a table with ``x``,
         ``y`` columns.
@@ -212,7 +213,7 @@ def subtract(
     """
     from .adapters.inputMasks import makeInputImage, makeInputMask, parseUnit
     from .exclusions import ExclusionRegions, stampListTable
-    from .fwhmValidation import validateFwhmArguments
+    from .fwhmValidation import resolveFwhm, validateFwhmArguments
     from .imagePsfMatch import ImagePsfMatchTask
     from .inputChecks import checkRegistration
     from .kernelConversion import toImagesBackground, toImagesKernel
@@ -249,8 +250,8 @@ def subtract(
         from .adapters.streakMask import maskStreaks
 
         maskStreaks(t, s)  # trails in one image only: STREAK, kept out of the fit
-    tF = _fwhm(t, templateFwhm, templatePsf, "templateFwhm")
-    sF = _fwhm(s, scienceFwhm, sciencePsf, "scienceFwhm")
+    tF = resolveFwhm(t, templateFwhm, templatePsf, name="templateFwhm")
+    sF = resolveFwhm(s, scienceFwhm, sciencePsf, name="scienceFwhm")
     if config is None:
         config = ImagePsfMatchTask.ConfigClass()
         config.kernel.active.fitForBackground = True
@@ -278,10 +279,12 @@ def subtract(
     kernel = getattr(result.difference, "kernel", None)
     if kernel is None:
         kernel = toImagesKernel(result.psfMatchingKernel, diff.bbox)
+    badPixels = anyMaskPlaneSet(diff.mask, ["NO_DATA", "EDGE", "SAT", "BAD"])
+    assert badPixels is not None  # the difference has a mask
     out = DifferenceResult(
         difference=diff.image.array,
         variance=diff.variance.array,
-        mask=anyMaskPlaneSet(diff.mask, ["NO_DATA", "EDGE", "SAT", "BAD"]),
+        mask=badPixels,
         matchedTemplate=result.matchedImage.image.array,
         kernelSum=float(task.metadata["spatialKernelSum"]),
         kernel=kernel,
@@ -295,7 +298,7 @@ def subtract(
     return out
 
 
-def detectDiaSources(result: DifferenceResult, config: Any = None) -> Any:
+def detectDiaSources(result: DifferenceResult, config: DetectAndMeasureConfig | None = None) -> Table:
     """Detect and measure the DIA sources of a `subtract` result.
 
     Parameters

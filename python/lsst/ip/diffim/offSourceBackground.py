@@ -45,13 +45,16 @@ __all__ = [
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .math.functions import Function2
 from .math.masks import anyMaskPlaneSet
 from .math.objectExtraction import detectedPixels
+
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage
 
 #: Mask planes of the difference whose pixels never measure the sky.
 _UNUSABLE_PLANES = ("NO_DATA", "EDGE", "SAT", "BAD")
@@ -73,7 +76,7 @@ class OffSourceBackgroundResult:
     nPixels: int
 
 
-def detectedSourceMask(images: Iterable[Any], nSigma: float = 3.0, grow: int = 2) -> np.ndarray:
+def detectedSourceMask(images: Iterable[MaskedImage], nSigma: float = 3.0, grow: int = 2) -> np.ndarray:
     """Return `True` on the pixels of sources detected on any of ``images``.
 
     Each image is background-subtracted (`sep.Background`) and thresholded at
@@ -106,7 +109,7 @@ def detectedSourceMask(images: Iterable[Any], nSigma: float = 3.0, grow: int = 2
     return growMask(result, grow)
 
 
-def _sourcePixels(maskedImage: Any, nSigma: float, minArea: int = 5) -> np.ndarray:
+def _sourcePixels(maskedImage: MaskedImage, nSigma: float, minArea: int = 5) -> np.ndarray:
     """Return the pixels of the sources of one image (`detectedSourceMask`)."""
     import sep
 
@@ -252,8 +255,8 @@ def blockMedians(
 
 
 def refineBackgroundOffSources(
-    difference: Any,
-    inputs: Iterable[Any],
+    difference: MaskedImage,
+    inputs: Iterable[MaskedImage],
     background: Function2,
     *,
     backgroundScale: float = 1.0,

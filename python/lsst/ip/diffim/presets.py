@@ -60,21 +60,24 @@ from __future__ import annotations
 __all__ = ["PRESETS", "UnknownPresetError", "applyPreset"]
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .imagePsfMatch import ImagePsfMatchConfig
 
 
 class UnknownPresetError(ValueError):
     """No configuration preset has this name."""
 
 
-def _crowded(config: Any) -> None:
+def _crowded(config: ImagePsfMatchConfig) -> None:
     config.kernel.name = "DF"
     active = config.kernel.active
     active.usePcaForSpatialKernel = False
     active.fitForBackground = True
 
 
-def _crowdedAl(config: Any) -> None:
+def _crowdedAl(config: ImagePsfMatchConfig) -> None:
     config.kernel.name = "AL"
     active = config.kernel.active
     active.alardDegGauss = [8, 6, 4]
@@ -82,10 +85,10 @@ def _crowdedAl(config: Any) -> None:
 
 
 #: The presets, by name: each sets fields of an `ImagePsfMatchConfig` in place.
-PRESETS: dict[str, Callable[[Any], None]] = {"crowded": _crowded, "crowded-al": _crowdedAl}
+PRESETS: dict[str, Callable[[ImagePsfMatchConfig], None]] = {"crowded": _crowded, "crowded-al": _crowdedAl}
 
 
-def applyPreset(config: Any, name: str) -> Any:
+def applyPreset(config: ImagePsfMatchConfig, name: str) -> ImagePsfMatchConfig:
     """Apply the named preset to an `ImagePsfMatchConfig` (in place) and return it.
 
     Raises

@@ -35,7 +35,7 @@ import abc
 import dataclasses
 import math
 import time
-from typing import Any
+from typing import Any, ClassVar, Unpack, cast
 
 import numpy as np
 
@@ -48,6 +48,7 @@ from lsst.utils.timer import timeMethod
 from .kernel.basisLists import makeRegularizationMatrix, renormalizeKernelList
 from .kernel.residualMetrics import residualMetrics
 from .kernel.settings import KernelFitSettings
+from .kernel.solution import KernelSolvedBy, SpatialKernelSolution
 from .kernel.visitors import (
     AssessSpatialKernelVisitor,
     BuildSingleKernelVisitor,
@@ -58,10 +59,11 @@ from .kernel.visitors import (
 )
 from .math.background import SubtractBackgroundConfig
 from .math.functions import Function2
-from .math.kernels import Kernel
+from .math.kernels import Kernel, LinearCombinationKernel
 from .math.spatialCell import SpatialCellCandidateStatus, SpatialCellSet
 from .math.threads import singleThreadedBlas
 from .math.warper import WarperConfig
+from .taskArguments import TaskArguments
 
 #: The trace loggers of the kernel fit (``TRACE<n>.lsst.ip.diffim.psfMatch``):
 #: ``lsst.utils.logging.trace_set_at("lsst.ip.diffim", n)`` shows them.
@@ -93,13 +95,13 @@ class NoKernelCandidatesError(pipeBase.AlgorithmError):
 class DetectionConfig(pexConfig.Config):
     """Detection and footprint settings of kernel candidates (pre-2024 ip_diffim)."""
 
-    detThreshold = pexConfig.Field(
+    detThreshold = pexConfig.Field[float](
         dtype=float,
         doc="Detection threshold for kernel candidates, in units of detThresholdType.",
         default=10.0,
         check=lambda x: x >= 3.0,
     )
-    detThresholdType = pexConfig.ChoiceField(
+    detThresholdType = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Units of detThreshold.",
         default="pixel_stdev",
@@ -110,12 +112,12 @@ class DetectionConfig(pexConfig.Config):
             "pixel_stdev": "square root of each pixel's variance",
         },
     )
-    detOnTemplate = pexConfig.Field(
+    detOnTemplate = pexConfig.Field[bool](
         dtype=bool,
         doc="Detect candidates on the template (else on the science image).",
         default=True,
     )
-    badMaskPlanes = pexConfig.ListField(
+    badMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         doc="Candidates whose footprint touches any of these planes (in either image) are rejected. "
         "Deviation: upstream's default omits BAD; it is added so that user bad-pixel masks (a MASK/DQ "
@@ -123,31 +125,31 @@ class DetectionConfig(pexConfig.Config):
         "(remove them for upstream's behaviour).",
         default=("NO_DATA", "EDGE", "SAT", "BAD", "STREAK"),
     )
-    fpNpixMin = pexConfig.Field(
+    fpNpixMin = pexConfig.Field[int](
         dtype=int,
         doc="Minimum number of pixels of a candidate's detection footprint.",
         default=5,
         check=lambda x: x >= 5,
     )
-    fpNpixMax = pexConfig.Field(
+    fpNpixMax = pexConfig.Field[int](
         dtype=int,
         doc="Maximum number of pixels of a candidate's detection footprint (rejects blends, galaxies).",
         default=500,
         check=lambda x: x <= 500,
     )
-    fpGrowKernelScaling = pexConfig.Field(
+    fpGrowKernelScaling = pexConfig.Field[float](
         dtype=float,
         doc="Footprint half-size as a multiple of the kernel size, when scaleByFwhm is set.",
         default=1.0,
         check=lambda x: x >= 1.0,
     )
-    fpGrowPix = pexConfig.Field(
+    fpGrowPix = pexConfig.Field[int](
         dtype=int,
         doc="Footprint half-size (pixels) when scaleByFwhm is not set.",
         default=30,
         check=lambda x: x >= 10,
     )
-    scaleByFwhm = pexConfig.Field(
+    scaleByFwhm = pexConfig.Field[bool](
         dtype=bool,
         doc="Scale the footprint size with the kernel size (fpGrowKernelScaling) rather than fpGrowPix.",
         default=True,
@@ -157,33 +159,33 @@ class DetectionConfig(pexConfig.Config):
 class PsfMatchConfig(pexConfig.Config):
     """Base configuration of the PSF-matching kernel fit."""
 
-    warpingConfig = pexConfig.ConfigField(
+    warpingConfig = pexConfig.ConfigField[WarperConfig](
         dtype=WarperConfig,
         doc="Resampling of the template onto the science grid when they are not registered.",
     )
-    detectionConfig = pexConfig.ConfigField(
+    detectionConfig = pexConfig.ConfigField[DetectionConfig](
         dtype=DetectionConfig,
         doc="Footprint settings of kernel candidates.",
     )
-    afwBackgroundConfig = pexConfig.ConfigField(
+    afwBackgroundConfig = pexConfig.ConfigField[SubtractBackgroundConfig](
         dtype=SubtractBackgroundConfig,
         doc="Settings of a binned background fit, for useAfwBackground. Not read by the kernel fit (nor "
         "upstream); kept so that override files that set it still load.",
     )
-    useAfwBackground = pexConfig.Field(
+    useAfwBackground = pexConfig.Field[bool](
         dtype=bool,
         doc="Upstream: 'use afw background subtraction instead of ip_diffim', a field upstream never reads. "
         "Only False is accepted (validate raises otherwise): fit the differential background with "
         "fitForBackground.",
         default=False,
     )
-    fitForBackground = pexConfig.Field(
+    fitForBackground = pexConfig.Field[bool](
         dtype=bool,
         doc="Fit a differential background together with the kernel (a constant per stamp, "
         "spatialBgOrder across the image).",
         default=False,
     )
-    kernelBasisSet = pexConfig.ChoiceField(
+    kernelBasisSet = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Type of basis set for the PSF-matching kernel.",
         default="alard-lupton",
@@ -192,34 +194,34 @@ class PsfMatchConfig(pexConfig.Config):
             "delta-function": "One delta function per kernel pixel; use with regularization.",
         },
     )
-    kernelSize = pexConfig.Field(
+    kernelSize = pexConfig.Field[int](
         dtype=int,
         doc="Kernel width and height (pixels); must be odd for Alard-Lupton. Replaced by the FWHM-scaled "
         "size when scaleByFwhm is set and both PSF widths are known.",
         default=21,
     )
-    scaleByFwhm = pexConfig.Field(
+    scaleByFwhm = pexConfig.Field[bool](
         dtype=bool,
         doc="Derive the Alard-Lupton Gaussian widths and the kernel size from the two PSF FWHMs.",
         default=True,
     )
-    kernelSizeFwhmScaling = pexConfig.Field(
+    kernelSizeFwhmScaling = pexConfig.Field[float](
         dtype=float,
         doc="Kernel size as a multiple of the largest Alard-Lupton sigma, when scaling by FWHM.",
         default=6.0,
         check=lambda x: x >= 1.0,
     )
-    kernelSizeMin = pexConfig.Field(
+    kernelSizeMin = pexConfig.Field[int](
         dtype=int,
         doc="Smallest kernel size allowed when scaling by FWHM.",
         default=21,
     )
-    kernelSizeMax = pexConfig.Field(
+    kernelSizeMax = pexConfig.Field[int](
         dtype=int,
         doc="Largest kernel size allowed when scaling by FWHM.",
         default=35,
     )
-    spatialModelType = pexConfig.ChoiceField(
+    spatialModelType = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Type of spatial functions for the kernel coefficients and the background.",
         default="chebyshev1",
@@ -228,20 +230,20 @@ class PsfMatchConfig(pexConfig.Config):
             "polynomial": "Standard x, y polynomials",
         },
     )
-    spatialKernelOrder = pexConfig.Field(
+    spatialKernelOrder = pexConfig.Field[int](
         dtype=int,
         doc="Total order of the spatial variation of the kernel coefficients.",
         default=2,
         check=lambda x: x >= 0,
     )
-    spatialBgOrder = pexConfig.Field(
+    spatialBgOrder = pexConfig.Field[int](
         dtype=int,
         doc="Total order of the spatial variation of the differential background "
         "(ignored unless fitForBackground).",
         default=1,
         check=lambda x: x >= 0,
     )
-    minCandidatesPerSpatialTerm = pexConfig.Field(
+    minCandidatesPerSpatialTerm = pexConfig.Field[float](
         dtype=float,
         doc="Sparse fields: when fewer kernel candidates enter the spatial fit than this many per "
         "spatial term ((order + 1)(order + 2) / 2 terms per coefficient), the spatial kernel and "
@@ -252,135 +254,135 @@ class PsfMatchConfig(pexConfig.Config):
         default=3.0,
         check=lambda x: x >= 0.0,
     )
-    sizeCellX = pexConfig.Field(
+    sizeCellX = pexConfig.Field[int](
         dtype=int,
         doc="Width (pixels) of the spatial cells that spread candidates over the image.",
         default=128,
         check=lambda x: x >= 32,
     )
-    sizeCellY = pexConfig.Field(
+    sizeCellY = pexConfig.Field[int](
         dtype=int,
         doc="Height (pixels) of the spatial cells.",
         default=128,
         check=lambda x: x >= 32,
     )
-    nStarPerCell = pexConfig.Field(
+    nStarPerCell = pexConfig.Field[int](
         dtype=int,
         doc="Maximum number of candidates used per cell, best rated first; -1 (or any value <= 0) uses all.",
         default=5,
     )
-    maxSpatialIterations = pexConfig.Field(
+    maxSpatialIterations = pexConfig.Field[int](
         dtype=int,
         doc="Maximum number of spatial-fit / rejection iterations.",
         default=3,
         check=lambda x: 1 <= x <= 5,
     )
-    usePcaForSpatialKernel = pexConfig.Field(
+    usePcaForSpatialKernel = pexConfig.Field[bool](
         dtype=bool,
         doc="Replace the basis by the principal components of the candidates' kernels before the "
         "spatial fit (useful for delta-function bases).",
         default=False,
     )
-    subtractMeanForPca = pexConfig.Field(
+    subtractMeanForPca = pexConfig.Field[bool](
         dtype=bool,
         doc="Subtract the mean kernel before the PCA and use it as the first basis kernel.",
         default=True,
     )
-    numPrincipalComponents = pexConfig.Field(
+    numPrincipalComponents = pexConfig.Field[int](
         dtype=int,
         doc="Number of principal components kept (the mean counts as one when subtracted).",
         default=5,
         check=lambda x: x >= 3,
     )
-    singleKernelClipping = pexConfig.Field(
+    singleKernelClipping = pexConfig.Field[bool](
         dtype=bool,
         doc="Reject candidates whose own kernel leaves large residuals.",
         default=True,
     )
-    kernelSumClipping = pexConfig.Field(
+    kernelSumClipping = pexConfig.Field[bool](
         dtype=bool,
         doc="Reject candidates whose kernel sum is an outlier (variable stars, blends).",
         default=True,
     )
-    spatialKernelClipping = pexConfig.Field(
+    spatialKernelClipping = pexConfig.Field[bool](
         dtype=bool,
         doc="Reject candidates whose residuals under the spatial model are large.",
         default=True,
     )
-    checkConditionNumber = pexConfig.Field(
+    checkConditionNumber = pexConfig.Field[bool](
         dtype=bool,
         doc="Reject candidates whose normal matrix has a condition number above maxConditionNumber.",
         default=False,
     )
-    badMaskPlanes = pexConfig.ListField(
+    badMaskPlanes = pexConfig.ListField[str](
         dtype=str,
         doc="Mask planes whose pixels are ignored in the residual statistics of candidates.",
         default=("NO_DATA", "EDGE", "SAT"),
     )
-    candidateResidualMeanMax = pexConfig.Field(
+    candidateResidualMeanMax = pexConfig.Field[float](
         dtype=float,
         doc="Largest allowed absolute mean of a candidate's difference in units of its noise.",
         default=0.25,
         check=lambda x: x >= 0.0,
     )
-    candidateResidualStdMax = pexConfig.Field(
+    candidateResidualStdMax = pexConfig.Field[float](
         dtype=float,
         doc="Largest allowed standard deviation of a candidate's difference in units of its noise.",
         default=1.50,
         check=lambda x: x >= 0.0,
     )
-    useCoreStats = pexConfig.Field(
+    useCoreStats = pexConfig.Field[bool](
         dtype=bool,
         doc="Compute the residual statistics only over the stamp core (candidateCoreRadius).",
         default=False,
     )
-    candidateCoreRadius = pexConfig.Field(
+    candidateCoreRadius = pexConfig.Field[int](
         dtype=int,
         doc="Half-size r of the core; the core has (2r+1)^2 pixels.",
         default=3,
         check=lambda x: x >= 1,
     )
-    maxKsumSigma = pexConfig.Field(
+    maxKsumSigma = pexConfig.Field[float](
         dtype=float,
         doc="Kernel sums further than this many clipped standard deviations from the mean are rejected.",
         default=3.0,
         check=lambda x: x >= 0.0,
     )
-    maxConditionNumber = pexConfig.Field(
+    maxConditionNumber = pexConfig.Field[float](
         dtype=float,
         doc="Largest condition number of a candidate's normal matrix (with checkConditionNumber).",
         default=5.0e7,
         check=lambda x: x >= 0.0,
     )
-    conditionNumberType = pexConfig.ChoiceField(
+    conditionNumberType = pexConfig.ChoiceField[str](
         dtype=str,
         doc="How condition numbers are computed.",
         default="EIGENVALUE",
         allowed={"SVD": "ratio of extreme singular values", "EIGENVALUE": "ratio of extreme eigenvalues"},
     )
-    maxSpatialConditionNumber = pexConfig.Field(
+    maxSpatialConditionNumber = pexConfig.Field[float](
         dtype=float,
         doc="A spatial system with a larger condition number only produces a warning.",
         default=1.0e10,
         check=lambda x: x >= 0.0,
     )
-    iterateSingleKernel = pexConfig.Field(
+    iterateSingleKernel = pexConfig.Field[bool](
         dtype=bool,
         doc="Refit each candidate once, weighted by its difference-image variance "
         "(ignored with constantVarianceWeighting).",
         default=False,
     )
-    constantVarianceWeighting = pexConfig.Field(
+    constantVarianceWeighting = pexConfig.Field[bool](
         dtype=bool,
         doc="Weight each stamp's pixels by one (median) variance instead of per-pixel variances.",
         default=True,
     )
-    calculateKernelUncertainty = pexConfig.Field(
+    calculateKernelUncertainty = pexConfig.Field[bool](
         dtype=bool,
         doc="Compute kernel uncertainties (not supported; kept for compatibility).",
         default=False,
     )
-    useBicForKernelBasis = pexConfig.Field(
+    useBicForKernelBasis = pexConfig.Field[bool](
         dtype=bool,
         doc="Choose the Alard-Lupton polynomial degrees by the Bayesian information criterion: every "
         "combination of degrees 1..alardDegGauss[i] is fitted to the candidates and the one most "
@@ -431,48 +433,48 @@ class PsfMatchConfig(pexConfig.Config):
 class PsfMatchConfigAL(PsfMatchConfig):
     """Alard-Lupton (sum of Gaussians times polynomials) kernel configuration."""
 
-    alardNGauss = pexConfig.Field(
+    alardNGauss = pexConfig.Field[int](
         dtype=int,
         doc="Number of Gaussians (with scaleByFwhm the number of generated sigmas is used).",
         default=3,
         check=lambda x: x >= 1,
     )
-    alardDegGauss = pexConfig.ListField(
+    alardDegGauss = pexConfig.ListField[int](
         dtype=int,
         doc="Polynomial degree multiplying each Gaussian; one entry per Gaussian.",
         default=(4, 2, 2),
     )
-    alardSigGauss = pexConfig.ListField(
+    alardSigGauss = pexConfig.ListField[float](
         dtype=float,
         doc="Gaussian sigmas (pixels) when not scaling by FWHM; one entry per Gaussian.",
         default=(0.7, 1.5, 3.0),
     )
-    alardGaussBeta = pexConfig.Field(
+    alardGaussBeta = pexConfig.Field[float](
         dtype=float,
         doc="Ratio of successive Gaussian sigmas when scaling by FWHM.",
         default=2.0,
         check=lambda x: x >= 0.0,
     )
-    alardMinSig = pexConfig.Field(
+    alardMinSig = pexConfig.Field[float](
         dtype=float,
         doc="Smallest Gaussian sigma (pixels) when convolving.",
         default=0.7,
         check=lambda x: x >= 0.25,
     )
-    alardDegGaussDeconv = pexConfig.Field(
+    alardDegGaussDeconv = pexConfig.Field[int](
         dtype=int,
         doc="Upstream: the degree of every Gaussian when deconvolving. Here the deconvolution basis has "
         "the degrees of alardDegGauss, so only the default is accepted (validate raises otherwise).",
         default=3,
         check=lambda x: x >= 1,
     )
-    alardMinSigDeconv = pexConfig.Field(
+    alardMinSigDeconv = pexConfig.Field[float](
         dtype=float,
         doc="Smallest Gaussian sigma (pixels) when deconvolving.",
         default=0.4,
         check=lambda x: x >= 0.25,
     )
-    alardNGaussDeconv = pexConfig.Field(
+    alardNGaussDeconv = pexConfig.Field[int](
         dtype=int,
         doc="Upstream: the number of Gaussians when deconvolving. Here the deconvolution basis has "
         "alardNGauss Gaussians, so only the default is accepted (validate raises otherwise).",
@@ -524,12 +526,12 @@ class PsfMatchConfigAL(PsfMatchConfig):
 class PsfMatchConfigDF(PsfMatchConfig):
     """Delta-function (one kernel per pixel) kernel configuration, with regularization."""
 
-    useRegularization = pexConfig.Field(
+    useRegularization = pexConfig.Field[bool](
         dtype=bool,
         doc="Regularize the per-candidate delta-function fits.",
         default=True,
     )
-    regularizationType = pexConfig.ChoiceField(
+    regularizationType = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Type of regularization.",
         default="centralDifference",
@@ -538,25 +540,25 @@ class PsfMatchConfigDF(PsfMatchConfig):
             "forwardDifference": "penalize forward differences of the orders in forwardRegularizationOrders",
         },
     )
-    centralRegularizationStencil = pexConfig.ChoiceField(
+    centralRegularizationStencil = pexConfig.ChoiceField[int](
         dtype=int,
         doc="Number of points of the Laplacian stencil.",
         default=9,
         allowed={5: "5-point stencil", 9: "9-point stencil"},
     )
-    forwardRegularizationOrders = pexConfig.ListField(
+    forwardRegularizationOrders = pexConfig.ListField[int](
         dtype=int,
         doc="Orders of the penalized forward differences.",
         default=(1, 2),
         itemCheck=lambda x: 0 < x < 4,
     )
-    regularizationBorderPenalty = pexConfig.Field(
+    regularizationBorderPenalty = pexConfig.Field[float](
         dtype=float,
         doc="Penalty on kernel pixels at the kernel border.",
         default=3.0,
         check=lambda x: x >= 0.0,
     )
-    lambdaType = pexConfig.ChoiceField(
+    lambdaType = pexConfig.ChoiceField[str](
         dtype=str,
         doc="How the regularization strength lambda is chosen.",
         default="absolute",
@@ -567,9 +569,11 @@ class PsfMatchConfigDF(PsfMatchConfig):
             "minimizeUnbiasedRisk": "not supported (upstream's implementation cannot run)",
         },
     )
-    lambdaValue = pexConfig.Field(dtype=float, doc="Lambda for lambdaType 'absolute'.", default=0.2)
-    lambdaScaling = pexConfig.Field(dtype=float, doc="Scale factor for lambdaType 'relative'.", default=1e-4)
-    lambdaStepType = pexConfig.ChoiceField(
+    lambdaValue = pexConfig.Field[float](dtype=float, doc="Lambda for lambdaType 'absolute'.", default=0.2)
+    lambdaScaling = pexConfig.Field[float](
+        dtype=float, doc="Scale factor for lambdaType 'relative'.", default=1e-4
+    )
+    lambdaStepType = pexConfig.ChoiceField[str](
         dtype=str,
         doc="Grid of the lambda search of the risk-minimizing lambdaType values. Those are refused "
         "(validate), so this and lambdaMin, lambdaMax, lambdaStep are read by nothing; kept so that "
@@ -577,13 +581,13 @@ class PsfMatchConfigDF(PsfMatchConfig):
         default="log",
         allowed={"log": "grid in log10(lambda)", "linear": "grid in lambda"},
     )
-    lambdaMin = pexConfig.Field(
+    lambdaMin = pexConfig.Field[float](
         dtype=float, doc="Start of the lambda search grid (see lambdaStepType: read by nothing).", default=-1
     )
-    lambdaMax = pexConfig.Field(
+    lambdaMax = pexConfig.Field[float](
         dtype=float, doc="End of the lambda search grid (see lambdaStepType: read by nothing).", default=2.0
     )
-    lambdaStep = pexConfig.Field(
+    lambdaStep = pexConfig.Field[float](
         dtype=float, doc="Step of the lambda search grid (see lambdaStepType: read by nothing).", default=0.1
     )
 
@@ -628,19 +632,22 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
     available as ``self.kConfig``.
     """
 
-    ConfigClass = PsfMatchConfig
+    ConfigClass: ClassVar[type[pexConfig.Config]] = PsfMatchConfig
     _DefaultName = "psfMatch"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.kConfig = self.config.kernel.active if hasattr(self.config, "kernel") else self.config
+    def __init__(self, config: pexConfig.Config | None = None, **kwargs: Unpack[TaskArguments]) -> None:
+        super().__init__(config, **kwargs)
+        #: The active kernel configuration (a `PsfMatchConfigAL` or `PsfMatchConfigDF`).
+        self.kConfig = cast(
+            PsfMatchConfig, self.config.kernel.active if hasattr(self.config, "kernel") else self.config
+        )
         self.hMat: np.ndarray | None = None
         if getattr(self.kConfig, "useRegularization", False):
             self.hMat = makeRegularizationMatrix(self._kernelSettings())
 
     @abc.abstractmethod
-    def _buildCellSet(self, *args: Any, **kwargs: Any) -> Any:
-        """Fill a `SpatialCellSet` with kernel candidates."""
+    def _buildCellSet(self, *args: Any, **kwargs: Any) -> object:
+        """Fill a `SpatialCellSet` with kernel candidates (each task has its own arguments)."""
         raise NotImplementedError()
 
     def _kernelSettings(self) -> KernelFitSettings:
@@ -689,7 +696,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
     @timeMethod
     def _solve(
         self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], batched: bool = True
-    ) -> tuple[Any, Kernel, Function2]:
+    ) -> tuple[SpatialKernelSolution, Kernel, Function2]:
         """Fit the spatially varying kernel and background.
 
         Runs, until the spatial model rejects nothing or
@@ -758,7 +765,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
 
     def _solveCandidates(
         self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], batched: bool = True
-    ) -> tuple[Any, Kernel, Function2]:
+    ) -> tuple[SpatialKernelSolution, Kernel, Function2]:
         """Run the body of `_solve` (BLAS held to one thread by the caller)."""
         import lsstDebug
 
@@ -872,7 +879,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         trace3.debug(
             "Spatial solution: %d unknowns, solved by %s",
             spatialSolution.getNTerms(),
-            spatialSolution.getSolvedBy().name,
+            KernelSolvedBy(spatialSolution.getSolvedBy()).name,
         )
 
         if display:
@@ -935,10 +942,16 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         """Draw the lsstDebug displays of the kernel fit (see `lsst.ip.diffim.display`)."""
         from .display.psfMatchDisplays import displayKernelFit
 
+        # The spatial solution always returns a linear combination of its basis.
+        assert isinstance(spatialKernel, LinearCombinationKernel)
         displayKernelFit(__name__, self.log, kernelCellSet, spatialKernel, spatialBackground, self.kConfig)
 
     def _diagnostic(
-        self, kernelCellSet: SpatialCellSet, spatialSolution: Any, spatialKernel: Kernel, spatialBg: Function2
+        self,
+        kernelCellSet: SpatialCellSet,
+        spatialSolution: SpatialKernelSolution,
+        spatialKernel: Kernel,
+        spatialBg: Function2,
     ) -> None:
         """Log the quality of the fit and write it to the task metadata.
 

@@ -95,7 +95,7 @@ class ScaleVarianceConfig(pexConfig.Config):
         "this fraction (not in upstream).",
     )
 
-    structureLimit = pexConfig.Field(
+    structureLimit = pexConfig.Field[float](
         dtype=float,
         default=0.87,
         check=lambda x: 0.0 <= x <= 1.0,
@@ -108,7 +108,7 @@ class ScaleVarianceConfig(pexConfig.Config):
         "0 turns the test off (upstream's behaviour).",
     )
 
-    crowdedMaskedFraction = pexConfig.Field(
+    crowdedMaskedFraction = pexConfig.Field[float](
         dtype=float,
         default=0.45,
         check=lambda x: 0.0 <= x <= 1.0,

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 __all__ = ["SnapPsfMatchConfig", "SnapPsfMatchConfigAL", "SnapPsfMatchConfigDF", "SnapPsfMatchTask"]
 
-from typing import Any
+from typing import ClassVar
+
+from astropy.table import Table
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
+from lsst.images import MaskedImage
 from lsst.utils.timer import timeMethod
 
+from .exclusions import ExclusionRegions
 from .imagePsfMatch import ImagePsfMatchConfig, ImagePsfMatchTask
 from .psfMatch import PsfMatchConfigAL, PsfMatchConfigDF
 
@@ -90,21 +94,23 @@ class SnapPsfMatchTask(ImagePsfMatchTask):
     differential background and no spatial clipping.
     """
 
-    ConfigClass = SnapPsfMatchConfig
+    ConfigClass: ClassVar[type[SnapPsfMatchConfig]] = SnapPsfMatchConfig
     config: SnapPsfMatchConfig
 
     @timeMethod
     def subtractExposures(
         self,
-        templateExposure: Any,
-        scienceExposure: Any,
+        templateExposure: MaskedImage,
+        scienceExposure: MaskedImage,
         templateFwhmPix: float | None = None,
         scienceFwhmPix: float | None = None,
-        candidateList: Any = None,
+        candidateList: Table | None = None,
         doWarping: bool | None = None,
         convolveTemplate: bool = True,
+        *,
+        exclude: ExclusionRegions | None = None,
     ) -> pipeBase.Struct:
-        """Subtract the first snap from the second (``doWarping`` from config)."""
+        """Subtract the first snap from the second (``doWarping`` from config; see the base class)."""
         return super().subtractExposures(
             templateExposure,
             scienceExposure,
@@ -113,4 +119,5 @@ class SnapPsfMatchTask(ImagePsfMatchTask):
             candidateList=candidateList,
             doWarping=self.config.doWarping if doWarping is None else doWarping,
             convolveTemplate=convolveTemplate,
+            exclude=exclude,
         )

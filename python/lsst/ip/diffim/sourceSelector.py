@@ -39,14 +39,14 @@ import lsst.pipe.base as pipeBase
 
 
 class _SignalToNoiseConfig(pexConfig.Config):
-    fluxField = pexConfig.Field(dtype=str, default="base_PsfFlux_instFlux", doc="Flux column.")
-    errField = pexConfig.Field(dtype=str, default="base_PsfFlux_instFluxErr", doc="Flux error column.")
-    minimum = pexConfig.Field(dtype=float, default=None, optional=True, doc="Minimum S/N (inclusive).")
-    maximum = pexConfig.Field(dtype=float, default=None, optional=True, doc="Maximum S/N (exclusive).")
+    fluxField = pexConfig.Field[str](dtype=str, default="base_PsfFlux_instFlux", doc="Flux column.")
+    errField = pexConfig.Field[str](dtype=str, default="base_PsfFlux_instFluxErr", doc="Flux error column.")
+    minimum = pexConfig.Field[float](dtype=float, default=None, optional=True, doc="Minimum S/N (inclusive).")
+    maximum = pexConfig.Field[float](dtype=float, default=None, optional=True, doc="Maximum S/N (exclusive).")
 
 
 class _FlagsConfig(pexConfig.Config):
-    good = pexConfig.ListField(dtype=str, default=[], doc="Columns that must be True.")
+    good = pexConfig.ListField[str](dtype=str, default=[], doc="Columns that must be True.")
     bad = pexConfig.ListField[str](
         dtype=str,
         default=["base_PixelFlags_flag_edge", "base_PixelFlags_flag_saturated", "base_PsfFlux_flag"],
@@ -58,38 +58,46 @@ class _UnresolvedConfig(pexConfig.Config):
     name = pexConfig.Field[str](
         dtype=str, default="base_ClassificationSizeExtendedness_value", doc="Extendedness column."
     )
-    minimum = pexConfig.Field(dtype=float, default=None, optional=True, doc="Minimum (inclusive).")
-    maximum = pexConfig.Field(dtype=float, default=0.5, optional=True, doc="Maximum (exclusive).")
+    minimum = pexConfig.Field[float](dtype=float, default=None, optional=True, doc="Minimum (inclusive).")
+    maximum = pexConfig.Field[float](dtype=float, default=0.5, optional=True, doc="Maximum (exclusive).")
 
 
 class _IsolatedConfig(pexConfig.Config):
-    parentName = pexConfig.Field(dtype=str, default="parent", doc="Parent id column (0: no parent).")
-    nChildName = pexConfig.Field(dtype=str, default="deblend_nChild", doc="Number-of-children column.")
+    parentName = pexConfig.Field[str](dtype=str, default="parent", doc="Parent id column (0: no parent).")
+    nChildName = pexConfig.Field[str](dtype=str, default="deblend_nChild", doc="Number-of-children column.")
 
 
 class _RequirePrimaryConfig(pexConfig.Config):
-    primaryColName = pexConfig.Field(dtype=str, default="detect_isPrimary", doc="Primary flag column.")
+    primaryColName = pexConfig.Field[str](dtype=str, default="detect_isPrimary", doc="Primary flag column.")
 
 
 class _SkyConfig(pexConfig.Config):
-    name = pexConfig.Field(dtype=str, default="sky_source", doc="Sky-source flag column.")
+    name = pexConfig.Field[str](dtype=str, default="sky_source", doc="Sky-source flag column.")
 
 
 class ScienceSourceSelectorConfig(pexConfig.Config):
     """Configuration of `ScienceSourceSelectorTask`."""
 
-    doFlags = pexConfig.Field(dtype=bool, default=False, doc="Apply the flag criteria.")
-    doUnresolved = pexConfig.Field(dtype=bool, default=False, doc="Keep unresolved sources only.")
-    doSignalToNoise = pexConfig.Field(dtype=bool, default=False, doc="Apply the S/N limits.")
-    doIsolated = pexConfig.Field(dtype=bool, default=False, doc="Keep isolated (unblended) sources only.")
-    doRequirePrimary = pexConfig.Field(dtype=bool, default=False, doc="Keep primary sources only.")
-    doSkySources = pexConfig.Field(dtype=bool, default=False, doc="Keep sky sources too.")
-    flags = pexConfig.ConfigField(dtype=_FlagsConfig, doc="Flag criteria.")
-    unresolved = pexConfig.ConfigField(dtype=_UnresolvedConfig, doc="Star/galaxy criterion.")
-    signalToNoise = pexConfig.ConfigField(dtype=_SignalToNoiseConfig, doc="S/N criterion.")
-    isolated = pexConfig.ConfigField(dtype=_IsolatedConfig, doc="Isolation criterion.")
-    requirePrimary = pexConfig.ConfigField(dtype=_RequirePrimaryConfig, doc="Primary criterion.")
-    skyFlag = pexConfig.ConfigField(dtype=_SkyConfig, doc="Sky-source flag.")
+    doFlags = pexConfig.Field[bool](dtype=bool, default=False, doc="Apply the flag criteria.")
+    doUnresolved = pexConfig.Field[bool](dtype=bool, default=False, doc="Keep unresolved sources only.")
+    doSignalToNoise = pexConfig.Field[bool](dtype=bool, default=False, doc="Apply the S/N limits.")
+    doIsolated = pexConfig.Field[bool](
+        dtype=bool, default=False, doc="Keep isolated (unblended) sources only."
+    )
+    doRequirePrimary = pexConfig.Field[bool](dtype=bool, default=False, doc="Keep primary sources only.")
+    doSkySources = pexConfig.Field[bool](dtype=bool, default=False, doc="Keep sky sources too.")
+    flags = pexConfig.ConfigField[_FlagsConfig](dtype=_FlagsConfig, doc="Flag criteria.")
+    unresolved = pexConfig.ConfigField[_UnresolvedConfig](
+        dtype=_UnresolvedConfig, doc="Star/galaxy criterion."
+    )
+    signalToNoise = pexConfig.ConfigField[_SignalToNoiseConfig](
+        dtype=_SignalToNoiseConfig, doc="S/N criterion."
+    )
+    isolated = pexConfig.ConfigField[_IsolatedConfig](dtype=_IsolatedConfig, doc="Isolation criterion.")
+    requirePrimary = pexConfig.ConfigField[_RequirePrimaryConfig](
+        dtype=_RequirePrimaryConfig, doc="Primary criterion."
+    )
+    skyFlag = pexConfig.ConfigField[_SkyConfig](dtype=_SkyConfig, doc="Sky-source flag.")
 
 
 def signalToNoise(catalog: Table, config: _SignalToNoiseConfig) -> np.ndarray | None:

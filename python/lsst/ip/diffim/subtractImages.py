@@ -29,18 +29,21 @@ __all__ = [
     "checkTemplateIsSufficient",
 ]
 
-from typing import Any
+from typing import ClassVar, Unpack
 
 import numpy as np
 
 import lsst.pex.config as pexConfig
 import lsst.pipe.base as pipeBase
 import lsst.pipe.base.connectionTypes as cT
+from lsst.images import MaskedImage, VisitImage
 from lsst.utils.timer import timeMethod
 
+from .annotatedRun import runAnnotated
 from .imagePsfMatch import ImagePsfMatchTask
 from .kernelConversion import toImagesKernel
 from .math.masks import anyMaskPlaneSet
+from .taskArguments import PipelineTaskArguments
 
 
 class SubtractImagesConnections(
@@ -109,7 +112,9 @@ class SubtractImagesConfig(pipeBase.PipelineTaskConfig, pipelineConnections=Subt
     )
 
 
-def checkTemplateIsSufficient(template: Any, science: Any, requiredTemplateFraction: float) -> float:
+def checkTemplateIsSufficient(
+    template: MaskedImage, science: MaskedImage, requiredTemplateFraction: float
+) -> float:
     """Return the fraction of the science image the template covers with data.
 
     Raises
@@ -145,12 +150,12 @@ class SubtractImagesTask(pipeBase.PipelineTask):
     ``psfMatch.kernel.active.<field>``.
     """
 
-    ConfigClass = SubtractImagesConfig
+    ConfigClass: ClassVar[type[SubtractImagesConfig]] = SubtractImagesConfig
     _DefaultName = "subtractImages"
     config: SubtractImagesConfig
     psfMatch: ImagePsfMatchTask
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Unpack[PipelineTaskArguments]) -> None:
         super().__init__(**kwargs)
         self.makeSubtask("psfMatch")
 
@@ -175,14 +180,10 @@ class SubtractImagesTask(pipeBase.PipelineTask):
             The dataset references of the outputs.
         """
         inputs = butlerQC.get(inputRefs)
-        try:
-            outputs = self.run(**inputs)
-        except pipeBase.AlgorithmError as e:
-            error = pipeBase.AnnotatedPartialOutputsError.annotate(e, self, log=self.log)
-            raise error from e
+        outputs = runAnnotated(self, inputs)
         butlerQC.put(outputs, outputRefs)
 
-    def _convolveTemplate(self, template: Any, science: Any) -> bool:
+    def _convolveTemplate(self, template: VisitImage, science: VisitImage) -> bool:
         if self.config.mode == "convolveTemplate":
             return True
         if self.config.mode == "convolveScience":
@@ -197,7 +198,7 @@ class SubtractImagesTask(pipeBase.PipelineTask):
         return bool(templateFwhm <= scienceFwhm)
 
     @timeMethod
-    def run(self, template: Any, science: Any) -> pipeBase.Struct:
+    def run(self, template: VisitImage, science: VisitImage) -> pipeBase.Struct:
         """Subtract ``template`` from ``science``.
 
         Returns
@@ -233,7 +234,9 @@ class SubtractImagesTask(pipeBase.PipelineTask):
         )
 
     @staticmethod
-    def _matchedTemplateImage(result: pipeBase.Struct, science: Any, convolveTemplate: bool) -> Any:
+    def _matchedTemplateImage(
+        result: pipeBase.Struct, science: VisitImage, convolveTemplate: bool
+    ) -> VisitImage:
         from .adapters.exposures import makeMatchedVisitImage
 
         source = result.matchedImage if convolveTemplate else result.warpedExposure

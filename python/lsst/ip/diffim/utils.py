@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,8 +41,15 @@ from .math.kernels import Kernel
 from .math.masks import anyMaskPlaneSet
 from .math.statistics import Property, StatisticsControl, makeStatistics
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
-def angleMean(angles: Any) -> float:
+    from lsst.images.psfs import PointSpreadFunction
+
+    from .imageTypes import MaskedImageLike
+
+
+def angleMean(angles: npt.ArrayLike) -> float:
     """Return the circular mean of angles (radians), in ``(-pi, pi]``."""
     a = np.asarray(angles, dtype=float)
     return float(math.atan2(np.mean(np.sin(a)), np.mean(np.cos(a))))
@@ -69,7 +76,9 @@ def getKernelCenterDisplacement(
     return total, dx, dy, math.atan2(dy, dx), math.hypot(dx, dy)
 
 
-def computePSFNoiseEquivalentArea(psf: Any, x: float | None = None, y: float | None = None) -> float:
+def computePSFNoiseEquivalentArea(
+    psf: PointSpreadFunction, x: float | None = None, y: float | None = None
+) -> float:
     """Return the noise-equivalent area ``1 / sum(psf^2)`` of a unit-sum PSF image (pixels)."""
     if x is None or y is None:
         bbox = psf.bounds.bbox
@@ -80,7 +89,7 @@ def computePSFNoiseEquivalentArea(psf: Any, x: float | None = None, y: float | N
 
 
 def computeRobustStatistics(
-    maskedImage: Any,
+    maskedImage: MaskedImageLike,
     badMaskPlanes: tuple[str, ...] = ("NO_DATA", "EDGE", "SAT", "BAD", "DETECTED"),
     statistic: Property = Property.MEANCLIP,
     control: StatisticsControl | None = None,

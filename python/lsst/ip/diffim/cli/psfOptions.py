@@ -25,15 +25,12 @@ from __future__ import annotations
 __all__ = ["addPsfArguments", "fwhmArgument", "resolveFwhm"]
 
 import argparse
-import logging
 from typing import TYPE_CHECKING
 
 from ..fwhmValidation import InvalidFwhmError, validateFwhm
 
 if TYPE_CHECKING:
     from lsst.images import MaskedImage
-
-_LOG = logging.getLogger("lsst.ip.diffim.cli")
 
 
 def fwhmArgument(text: str) -> float:
@@ -73,9 +70,9 @@ def resolveFwhm(
 ) -> float:
     """Return the FWHM (pixels) of an input and give it a Gaussian PSF of that FWHM.
 
-    The FWHM comes from, in order: the explicit option; the PSF image;
-    the header card (ignored with a warning if not finite and positive);
-    the stars of the image (`estimateFwhmFromImage`).  The image's PSF
+    The FWHM is that of `lsst.ip.diffim.fwhmValidation.resolveFwhm`: the
+    explicit option; the PSF image; the header card (ignored with a warning
+    if not finite and positive); the stars of the image.  The image's PSF
     becomes a circular Gaussian of that FWHM (`lsst.images` cannot store
     an image PSF), so the written products carry the PSF size used.
 
@@ -85,19 +82,9 @@ def resolveFwhm(
         If the PSF image is unusable or the FWHM cannot be estimated
         (`FwhmEstimationError`), or a value is invalid (`InvalidFwhmError`).
     """
-    from ..adapters.fwhmEstimate import estimateFwhmFromImage, psfImageFwhm, readPsfImage
+    from ..fwhmValidation import resolveFwhm as resolveImageFwhm
 
-    fwhm = validateFwhm(explicit, "the FWHM option")
-    if fwhm is None and psfPath is not None:
-        fwhm = validateFwhm(psfImageFwhm(readPsfImage(psfPath)), f"the FWHM of {psfPath}")
-    if fwhm is None and headerFwhm is not None:
-        try:
-            fwhm = validateFwhm(headerFwhm, "the header FWHM")
-        except InvalidFwhmError as exc:
-            _LOG.warning("Ignoring %s; estimating the FWHM from the image instead.", exc)
-    if fwhm is None:
-        fwhm = validateFwhm(estimateFwhmFromImage(image), "the estimated FWHM")
-    assert fwhm is not None
+    fwhm = resolveImageFwhm(image, explicit, psfPath, headerFwhm, name="the FWHM option")
     if hasattr(image, "psf"):
         from lsst.images.psfs import GaussianPointSpreadFunction
 
