@@ -37,10 +37,10 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ),
     ".exclusions": (
         "ExclusionRegions", "PositionListError", "candidateArguments", "parseExcludeArguments",
-        "readFitsWcs", "readPositions", "stampListTable", "EXTENT_FWHM", "excludedForFit",
+        "readFitsWcs", "readPositions", "stampListTable", "EXTENT_FWHM", "excludedForFit", "PositionSpec",
     ),
     ".fwhmValidation": (
-        "InvalidFwhmError", "validateFwhm", "validateFwhmArguments",
+        "InvalidFwhmError", "resolveFwhm", "validateFwhm", "validateFwhmArguments",
     ),
     ".imageDecorrelation": (
         "DecorrelateALKernelConfig", "DecorrelateALKernelSpatialConfig",
@@ -78,7 +78,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "MakeKernelConfig", "MakeKernelTask", "measurePsfFlux",
     ),
     ".makeKernelBasisList": (
-        "generateAlardLuptonBasisList", "makeKernelBasisList", "sigma2fwhm",
+        "BasisMetadata", "generateAlardLuptonBasisList", "makeKernelBasisList", "sigma2fwhm",
     ),
     ".modelPsfMatch": (
         "ModelPsfMatchConfig", "ModelPsfMatchTask", "PsfComputeShapeError",
