@@ -30,6 +30,7 @@ __all__ = [
     "subtractAlgorithmRegistry",
 ]
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -47,6 +48,7 @@ from .fwhmValidation import validateFwhmArguments
 from .inputChecks import MismatchedImagesError
 from .kernel.basisComplexity import bicPreferredDegrees
 from .kernel.cellSetFactory import makeKernelCellSet
+from .kernel.settings import KernelFitSettings
 from .makeKernelBasisList import makeKernelBasisList
 from .math.convolve import ConvolutionControl, convolve
 from .math.functions import Function2
@@ -120,6 +122,25 @@ class ImagePsfMatchConfig(pexConfig.Config):
         min=0.0,
         max=1.0,
     )
+    crowdedMaxFwhmRatio = pexConfig.RangeField(
+        dtype=float,
+        doc="The crowded-field basis (crowdedAlardDegGauss, crowdedResidualClipping) also applies when "
+        "the convolved image's FWHM is above the other's by at most this factor (similar seeing, a "
+        "mildly sharpening kernel: the science image convolved although its PSF is a little wider). "
+        "1 restores the broadening-only rule.",
+        default=1.25,
+        min=1.0,
+    )
+    crowdedResidualClipping = pexConfig.Field(
+        dtype=bool,
+        doc="In a crowded field of similar seeing (crowdedField), still reject candidates for large "
+        "residuals (kernel.active.singleKernelClipping, spatialKernelClipping). Every crowded stamp "
+        "holds neighbours and the brightest stars leave the largest residuals relative to their noise, "
+        "so the absolute rule (candidateResidualStdMax) rejects the bright stars and the kernel is fitted "
+        "on faint ones. False (the default, a deviation from upstream) keeps them; the kernel-sum "
+        "clipping (kernelSumClipping) still rejects variable stars and blends.",
+        default=False,
+    )
     crowdedAlardDegGauss = pexConfig.ListField(
         dtype=int,
         doc="Alard-Lupton polynomial degrees used in place of kernel.active.alardDegGauss in a crowded "
@@ -172,6 +193,18 @@ class ImagePsfMatchTask(PsfMatchTask):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.makeSubtask("selectDetection")
+        # Whether the fit under way is a crowded field's (set by _crowdedDegrees, read by _kernelSettings).
+        self._crowdedFit = False
+
+    def _kernelSettings(self) -> KernelFitSettings:
+        """Return the kernel core's settings; a crowded field's fit drops the residual clipping.
+
+        See ``crowdedResidualClipping``.
+        """
+        settings = super()._kernelSettings()
+        if self._crowdedFit and not self.config.crowdedResidualClipping:
+            settings = dataclasses.replace(settings, singleKernelClipping=False, spatialKernelClipping=False)
+        return settings
 
     # ----------------------------------------------------------------- helpers
     def makeKernelBasisList(
@@ -497,6 +530,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         templateMaskedImage = flagNonFinitePixels(templateMaskedImage)
         scienceMaskedImage = flagNonFinitePixels(scienceMaskedImage)
         self._displayImages(templateMaskedImage, scienceMaskedImage)
+        self._crowdedFit = False  # decided by _fitBasis, for this fit only
         with preparedPlanes(out, templateMaskedImage) as planes:
             fitTemplate, fitScience = self._imagesForFit(
                 templateMaskedImage, scienceMaskedImage, exclude, templateFwhmPix, scienceFwhmPix
@@ -806,10 +840,13 @@ class ImagePsfMatchTask(PsfMatchTask):
         0.77%), nor for a much wider kernel (on the demo pair, FWHM 4.5 to 7.9 px, the spatial
         condition number reaches 5e11).
         """
+        self._crowdedFit = False
         if self.kConfig.kernelBasisSet != "alard-lupton":
             return None
         similar = convolvedFwhm is None or targetFwhm is None or (
-            self.config.crowdedMinFwhmRatio * targetFwhm <= convolvedFwhm <= targetFwhm
+            self.config.crowdedMinFwhmRatio * targetFwhm
+            <= convolvedFwhm
+            <= self.config.crowdedMaxFwhmRatio * targetFwhm
         )
         degrees = crowdedBasisDegrees(
             candidateList,
@@ -819,6 +856,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         )
         self.metadata["medianFootprintPeaks"] = medianFootprintPeaks(candidateList)
         self.metadata["crowdedField"] = degrees is not None
+        self._crowdedFit = degrees is not None
         if degrees is not None:
             self.log.info("Crowded field: Alard-Lupton degrees %s in place of %s", degrees,
                           list(self.kConfig.alardDegGauss))
