@@ -25,8 +25,9 @@ for a mildly sharpening kernel.  Before the crowded-field rule covered that
 case (``crowdedMaxFwhmRatio``) and kept the bright stars in the fit
 (``crowdedResidualClipping``), the science-convolved difference left a
 median aperture chi^2 of 21.6 on the brightest quarter of the unsaturated
-stars and 2.0% of its pixels beyond 5 sigma (4.5 and 1.0% now); the
-template-convolved one 3.1 and 0.43% (2.9 and 0.32% now).
+stars and 2.0% of its pixels beyond 5 sigma (4.5 and 1.0% now).  The
+template-convolved difference (a broadening kernel, unchanged) leaves 3.1
+and 0.43%.
 """
 
 from pathlib import Path
