@@ -249,6 +249,9 @@ def subtract(
         from .adapters.streakMask import maskStreaks
 
         maskStreaks(t, s)  # trails in one image only: STREAK, kept out of the fit
+        from .adapters.badLines import maskBadLines
+
+        maskBadLines(t, s)  # bad rows/columns in one image only: BAD
     tF = _fwhm(t, templateFwhm, templatePsf, "templateFwhm")
     sF = _fwhm(s, scienceFwhm, sciencePsf, "scienceFwhm")
     if config is None:
