@@ -213,7 +213,8 @@ class ImagePsfMatchTask(PsfMatchTask):
         See ``crowdedResidualClipping``.
         """
         settings = super()._kernelSettings()
-        if self._crowdedSharpening and not self.config.crowdedResidualClipping:
+        # (getattr: PsfMatchTask.__init__ asks for the settings before this class sets the flag.)
+        if getattr(self, "_crowdedSharpening", False) and not self.config.crowdedResidualClipping:
             settings = dataclasses.replace(settings, singleKernelClipping=False, spatialKernelClipping=False)
         return settings
 
