@@ -50,8 +50,9 @@ of the brightest quartile of unsaturated stars / fraction of pixels with
     1.22% of the pixels beyond 5 sigma, the defaults 3.31 and 0.87%
     (HOTPANTS ``-c i`` at best 4.2, lowest fraction 0.72%, or 1.05% with
     its difference normalized by its own star-free noise); template
-    convolved 1.25 and 0.216% against 2.37 and 0.195%.  The extra outliers of the pixel-level kernel are what a
-    transient search counts as false detections.
+    convolved 1.25 and 0.216% against 2.37 and 0.195%.  The extra
+    outliers of the pixel-level kernel are what a transient search counts
+    as false detections.
 ``crowded-al``
     The Alard-Lupton basis with higher polynomial degrees
     (``alardDegGauss = [8, 6, 4]``, upstream's default being ``[4, 2, 2]``),
