@@ -55,6 +55,7 @@ def makeKernelBasisList(
     basisDegGauss: Sequence[int] | None = None,
     basisSigmaGauss: Sequence[float] | None = None,
     metadata: BasisMetadata | None = None,
+    minSigmaDeconv: float | None = None,
 ) -> list[Kernel]:
     """Return the kernel basis configured by ``config``.
 
@@ -70,6 +71,9 @@ def makeKernelBasisList(
         Override the configured Alard-Lupton degrees or sigmas.
     metadata : `lsst.pipe.base.TaskMetadata` or `dict`, optional
         Receives the ``ALBasis*`` keys.
+    minSigmaDeconv : `float`, optional
+        Overrides ``alardMinSigDeconv`` (the smallest sigma of a
+        deconvolution basis).
 
     Raises
     ------
@@ -87,6 +91,7 @@ def makeKernelBasisList(
             basisDegGauss=basisDegGauss,
             basisSigmaGauss=basisSigmaGauss,
             metadata=metadata,
+            minSigmaDeconv=minSigmaDeconv,
         )
     if config.kernelBasisSet == "delta-function":
         return makeDeltaFunctionBasisList(config.kernelSize, config.kernelSize)
@@ -123,6 +128,7 @@ def generateAlardLuptonBasisList(
     basisDegGauss: Sequence[int] | None = None,
     basisSigmaGauss: Sequence[float] | None = None,
     metadata: BasisMetadata | None = None,
+    minSigmaDeconv: float | None = None,
 ) -> list[Kernel]:
     """Return an Alard-Lupton basis, scaled to the PSF widths if configured.
 
@@ -132,7 +138,8 @@ def generateAlardLuptonBasisList(
     ``alardGaussBeta``, and the kernel size is ``kernelSizeFwhmScaling`` times
     the largest sigma (made odd) clamped to
     ``[kernelSizeMin, kernelSizeMax]``.  Otherwise the configured sigmas and
-    ``kernelSize`` are used.
+    ``kernelSize`` are used.  ``minSigmaDeconv``, if given, replaces
+    ``alardMinSigDeconv``.
 
     Raises
     ------
@@ -177,9 +184,8 @@ def generateAlardLuptonBasisList(
         )
     else:
         mode = "deconvolution"
-        sigs = _calculateBasisSigmas(
-            targetSigma, referenceSigma, config.alardMinSigDeconv, nGauss, config.alardGaussBeta
-        )
+        minSig = config.alardMinSigDeconv if minSigmaDeconv is None else minSigmaDeconv
+        sigs = _calculateBasisSigmas(targetSigma, referenceSigma, minSig, nGauss, config.alardGaussBeta)
     kernelSize = int(config.kernelSizeFwhmScaling * sigs[-1])
     if kernelSize % 2 == 0:
         kernelSize += 1

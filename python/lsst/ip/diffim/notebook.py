@@ -250,6 +250,9 @@ def subtract(
         from .adapters.streakMask import maskStreaks
 
         maskStreaks(t, s)  # trails in one image only: STREAK, kept out of the fit
+        from .adapters.badLines import maskBadLines
+
+        maskBadLines(t, s)  # bad rows/columns in one image only: BAD
     tF = resolveFwhm(t, templateFwhm, templatePsf, name="templateFwhm")
     sF = resolveFwhm(s, scienceFwhm, sciencePsf, name="scienceFwhm")
     if config is None:

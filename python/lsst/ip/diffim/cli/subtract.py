@@ -242,6 +242,10 @@ def _subtractOne(
         from ..adapters.streakMask import maskStreaks
 
         maskStreaks(template, science)
+    if args.mask_bad_lines:
+        from ..adapters.badLines import maskBadLines
+
+        maskBadLines(template, science)
     sFactor = scaleInputVariance(science, args, "science")
     sFwhm = resolveFwhm(science, args.science_fwhm, sFwhm, args.science_psf)
     convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
@@ -491,6 +495,13 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="mask long thin features found in one image only (satellite and cosmic-ray trails) as STREAK, "
         "kept out of the kernel fit (default on)",
+    )
+    parser.add_argument(
+        "--mask-bad-lines",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mask rows and columns offset from their neighbours in one image only (bad detector lines, "
+        "amplifier undershoot beside saturated stars) as BAD, kept out of the kernel fit (default on)",
     )
     parser.add_argument("--science-saturation", type=float, help="saturation level of the science image(s)")
     parser.add_argument(

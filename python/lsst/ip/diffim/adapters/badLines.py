@@ -1,0 +1,208 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Bad rows and columns of an input image (the ``BAD`` mask plane).
+
+A CCD row or column can be offset from its neighbours along its whole
+length: a bad line of the detector, or the amplifier's undershoot after a
+heavily saturated star read out in that row (SAAO frame 0100: rows 198-199
+lie 1.5 sigma per pixel low, which leaves a line of ``+2 sigma`` residuals,
+and up to ``-7 sigma`` beside the star, across the difference).  The camera's
+ISR masks such lines as ``BAD``; inputs of the command line and of
+`lsst.ip.diffim.subtract` arrive without them.
+
+`badLinePixels` measures, for every row (and column), the median over the
+line of its offset from the lines two pixels away on either side, in units
+of the pixel noise.  Stars average out of that median; a line whose offset
+is far out of the distribution of all lines' offsets (``threshold`` robust
+standard deviations, and at least ``minOffset`` sigma per pixel) is bad.
+Given the other image of the pair (`maskBadLines`), a line is kept only if
+the other image shows less than ``maxReferenceRatio`` of that offset on the
+same pixels (so that a feature of the sky, in both images, is never masked).
+"""
+
+from __future__ import annotations
+
+__all__ = ["badLinePixels", "lineOffsets", "maskBadLines"]
+
+import logging
+
+import numpy as np
+
+_LOG = logging.getLogger(__name__)
+
+
+def lineOffsets(image: np.ndarray, variance: np.ndarray | None = None, axis: int = 0) -> np.ndarray:
+    """Return each line's median offset from the lines two pixels away, in units of the noise.
+
+    Parameters
+    ----------
+    image : `numpy.ndarray`
+        2-d image (NaN/inf pixels are ignored).
+    variance : `numpy.ndarray`, optional
+        Its variance (the noise of every pixel); the median absolute
+        deviation of the line differences if not given.
+    axis : `int`, optional
+        0 for rows, 1 for columns.
+
+    Returns
+    -------
+    offsets : `numpy.ndarray`
+        One value per row (``axis=0``) or column (``axis=1``); NaN for the
+        two lines at either edge and for lines without usable pixels.
+    """
+    data = np.asarray(image, dtype=np.float64)
+    if axis == 1:
+        data = data.T
+        variance = None if variance is None else np.asarray(variance).T
+    n = data.shape[0]
+    out = np.full(n, np.nan)
+    if n < 5:
+        return out
+    diff = data[2:-2] - 0.5 * (data[:-4] + data[4:])
+    if variance is not None:
+        var = np.asarray(variance, dtype=np.float64)
+        noise = np.sqrt(1.5 * np.where(var > 0, var, np.nan))[2:-2]
+    else:
+        finite = diff[np.isfinite(diff)]
+        scale = 1.4826 * np.median(np.abs(finite - np.median(finite))) if finite.size else np.nan
+        noise = np.full(diff.shape, scale if scale > 0 else np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = diff / noise
+    z[~np.isfinite(z)] = np.nan
+    usable = np.isfinite(z).sum(axis=1) >= max(16, z.shape[1] // 4)
+    if usable.any():
+        out[2:-2][usable] = np.nanmedian(z[usable], axis=1)
+    return out
+
+
+def _outliers(offsets: np.ndarray, threshold: float, minOffset: float) -> np.ndarray:
+    """Lines whose offset is far out of the distribution of all lines' offsets."""
+    good = np.isfinite(offsets)
+    flagged = np.zeros(offsets.shape, dtype=bool)
+    if good.sum() < 20:
+        return flagged
+    centre = np.median(offsets[good])
+    scale = 1.4826 * np.median(np.abs(offsets[good] - centre))
+    excess = np.abs(offsets - centre)
+    flagged[good] = (excess[good] > threshold * scale) & (excess[good] > minOffset)
+    return flagged
+
+
+def badLinePixels(
+    image: np.ndarray,
+    variance: np.ndarray | None = None,
+    *,
+    threshold: float = 8.0,
+    minOffset: float = 1.0,
+    grow: int = 1,
+    reference: np.ndarray | None = None,
+    referenceVariance: np.ndarray | None = None,
+    maxReferenceRatio: float = 0.25,
+) -> np.ndarray:
+    """Return the pixels of the bad rows and columns of ``image``.
+
+    Parameters
+    ----------
+    image : `numpy.ndarray`
+        2-d image.
+    variance : `numpy.ndarray`, optional
+        Its variance.
+    threshold : `float`, optional
+        A line is bad when its offset (`lineOffsets`) is more than this
+        many robust standard deviations of all lines' offsets from their
+        median...
+    minOffset : `float`, optional
+        ...and more than this many sigma per pixel.
+    grow : `int`, optional
+        Lines on either side of a bad line also masked (its neighbours
+        share its defect in part: SAAO 0100 rows 197 and 199 beside 198).
+    reference, referenceVariance : `numpy.ndarray`, optional
+        The other image of the pair (same grid) and its variance: a line
+        whose offset there is at least ``maxReferenceRatio`` of its offset
+        in ``image`` is a feature of the sky, not of the detector.
+    maxReferenceRatio : `float`, optional
+        See ``reference``.
+
+    Returns
+    -------
+    bad : `numpy.ndarray`
+        Boolean array of ``image``'s shape: the whole bad lines (grown).
+    """
+    out = np.zeros(np.shape(image), dtype=bool)
+    for axis in (0, 1):
+        offsets = lineOffsets(image, variance, axis)
+        lines = _outliers(offsets, threshold, minOffset)
+        if lines.any() and reference is not None:
+            other = lineOffsets(reference, referenceVariance, axis)
+            centre = np.nanmedian(offsets)
+            otherCentre = np.nanmedian(other)
+            inOther = np.abs(other - otherCentre) >= maxReferenceRatio * np.abs(offsets - centre)
+            lines &= ~np.nan_to_num(inOther, nan=False).astype(bool)
+        if grow > 0 and lines.any():
+            index = np.flatnonzero(lines)
+            grown = (index[:, None] + np.arange(-grow, grow + 1)[None, :]).ravel()
+            lines[grown[(grown >= 0) & (grown < len(lines))]] = True
+        if axis == 0:
+            out[lines, :] = True
+        else:
+            out[:, lines] = True
+    return out
+
+
+def maskBadLines(template: object, science: object, planeName: str = "BAD") -> tuple[int, int]:
+    """Set the bad rows and columns of each image of a pair (absent from the other) in its ``BAD`` plane.
+
+    Parameters
+    ----------
+    template, science : `lsst.images.MaskedImage` or `lsst.images.VisitImage`
+        The pair, on one grid; their masks are updated in place.
+    planeName : `str`, optional
+        The mask plane set.
+
+    Returns
+    -------
+    nTemplate, nScience : `int`
+        The number of pixels set in each mask.
+    """
+    from ..math.masks import resolveMaskPlane
+
+    counts = []
+    images = (template, science)
+    for which, other in ((0, 1), (1, 0)):
+        mi, ref = images[which], images[other]
+        if mi.image.array.shape != ref.image.array.shape:  # type: ignore[attr-defined]
+            counts.append(0)
+            continue
+        pixels = badLinePixels(
+            mi.image.array,  # type: ignore[attr-defined]
+            mi.variance.array,  # type: ignore[attr-defined]
+            reference=ref.image.array,  # type: ignore[attr-defined]
+            referenceVariance=ref.variance.array,  # type: ignore[attr-defined]
+        )
+        plane = resolveMaskPlane(mi.mask.schema, planeName)  # type: ignore[attr-defined]
+        if plane is not None and pixels.any():
+            mi.mask.set(plane, pixels | mi.mask.get(plane))  # type: ignore[attr-defined]
+            _LOG.info(
+                "Masked %d bad row/column pixels of the %s image as %s.",
+                int(pixels.sum()), ("template", "science")[which], planeName,
+            )  # fmt: skip
+        counts.append(int(pixels.sum()) if plane is not None else 0)
+    return counts[0], counts[1]
