@@ -80,5 +80,12 @@ def test_a_sum_fitted_to_noise_is_refused():
     with pytest.raises(KernelSumMismatchError, match="unconstrained") as info:
         checkKernelSum(0.03, noise, t, 3.0, nUsed=2, positions=([20.0, 75.0], [20.0, 25.0]))
     assert np.isnan(info.value.expected)
-    # The same sum on candidates that are stars of the convolved image is left alone.
-    assert np.isnan(checkKernelSum(0.03, t, noise, 3.0, nUsed=2, positions=([20.0, 75.0], [20.0, 25.0])))
+    # Stars of the convolved image too faint in the target for the scaling (S/N < 20): their summed
+    # flux ratio (RATIO) judges the sum.
+    _, s = _pair()
+    faint = maskedImage(s.image.array + rng.normal(0, 300.0, SHAPE), 300.0**2)
+    where = ([20.0, 75.0, 30.0, 70.0], [20.0, 25.0, 75.0, 80.0])
+    assert np.isnan(checkKernelSum(0.82, t, faint, 3.0, nUsed=4, positions=where))
+    with pytest.raises(KernelSumMismatchError, match="flux ratio .* of its 4 kernel candidate") as info:
+        checkKernelSum(2.4, t, faint, 3.0, nUsed=4, positions=where)
+    assert info.value.expected == pytest.approx(RATIO, abs=0.15)

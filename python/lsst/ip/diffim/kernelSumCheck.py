@@ -30,9 +30,10 @@ disagreement beyond ``tolerance`` is a warning on a well-populated fit
 and an error (`KernelSumMismatchError`) when fewer than ``minCandidates``
 candidates carried it or it exceeds ``maxTolerance``, so that a wrong
 difference is never written silently.  When no star can be measured in
-both images, the sum is refused if no kernel candidate is a star of the
-convolved image (the fit matched noise: 0.025 and 0.13 on two ZTF cutouts
-whose science image, convolved, shows only the transient).
+both images, the sum is refused if the kernel candidates are no star of
+the convolved image (the fit matched noise: 0.025 and 0.13 on two ZTF
+cutouts whose science image, convolved, shows only the transient), or if
+the ratio of the candidates' summed fluxes disagrees with it.
 """
 
 from __future__ import annotations
@@ -174,14 +175,24 @@ def photometricScaling(
 
 
 def _unconstrainedSum(
-    kernelSum: float, convolved: Any, fwhm: float, positions: Any, minSnr: float, which: str
+    kernelSum: float,
+    convolved: Any,
+    target: Any,
+    fwhm: float,
+    positions: Any,
+    minSnr: float,
+    which: str,
+    tolerance: float,
 ) -> KernelSumMismatchError | None:
-    """Return the error for a kernel sum no measurable star constrains, or `None`.
+    """Return the error for a kernel sum its own candidates do not support, or `None`.
 
-    Without a star measured in both images the sum cannot be compared; it is
-    still trustworthy if some kernel candidate is a star of the convolved
-    image.  When none reaches ``minSnr`` there, the fit matched noise to the
-    other image's stars (least squares then shrinks the kernel towards 0).
+    Used when no star can be measured in both images at the scaling's
+    signal-to-noise.  The used candidates are measured in both images
+    (apertures of ``2 fwhm``): when their summed flux in the convolved image
+    is below ``minSnr``, the fit matched noise to the other image's stars
+    (least squares then shrinks the kernel towards 0); otherwise the ratio
+    of their summed fluxes must agree with the sum within ``tolerance`` or
+    3 sigma.
     """
     if positions is None:
         return None
@@ -191,20 +202,34 @@ def _unconstrainedSum(
     if x.size == 0:
         return None
     x0, y0 = convolved.bbox.x.start, convolved.bbox.y.start
-    flux, fluxErr = candidateFluxes(convolved, x - x0, y - y0, 2.0 * fwhm)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        snr = np.where(np.isfinite(flux), flux / fluxErr, -np.inf)
-    best = float(np.max(snr))
-    if best >= minSnr:
+    fC, eC = candidateFluxes(convolved, x - x0, y - y0, 2.0 * fwhm)
+    fT, eT = candidateFluxes(target, x - x0, y - y0, 2.0 * fwhm)
+    both = np.isfinite(fC) & np.isfinite(fT)
+    sumC, errC = float(np.sum(fC[both])), float(np.sqrt(np.sum(eC[both] ** 2)))
+    sumT, errT = float(np.sum(fT[both])), float(np.sqrt(np.sum(eT[both] ** 2)))
+    snr = sumC / errC if errC > 0 else -math.inf
+    if snr < minSnr:
+        snrText = f"{snr:.1f}" if math.isfinite(snr) else "none measurable"
+        return KernelSumMismatchError(
+            f"kernel sum {kernelSum:.4g} is unconstrained: no star is measured in both images, and the "
+            f"{x.size} kernel candidate(s) are no star of the convolved ({which}) image (aperture S/N "
+            f"{snrText}, {minSnr:g} needed), so the kernel was fitted to noise; convolve the other "
+            "image (--convolve), or give a stamp list (--stamps) of stars seen in both images",
+            kernelSum,
+            math.nan,
+            int(x.size),
+        )
+    ratio = sumT / sumC
+    ratioErr = math.hypot(errT, ratio * errC) / sumC
+    if abs(kernelSum - ratio) <= max(tolerance * abs(ratio), 3.0 * ratioErr):
         return None
-    bestText = f"{best:.1f}" if math.isfinite(best) else "none measurable"
     return KernelSumMismatchError(
-        f"kernel sum {kernelSum:.4g} is unconstrained: no star is measured in both images, and none of "
-        f"the {x.size} kernel candidate(s) is a star of the convolved ({which}) image (best aperture "
-        f"S/N {bestText}, {minSnr:g} needed), so the kernel was fitted to noise; convolve the other "
-        "image (--convolve), or give a stamp list (--stamps) of stars seen in both images",
+        f"kernel sum {kernelSum:.4g} disagrees with the flux ratio {ratio:.3g} +/- {ratioErr:.2g} of its "
+        f"{x.size} kernel candidate(s) (no star is bright enough in both images for the photometric "
+        "scaling): a variable source or a blended stamp carries it; exclude the variable source "
+        "(--exclude / exclude=), or give a stamp list (--stamps) of stars seen in both images",
         kernelSum,
-        math.nan,
+        ratio,
         int(x.size),
     )
 
@@ -246,8 +271,9 @@ def checkKernelSum(
         candidates.
     positions : `tuple` [`numpy.ndarray`, `numpy.ndarray`], optional
         Parent-pixel ``x``, ``y`` of the candidates used.  When no star can
-        be measured in both images, the sum is refused unless one of them
-        reaches ``minCandidateSnr`` in the convolved image.
+        be measured in both images, the sum is refused unless the candidates
+        reach ``minCandidateSnr`` (summed) in the convolved image and the
+        ratio of their summed fluxes agrees with it (``tolerance`` or 3 sigma).
     minCandidateSnr : `float`, optional
         See ``positions``.
     convolvedName : `str`, optional
@@ -272,7 +298,9 @@ def checkKernelSum(
     if not math.isfinite(kernelSum):
         return scaling
     if not (math.isfinite(scaling) and scaling > 0):
-        error = _unconstrainedSum(kernelSum, convolved, fwhm, positions, minCandidateSnr, convolvedName)
+        error = _unconstrainedSum(
+            kernelSum, convolved, target, fwhm, positions, minCandidateSnr, convolvedName, tolerance
+        )
         if error is not None:
             raise error
         return scaling

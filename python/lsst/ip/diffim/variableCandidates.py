@@ -78,7 +78,8 @@ class VariableCandidates:
     reference : `float`
         The reference ratio (NaN if none could be measured: nothing is flagged).
     source : `str`
-        Where the reference came from: ``"candidates"``, ``"field"`` or ``"none"``.
+        Where the reference came from: ``"candidates"``, ``"field"``, ``"none"``
+        (not measured), or ``"scattered"`` (most candidates disagree; none flagged).
     """
 
     variable: np.ndarray
@@ -156,6 +157,7 @@ def flagVariableCandidates(
     nSigma: float = 3.0,
     minSnr: float = 20.0,
     minReference: int = 5,
+    maxFraction: float = 0.5,
 ) -> VariableCandidates:
     """Flag the candidates whose science/template flux ratio disagrees with the field's.
 
@@ -177,6 +179,10 @@ def flagVariableCandidates(
     minReference : `int`, optional
         Fewest such candidates for their median to be the reference; with
         fewer the field's photometric scaling is used.
+    maxFraction : `float`, optional
+        If more than this fraction of the measured candidates disagree, the
+        ratios are scattered rather than a few variable (images that do
+        not match): none is flagged (``source`` ``"scattered"``).
 
     Returns
     -------
@@ -213,6 +219,10 @@ def flagVariableCandidates(
             np.abs(residual) > tolerance * reference * np.abs(fT)
         )
     variable &= np.isfinite(residual)
+    if variable.sum() > maxFraction * np.isfinite(residual).sum():
+        # Most candidates disagree: no field ratio to be variable against (unmatched images); the
+        # kernel-sum check judges such a pair.
+        return VariableCandidates(none.variable, ratios, reference, "scattered")
     return VariableCandidates(variable, ratios, reference, source)
 
 
