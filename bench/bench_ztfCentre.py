@@ -105,7 +105,7 @@ def runOurs(
     """Return the exit code, the difference, the error line and the image convolved."""
     out = work / "ours"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [cli, ref, sci, "-o", str(out), "-q", "--no-plots",
+    cmd = [cli, ref, sci, "-o", str(out), "--no-plots",
            "--exclude", f"{x + 1:.2f}", f"{y + 1:.2f}", "--gain", "6.2", "--read-noise", "8"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     paths = glob.glob(str(out / "*" / "*difference*.fits"))
