@@ -67,10 +67,13 @@ def files(tmp_path_factory):
         ]
     )
     sci.writeto(folder / "science.fits")
+    # A second epoch of the same field: more noise.  (A mirrored copy of the science image, used
+    # before, matches no template star: its kernel sum of -0.009 is now refused.)
+    extra = np.random.default_rng(3).normal(0.0, np.sqrt(pair.scienceVariance))
     sci2 = fits.HDUList(
         [
-            fits.PrimaryHDU(pair.science[:, ::-1].copy(), header=_wcs(256).to_header()),
-            fits.ImageHDU(np.sqrt(pair.scienceVariance), name="ERR"),
+            fits.PrimaryHDU(pair.science + extra, header=_wcs(256).to_header()),
+            fits.ImageHDU(np.sqrt(2.0 * pair.scienceVariance), name="ERR"),
         ]
     )
     sci2.writeto(folder / "science2.fits")

@@ -66,5 +66,26 @@ def test_a_wrong_sum_from_few_candidates_is_refused(caplog):
         checkKernelSum(2.4, t, s, 3.0, nUsed=2)  # the variable star's ratio
     assert info.value.metadata["photometricScaling"] == pytest.approx(RATIO, rel=0.03)
     with caplog.at_level(logging.WARNING):
-        checkKernelSum(2.4, t, s, 3.0, nUsed=20)  # many candidates: warned, not refused
+        checkKernelSum(1.1, t, s, 3.0, nUsed=20)  # many candidates, +37%: warned, not refused
     assert "disagrees with the flux ratio" in caplog.text
+    with pytest.raises(KernelSumMismatchError, match="disagrees with the flux ratio"):
+        checkKernelSum(2.4, t, s, 3.0, nUsed=20)  # +200% is refused whatever the candidate count
+
+
+def test_a_sum_fitted_to_noise_is_refused():
+    """No star in both images: refused unless a used candidate is a star of the convolved image."""
+    rng = np.random.default_rng(2)
+    noise = maskedImage(rng.normal(0, 3.0, SHAPE) + 100.0, 9.0)
+    t, _ = _pair()
+    with pytest.raises(KernelSumMismatchError, match="unconstrained") as info:
+        checkKernelSum(0.03, noise, t, 3.0, nUsed=2, positions=([20.0, 75.0], [20.0, 25.0]))
+    assert np.isnan(info.value.expected)
+    # Stars of the convolved image too faint in the target for the scaling (S/N < 20): their summed
+    # flux ratio (RATIO) judges the sum.
+    _, s = _pair()
+    faint = maskedImage(s.image.array + rng.normal(0, 300.0, SHAPE), 300.0**2)
+    where = ([20.0, 75.0, 30.0, 70.0], [20.0, 25.0, 75.0, 80.0])
+    assert np.isnan(checkKernelSum(0.82, t, faint, 3.0, nUsed=4, positions=where))
+    with pytest.raises(KernelSumMismatchError, match="flux ratio .* of its 4 kernel candidate") as info:
+        checkKernelSum(2.4, t, faint, 3.0, nUsed=4, positions=where)
+    assert info.value.expected == pytest.approx(RATIO, abs=0.15)

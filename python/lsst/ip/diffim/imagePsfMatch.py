@@ -62,6 +62,13 @@ from .math.subtraction import maskedImageFromPlanes, subtractMatched
 from .offSourceBackground import detectedSourceMask, refineBackgroundOffSources
 from .psfMatch import NoKernelCandidatesError, PsfMatchConfigAL, PsfMatchConfigDF, PsfMatchTask
 from .taskArguments import TaskArguments
+from .variableCandidates import fitExclusions
+
+
+def _largerFwhm(*fwhms: float | None) -> float | None:
+    """Return the largest of the known FWHMs, or `None`."""
+    known = [float(f) for f in fwhms if f is not None]
+    return max(known) if known else None
 
 
 class ImagesDoNotOverlapError(pipeBase.NoWorkFound):
@@ -104,6 +111,21 @@ class ImagePsfMatchConfig(pexConfig.Config):
         doc="Neighbour-to-candidate peak ratio above which a neighbour spoils a candidate's isolation "
         "(rankIsolatedFirst).",
         default=0.5,
+        min=0.0,
+    )
+    doRejectVariableCandidates = pexConfig.Field[bool](
+        dtype=bool,
+        doc="Drop kernel candidates whose science/template aperture flux ratio disagrees with the "
+        "field's (a variable star, the transient of an alert cutout) by more than "
+        "variableCandidateTolerance and 3 sigma (lsst.ip.diffim.variableCandidates; metadata "
+        "nVariableCandidates). A deviation from upstream; False restores it.",
+        default=True,
+    )
+    variableCandidateTolerance = pexConfig.RangeField(
+        dtype=float,
+        doc="Smallest relative flux disagreement that makes a candidate variable "
+        "(doRejectVariableCandidates).",
+        default=0.25,
         min=0.0,
     )
     crowdedFieldMinPeaks = pexConfig.RangeField(
@@ -376,6 +398,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         candidateList: Table | None = None,
         *,
         exclude: ExclusionRegions | PositionSpec | None = None,
+        fwhm: float | None = None,
     ) -> Table:
         """Return the kernel candidates with their stamp boxes.
 
@@ -394,6 +417,10 @@ class ImagePsfMatchTask(PsfMatchTask):
             Positions (circles) kept out of the kernel fit: candidates within
             a kernel half-width of an excluded circle are dropped (metadata
             ``nExcludedCandidates``).
+        fwhm : `float`, optional
+            The larger PSF FWHM (pixels): the aperture radius (``2 * fwhm``)
+            of the variable-candidate screen (``doRejectVariableCandidates``),
+            which is skipped without it.
 
         Notes
         -----
@@ -454,12 +481,45 @@ class ImagePsfMatchTask(PsfMatchTask):
                 "all stamps touch the image edge, masked pixels or excluded positions. Check badMaskPlanes, "
                 "or use a smaller kernel or stamp (fpGrowKernelScaling)."
             )
+        if self.config.doRejectVariableCandidates and fwhm is not None and len(kept):
+            kept = self._rejectVariable(kept, templateMI, scienceMI, fwhm)
         if self.config.rankIsolatedFirst and isinstance(detected, Table):
             kept["isolated"] = isolatedSources(
                 kept, detected, radius=kernelSize / 4, peakRatio=self.config.isolationPeakRatio
             )
         self.log.info("Selected %d kernel candidates of %d sources", len(kept), len(candidateList))
         return kept
+
+    def _rejectVariable(
+        self, kept: Table, templateMI: MaskedImage, scienceMI: MaskedImage, fwhm: float
+    ) -> Table:
+        """Drop the variable candidates (`~lsst.ip.diffim.variableCandidates.flagVariableCandidates`)."""
+        from .variableCandidates import SPARSE_FIELD_CANDIDATES, VARIABLE_META_KEY, flagVariableCandidates
+
+        found = flagVariableCandidates(
+            kept, templateMI, scienceMI, fwhm, tolerance=self.config.variableCandidateTolerance
+        )
+        nVariable = int(found.variable.sum())
+        self.metadata["nVariableCandidates"] = nVariable
+        if nVariable == 0:
+            return kept
+        flagged = found.variable
+        where = ", ".join(
+            f"({x:.0f}, {y:.0f}) ratio {r:.3g}"
+            for x, y, r in zip(kept["x"][flagged], kept["y"][flagged], found.ratios[flagged])
+        )
+        self.log.info(
+            "Dropped %d variable kernel candidate(s) whose flux ratio disagrees with the %s ratio %.4g: %s",
+            nVariable, found.source, found.reference, where,
+        )  # fmt: skip
+        out = kept[~found.variable]
+        if len(out) < SPARSE_FIELD_CANDIDATES:
+            out.meta[VARIABLE_META_KEY] = ExclusionRegions(
+                np.asarray(kept["x"][found.variable], dtype=float),
+                np.asarray(kept["y"][found.variable], dtype=float),
+                np.zeros(nVariable),
+            )
+        return out
 
     def _filterDetections(self, sources: Table) -> Table:
         detConfig = self.kConfig.detectionConfig
@@ -555,8 +615,9 @@ class ImagePsfMatchTask(PsfMatchTask):
         self._crowdedSharpening = False  # decided by _fitBasis, for this fit only
         with preparedPlanes(out, templateMaskedImage) as planes:
             fitTemplate, fitScience = self._imagesForFit(
-                templateMaskedImage, scienceMaskedImage, exclude, templateFwhmPix, scienceFwhmPix
-            )
+                templateMaskedImage, scienceMaskedImage, fitExclusions(_asRegions(exclude), candidateList),
+                templateFwhmPix, scienceFwhmPix,
+            )  # fmt: skip
             kernelCellSet = self._buildCellSet(fitTemplate, fitScience, candidateList)
             basisList = self._fitBasis(
                 fitTemplate, fitScience, candidateList, templateFwhmPix, scienceFwhmPix
@@ -655,8 +716,9 @@ class ImagePsfMatchTask(PsfMatchTask):
                 kernelSize = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
                 self._checkKernelFits(templateMaskedImage, kernelSize)
                 candidateList = self.makeCandidateList(
-                    templateMaskedImage, scienceMaskedImage, kernelSize, candidateList, exclude=exclude
-                )
+                    templateMaskedImage, scienceMaskedImage, kernelSize, candidateList, exclude=exclude,
+                    fwhm=_largerFwhm(templateFwhmPix, scienceFwhmPix),
+                )  # fmt: skip
             result = self.matchMaskedImages(
                 templateMaskedImage,
                 scienceMaskedImage,
@@ -763,8 +825,9 @@ class ImagePsfMatchTask(PsfMatchTask):
             kernelSize = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
             self._checkKernelFits(templateMI, kernelSize)
             candidates = self.makeCandidateList(
-                templateMI, scienceMI, kernelSize, candidateList, exclude=exclude
-            )
+                templateMI, scienceMI, kernelSize, candidateList, exclude=exclude,
+                fwhm=_largerFwhm(templateFwhmPix, scienceFwhmPix),
+            )  # fmt: skip
             result = self.matchMaskedImages(
                 templateMI,
                 scienceMI,
@@ -778,8 +841,9 @@ class ImagePsfMatchTask(PsfMatchTask):
             kernelSize = self.makeKernelBasisList(scienceFwhmPix, templateFwhmPix)[0].getWidth()
             self._checkKernelFits(templateMI, kernelSize)
             candidates = self.makeCandidateList(
-                templateMI, scienceMI, kernelSize, candidateList, exclude=exclude
-            )
+                templateMI, scienceMI, kernelSize, candidateList, exclude=exclude,
+                fwhm=_largerFwhm(templateFwhmPix, scienceFwhmPix),
+            )  # fmt: skip
             result = self.matchMaskedImages(
                 scienceMI,
                 templateMI,

@@ -53,6 +53,9 @@ THRESHOLDS = (20.0, 10.0, 5.0)
 #: Sizes within this factor of the smallest one form the stellar locus.
 LOCUS_WIDTH = 1.15
 
+#: Half-size of the fit windows of the second try when the first (8) finds no star: alert cutouts.
+SMALL_CUTOUT_HALF = 5
+
 
 class FwhmEstimationError(ValueError):
     """The PSF FWHM cannot be estimated (no usable star, or an unusable PSF image)."""
@@ -232,7 +235,9 @@ def estimateFwhmFromImage(
     ones are hot pixels or cosmic rays), around its densest point.  Detection tries 20, 10 and 5 sigma
     until three sources are measured (or at 5 sigma, one).  Without
     ``half`` the window is 8 pixels and then refitted at twice the first
-    estimate (5 to 15 pixels; less in small images).
+    estimate (5 to 15 pixels; less in small images); if that finds no
+    star, windows of ``SMALL_CUTOUT_HALF`` (5) pixels are tried (small
+    cutouts, whose few stars lie near an edge or each other).
 
     Parameters
     ----------
@@ -276,11 +281,15 @@ def estimateFwhmFromImage(
             break
     # The first, lenient pass only sets the fit window of the final one.
     estimate = _stellarLocus(fwhms, minFwhm, strict=fixedHalf)
+    if estimate is None and not fixedHalf and window > SMALL_CUTOUT_HALF:
+        # On a small cutout the stars lie near an edge or within a window of each other: smaller windows.
+        return estimateFwhmFromImage(maskedImage, maxStars, half=SMALL_CUTOUT_HALF, minFwhm=minFwhm)
     if estimate is None:
         raise FwhmEstimationError(
             f"No isolated unsaturated star to estimate the PSF FWHM ({'; '.join(summary)}; fit windows "
-            f"of {2 * window + 1} px, stars at least {minFwhm:g} px wide); give the FWHM or an image "
-            "of the PSF explicitly."
+            f"of {2 * window + 1} px, stars at least {minFwhm:g} px wide); give the FWHM "
+            "(--template-fwhm/--science-fwhm; templateFwhm=/scienceFwhm= of subtract()) or an image "
+            "of the PSF (--template-psf/--science-psf) explicitly."
         )
     if not fixedHalf and sources is not None:
         refined = int(min(max(3, math.ceil(1.5 * estimate)), 15, limit))
