@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
     from lsst.utils.logging import LsstLogAdapter
 
-    from .imagePsfMatch import ImagePsfMatchTask
     from .imageTypes import MaskedImageLike
 
 _LOG = logging.getLogger(__name__)
@@ -204,7 +203,7 @@ def _unconstrainedSum(
     """
     if positions is None:
         return None
-    from .variableCandidates import candidateFluxes
+    from .apertureFluxes import candidateFluxes
 
     x, y = (np.asarray(p, dtype=np.float64) for p in positions)
     if x.size == 0:
@@ -334,7 +333,7 @@ def checkKernelSum(
 
 
 def checkFitKernelSum(
-    task: ImagePsfMatchTask,
+    task: pipeBase.Task,
     result: pipeBase.Struct,
     template: MaskedImageLike,
     science: MaskedImageLike,
