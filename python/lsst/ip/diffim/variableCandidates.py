@@ -61,7 +61,6 @@ from .apertureFluxes import candidateFluxes
 from .exclusions import ExclusionRegions
 
 
-
 @dataclass(frozen=True)
 class VariableCandidates:
     """What `flagVariableCandidates` found.
