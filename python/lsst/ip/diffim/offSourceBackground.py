@@ -133,6 +133,7 @@ def refineBackgroundOffSources(
     minPixelsPerBlock: int = 10,
     minBlocksPerTerm: float = 3.0,
     grow: int = 2,
+    sourceMask: np.ndarray | None = None,
 ) -> OffSourceBackgroundResult | None:
     """Fit the residual sky of a difference image and remove it, in place.
 
@@ -159,6 +160,11 @@ def refineBackgroundOffSources(
         are at least this many blocks per term.
     grow : `int`, optional
         Growth (pixels) of the source mask (`detectedSourceMask`).
+    sourceMask : `numpy.ndarray`, optional
+        The pixels of the inputs' sources (not grown) if already detected,
+        as `detectedSourceMask` finds them
+        (`lsst.ip.diffim.adapters.sourceFootprints.sharedSourceMask`):
+        grown by ``grow`` and used instead of detecting again.
 
     Returns
     -------
@@ -172,7 +178,11 @@ def refineBackgroundOffSources(
     unusable = anyMaskPlaneSet(difference.mask, list(_UNUSABLE_PLANES))
     if unusable is not None:
         usable &= ~unusable
-    usable &= ~detectedSourceMask(inputs, grow=grow)
+    if sourceMask is not None and sourceMask.shape == usable.shape:
+        grown = ndimage.binary_dilation(sourceMask, iterations=grow) if grow > 0 else sourceMask
+        usable &= ~grown
+    else:
+        usable &= ~detectedSourceMask(inputs, grow=grow)
     ny, nx = image.shape
     bbox = difference.bbox
     xs, ys, values, weights = [], [], [], []

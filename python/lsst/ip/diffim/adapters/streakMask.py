@@ -39,9 +39,13 @@ from __future__ import annotations
 __all__ = ["maskStreaks", "streakPixels"]
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    from .sourceFootprints import SourceFootprints
 
 _LOG = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ def streakPixels(
     reference: np.ndarray | None = None,
     referenceVariance: np.ndarray | None = None,
     maxReferenceRatio: float = 0.25,
+    footprints: SourceFootprints | None = None,
 ) -> np.ndarray:
     """Return the pixels of the linear features (trails) of ``image``.
 
@@ -86,6 +91,10 @@ def streakPixels(
         real source (a chain of stars), not a trail.
     maxReferenceRatio : `float`, optional
         See ``reference``.
+    footprints : `lsst.ip.diffim.adapters.sourceFootprints.SourceFootprints`, optional
+        The image's sources at ``threshold``, already detected (the same
+        detection, `~lsst.ip.diffim.adapters.sourceFootprints.detectFootprints`):
+        used instead of detecting again.
 
     Returns
     -------
@@ -94,6 +103,13 @@ def streakPixels(
     """
     import sep
 
+    shared = (
+        footprints is not None
+        and footprints.nSigma == threshold
+        and footprints.segmentation.shape == np.shape(image)
+    )
+    if shared and not _trailCandidates(footprints.objects, minLength, minElongation).size:
+        return np.zeros(np.shape(image), dtype=bool)  # no trail: nothing else to measure
     data = np.asarray(image, dtype=np.float64)
     usable = np.isfinite(data)
     if good is not None:
@@ -114,24 +130,26 @@ def streakPixels(
             err = np.ascontiguousarray(np.sqrt(np.where(usable, variance, np.median(variance[usable]))))
         else:
             err = float(background.globalrms)
-        objects, segmentation = sep.extract(
-            residual,
-            threshold,
-            err=err,
-            mask=bad,
-            minarea=5,
-            filter_kernel=None,
-            deblend_cont=1.0,
-            segmentation_map=True,
-        )
+        if shared:
+            assert footprints is not None
+            objects, segmentation = footprints.objects, footprints.segmentation
+        else:
+            objects, segmentation = sep.extract(
+                residual,
+                threshold,
+                err=err,
+                mask=bad,
+                minarea=5,
+                filter_kernel=None,
+                deblend_cont=1.0,
+                segmentation_map=True,
+            )
     except Exception as exc:  # sep raises plain Exceptions (e.g. too many objects in crowded fields)
         _LOG.info("Streak search skipped (%s).", exc)
         return out
     if len(objects) == 0:
         return out
-    a = np.asarray(objects["a"], dtype=float)
-    b = np.maximum(np.asarray(objects["b"], dtype=float), 1e-3)
-    trails = np.flatnonzero((a >= minLength) & (a >= minElongation * b))
+    trails = _trailCandidates(objects, minLength, minElongation)
     if trails.size and reference is not None:
         trails = _absentFrom(
             trails, segmentation, residual, err, reference, referenceVariance, maxReferenceRatio
@@ -147,6 +165,13 @@ def streakPixels(
         int(out.sum()),
     )
     return out
+
+
+def _trailCandidates(objects: np.ndarray, minLength: float, minElongation: float) -> np.ndarray:
+    """Return the indices of the objects long and thin enough to be trails."""
+    a = np.asarray(objects["a"], dtype=float)
+    b = np.maximum(np.asarray(objects["b"], dtype=float), 1e-3)
+    return np.flatnonzero((a >= minLength) & (a >= minElongation * b))
 
 
 def _absentFrom(
@@ -186,7 +211,12 @@ def _absentFrom(
     return np.array(keep, dtype=int)
 
 
-def maskStreaks(template: object, science: object, planeName: str = "STREAK") -> tuple[int, int]:
+def maskStreaks(
+    template: object,
+    science: object,
+    planeName: str = "STREAK",
+    footprints: tuple[SourceFootprints | None, SourceFootprints | None] = (None, None),
+) -> tuple[int, int]:
     """Set the trails of each image of a pair (absent from the other) in its ``STREAK`` mask plane.
 
     Parameters
@@ -195,6 +225,9 @@ def maskStreaks(template: object, science: object, planeName: str = "STREAK") ->
         The pair, on one grid; their masks are updated in place.
     planeName : `str`, optional
         The mask plane set.
+    footprints : `tuple`, optional
+        The 3-sigma sources of the template and of the science image if
+        already detected (`streakPixels`).
 
     Returns
     -------
@@ -215,6 +248,7 @@ def maskStreaks(template: object, science: object, planeName: str = "STREAK") ->
             mi.variance.array,  # type: ignore[attr-defined]
             reference=ref.image.array,  # type: ignore[attr-defined]
             referenceVariance=ref.variance.array,  # type: ignore[attr-defined]
+            footprints=footprints[which],
         )
         plane = resolveMaskPlane(mi.mask.schema, planeName)  # type: ignore[attr-defined]
         if plane is not None and pixels.any():

@@ -231,11 +231,15 @@ def _subtractOne(
         **noiseReadOptions(args, "science", index),
     )
     checkPair(args.template, template, sciencePath, science, hdu=args.hdu)
+    sFactor = scaleInputVariance(science, args, "science")
+    from ..adapters.sourceFootprints import pairFootprints, sharedSourceMask
+
+    # One 3-sigma detection per image for the streak search and the off-source background.
+    footprints = pairFootprints(template, science, args.mask_streaks or config.doRefineBackgroundOffSources)
     if args.mask_streaks:
         from ..adapters.streakMask import maskStreaks
 
-        maskStreaks(template, science)
-    sFactor = scaleInputVariance(science, args, "science")
+        maskStreaks(template, science, footprints=footprints)
     sFwhm = resolveFwhm(science, args.science_fwhm, sFwhm, args.science_psf)
     convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
     task = ImagePsfMatchTask(config=config)
@@ -250,7 +254,9 @@ def _subtractOne(
         convolveTemplate=convolveTemplate,
         candidateList=stamps,
         exclude=exclude,
+        sourceMask=sharedSourceMask(footprints, template, science),
     )
+    del footprints
     from ..kernelSumCheck import checkFitKernelSum
 
     checkFitKernelSum(task, result, template, science, convolveTemplate, max(tFwhm, sFwhm))
