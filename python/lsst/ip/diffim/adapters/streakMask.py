@@ -103,12 +103,12 @@ def streakPixels(
     """
     import sep
 
-    shared = (
-        footprints is not None
-        and footprints.nSigma == threshold
-        and footprints.segmentation.shape == np.shape(image)
-    )
-    if shared and not _trailCandidates(footprints.objects, minLength, minElongation).size:
+    if footprints is not None and not (
+        footprints.nSigma == threshold and footprints.segmentation.shape == np.shape(image)
+    ):
+        footprints = None  # another detection: detect here
+    shared = footprints is not None
+    if footprints is not None and not _trailCandidates(footprints.objects, minLength, minElongation).size:
         return np.zeros(np.shape(image), dtype=bool)  # no trail: nothing else to measure
     data = np.asarray(image, dtype=np.float64)
     usable = np.isfinite(data)
