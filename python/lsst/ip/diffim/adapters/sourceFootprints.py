@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from ..math.masks import anyMaskPlaneSet
+from ..math.sourceDetection import sepExtract
 
 #: Smallest image side at which the streak search and the off-source
 #: background use the same background boxes (64 pixels), so one detection
@@ -109,21 +110,18 @@ def detectFootprints(maskedImage: Any, nSigma: float = 3.0) -> SourceFootprints 
     size = max(8, min(64, min(data.shape) // 4))
     background = sep.Background(data, mask=bad, bw=size, bh=size)
     background.subfrom(data)
-    previous = sep.get_extract_pixstack()
-    sep.set_extract_pixstack(max(previous, 2 * data.size))
-    try:
-        objects, segmentation = sep.extract(
-            data,
-            nSigma,
-            var=var,
-            mask=bad,
-            minarea=5,
-            filter_kernel=None,
-            deblend_cont=1.0,
-            segmentation_map=True,
-        )
-    finally:
-        sep.set_extract_pixstack(previous)
+    # sep's pixel stack grown only as far as the image needs: one of twice the image's pixels (what
+    # the two steps set) is 0.6 GB of touched memory at 4096^2, the whole run's peak.
+    objects, segmentation = sepExtract(
+        data,
+        nSigma,
+        var=var,
+        mask=bad,
+        minarea=5,
+        filter_kernel=None,
+        deblend_cont=1.0,
+        segmentation_map=True,
+    )
     return SourceFootprints(segmentation=segmentation, objects=objects, nSigma=float(nSigma))
 
 
