@@ -690,6 +690,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         *,
         exclude: ExclusionRegions | None = None,
         out: OutputPlanes | None = None,
+        sourceMask: np.ndarray | None = None,
     ) -> pipeBase.Struct:
         """PSF-match and subtract two masked images on the same grid.
 
@@ -697,7 +698,8 @@ class ImagePsfMatchTask(PsfMatchTask):
         `makeCandidateList` with the kernel size of the basis; ``exclude``
         (positions kept out of the fit) is passed to it.  ``out``: prepared
         planes of the matched image and the difference (see
-        `matchMaskedImages`).
+        `matchMaskedImages`).  ``sourceMask``: the pixels of the two
+        images' 3-sigma sources if already detected (see `run`).
 
         Returns
         -------
@@ -732,7 +734,11 @@ class ImagePsfMatchTask(PsfMatchTask):
                 scienceMaskedImage, result.matchedImage, result.backgroundModel, out=planes
             )
             self._refineBackground(
-                result.subtractedMaskedImage, [scienceMaskedImage, templateMaskedImage], result, 1.0
+                result.subtractedMaskedImage,
+                [scienceMaskedImage, templateMaskedImage],
+                result,
+                1.0,
+                sourceMask=sourceMask,
             )
         self._displayDiffIm(result.subtractedMaskedImage, "Subtracted masked image")
         return result
@@ -870,8 +876,12 @@ class ImagePsfMatchTask(PsfMatchTask):
         convolveTemplate: bool = True,
         *,
         exclude: ExclusionRegions | None = None,
+        sourceMask: np.ndarray | None = None,
     ) -> pipeBase.Struct:
         """PSF-match and subtract two exposures.
+
+        ``sourceMask``: the pixels of the two images' 3-sigma sources if
+        already detected (see `run`); ignored when the template is warped.
 
         Returns
         -------
@@ -907,7 +917,10 @@ class ImagePsfMatchTask(PsfMatchTask):
                 )
             scale = 1.0 if convolveTemplate else -self._centreKernelSum(subtracted, result.psfMatchingKernel)
             inputs = [scienceMI, _asMaskedImage(result.warpedExposure)]
-            self._refineBackground(subtracted, inputs, result, scale)
+            warped = result.warpedExposure is not templateExposure
+            self._refineBackground(
+                subtracted, inputs, result, scale, sourceMask=None if warped else sourceMask
+            )
         result.subtractedMaskedImage = subtracted
         result.subtractedExposure = self._makeDifferenceExposure(
             scienceExposure, result.warpedExposure, subtracted, result.psfMatchingKernel, convolveTemplate
@@ -957,7 +970,12 @@ class ImagePsfMatchTask(PsfMatchTask):
         return float(kernel.getSum(0.5 * (bbox.x.min + bbox.x.max), 0.5 * (bbox.y.min + bbox.y.max)))
 
     def _refineBackground(
-        self, subtracted: MaskedImage, inputs: list[MaskedImage], result: pipeBase.Struct, scale: float
+        self,
+        subtracted: MaskedImage,
+        inputs: list[MaskedImage],
+        result: pipeBase.Struct,
+        scale: float,
+        sourceMask: np.ndarray | None = None,
     ) -> None:
         """Correct the difference's sky off sources (``doRefineBackgroundOffSources``), in place."""
         if not (
@@ -972,15 +990,16 @@ class ImagePsfMatchTask(PsfMatchTask):
         grows = [max(2, result.psfMatchingKernel.getWidth() // 4), 2]
         refined = None
         with self.timer("refineBackground"):
-            try:
-                sources = detectedSourceMask(inputs, grow=0)
-            except Exception as exc:  # sep's background raises plain Exceptions (e.g. overflows)
-                self.log.warning("Background not re-measured off sources: %s", exc)
-                return
+            if sourceMask is None or sourceMask.shape != subtracted.image.array.shape:
+                try:
+                    sourceMask = detectedSourceMask(inputs, grow=0)
+                except Exception as exc:  # sep's background raises plain Exceptions (e.g. overflows)
+                    self.log.warning("Background not re-measured off sources: %s", exc)
+                    return
             for grow in grows[: 1 if grows[0] == 2 else 2]:
                 refined = refineBackgroundOffSources(
                     subtracted, inputs, result.backgroundModel, backgroundScale=scale, grow=grow,
-                    sources=sources,
+                    sourceMask=sourceMask,
                 )
                 if refined is not None:
                     break
@@ -1047,6 +1066,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         doWarping: bool = True,
         convolveTemplate: bool = True,
         exclude: ExclusionRegions | None = None,
+        sourceMask: np.ndarray | None = None,
     ) -> pipeBase.Struct:
         """Match and subtract: the natural entry point.
 
@@ -1059,6 +1079,12 @@ class ImagePsfMatchTask(PsfMatchTask):
             not given.
         exclude : `lsst.ip.diffim.ExclusionRegions`, optional
             Positions kept out of the kernel fit (see `makeCandidateList`).
+        sourceMask : `numpy.ndarray`, optional
+            The pixels of the sources of both images (3 sigma, not grown,
+            on the science grid) when the caller has detected them already
+            (`lsst.ip.diffim.adapters.sourceFootprints`): the off-source
+            background (``doRefineBackgroundOffSources``) uses them instead
+            of detecting again.  Ignored when the template is warped.
 
         Returns
         -------
@@ -1081,6 +1107,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                     templateFwhmPix=templateFwhmPix,
                     scienceFwhmPix=scienceFwhmPix,
                     exclude=exclude,
+                    sourceMask=sourceMask,
                 )
                 result.subtractedExposure = result.subtractedMaskedImage
             else:
@@ -1093,6 +1120,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                     doWarping=False,
                     convolveTemplate=False,
                     exclude=exclude,
+                    sourceMask=sourceMask,
                 )
             result.difference = result.subtractedMaskedImage
             result.matchedTemplate = result.matchedImage
@@ -1106,6 +1134,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             doWarping=doWarping,
             convolveTemplate=convolveTemplate,
             exclude=exclude,
+            sourceMask=sourceMask,
         )
         result.difference = result.subtractedExposure
         result.matchedTemplate = result.matchedExposure

@@ -84,8 +84,10 @@ class KernelSumMismatchError(pipeBase.AlgorithmError):
 
 
 def _usable(mi: MaskedImageLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    image = np.asarray(mi.image.array, dtype=np.float64)
-    variance = np.asarray(mi.variance.array, dtype=np.float64)
+    # The planes as they are (float32 views, no float64 copies: at 4096^2 those set the run's peak).
+    image = np.asarray(mi.image.array)
+    image = image if image.dtype in (np.float32, np.float64) else image.astype(np.float32)
+    variance = np.asarray(mi.variance.array, dtype=image.dtype)
     good = np.isfinite(image) & np.isfinite(variance) & (variance > 0) & (np.abs(image) < 1e30)
     from .math.masks import anyMaskPlaneSet
 
@@ -131,12 +133,14 @@ def photometricScaling(
     good = cGood & tGood
     xs, ys = [], []
     for image, variance, usable in ((cImage, cVar, cGood), (tImage, tVar, tGood)):
-        data = np.ascontiguousarray(np.where(usable, image, float(np.median(image[usable]))))
+        data = np.ascontiguousarray(np.where(usable, image, image.dtype.type(np.median(image[usable]))))
         box = max(8, min(64, min(data.shape) // 2))
         try:
             background = sep.Background(data, mask=~usable, bw=box, bh=box)
-            err = np.ascontiguousarray(np.sqrt(np.where(usable, variance, 1e30)))
-            objects = sep.extract(data - background.back(), 10.0, err=err, mask=~usable, minarea=5)
+            background.subfrom(data)
+            err = np.sqrt(np.where(usable, variance, variance.dtype.type(1e30)))
+            objects = sep.extract(data, 10.0, err=err, mask=~usable, minarea=5)
+            del data, err
         except Exception as exc:  # sep raises plain Exceptions
             _LOG.info("No photometric scaling (%s).", exc)
             return math.nan, 0
@@ -147,12 +151,9 @@ def photometricScaling(
     x, y = np.concatenate(xs), np.concatenate(ys)
     if x.size == 0:
         return math.nan, 0
-    unique = np.ones(x.size, dtype=bool)
-    for i in range(x.size):
-        if unique[i]:
-            close = np.hypot(x - x[i], y - y[i]) < fwhm
-            close[: i + 1] = False
-            unique &= ~close
+    from .math.closePositions import firstOfCloseGroups
+
+    unique = firstOfCloseGroups(x, y, fwhm)
     x, y = x[unique], y[unique]
     radius = 2.0 * fwhm
     ny, nx = cImage.shape
@@ -163,14 +164,15 @@ def photometricScaling(
     fluxes, snrs = [], []
     try:
         for image, variance in ((cImage, cVar), (tImage, tVar)):
-            clean = np.ascontiguousarray(np.where(good, image, 0.0))
-            var = np.ascontiguousarray(np.where(good, variance, 0.0))
+            clean = np.ascontiguousarray(np.where(good, image, image.dtype.type(0)))
+            var = np.ascontiguousarray(np.where(good, variance, variance.dtype.type(0)))
             flux, fluxErr, flag = sep.sum_circle(
                 clean, x, y, radius, var=var, mask=~good, bkgann=(3.0 * fwhm, 5.0 * fwhm)
             )
+            del clean, var
             fluxes.append(flux)
             snrs.append(np.where(fluxErr > 0, flux / np.maximum(fluxErr, 1e-30), 0.0))
-        _, _, badPixels = sep.sum_circle(np.ascontiguousarray((~good).astype(np.float64)), x, y, radius)
+        _, _, badPixels = sep.sum_circle(np.ascontiguousarray((~good).astype(np.float32)), x, y, radius)
     except Exception as exc:  # sep raises ValueError for annuli without valid pixels, and others
         _LOG.info("No photometric scaling (%s).", exc)
         return math.nan, 0

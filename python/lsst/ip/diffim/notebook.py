@@ -246,10 +246,14 @@ def subtract(
         wcs=sWcs,
         unit=parseUnit(sUnit),
     )
+    from .adapters.sourceFootprints import SourceFootprints, pairFootprints, sharedSourceMask
+
+    footprints: tuple[SourceFootprints | None, SourceFootprints | None] = (None, None)
     if t.image.array.shape == s.image.array.shape:
         from .adapters.streakMask import maskStreaks
 
-        maskStreaks(t, s)  # trails in one image only: STREAK, kept out of the fit
+        footprints = pairFootprints(t, s)  # one detection for the streaks and the off-source background
+        maskStreaks(t, s, footprints=footprints)  # trails in one image only: STREAK, kept out of the fit
         from .adapters.badLines import maskBadLines
 
         maskBadLines(t, s)  # bad rows/columns in one image only: BAD
@@ -270,7 +274,9 @@ def subtract(
         convolveTemplate=convolveTemplate,
         candidateList=candidateList,
         exclude=excluded,
+        sourceMask=sharedSourceMask(footprints, t, s),
     )
+    del footprints
     from .kernelSumCheck import checkFitKernelSum
 
     checkFitKernelSum(task, result, t, s, convolveTemplate, max(tF, sF))

@@ -264,7 +264,7 @@ def refineBackgroundOffSources(
     minPixelsPerBlock: int = 10,
     minBlocksPerTerm: float = 3.0,
     grow: int = 2,
-    sources: np.ndarray | None = None,
+    sourceMask: np.ndarray | None = None,
 ) -> OffSourceBackgroundResult | None:
     """Fit the residual sky of a difference image and remove it, in place.
 
@@ -291,10 +291,11 @@ def refineBackgroundOffSources(
         are at least this many blocks per term.
     grow : `int`, optional
         Growth (pixels) of the source mask (`detectedSourceMask`).
-    sources : `numpy.ndarray`, optional
-        The sources of ``inputs`` before growth (``detectedSourceMask(inputs,
-        grow=0)``), when the caller already has them; ``inputs`` is then
-        not read.
+    sourceMask : `numpy.ndarray`, optional
+        The pixels of the inputs' sources (not grown) if already detected,
+        as `detectedSourceMask` finds them
+        (`lsst.ip.diffim.adapters.sourceFootprints.sharedSourceMask`):
+        grown by ``grow`` and used instead of detecting again.
 
     Returns
     -------
@@ -308,9 +309,9 @@ def refineBackgroundOffSources(
     unusable = anyMaskPlaneSet(difference.mask, list(_UNUSABLE_PLANES))
     if unusable is not None:
         usable &= ~unusable
-    if sources is None:
-        sources = detectedSourceMask(inputs, grow=0)
-    usable &= ~growMask(sources, grow)
+    if sourceMask is None or sourceMask.shape != usable.shape:
+        sourceMask = detectedSourceMask(inputs, grow=0)
+    usable &= ~growMask(sourceMask, grow)
     bbox = difference.bbox
     count, medians, xMean, yMean = blockMedians(image, usable, blockSize)
     use = count >= minPixelsPerBlock

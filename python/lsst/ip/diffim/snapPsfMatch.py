@@ -26,6 +26,7 @@ __all__ = ["SnapPsfMatchConfig", "SnapPsfMatchConfigAL", "SnapPsfMatchConfigDF",
 
 from typing import ClassVar
 
+import numpy as np
 from astropy.table import Table
 
 import lsst.pex.config as pexConfig
@@ -109,6 +110,7 @@ class SnapPsfMatchTask(ImagePsfMatchTask):
         convolveTemplate: bool = True,
         *,
         exclude: ExclusionRegions | None = None,
+        sourceMask: np.ndarray | None = None,
     ) -> pipeBase.Struct:
         """Subtract the first snap from the second (``doWarping`` from config; see the base class)."""
         return super().subtractExposures(
@@ -120,4 +122,5 @@ class SnapPsfMatchTask(ImagePsfMatchTask):
             doWarping=self.config.doWarping if doWarping is None else doWarping,
             convolveTemplate=convolveTemplate,
             exclude=exclude,
+            sourceMask=sourceMask,
         )

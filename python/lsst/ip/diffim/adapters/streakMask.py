@@ -47,6 +47,8 @@ from scipy import ndimage
 if TYPE_CHECKING:
     from lsst.images import MaskedImage
 
+    from .sourceFootprints import SourceFootprints
+
 _LOG = logging.getLogger(__name__)
 
 
@@ -62,6 +64,7 @@ def streakPixels(
     reference: np.ndarray | None = None,
     referenceVariance: np.ndarray | None = None,
     maxReferenceRatio: float = 0.25,
+    footprints: SourceFootprints | None = None,
 ) -> np.ndarray:
     """Return the pixels of the linear features (trails) of ``image``.
 
@@ -90,6 +93,10 @@ def streakPixels(
         real source (a chain of stars), not a trail.
     maxReferenceRatio : `float`, optional
         See ``reference``.
+    footprints : `lsst.ip.diffim.adapters.sourceFootprints.SourceFootprints`, optional
+        The image's sources at ``threshold``, already detected (the same
+        detection, `~lsst.ip.diffim.adapters.sourceFootprints.detectFootprints`):
+        used instead of detecting again.
 
     Returns
     -------
@@ -98,6 +105,13 @@ def streakPixels(
     """
     import sep
 
+    if footprints is not None and not (
+        footprints.nSigma == threshold and footprints.segmentation.shape == np.shape(image)
+    ):
+        footprints = None  # another detection: detect here
+    shared = footprints is not None
+    if footprints is not None and not _trailCandidates(footprints.objects, minLength, minElongation).size:
+        return np.zeros(np.shape(image), dtype=bool)  # no trail: nothing else to measure
     data = np.asarray(image, dtype=np.float64)
     usable = np.isfinite(data)
     if good is not None:
@@ -119,24 +133,26 @@ def streakPixels(
             err = np.ascontiguousarray(np.sqrt(np.where(usable, variance, np.median(variance[usable]))))
         else:
             err = float(background.globalrms)
-        objects, segmentation = sep.extract(
-            residual,
-            threshold,
-            err=err,
-            mask=bad,
-            minarea=5,
-            filter_kernel=None,
-            deblend_cont=1.0,
-            segmentation_map=True,
-        )
+        if shared:
+            assert footprints is not None
+            objects, segmentation = footprints.objects, footprints.segmentation
+        else:
+            objects, segmentation = sep.extract(
+                residual,
+                threshold,
+                err=err,
+                mask=bad,
+                minarea=5,
+                filter_kernel=None,
+                deblend_cont=1.0,
+                segmentation_map=True,
+            )
     except Exception as exc:  # sep raises plain Exceptions (e.g. too many objects in crowded fields)
         _LOG.info("Streak search skipped (%s).", exc)
         return out
     if len(objects) == 0:
         return out
-    a = np.asarray(objects["a"], dtype=float)
-    b = np.maximum(np.asarray(objects["b"], dtype=float), 1e-3)
-    trails = np.flatnonzero((a >= minLength) & (a >= minElongation * b))
+    trails = _trailCandidates(objects, minLength, minElongation)
     if trails.size and reference is not None:
         trails = _absentFrom(
             trails, segmentation, residual, err, reference, referenceVariance, maxReferenceRatio
@@ -152,6 +168,13 @@ def streakPixels(
         int(out.sum()),
     )
     return out
+
+
+def _trailCandidates(objects: np.ndarray, minLength: float, minElongation: float) -> np.ndarray:
+    """Return the indices of the objects long and thin enough to be trails."""
+    a = np.asarray(objects["a"], dtype=float)
+    b = np.maximum(np.asarray(objects["b"], dtype=float), 1e-3)
+    return np.flatnonzero((a >= minLength) & (a >= minElongation * b))
 
 
 def _absentFrom(
@@ -191,7 +214,12 @@ def _absentFrom(
     return np.array(keep, dtype=int)
 
 
-def maskStreaks(template: MaskedImage, science: MaskedImage, planeName: str = "STREAK") -> tuple[int, int]:
+def maskStreaks(
+    template: MaskedImage,
+    science: MaskedImage,
+    planeName: str = "STREAK",
+    footprints: tuple[SourceFootprints | None, SourceFootprints | None] = (None, None),
+) -> tuple[int, int]:
     """Set the trails of each image of a pair (absent from the other) in its ``STREAK`` mask plane.
 
     Parameters
@@ -200,6 +228,9 @@ def maskStreaks(template: MaskedImage, science: MaskedImage, planeName: str = "S
         The pair, on one grid; their masks are updated in place.
     planeName : `str`, optional
         The mask plane set.
+    footprints : `tuple`, optional
+        The 3-sigma sources of the template and of the science image if
+        already detected (`streakPixels`).
 
     Returns
     -------
@@ -220,6 +251,7 @@ def maskStreaks(template: MaskedImage, science: MaskedImage, planeName: str = "S
             mi.variance.array,
             reference=ref.image.array,
             referenceVariance=ref.variance.array,
+            footprints=footprints[which],
         )
         plane = resolveMaskPlane(mi.mask.schema, planeName)
         if plane is not None and pixels.any():

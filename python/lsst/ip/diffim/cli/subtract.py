@@ -238,15 +238,19 @@ def _subtractOne(
         **noiseReadOptions(args, "science", index),
     )
     checkPair(args.template, template, sciencePath, science, hdu=args.hdu)
+    sFactor = scaleInputVariance(science, args, "science")
+    from ..adapters.sourceFootprints import pairFootprints, sharedSourceMask
+
+    # One 3-sigma detection per image for the streak search and the off-source background.
+    footprints = pairFootprints(template, science, args.mask_streaks or config.doRefineBackgroundOffSources)
     if args.mask_streaks:
         from ..adapters.streakMask import maskStreaks
 
-        maskStreaks(template, science)
+        maskStreaks(template, science, footprints=footprints)
     if args.mask_bad_lines:
         from ..adapters.badLines import maskBadLines
 
         maskBadLines(template, science)
-    sFactor = scaleInputVariance(science, args, "science")
     sFwhm = resolveFwhm(science, args.science_fwhm, sFwhm, args.science_psf)
     convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
     task = ImagePsfMatchTask(config=config)
@@ -261,7 +265,9 @@ def _subtractOne(
         convolveTemplate=convolveTemplate,
         candidateList=stamps,
         exclude=exclude,
+        sourceMask=sharedSourceMask(footprints, template, science),
     )
+    del footprints
     from ..kernelSumCheck import checkFitKernelSum
 
     checkFitKernelSum(task, result, template, science, convolveTemplate, max(tFwhm, sFwhm))

@@ -1,0 +1,171 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""One 3-sigma isophotal detection of an image, for every step that needs its source footprints.
+
+The streak search (`lsst.ip.diffim.adapters.streakMask`) and the off-source
+background of the difference (`lsst.ip.diffim.offSourceBackground`) both
+threshold the background-subtracted image at 3 times the square root of its
+variance, without smoothing, and take the pixels above it (sep's
+segmentation map); each did it on its own, on both images of the pair: four
+detections of 4096^2 images, a fifth of a whole CLI run.  `detectFootprints`
+does it once per image and returns a small, explicit result
+(`SourceFootprints`) the caller hands to both (``footprints=`` of
+`lsst.ip.diffim.adapters.streakMask.maskStreaks`, ``sourceMask=`` of
+`lsst.ip.diffim.ImagePsfMatchTask.run`).
+
+The detection is the one both made: bad pixels (non-finite image or
+variance, variance not positive, ``NO_DATA``) filled with the median and
+masked, a `sep.Background` of ``max(8, min(64, side // 4))`` pixel boxes
+subtracted, objects of at least 5 pixels, no deblending (a trail stays one
+object).  Below 256 pixels a side the two steps' background boxes differ
+(`SHARED_MIN_SIDE`); there each keeps its own detection.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SHARED_MIN_SIDE", "SourceFootprints", "detectFootprints", "pairFootprints", "sharedSourceMask"]
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..math.masks import anyMaskPlaneSet
+from ..math.sourceDetection import sepExtract
+
+#: Smallest image side at which the streak search and the off-source
+#: background use the same background boxes (64 pixels), so one detection
+#: serves both.
+SHARED_MIN_SIDE = 256
+
+
+@dataclass(frozen=True)
+class SourceFootprints:
+    """The sources of one image above ``nSigma`` (`detectFootprints`)."""
+
+    #: Label of each pixel (0 on the sky; object ``k`` of `objects` has label ``k + 1``).
+    segmentation: np.ndarray
+    #: sep's object table (``x``, ``y``, ``a``, ``b``, ``flux`` ...), in array coordinates.
+    objects: np.ndarray
+    #: Detection threshold in units of the pixel noise.
+    nSigma: float
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Return `True` on the pixels of the sources (not grown)."""
+        return self.segmentation > 0
+
+
+def detectFootprints(maskedImage: Any, nSigma: float = 3.0) -> SourceFootprints | None:
+    """Detect the sources of an image once (see the module documentation).
+
+    Parameters
+    ----------
+    maskedImage : `lsst.images.MaskedImage` or `lsst.images.VisitImage`
+        The image, with its (final, rescaled) variance plane.
+    nSigma : `float`, optional
+        Threshold in units of the pixel noise.
+
+    Returns
+    -------
+    footprints : `SourceFootprints` or `None`
+        `None` when the image is smaller than `SHARED_MIN_SIDE` a side or
+        has no usable pixel (each step then detects on its own, as before).
+    """
+    import sep
+
+    image = np.asarray(maskedImage.image.array, dtype=np.float32)
+    if min(image.shape) < SHARED_MIN_SIDE:
+        return None
+    variance = np.asarray(maskedImage.variance.array, dtype=np.float32)
+    bad = ~(np.isfinite(image) & np.isfinite(variance) & (variance > 0))
+    noData = anyMaskPlaneSet(maskedImage.mask, ["NO_DATA"])
+    if noData is not None:
+        bad |= noData
+    if bad.all():
+        return None
+    fill = np.float32(np.median(image[~bad]))
+    data = np.ascontiguousarray(np.where(bad, fill, image), dtype=np.float32)
+    varFill = np.float32(np.median(variance[~bad]))
+    var = np.ascontiguousarray(np.where(bad, varFill, variance), dtype=np.float32)
+    size = max(8, min(64, min(data.shape) // 4))
+    background = sep.Background(data, mask=bad, bw=size, bh=size)
+    background.subfrom(data)
+    # sep's pixel stack grown only as far as the image needs: one of twice the image's pixels (what
+    # the two steps set) is 0.6 GB of touched memory at 4096^2, the whole run's peak.
+    objects, segmentation = sepExtract(
+        data,
+        nSigma,
+        var=var,
+        mask=bad,
+        minarea=5,
+        filter_kernel=None,
+        deblend_cont=1.0,
+        segmentation_map=True,
+    )
+    return SourceFootprints(segmentation=segmentation, objects=objects, nSigma=float(nSigma))
+
+
+def pairFootprints(
+    template: Any, science: Any, needed: bool = True
+) -> tuple[SourceFootprints | None, SourceFootprints | None]:
+    """Return the footprints of the template and of the science image (`None`, `None` if not ``needed``).
+
+    Detection failures (sep raises plain exceptions, e.g. on too many
+    objects) give `None` for that image: each step then detects on its own.
+    """
+    if not needed:
+        return None, None
+    found: list[SourceFootprints | None] = []
+    for image in (template, science):
+        try:
+            found.append(detectFootprints(image))
+        except Exception:  # sep raises plain Exceptions
+            found.append(None)
+    return found[0], found[1]
+
+
+def sharedSourceMask(
+    footprints: Sequence[SourceFootprints | None], template: Any, science: Any
+) -> np.ndarray | None:
+    """Return the union of the footprints of a pair on one grid, or `None` if they cannot be shared.
+
+    They can when every image was detected and the template needs no
+    warping onto the science grid: the same bounding box and, when both
+    carry a sky projection, the same grid
+    (`lsst.ip.diffim.math.warping.sameGrid`), as the task decides it.
+    """
+    if any(f is None for f in footprints) or template.bbox != science.bbox:
+        return None
+    tProjection = getattr(template, "sky_projection", None)
+    sProjection = getattr(science, "sky_projection", None)
+    if tProjection is not None and sProjection is not None:
+        # The task warps the template only then (as `ImagePsfMatchTask` decides it).
+        from ..math.warping import sameGrid
+
+        if not sameGrid(template, science):
+            return None
+    union = None
+    for f in footprints:
+        assert f is not None
+        union = f.mask if union is None else union | f.mask
+    return union
