@@ -45,7 +45,6 @@ __all__ = [
     "SPARSE_FIELD_CANDIDATES",
     "VARIABLE_META_KEY",
     "VariableCandidates",
-    "candidateFluxes",
     "fitExclusions",
     "flagVariableCandidates",
 ]
@@ -59,9 +58,7 @@ from astropy.table import Table
 from lsst.images import MaskedImage
 
 from .exclusions import ExclusionRegions
-from .math.masks import anyMaskPlaneSet
-
-_FLAGGED = ["SAT", "NO_DATA", "BAD", "STREAK", "EDGE"]
+from .kernelSumCheck import candidateFluxes, photometricScaling
 
 
 @dataclass(frozen=True)
@@ -86,65 +83,6 @@ class VariableCandidates:
     ratios: np.ndarray
     reference: float
     source: str
-
-
-def _planes(mi: MaskedImage) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    image = np.asarray(mi.image.array, dtype=np.float64)
-    variance = np.asarray(mi.variance.array, dtype=np.float64)
-    good = np.isfinite(image) & np.isfinite(variance) & (variance > 0)
-    flagged = anyMaskPlaneSet(mi.mask, _FLAGGED)
-    if flagged is not None:
-        good &= ~flagged
-    return image, variance, good
-
-
-def candidateFluxes(
-    maskedImage: MaskedImage, x: np.ndarray, y: np.ndarray, radius: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return background-subtracted aperture fluxes and their errors at ``(x, y)``.
-
-    The background is a `sep` background map (boxes of half the smaller
-    image side, 8-64 px), so that neighbours inside a local annulus do not
-    bias small cutouts.  Apertures with a flagged pixel (SAT, NO_DATA, BAD,
-    STREAK, EDGE) or reaching off the image get NaN.
-
-    Parameters
-    ----------
-    maskedImage : `lsst.images.MaskedImage`
-        The image.
-    x, y : `numpy.ndarray`
-        Centres, in array pixels (0-based, relative to the image origin).
-    radius : `float`
-        Aperture radius in pixels.
-
-    Returns
-    -------
-    flux, fluxErr : `numpy.ndarray`
-        Aperture sums and their 1-sigma errors.
-    """
-    import sep
-
-    image, variance, good = _planes(maskedImage)
-    nan = np.full(len(x), math.nan)
-    if good.sum() < 100 or len(x) == 0:
-        return nan, nan.copy()
-    fill = float(np.median(image[good]))
-    data = np.ascontiguousarray(np.where(good, image, fill))
-    box = max(8, min(64, min(data.shape) // 2))
-    try:
-        background = sep.Background(data, mask=~good, bw=box, bh=box)
-        clean = np.ascontiguousarray(np.where(good, data - background.back(), 0.0))
-        var = np.ascontiguousarray(np.where(good, variance, 0.0))
-        xs = np.ascontiguousarray(x, dtype=np.float64)
-        ys = np.ascontiguousarray(y, dtype=np.float64)
-        flux, fluxErr, _ = sep.sum_circle(clean, xs, ys, radius, var=var)
-        bad, _, _ = sep.sum_circle(np.ascontiguousarray((~good).astype(np.float64)), xs, ys, radius)
-    except Exception:  # sep raises plain Exceptions on degenerate input
-        return nan, nan.copy()
-    ny, nx = image.shape
-    inside = (xs >= radius) & (xs <= nx - 1 - radius) & (ys >= radius) & (ys <= ny - 1 - radius)
-    ok = inside & (bad == 0) & (fluxErr > 0)
-    return np.where(ok, flux, math.nan), np.where(ok, fluxErr, math.nan)
 
 
 def flagVariableCandidates(
@@ -206,8 +144,6 @@ def flagVariableCandidates(
     if bright.sum() >= minReference:
         reference, source = float(np.median(ratios[bright])), "candidates"
     else:
-        from .kernelSumCheck import photometricScaling
-
         reference, _ = photometricScaling(template, science, fwhm, minSnr=minSnr)
         source = "field"
     if not (math.isfinite(reference) and reference > 0):
