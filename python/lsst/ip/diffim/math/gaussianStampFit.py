@@ -45,19 +45,29 @@ MAX_ITERATIONS = 200
 MIN_SIGMA = 0.3
 
 
-def _residualsAndJacobian(
-    params: np.ndarray, stamps: np.ndarray, xx: np.ndarray, yy: np.ndarray, jacobian: bool = True
-) -> tuple[np.ndarray, np.ndarray | None]:
-    amp, xc, yc, sig, sky = (params[:, i, None] for i in range(5))
+def _profile(
+    params: np.ndarray, xx: np.ndarray, yy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the unit Gaussian, the offsets from the centre and r^2 of each stamp's pixels."""
+    xc, yc, sig = params[:, 1, None], params[:, 2, None], params[:, 3, None]
     dx, dy = xx[None, :] - xc, yy[None, :] - yc
     r2 = dx * dx + dy * dy
-    g = np.exp(-r2 / (2.0 * sig * sig))
-    residual = amp * g + sky - stamps
-    if not jacobian:
-        return residual, None
+    return np.exp(-r2 / (2.0 * sig * sig)), dx, dy, r2
+
+
+def _residuals(params: np.ndarray, stamps: np.ndarray, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
+    g = _profile(params, xx, yy)[0]
+    return params[:, 0, None] * g + params[:, 4, None] - stamps
+
+
+def _residualsAndJacobian(
+    params: np.ndarray, stamps: np.ndarray, xx: np.ndarray, yy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    g, dx, dy, r2 = _profile(params, xx, yy)
+    amp, sig = params[:, 0, None], params[:, 3, None]
+    residual = amp * g + params[:, 4, None] - stamps
     ag = amp * g / (sig * sig)
-    jac = np.stack([g, ag * dx, ag * dy, ag * r2 / sig, np.ones_like(g)], axis=-1)
-    return residual, jac
+    return residual, np.stack([g, ag * dx, ag * dy, ag * r2 / sig, np.ones_like(g)], axis=-1)
 
 
 def fitCircularGaussians(stamps: np.ndarray) -> np.ndarray:
@@ -115,7 +125,7 @@ def fitCircularGaussians(stamps: np.ndarray) -> np.ndarray:
         except np.linalg.LinAlgError:
             step = np.stack([-np.linalg.lstsq(a, b, rcond=None)[0] for a, b in zip(damped, gradient)])
         trial = np.clip(params[idx] + step, lower, upper)
-        trialResidual, _ = _residualsAndJacobian(trial, data[idx], xx, yy, jacobian=False)
+        trialResidual = _residuals(trial, data[idx], xx, yy)
         trialCost = 0.5 * np.einsum("ij,ij->i", trialResidual, trialResidual)
         better = np.isfinite(trialCost) & (trialCost <= cost[idx])
         moved = np.abs(trial - params[idx])
