@@ -34,13 +34,16 @@ from __future__ import annotations
 
 __all__ = ["FwhmEstimationError", "estimateFwhmFromImage", "psfImageFwhm", "readPsfImage"]
 
+import itertools
 import math
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..math.gaussian import SIGMA2FWHM
+from ..math.gaussianStampFit import fitCircularGaussians
 
 if TYPE_CHECKING:
     from astropy.table import Table
@@ -55,6 +58,10 @@ LOCUS_WIDTH = 1.15
 
 #: Half-size of the fit windows of the second try when the first (8) finds no star: alert cutouts.
 SMALL_CUTOUT_HALF = 5
+
+#: Relative uncertainty of a first-pass estimate from batched fits (they find another local minimum for
+#: a few crowded stamps); within it of a window-size boundary the first pass is refitted one by one.
+WINDOW_MARGIN = 0.02
 
 
 class FwhmEstimationError(ValueError):
@@ -166,15 +173,16 @@ def _fitGaussianSigma(stamp: np.ndarray) -> float | None:
     return float(abs(fit.x[3]))
 
 
-def _measure(image: np.ndarray, sources: Table, x0: int, y0: int, half: int, maxStars: int) -> list[float]:
-    """Fit the brightest usable sources with windows of ``2 half + 1`` pixels; return their FWHMs."""
+def _candidateStamps(
+    image: np.ndarray, sources: Table, x0: int, y0: int, half: int
+) -> Iterator[np.ndarray]:
+    """Yield the background-subtracted stamps of the usable sources, the brightest first."""
     ny, nx = image.shape
     xs = np.asarray(sources["x"], dtype=float) - x0
     ys = np.asarray(sources["y"], dtype=float) - y0
     flux = np.asarray(sources["flux"], dtype=float)
     ok = ~np.asarray(sources["flag_saturated"], dtype=bool) & ~np.asarray(sources["flag_badMask"], dtype=bool)
     ok &= (xs >= half) & (xs <= nx - half - 1) & (ys >= half) & (ys <= ny - half - 1)
-    fwhms: list[float] = []
     for k in np.argsort(-flux):
         if not ok[k]:
             continue
@@ -191,13 +199,64 @@ def _measure(image: np.ndarray, sources: Table, x0: int, y0: int, half: int, max
         stamp = stamp - np.median(border)
         if stamp.sum() <= 0:
             continue
-        sigma = _fitGaussianSigma(stamp)
-        # A width near the window's says the source is larger than the window: not a star.
-        if sigma is not None and sigma < half / 2.0:
-            fwhms.append(SIGMA2FWHM * sigma)
-        if len(fwhms) >= maxStars:
+        yield stamp
+
+
+def _measure(
+    image: np.ndarray, sources: Table, x0: int, y0: int, half: int, maxStars: int, batched: bool = False
+) -> list[float]:
+    """Fit the brightest usable sources with windows of ``2 half + 1`` pixels; return their FWHMs.
+
+    One `scipy.optimize.least_squares` fit per source, the brightest first,
+    until ``maxStars`` are measured; with ``batched``, the stamps are fitted
+    together (`fitCircularGaussians`, as many at a time as fits are still
+    wanted): many times faster, with sizes that agree to about 1e-5
+    (the one-by-one fits' tolerance) but not to the last digit, so only the
+    pass that sets the fit window uses them.
+    """
+    stamps = _candidateStamps(image, sources, x0, y0, half)
+    fwhms: list[float] = []
+    while len(fwhms) < maxStars:
+        batch = list(itertools.islice(stamps, maxStars - len(fwhms) if batched else 1))
+        if not batch:
             break
+        if batched:
+            sigmas = [float(s) if np.isfinite(s) else None for s in fitCircularGaussians(np.stack(batch))]
+        else:
+            sigmas = [_fitGaussianSigma(batch[0])]
+        for sigma in sigmas:
+            # A width near the window's says the source is larger than the window: not a star.
+            if sigma is not None and sigma < half / 2.0:
+                fwhms.append(SIGMA2FWHM * sigma)
     return fwhms
+
+
+def _finalWindow(
+    image: np.ndarray,
+    sources: Table,
+    x0: int,
+    y0: int,
+    window: int,
+    maxStars: int,
+    estimate: float,
+    minFwhm: float,
+    limit: int,
+) -> int:
+    """Return the half-size of the final fit windows: 1.5 x the first estimate (3 to 15, at most ``limit``).
+
+    The first estimate comes from batched fits; when a change of
+    `WINDOW_MARGIN` would change the window, the first pass is refitted one
+    by one, so that the window is the one those fits give.
+    """
+
+    def half(e: float) -> int:
+        return int(min(max(3, math.ceil(1.5 * e)), 15, limit))
+
+    if half(estimate * (1 - WINDOW_MARGIN)) != half(estimate * (1 + WINDOW_MARGIN)):
+        exact = _stellarLocus(_measure(image, sources, x0, y0, window, maxStars), minFwhm, strict=False)
+        if exact is not None:
+            estimate = exact
+    return half(estimate)
 
 
 def _stellarLocus(fwhms: list[float], minFwhm: float, strict: bool = True) -> float | None:
@@ -271,7 +330,8 @@ def estimateFwhmFromImage(
         # Sizes need whole detections: the peaks of a split galaxy (its knots) look like stars.
         settings = DetectionSettings(thresholdValue=threshold, splitFootprintsAtPeaks=False)
         found = detectSources(maskedImage, settings).sources
-        measured = _measure(image, found, x0, y0, window, maxStars)
+        # Without a given window this pass only sets the final pass's window: batched fits suffice.
+        measured = _measure(image, found, x0, y0, window, maxStars, batched=not fixedHalf)
         nGood = sum(1 for f in measured if f >= minFwhm)
         summary.append(f"{len(found)} detections at {threshold:g} sigma, {nGood} measured")
         # Lower thresholds add faint stars but also merge neighbours: keep the best-measured set.
@@ -292,9 +352,11 @@ def estimateFwhmFromImage(
             "of the PSF (--template-psf/--science-psf) explicitly."
         )
     if not fixedHalf and sources is not None:
-        refined = int(min(max(3, math.ceil(1.5 * estimate)), 15, limit))
-        final = fwhms if refined == window else _measure(image, sources, x0, y0, refined, maxStars)
+        refined = _finalWindow(image, sources, x0, y0, window, maxStars, estimate, minFwhm, limit)
+        final = _measure(image, sources, x0, y0, refined, maxStars)
         again = _stellarLocus(final, minFwhm)
+        if again is None:  # the first pass's estimate, from one-by-one fits as every returned size
+            again = _stellarLocus(_measure(image, sources, x0, y0, window, maxStars), minFwhm, strict=False)
         if again is not None:
             estimate = again
     return float(estimate)

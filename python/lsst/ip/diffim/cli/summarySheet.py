@@ -308,24 +308,21 @@ def drawSummarySheet(data: SummarySheetData, path: str | Path) -> Path:
 
     ax = axes[2, 2]
     edges, counts = data.histogramEdges, data.histogramCounts
-    ax.hist(
-        0.5 * (edges[:-1] + edges[1:]),
-        bins=edges,
-        weights=counts,
-        density=True,
-        color="steelblue",
-        alpha=0.8,
-        label="pixels",
-    )
+    # One filled step outline, drawn as hist(density=True) draws its 120 bars, for a fraction of the cost.
+    total = float(np.sum(counts))
+    density = counts / (total * np.diff(edges)) if total > 0 else np.zeros(len(counts))
+    ax.stairs(density, edges, fill=True, color="steelblue", alpha=0.8, label="pixels")
     grid = np.linspace(-8, 8, 400)
     ax.plot(grid, np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi), "k-", lw=1.2, label="N(0, 1)")
     ax.set_yscale("log")
     ax.set_ylim(1e-5, 1)
     ax.set_xlabel("difference / sqrt(variance)")
     ax.set_title("Normalized residual distribution", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right")  # where loc="best" puts it, without its search
     fig.suptitle(data.title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
+    # tight_layout leaves a placeholder layout engine, which makes savefig draw the figure twice.
+    fig.set_layout_engine(None)
     path = Path(path)
     # zlib level 1: the same pixels, written in a third of the time of the default level 6.
     fig.savefig(path, dpi=80, pil_kwargs={"compress_level": 1})
