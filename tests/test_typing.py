@@ -32,11 +32,11 @@ import ast
 from pathlib import Path
 
 PYTHON = Path(__file__).resolve().parent.parent / "python"
-# Issue 16 asks for 5 %; with the task modules typed the package stands at 7.4 % (174 of 2348, nearly
-# all in display/, cli/, math/, kernel/, adapters/), so this is a ratchet: lower it as parameters get
-# real types.
+# Issue 16 asks for 5 %. The package stands at 0.2 % (5 of 2480: the abstract PsfMatchTask._buildCellSet's
+# *args/**kwargs, makeKernelCandidate's two upstream call forms and a duck-typed source record); the
+# ceiling of 1 % keeps new code typed.
 TARGET_WEAK_FRACTION = 0.05
-MAX_WEAK_FRACTION = 0.075
+MAX_WEAK_FRACTION = 0.01
 
 
 def _isAny(annotation: ast.expr | None) -> bool:

@@ -45,12 +45,15 @@ __all__ = ["SHARED_MIN_SIDE", "SourceFootprints", "detectFootprints", "pairFootp
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..math.masks import anyMaskPlaneSet
 from ..math.sourceDetection import sepExtract
+
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage
 
 #: Smallest image side at which the streak search and the off-source
 #: background use the same background boxes (64 pixels), so one detection
@@ -75,7 +78,7 @@ class SourceFootprints:
         return self.segmentation > 0
 
 
-def detectFootprints(maskedImage: Any, nSigma: float = 3.0) -> SourceFootprints | None:
+def detectFootprints(maskedImage: MaskedImage, nSigma: float = 3.0) -> SourceFootprints | None:
     """Detect the sources of an image once (see the module documentation).
 
     Parameters
@@ -126,7 +129,7 @@ def detectFootprints(maskedImage: Any, nSigma: float = 3.0) -> SourceFootprints 
 
 
 def pairFootprints(
-    template: Any, science: Any, needed: bool = True
+    template: MaskedImage, science: MaskedImage, needed: bool = True
 ) -> tuple[SourceFootprints | None, SourceFootprints | None]:
     """Return the footprints of the template and of the science image (`None`, `None` if not ``needed``).
 
@@ -145,7 +148,7 @@ def pairFootprints(
 
 
 def sharedSourceMask(
-    footprints: Sequence[SourceFootprints | None], template: Any, science: Any
+    footprints: Sequence[SourceFootprints | None], template: MaskedImage, science: MaskedImage
 ) -> np.ndarray | None:
     """Return the union of the footprints of a pair on one grid, or `None` if they cannot be shared.
 
