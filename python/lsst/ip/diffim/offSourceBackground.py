@@ -52,6 +52,7 @@ import numpy as np
 from .math.functions import Function2
 from .math.masks import anyMaskPlaneSet
 from .math.objectExtraction import detectedPixels
+from .math.rowMedians import rowMedians
 
 if TYPE_CHECKING:
     from lsst.images import MaskedImage
@@ -233,24 +234,7 @@ def blockMedians(
             xMean[by0:by1] = (okBlocks.sum(axis=2) @ offsets) / n
         flat = np.ascontiguousarray(values.reshape(by1 - by0, b, nbx, b).transpose(0, 2, 1, 3)).reshape(-1, k)
         okFlat = np.ascontiguousarray(okBlocks).reshape(-1, k)
-        nFlat = n.reshape(-1)
-        nLow = (k - nFlat) // 2
-        rank = np.cumsum(~okFlat, axis=1, dtype=np.int32)  # 1-based rank of each unusable pixel
-        flat[~okFlat] = np.inf
-        flat[~okFlat & (rank <= nLow[:, None])] = -np.inf
-        lo = nLow + (nFlat - 1) // 2
-        hi = nLow + nFlat // 2
-        has = nFlat > 0
-        kth = np.unique(np.concatenate([lo[has], hi[has]]))
-        if kth.size == 0:
-            continue
-        part = np.partition(flat, kth, axis=1)
-        rowsIndex = np.arange(len(flat))
-        lower = part[rowsIndex, np.clip(lo, 0, k - 1)]
-        upper = part[rowsIndex, np.clip(hi, 0, k - 1)]
-        with np.errstate(invalid="ignore"):  # -inf + inf in blocks with no usable pixel
-            middle = ((lower + upper) / dtype.type(2)).astype(np.float64)
-        median[by0:by1] = np.where(has, middle, np.nan).reshape(by1 - by0, nbx)
+        median[by0:by1] = rowMedians(flat, okFlat, overwrite=True).reshape(by1 - by0, nbx)
     return count, median, xMean, yMean
 
 

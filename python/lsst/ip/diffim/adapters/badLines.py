@@ -46,6 +46,8 @@ import logging
 
 import numpy as np
 
+from ..math.rowMedians import rowMedians
+
 _LOG = logging.getLogger(__name__)
 
 
@@ -89,7 +91,7 @@ def lineOffsets(image: np.ndarray, variance: np.ndarray | None = None, axis: int
     z[~np.isfinite(z)] = np.nan
     usable = np.isfinite(z).sum(axis=1) >= max(16, z.shape[1] // 4)
     if usable.any():
-        out[2:-2][usable] = np.nanmedian(z[usable], axis=1)
+        out[2:-2][usable] = rowMedians(z[usable], overwrite=True)
     return out
 
 
