@@ -35,7 +35,9 @@ __all__ = ["rowMedians"]
 import numpy as np
 
 
-def rowMedians(values: np.ndarray, usable: np.ndarray | None = None, *, overwrite: bool = False) -> np.ndarray:
+def rowMedians(
+    values: np.ndarray, usable: np.ndarray | None = None, *, overwrite: bool = False
+) -> np.ndarray:
     """Return the median of the usable elements of each row.
 
     Parameters
