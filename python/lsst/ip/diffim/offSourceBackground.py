@@ -53,6 +53,7 @@ from .math.functions import Function2
 from .math.masks import anyMaskPlaneSet
 from .math.objectExtraction import detectedPixels
 from .math.rowMedians import rowMedians
+from .math.skySubtraction import skySubtractedPlanes
 
 if TYPE_CHECKING:
     from lsst.images import MaskedImage
@@ -112,30 +113,11 @@ def detectedSourceMask(images: Iterable[MaskedImage], nSigma: float = 3.0, grow:
 
 def _sourcePixels(maskedImage: MaskedImage, nSigma: float, minArea: int = 5) -> np.ndarray:
     """Return the pixels of the sources of one image (`detectedSourceMask`)."""
-    import sep
-
-    image = np.asarray(maskedImage.image.array, dtype=np.float32)
-    variance = np.asarray(maskedImage.variance.array, dtype=np.float32)
-    with np.errstate(invalid="ignore"):
-        bad = ~(np.isfinite(image) & np.isfinite(variance) & (variance > 0))
-    noData = anyMaskPlaneSet(maskedImage.mask, ["NO_DATA"])
-    if noData is not None:
-        bad |= noData
-    if bad.any():
-        good = ~bad
-        if not good.any():
-            return np.zeros(image.shape, dtype=bool)
-        data = np.where(bad, np.float32(np.median(image[good])), image)
-        var = np.where(bad, np.float32(np.median(variance[good])), variance)
-    else:
-        data = image.copy()
-        var = variance
-    data = np.ascontiguousarray(data, dtype=np.float32)
-    var = np.ascontiguousarray(var, dtype=np.float32)
-    size = max(8, min(64, min(data.shape) // 4))
-    background = sep.Background(data, mask=bad, bw=size, bh=size)
-    background.subfrom(data)
-    labels, rows, cols, pixelLabels = detectedPixels(data, nSigma, var, bad)
+    planes = skySubtractedPlanes(maskedImage)
+    if planes is None:
+        return np.zeros(maskedImage.image.array.shape, dtype=bool)
+    data = planes.data
+    labels, rows, cols, pixelLabels = detectedPixels(data, nSigma, planes.variance, planes.bad)
     found = np.zeros(data.shape, dtype=bool)
     if len(labels):
         area = np.bincount(pixelLabels, minlength=int(labels.max()) + 1)

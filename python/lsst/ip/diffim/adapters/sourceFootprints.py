@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..math.masks import anyMaskPlaneSet
+from ..math.skySubtraction import skySubtractedPlanes
 from ..math.sourceDetection import sepExtract
 
 if TYPE_CHECKING:
@@ -94,32 +94,18 @@ def detectFootprints(maskedImage: MaskedImage, nSigma: float = 3.0) -> SourceFoo
         `None` when the image is smaller than `SHARED_MIN_SIDE` a side or
         has no usable pixel (each step then detects on its own, as before).
     """
-    import sep
-
-    image = np.asarray(maskedImage.image.array, dtype=np.float32)
-    if min(image.shape) < SHARED_MIN_SIDE:
+    if min(maskedImage.image.array.shape) < SHARED_MIN_SIDE:
         return None
-    variance = np.asarray(maskedImage.variance.array, dtype=np.float32)
-    bad = ~(np.isfinite(image) & np.isfinite(variance) & (variance > 0))
-    noData = anyMaskPlaneSet(maskedImage.mask, ["NO_DATA"])
-    if noData is not None:
-        bad |= noData
-    if bad.all():
+    planes = skySubtractedPlanes(maskedImage)
+    if planes is None:
         return None
-    fill = np.float32(np.median(image[~bad]))
-    data = np.ascontiguousarray(np.where(bad, fill, image), dtype=np.float32)
-    varFill = np.float32(np.median(variance[~bad]))
-    var = np.ascontiguousarray(np.where(bad, varFill, variance), dtype=np.float32)
-    size = max(8, min(64, min(data.shape) // 4))
-    background = sep.Background(data, mask=bad, bw=size, bh=size)
-    background.subfrom(data)
     # sep's pixel stack grown only as far as the image needs: one of twice the image's pixels (what
     # the two steps set) is 0.6 GB of touched memory at 4096^2, the whole run's peak.
     objects, segmentation = sepExtract(
-        data,
+        planes.data,
         nSigma,
-        var=var,
-        mask=bad,
+        var=planes.variance,
+        mask=planes.bad,
         minarea=5,
         filter_kernel=None,
         deblend_cont=1.0,
