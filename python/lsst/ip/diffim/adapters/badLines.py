@@ -43,10 +43,14 @@ from __future__ import annotations
 __all__ = ["badLinePixels", "lineOffsets", "maskBadLines"]
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..math.rowMedians import rowMedians
+
+if TYPE_CHECKING:
+    from lsst.images import MaskedImage
 
 _LOG = logging.getLogger(__name__)
 
@@ -169,7 +173,7 @@ def badLinePixels(
     return out
 
 
-def maskBadLines(template: object, science: object, planeName: str = "BAD") -> tuple[int, int]:
+def maskBadLines(template: MaskedImage, science: MaskedImage, planeName: str = "BAD") -> tuple[int, int]:
     """Set the bad rows and columns of each image of a pair (absent from the other) in its ``BAD`` plane.
 
     Parameters
@@ -184,27 +188,21 @@ def maskBadLines(template: object, science: object, planeName: str = "BAD") -> t
     nTemplate, nScience : `int`
         The number of pixels set in each mask.
     """
-    from ..math.masks import resolveMaskPlane
+    from .pairMasks import maskPairPlanes
 
-    counts = []
-    images = (template, science)
-    for which, other in ((0, 1), (1, 0)):
-        mi, ref = images[which], images[other]
-        if mi.image.array.shape != ref.image.array.shape:  # type: ignore[attr-defined]
-            counts.append(0)
-            continue
-        pixels = badLinePixels(
-            mi.image.array,  # type: ignore[attr-defined]
-            mi.variance.array,  # type: ignore[attr-defined]
-            reference=ref.image.array,  # type: ignore[attr-defined]
-            referenceVariance=ref.variance.array,  # type: ignore[attr-defined]
+    def pixelsOf(which: int, image: MaskedImage, other: MaskedImage) -> np.ndarray:
+        return badLinePixels(
+            image.image.array,
+            image.variance.array,
+            reference=other.image.array,
+            referenceVariance=other.variance.array,
         )
-        plane = resolveMaskPlane(mi.mask.schema, planeName)  # type: ignore[attr-defined]
-        if plane is not None and pixels.any():
-            mi.mask.set(plane, pixels | mi.mask.get(plane))  # type: ignore[attr-defined]
+
+    counts = maskPairPlanes(template, science, planeName, pixelsOf)
+    for which, count in enumerate(counts):
+        if count:
             _LOG.info(
                 "Masked %d bad row/column pixels of the %s image as %s.",
-                int(pixels.sum()), ("template", "science")[which], planeName,
+                count, ("template", "science")[which], planeName,
             )  # fmt: skip
-        counts.append(int(pixels.sum()) if plane is not None else 0)
-    return counts[0], counts[1]
+    return counts

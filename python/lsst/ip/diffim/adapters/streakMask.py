@@ -237,24 +237,15 @@ def maskStreaks(
     nTemplate, nScience : `int`
         The number of pixels set in each mask.
     """
-    from ..math.masks import resolveMaskPlane
+    from .pairMasks import maskPairPlanes
 
-    counts = []
-    images = (template, science)
-    for which, other in ((0, 1), (1, 0)):
-        mi, ref = images[which], images[other]
-        if mi.image.array.shape != ref.image.array.shape:
-            counts.append(0)
-            continue
-        pixels = streakPixels(
-            mi.image.array,
-            mi.variance.array,
-            reference=ref.image.array,
-            referenceVariance=ref.variance.array,
+    def pixelsOf(which: int, image: MaskedImage, other: MaskedImage) -> np.ndarray:
+        return streakPixels(
+            image.image.array,
+            image.variance.array,
+            reference=other.image.array,
+            referenceVariance=other.variance.array,
             footprints=footprints[which],
         )
-        plane = resolveMaskPlane(mi.mask.schema, planeName)
-        if plane is not None and pixels.any():
-            mi.mask.set(plane, pixels | mi.mask.get(plane))
-        counts.append(int(pixels.sum()) if plane is not None else 0)
-    return counts[0], counts[1]
+
+    return maskPairPlanes(template, science, planeName, pixelsOf)
