@@ -92,3 +92,19 @@ def test_mask_bad_lines_sets_bad_and_keeps_it_out_of_the_difference(pair):
     result = ipDiffim.subtract(image, pair.science, templateVariance=pair.templateVariance,
                                scienceVariance=pair.scienceVariance, templateFwhm=4.0, scienceFwhm=4.3)
     assert np.all(result.mask[120, 30:-30])  # masked (BAD grown by the kernel) in the difference
+
+
+def test_sampled_lines_find_the_same_line(pair):
+    """Lines measured on every 4th pixel (as `LINE_SAMPLES` does on large images) find the same lines."""
+    image = _withLine(pair.template, pair.templateVariance, row=120, start=0)
+    image = _withLine(image, pair.templateVariance, column=77, sigmas=-2.0, start=0)
+    for axis, line, sigmas in ((0, 120, -4.0), (1, 77, -2.0)):
+        whole = lineOffsets(image, pair.templateVariance, axis)
+        sampled = lineOffsets(image, pair.templateVariance, axis, maxSamples=64)
+        # The noise of a line difference is sqrt(1.5) times the pixel noise; the crowded field's own
+        # line-to-line scatter is about 0.5.
+        truth = sigmas / np.sqrt(1.5)
+        assert sampled[line] - np.nanmedian(sampled) == pytest.approx(truth, abs=0.8)
+        assert sampled[line] == pytest.approx(whole[line], abs=0.3)
+    assert np.array_equal(badLinePixels(image, pair.templateVariance),
+                          badLinePixels(image, pair.templateVariance, maxSamples=64))
