@@ -59,6 +59,12 @@ LOCUS_WIDTH = 1.15
 #: Half-size of the fit windows of the second try when the first (8) finds no star: alert cutouts.
 SMALL_CUTOUT_HALF = 5
 
+#: Images of more pixels are measured on a mosaic of tiles of this many pixels (`estimateFwhmFromImage`).
+MOSAIC_PIXELS = 1 << 21
+
+#: Side of the mosaic's tiles, and the NaN gutter between them (wider than any fit window).
+MOSAIC_TILE, MOSAIC_GUTTER = 256, 32
+
 #: Relative uncertainty of a first-pass estimate from batched fits (they find another local minimum for
 #: a few crowded stamps); within it of a window-size boundary the first pass is refitted one by one.
 WINDOW_MARGIN = 0.02
@@ -282,8 +288,31 @@ def _stellarLocus(fwhms: list[float], minFwhm: float, strict: bool = True) -> fl
     return float(np.median(group[np.abs(group - centre) <= 0.05 * centre]))
 
 
+def _mosaicOfTiles(maskedImage: MaskedImage, maxPixels: int | None) -> MaskedImage | None:
+    """Return a mosaic of tiles of a large image, NaN between the tiles (`None` for a small image)."""
+    from lsst.images import Image, Mask, MaskedImage
+
+    from ..math.tileMosaic import mosaicLayout, tileMosaic
+
+    if maxPixels is None:
+        return None
+    layout = mosaicLayout(maskedImage.image.array.shape, maxPixels, MOSAIC_TILE, gutter=MOSAIC_GUTTER)
+    if layout is None:
+        return None
+    mask = Mask(tileMosaic(maskedImage.mask.array, layout), schema=maskedImage.mask.schema)
+    return MaskedImage(
+        Image(tileMosaic(np.asarray(maskedImage.image.array, dtype=np.float32), layout, np.nan)),
+        mask=mask,
+        variance=Image(tileMosaic(np.asarray(maskedImage.variance.array, dtype=np.float32), layout, np.nan)),
+    )
+
+
 def estimateFwhmFromImage(
-    maskedImage: MaskedImage, maxStars: int = 60, half: int | None = None, minFwhm: float = 1.0
+    maskedImage: MaskedImage,
+    maxStars: int = 60,
+    half: int | None = None,
+    minFwhm: float = 1.0,
+    maxPixels: int | None = MOSAIC_PIXELS,
 ) -> float:
     """Estimate the PSF FWHM (pixels) of an image without a PSF model.
 
@@ -308,6 +337,11 @@ def estimateFwhmFromImage(
         Half-size of the fit windows.
     minFwhm : `float`, optional
         Smallest FWHM (pixels) taken for a star.
+    maxPixels : `int` or `None`, optional
+        An image of more pixels is measured on a mosaic of tiles spread
+        over it, about this many pixels (`lsst.ip.diffim.math.tileMosaic`;
+        `NaN` gutters between the tiles keep every fit window inside one
+        tile); `None` measures the whole image.
 
     Raises
     ------
@@ -316,6 +350,9 @@ def estimateFwhmFromImage(
     """
     from ..math.sourceDetection import DetectionSettings, detectSources
 
+    mosaic = _mosaicOfTiles(maskedImage, maxPixels)
+    if mosaic is not None:
+        return estimateFwhmFromImage(mosaic, maxStars, half, minFwhm, maxPixels=None)
     image = np.asarray(maskedImage.image.array)
     ny, nx = image.shape
     x0, y0 = maskedImage.bbox.x.start, maskedImage.bbox.y.start
@@ -343,7 +380,9 @@ def estimateFwhmFromImage(
     estimate = _stellarLocus(fwhms, minFwhm, strict=fixedHalf)
     if estimate is None and not fixedHalf and window > SMALL_CUTOUT_HALF:
         # On a small cutout the stars lie near an edge or within a window of each other: smaller windows.
-        return estimateFwhmFromImage(maskedImage, maxStars, half=SMALL_CUTOUT_HALF, minFwhm=minFwhm)
+        return estimateFwhmFromImage(
+            maskedImage, maxStars, half=SMALL_CUTOUT_HALF, minFwhm=minFwhm, maxPixels=None
+        )
     if estimate is None:
         raise FwhmEstimationError(
             f"No isolated unsaturated star to estimate the PSF FWHM ({'; '.join(summary)}; fit windows "

@@ -57,18 +57,22 @@ class MosaicLayout:
     rowStarts: tuple[int, ...]
     #: First column of each column of tiles in the image.
     colStarts: tuple[int, ...]
+    #: Pixels between neighbouring tiles in the mosaic.
+    gutter: int = 0
 
     @property
     def shape(self) -> tuple[int, int]:
         """Return the mosaic's shape."""
-        return len(self.rowStarts) * self.tile, len(self.colStarts) * self.tile
+        step = self.tile + self.gutter
+        return len(self.rowStarts) * step - self.gutter, len(self.colStarts) * step - self.gutter
 
     def pieces(self) -> Iterator[tuple[tuple[slice, slice], tuple[slice, slice]]]:
         """Yield ``(source, destination)``: each tile's slices in the image and in the mosaic."""
         t = self.tile
+        step = t + self.gutter
         for i, y in enumerate(self.rowStarts):
             for j, x in enumerate(self.colStarts):
-                destination = (slice(i * t, (i + 1) * t), slice(j * t, (j + 1) * t))
+                destination = (slice(i * step, i * step + t), slice(j * step, j * step + t))
                 yield (slice(y, y + t), slice(x, x + t)), destination
 
 
@@ -79,7 +83,7 @@ def _starts(size: int, count: int, tile: int) -> tuple[int, ...]:
 
 
 def mosaicLayout(
-    shape: tuple[int, int], maxPixels: int = MOSAIC_PIXELS, tile: int = MOSAIC_TILE
+    shape: tuple[int, int], maxPixels: int = MOSAIC_PIXELS, tile: int = MOSAIC_TILE, gutter: int = 0
 ) -> MosaicLayout | None:
     """Return the layout of a mosaic of ``shape``'s image, or `None` if the image is small enough.
 
@@ -92,6 +96,9 @@ def mosaicLayout(
         returned); larger ones get a mosaic of at most this many pixels.
     tile : `int`, optional
         Side of the tiles (reduced to the image's smaller side).
+    gutter : `int`, optional
+        Pixels left between the tiles in the mosaic (not counted in
+        ``maxPixels``), filled by `tileMosaic`.
 
     Returns
     -------
@@ -106,12 +113,16 @@ def mosaicLayout(
     count = max(1, maxPixels // (tile * tile))
     rows = max(1, min(ny // tile, round(math.sqrt(count * ny / nx))))
     cols = max(1, min(nx // tile, count // rows))
-    return MosaicLayout(tile=tile, rowStarts=_starts(ny, rows, tile), colStarts=_starts(nx, cols, tile))
+    return MosaicLayout(tile, _starts(ny, rows, tile), _starts(nx, cols, tile), gutter=max(0, int(gutter)))
 
 
-def tileMosaic(array: np.ndarray, layout: MosaicLayout) -> np.ndarray:
-    """Return the mosaic of ``array``'s tiles (a new C-contiguous array; trailing axes are kept)."""
-    out = np.empty(layout.shape + array.shape[2:], dtype=array.dtype)
+def tileMosaic(array: np.ndarray, layout: MosaicLayout, fill: float = 0) -> np.ndarray:
+    """Return the mosaic of ``array``'s tiles (a new C-contiguous array; trailing axes are kept).
+
+    The gutters between the tiles, if any, hold ``fill``.
+    """
+    shape = layout.shape + array.shape[2:]
+    out = np.full(shape, fill, dtype=array.dtype) if layout.gutter else np.empty(shape, dtype=array.dtype)
     for source, destination in layout.pieces():
         out[destination] = array[source]
     return out
