@@ -64,6 +64,8 @@ def test_shared_mask_is_the_off_source_detection():
     template, science, _ = _pair()
     union = sharedSourceMask(pairFootprints(template, science), template, science)
     assert union is not None
+    # Not deblended nor cleaned, the isophotes are those of the off-source background's own detection.
+    np.testing.assert_array_equal(detectedSourceMask([science, template], grow=0), union)
     for grow in (2, 5):
         own = detectedSourceMask([science, template], grow=grow)
         shared = ndimage.binary_dilation(union, iterations=grow)

@@ -35,7 +35,7 @@ The detection is the one both made: bad pixels (non-finite image or
 variance, variance not positive, ``NO_DATA``) filled with the median and
 masked, a `sep.Background` of ``max(8, min(64, side // 4))`` pixel boxes
 subtracted, objects of at least 5 pixels, no deblending (a trail stays one
-object).  Below 256 pixels a side the two steps' background boxes differ
+object) and no cleaning.  Below 256 pixels a side the two steps' background boxes differ
 (`SHARED_MIN_SIDE`); there each keeps its own detection.
 """
 
@@ -108,7 +108,11 @@ def detectFootprints(maskedImage: MaskedImage, nSigma: float = 3.0) -> SourceFoo
         mask=planes.bad,
         minarea=5,
         filter_kernel=None,
-        deblend_cont=1.0,
+        # No deblending (a trail stays one object): one threshold level instead of deblend_cont=1.0's 32
+        # (the same objects and segmentation on the 4096^2 bench pair in 60% of the time), and no cleaning
+        # (the isophotes as the off-source background's own detection finds them; 2.4 times faster).
+        deblend_nthresh=1,
+        clean=False,
         segmentation_map=True,
     )
     return SourceFootprints(segmentation=segmentation, objects=objects, nSigma=float(nSigma))

@@ -144,7 +144,8 @@ def streakPixels(
                 mask=bad,
                 minarea=5,
                 filter_kernel=None,
-                deblend_cont=1.0,
+                deblend_nthresh=1,  # as the shared detection (sourceFootprints.detectFootprints)
+                clean=False,
                 segmentation_map=True,
             )
     except Exception as exc:  # sep raises plain Exceptions (e.g. too many objects in crowded fields)
