@@ -70,8 +70,12 @@ FILL_LIMIT = 1e30
 
 def usablePixels(image: np.ndarray) -> np.ndarray:
     """Return `True` where ``image`` is finite and not a fill value (``|value| < FILL_LIMIT``)."""
-    good = np.isfinite(image)
-    good[good] = np.abs(image[good]) < FILL_LIMIT
+    values = np.asarray(image)
+    if not np.issubdtype(values.dtype, np.floating):
+        return np.abs(values.astype(np.float64)) < FILL_LIMIT
+    # NaN compares False: two comparisons give finite and below the limit in one pass each.
+    good = values < FILL_LIMIT
+    good &= values > -FILL_LIMIT
     return good
 
 
