@@ -252,6 +252,9 @@ def _subtractOne(
 
         maskBadLines(template, science)
     sFwhm = resolveFwhm(science, args.science_fwhm, sFwhm, args.science_psf)
+    # Only the union of the footprints is used from here: their label images (128 MB at 4096^2) go.
+    sourceMask = sharedSourceMask(footprints, template, science)
+    del footprints
     convolveTemplate = args.convolve == "template" or (args.convolve == "auto" and tFwhm <= sFwhm)
     task = ImagePsfMatchTask(config=config)
     recordVarianceFactors(task, tFactor, sFactor)
@@ -265,9 +268,9 @@ def _subtractOne(
         convolveTemplate=convolveTemplate,
         candidateList=stamps,
         exclude=exclude,
-        sourceMask=sharedSourceMask(footprints, template, science),
+        sourceMask=sourceMask,
     )
-    del footprints
+    del sourceMask
     from ..kernelSumCheck import checkFitKernelSum
 
     checkFitKernelSum(task, result, template, science, convolveTemplate, max(tFwhm, sFwhm))
