@@ -37,7 +37,6 @@ __all__ = [
     "SpatialKernelSolution",
     "StaticKernelSolution",
     "StaticKernelSolutionF",
-    "solvePositiveDefiniteSystem",
     "solveSymmetricSystem",
     "solveSymmetricSystems",
 ]
