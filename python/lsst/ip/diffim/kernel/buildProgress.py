@@ -27,7 +27,9 @@ systems, 21.4 GFLOP/s") and a last one with the totals, counting the
 floating-point work of each system: ``M = C^T C`` and ``b = C^T d``
 (``2 nloc^2 npix + 2 nloc npix``) and its factorization
 (``2/3 nloc^3``), so the rate can be set beside a plain matrix multiply
-of the same shapes.
+of the same shapes.  The caller times each build in the CPU time of its
+thread (`time.thread_time`), so that the rate means the same on a loaded
+machine; the progress lines' elapsed seconds are wall time.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class BuildProgress:
         self._lastLine = self._start
 
     def add(self, seconds: float, nloc: int | None, npix: int | None) -> None:
-        """Count one candidate built in ``seconds`` (shape unknown: no flops counted)."""
+        """Count one candidate built in ``seconds`` of CPU (shape unknown: no flops counted)."""
         self.done += 1
         self.seconds += seconds
         if nloc and npix:
@@ -87,14 +89,15 @@ class BuildProgress:
             )
 
     def rate(self) -> float:
-        """GFLOP/s over the time spent building and solving."""
+        """GFLOP/s over the CPU time spent building and solving."""
         return self.flops / self.seconds / 1e9 if self.seconds > 0 else 0.0
 
     def finish(self) -> None:
         """Log the totals (if enabled)."""
         if self.enabled and self.done:
             self.log.info(
-                "built %d candidate systems in %.1f s: %.2f GFLOP in %.1f s of build and solve, %.1f GFLOP/s",
+                "built %d candidate systems in %.1f s: %.2f GFLOP in %.1f s of CPU building and solving, "
+                "%.1f GFLOP/s",
                 self.done,
                 time.perf_counter() - self._start,
                 self.flops / 1e9,

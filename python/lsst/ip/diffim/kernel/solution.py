@@ -147,6 +147,48 @@ def solveSymmetricSystem(mMat: np.ndarray, bVec: np.ndarray) -> tuple[np.ndarray
     return np.full(n, np.nan), KernelSolvedBy.NONE
 
 
+def solvePositiveDefiniteSystem(mMat: np.ndarray, bVec: np.ndarray) -> tuple[np.ndarray, KernelSolvedBy]:
+    """Solve ``M a = b`` for a symmetric positive definite ``M``; as `solveSymmetricSystem` otherwise.
+
+    A Cholesky factorization is used when it exists and shows full rank
+    (every pivot of ``L D L^T``, ``L_ii^2``, larger than ``eps * n`` times
+    the largest, the test of the LU path); anything else goes to
+    `solveSymmetricSystem` (LU, then the eigenvectors).
+
+    Returns
+    -------
+    solution : `numpy.ndarray`
+        The solution vector.
+    solvedBy : `KernelSolvedBy`
+        ``CHOLESKY_LLT``, or what `solveSymmetricSystem` used.
+
+    Notes
+    -----
+    For the regularized systems ``(M + lambda H)`` of the delta-function
+    basis, positive definite by construction.  Upstream's solver tried
+    Cholesky first too (``CHOLESKY_LDLT``, ``CHOLESKY_LLT``, then LU and the
+    eigenvectors).  For the 442 x 442 systems of the 441-term basis the LU
+    took 5.4 ms, about as long as forming ``C^T C``; LAPACK's Cholesky
+    factorization and substitution take 2.3 ms.
+    """
+    n = mMat.shape[0]
+    if n == 0 or not (np.all(np.isfinite(mMat)) and np.all(np.isfinite(bVec))):
+        return solveSymmetricSystem(mMat, bVec)
+    # LAPACK directly, on the transpose (the same symmetric matrix, in Fortran order: no copy of
+    # layout): scipy's cho_factor + cho_solve took 8 ms here, longer than its LU (5.4 ms); this 2.3 ms.
+    potrf, potrs = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potrs"), (mMat,))
+    factor, info = potrf(mMat.T, lower=True, clean=False)
+    if info != 0:  # not positive definite
+        return solveSymmetricSystem(mMat, bVec)
+    pivots = np.square(np.diagonal(factor))
+    if not pivots.min() > np.finfo(float).eps * n * pivots.max():
+        return solveSymmetricSystem(mMat, bVec)
+    solution, info = potrs(factor, bVec, lower=True)
+    if info != 0:
+        return solveSymmetricSystem(mMat, bVec)
+    return solution, KernelSolvedBy.CHOLESKY_LLT
+
+
 def _luPivots(mMats: np.ndarray) -> np.ndarray:
     """Return the absolute pivots of LAPACK's partial-pivoting LU of each matrix."""
     getrf = scipy.linalg.lapack.get_lapack_funcs("getrf", dtype=np.float64)
@@ -350,9 +392,9 @@ class StaticKernelSolution(KernelSolution):
             raise KernelSolutionError("Error: variance equals 0.0, cannot inverse variance weight")
         nb, kh, kw = self._basis.shape
         ys, xs = goodSlices(template.shape, (kh, kw))
-        design = basisDesignMatrix(template, self._basis, self._isDelta)
-        if self._fitForBackground:
-            design = np.hstack([design, np.ones((design.shape[0], 1))])
+        design = basisDesignMatrix(
+            template, self._basis, self._isDelta, constantColumn=self._fitForBackground
+        )
         self.designShape = (int(design.shape[0]), int(design.shape[1]))
         weights = 1.0 / variance[ys, xs].astype(float).ravel()
         data = science[ys, xs].astype(float).ravel()
@@ -554,7 +596,9 @@ class RegularizedKernelSolution(StaticKernelSolution):
                 "Check kernelSize and fitForBackground."
             )
         self._lambda = self._chooseLambda(plain)
-        KernelSolution.solve(self, plain + self._lambda * self._hMat, self.getB())
+        # Positive definite by construction: Cholesky first (upstream's order), LU and eigenvectors after.
+        system = plain + self._lambda * self._hMat
+        self._aVec, self._solvedBy = solvePositiveDefiniteSystem(system, self.getB())
         self._setKernel()
 
 

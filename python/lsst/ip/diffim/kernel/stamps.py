@@ -121,7 +121,9 @@ def correlateValid(image: np.ndarray, kernels: np.ndarray, cache: bool = False) 
     return full[:, kh - 1 : ny, kw - 1 : nx]
 
 
-def basisDesignMatrix(template: np.ndarray, basis: np.ndarray, isDelta: bool = False) -> np.ndarray:
+def basisDesignMatrix(
+    template: np.ndarray, basis: np.ndarray, isDelta: bool = False, *, constantColumn: bool = False
+) -> np.ndarray:
     """Return every basis kernel correlated with ``template`` on the good region.
 
     Parameters
@@ -134,19 +136,32 @@ def basisDesignMatrix(template: np.ndarray, basis: np.ndarray, isDelta: bool = F
     isDelta : `bool`, optional
         The basis is the full delta-function basis in row-major order, so the
         design matrix is just the pixel windows (no products needed).
+    constantColumn : `bool`, optional
+        Append a column of ones (the background term).
 
     Returns
     -------
     design : `numpy.ndarray`
-        Array ``(nGoodPixels, nBasis)``, pixels in row-major order of the good
-        region, columns in basis order.
+        Array ``(nGoodPixels, nBasis)`` (``nBasis + 1`` with
+        ``constantColumn``), pixels in row-major order of the good region,
+        columns in basis order.
     """
     nb, kh, kw = basis.shape
     template = np.asarray(template, dtype=float)
-    if isDelta and nb == kh * kw and np.array_equal(basis.reshape(nb, kh * kw), np.eye(nb)):
+    if isDelta and nb == kh * kw and _isIdentity(basis.reshape(nb, kh * kw)):
+        # Written straight into the design matrix (no stacked copy for the background column).
         win = _windows(template, (kh, kw))
         gy, gx = win.shape[:2]
-        return np.ascontiguousarray(win.reshape(gy * gx, kh * kw))
+        design = np.empty((gy * gx, nb + int(constantColumn)))
+        windows = design[:, :nb].view()
+        windows.shape = (gy, gx, kh, kw)  # a view of the design matrix (raises rather than copy)
+        np.copyto(windows, win)
+        if constantColumn:
+            design[:, nb] = 1.0
+        return design
+    if constantColumn:
+        design = basisDesignMatrix(template, basis, isDelta)
+        return np.hstack([design, np.ones((design.shape[0], 1))])
     if not np.all(np.isfinite(template)):
         # FFTs would spread a NaN over the whole stamp; keep it local.
         win = _windows(template, (kh, kw))
@@ -154,6 +169,11 @@ def basisDesignMatrix(template: np.ndarray, basis: np.ndarray, isDelta: bool = F
         return win.reshape(gy * gx, kh * kw) @ basis.reshape(nb, kh * kw).T
     conv = correlateValid(template, basis, cache=True)
     return conv.reshape(nb, -1).T
+
+
+def _isIdentity(flat: np.ndarray) -> bool:
+    """Return `True` if the square matrix ``flat`` is the identity."""
+    return bool(np.count_nonzero(flat) == flat.shape[0] and np.all(np.diagonal(flat) == 1.0))
 
 
 @overload
