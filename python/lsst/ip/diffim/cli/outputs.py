@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from lsst.images import MaskedImage
 
     from ..imagePsfMatch import ImagePsfMatchTask
+    from .sheetWorker import SheetWorker
 
 
 @dataclass
@@ -145,6 +146,7 @@ def writeOutputs(
     plots: bool = True,
     compression: str = "mask",
     detection: pipeBase.Struct | None = None,
+    sheetWorker: SheetWorker | None = None,
 ) -> list[Path]:
     """Write every product of a subtraction into ``outDir``.
 
@@ -156,7 +158,9 @@ def writeOutputs(
     into place only when all succeeded, so a failure leaves nothing behind.
     The FITS files and the summary sheet are written concurrently;
     ``compression`` is a `~lsst.ip.diffim.cli.fitsWriting.planeCompression`
-    choice; ``plots=False`` skips the summary sheet.
+    choice; ``plots=False`` skips the summary sheet, which ``sheetWorker``
+    (a `~lsst.ip.diffim.cli.sheetWorker.SheetWorker`) draws if given, else
+    a thread of this process.
 
     Returns
     -------
@@ -223,7 +227,8 @@ def writeOutputs(
                 diaSources=diaSources,
             )
             sheetPath = add("summary.png")
-            jobs.insert(0, lambda: drawSummarySheet(sheet, sheetPath))
+            draw = drawSummarySheet if sheetWorker is None else sheetWorker.draw
+            jobs.insert(0, lambda: draw(sheet, sheetPath))
         runConcurrently(jobs)
         written = []
         for name in names:

@@ -116,9 +116,11 @@ def stagedFolder(outDir: Path, name: str, *, overwrite: bool = False) -> Iterato
     target = outDir / name
     if target.exists() and not overwrite:
         raise OutputExistsError(f"{target} exists (an earlier run); pass --overwrite to replace it")
-    with heldSignals():  # a signal between mkdtemp and the try would leave the folder behind
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=outDir))
+    staging: Path | None = None
     try:
+        # A signal held back here is delivered as the block ends, still inside the try.
+        with heldSignals():
+            staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=outDir))
         yield staging
         with heldSignals():
             if target.exists() or target.is_symlink():
@@ -133,6 +135,6 @@ def stagedFolder(outDir: Path, name: str, *, overwrite: bool = False) -> Iterato
             else:
                 os.rename(staging, target)
     finally:
-        if staging.exists():
+        if staging is not None and staging.exists():
             with heldSignals():
                 shutil.rmtree(staging, ignore_errors=True)
