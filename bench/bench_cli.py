@@ -247,7 +247,9 @@ print(json.dumps({"quantum": end - start, "rssGB": q.get("endMaxResidentSetSize"
 
 
 def ensureRepo(size: int) -> pathlib.Path:
-    repo = cacheDir() / f"repo{size}"
+    # "-plain": made by makeDemoRepo with the CLI's plane compression (float planes uncompressed,
+    # mask RICE_1) for the inputs and the outputs; repositories of earlier runs stored GZIP_2 planes.
+    repo = cacheDir() / f"repo{size}-plain"
     if not (repo / "butler.yaml").exists():
         shutil.rmtree(repo, ignore_errors=True)
         tPath, sPath = ensurePair(size)
