@@ -36,9 +36,9 @@ __all__ = ["STAGING_PREFIX", "heldSignals", "removeStaleStaging", "stagedFolder"
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,9 +118,16 @@ def stagedFolder(outDir: Path, name: str, *, overwrite: bool = False) -> Iterato
         raise OutputExistsError(f"{target} exists (an earlier run); pass --overwrite to replace it")
     staging: Path | None = None
     try:
-        # A signal held back here is delivered as the block ends, still inside the try.
+        # The folder's name is known before it is made, so a signal at any point (held back only
+        # from this thread: another thread of the process may take it at once) leaves nothing.
         with heldSignals():
-            staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=outDir))
+            while True:
+                staging = outDir / f"{STAGING_PREFIX}{name}-{secrets.token_hex(4)}"
+                try:
+                    staging.mkdir(mode=0o700)
+                    break
+                except FileExistsError:
+                    continue
         yield staging
         with heldSignals():
             if target.exists() or target.is_symlink():
