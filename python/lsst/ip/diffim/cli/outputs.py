@@ -194,30 +194,19 @@ def writeOutputs(
             difference.write(diffPath, compression_options=options)
             matched.write(matchedPath, compression_options=options)
 
-        jobs: list[Any] = [writeImages]
-        kernelPath, backgroundPath = add("kernel.fits"), add("background.fits")
-        write_archive(toImagesKernel(result.psfMatchingKernel, bbox), kernelPath)
-        write_archive(toImagesBackground(result.backgroundModel, bbox), backgroundPath)
-        meta = {"summary": asdict(summary), "metadata": _flatMetadata(task.getFullMetadata())}
-        diaSources = None
+        diaSources = None if detection is None else detection.diaSources
         if detection is not None:
-            import warnings
-
-            from astropy.io.fits.verify import VerifyWarning
-
-            diaSources = detection.diaSources
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", VerifyWarning)  # long meta keys become HIERARCH cards
-                diaSources.write(add("dia_sources.fits"), format="fits")
-            meta["detectAndMeasure"] = _flatMetadata(detection.task.getFullMetadata())
             diaLine = formatDiaSummary(detection).replace("; associated", "\nassociated")
             sheetTitle = (sheetTitle + "\n" if sheetTitle else "") + diaLine
-        add("metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+        sheetJob = None
         if plots:
+            from concurrent.futures import ThreadPoolExecutor
+
             from .summarySheet import drawSummarySheet, prepareSummarySheet
 
             # The sheet's views are copied before the writes start (astropy
-            # byte-swaps a plane in place while writing it).
+            # byte-swaps a plane in place while writing it); it is drawn
+            # (by the drawing process, or on a thread) while every file is written.
             sheet = prepareSummarySheet(
                 result,
                 template=template,
@@ -226,10 +215,33 @@ def writeOutputs(
                 summary=summary,
                 diaSources=diaSources,
             )
-            sheetPath = add("summary.png")
             draw = drawSummarySheet if sheetWorker is None else sheetWorker.draw
-            jobs.insert(0, lambda: draw(sheet, sheetPath))
-        runConcurrently(jobs)
+            sheetPool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipdiffim-sheet")
+            sheetJob = sheetPool.submit(draw, sheet, staging / (prefix + "summary.png"))
+            sheetPool.shutdown(wait=False)
+        try:
+            kernelPath, backgroundPath = add("kernel.fits"), add("background.fits")
+            write_archive(toImagesKernel(result.psfMatchingKernel, bbox), kernelPath)
+            write_archive(toImagesBackground(result.backgroundModel, bbox), backgroundPath)
+            meta = {"summary": asdict(summary), "metadata": _flatMetadata(task.getFullMetadata())}
+            if detection is not None:
+                import warnings
+
+                from astropy.io.fits.verify import VerifyWarning
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", VerifyWarning)  # long meta keys become HIERARCH cards
+                    detection.diaSources.write(add("dia_sources.fits"), format="fits")
+                meta["detectAndMeasure"] = _flatMetadata(detection.task.getFullMetadata())
+            add("metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+            runConcurrently([writeImages])
+        finally:
+            # Nothing is removed or moved while the sheet is still being written.
+            sheetError = None if sheetJob is None else sheetJob.exception()
+        if sheetError is not None:
+            raise sheetError
+        if plots:
+            add("summary.png")
         written = []
         for name in names:
             target = outDir / name
