@@ -106,14 +106,17 @@ def quickSheet(monkeypatch):
     The sheet is still one of the six files, so the checks of the folder's
     contents hold; the subprocess (signal) tests draw the real one.
     """
-    from lsst.ip.diffim.cli import summarySheet
+    from lsst.ip.diffim.cli import sheetWorker, summarySheet
 
-    def writeStub(path, *args, **kwargs):
+    def writeStub(data, path, *args, **kwargs):
         from pathlib import Path
 
         Path(path).write_bytes(b"\x89PNG\r\n\x1a\n")
+        return Path(path)
 
-    monkeypatch.setattr(summarySheet, "makeSummarySheet", writeStub)
+    monkeypatch.setattr(summarySheet, "drawSummarySheet", writeStub)
+    # No drawing process either: writeOutputs then draws (the stub) on its own thread.
+    monkeypatch.setattr(sheetWorker.SheetWorker, "start", classmethod(lambda cls: None))
 
 
 def _main(capsys, *args):

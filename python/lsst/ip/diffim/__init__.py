@@ -71,6 +71,9 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "KernelFitSettings", "RESIDUAL_METRIC_NAMES", "asSettings", "bicPreferredDegrees",
         "makeKernelCellSet", "residualMetrics",
     ),
+    ".planeCompression": (
+        "COMPRESSION_CHOICES", "PlaneCompressionFormatter", "planeCompressionOptions",
+    ),
     ".kernelConversion": (
         "fromImagesKernel", "toImagesBackground", "toImagesField", "toImagesKernel",
     ),

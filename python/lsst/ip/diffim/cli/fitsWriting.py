@@ -20,15 +20,8 @@
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
 """How the command line writes its FITS planes: compression and concurrency.
 
-Measured on a 4096^2 product: lossless ``GZIP_2`` tile compression of a
-float32 noise plane takes 2-5 s and saves about 10 % of its size (noise
-hardly compresses); the same plane written plainly takes 0.1 s.  The mask
-(integer bits, mostly zero) is where compression pays: ``RICE_1``, lossless
-on integers, writes it in about 0.1 s at 1/25 of its size (``GZIP_2`` takes
-2.5 s for a file ten times smaller still).  So by default the image and
-variance planes are written uncompressed and the mask with ``RICE_1``;
-``"all"`` adds lossless ``GZIP_2`` for the float planes (``lsst.images``'
-own default), ``"none"`` writes every plane plainly.
+The compression choices are `lsst.ip.diffim.planeCompression`'s (by
+default the image and variance planes uncompressed, the mask ``RICE_1``).
 """
 
 from __future__ import annotations
@@ -38,39 +31,19 @@ __all__ = ["COMPRESSION_CHOICES", "planeCompression", "runConcurrently"]
 from collections.abc import Callable, Sequence
 from typing import Any
 
-#: Values of the command line's ``--compress``.
+#: Values of the command line's ``--compress`` (`lsst.ip.diffim.planeCompression.COMPRESSION_CHOICES`;
+#: repeated here so that ``--help`` imports nothing of lsst.images).
 COMPRESSION_CHOICES = ("mask", "all", "none")
 
 
 def planeCompression(choice: str = "mask") -> dict[str, Any]:
     """Return ``compression_options`` for `lsst.images` FITS writes.
 
-    Parameters
-    ----------
-    choice : `str`
-        ``"mask"`` (lossless ``RICE_1`` for the mask plane only), ``"all"``
-        (also lossless ``GZIP_2`` for the image and variance planes) or
-        ``"none"``.
-
-    Returns
-    -------
-    options : `dict`
-        Keyed by plane name (``image``, ``mask``, ``variance``); `None`
-        writes a plane uncompressed.  Other arrays (PSF, kernel) keep the
-        library's default.
-
-    Raises
-    ------
-    ValueError
-        For an unknown choice.
+    See `lsst.ip.diffim.planeCompression.planeCompressionOptions`.
     """
-    if choice not in COMPRESSION_CHOICES:
-        raise ValueError(f"unknown compression {choice!r}; choose one of {', '.join(COMPRESSION_CHOICES)}")
-    from lsst.images.fits import FitsCompressionAlgorithm, FitsCompressionOptions
+    from ..planeCompression import planeCompressionOptions
 
-    rice = FitsCompressionOptions(algorithm=FitsCompressionAlgorithm.RICE_1)
-    floats = FitsCompressionOptions(algorithm=FitsCompressionAlgorithm.GZIP_2) if choice == "all" else None
-    return {"image": floats, "variance": floats, "mask": None if choice == "none" else rice}
+    return planeCompressionOptions(choice)
 
 
 def runConcurrently(jobs: Sequence[Callable[[], Any]], maxWorkers: int = 4) -> list[Any]:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from lsst.images import MaskedImage
 
     from ..imagePsfMatch import ImagePsfMatchTask
+    from .sheetWorker import SheetWorker
 
 
 @dataclass
@@ -145,6 +146,7 @@ def writeOutputs(
     plots: bool = True,
     compression: str = "mask",
     detection: pipeBase.Struct | None = None,
+    sheetWorker: SheetWorker | None = None,
 ) -> list[Path]:
     """Write every product of a subtraction into ``outDir``.
 
@@ -156,7 +158,9 @@ def writeOutputs(
     into place only when all succeeded, so a failure leaves nothing behind.
     The FITS files and the summary sheet are written concurrently;
     ``compression`` is a `~lsst.ip.diffim.cli.fitsWriting.planeCompression`
-    choice; ``plots=False`` skips the summary sheet.
+    choice; ``plots=False`` skips the summary sheet, which ``sheetWorker``
+    (a `~lsst.ip.diffim.cli.sheetWorker.SheetWorker`) draws if given, else
+    a thread of this process.
 
     Returns
     -------
@@ -190,30 +194,19 @@ def writeOutputs(
             difference.write(diffPath, compression_options=options)
             matched.write(matchedPath, compression_options=options)
 
-        jobs: list[Any] = [writeImages]
-        kernelPath, backgroundPath = add("kernel.fits"), add("background.fits")
-        write_archive(toImagesKernel(result.psfMatchingKernel, bbox), kernelPath)
-        write_archive(toImagesBackground(result.backgroundModel, bbox), backgroundPath)
-        meta = {"summary": asdict(summary), "metadata": _flatMetadata(task.getFullMetadata())}
-        diaSources = None
+        diaSources = None if detection is None else detection.diaSources
         if detection is not None:
-            import warnings
-
-            from astropy.io.fits.verify import VerifyWarning
-
-            diaSources = detection.diaSources
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", VerifyWarning)  # long meta keys become HIERARCH cards
-                diaSources.write(add("dia_sources.fits"), format="fits")
-            meta["detectAndMeasure"] = _flatMetadata(detection.task.getFullMetadata())
             diaLine = formatDiaSummary(detection).replace("; associated", "\nassociated")
             sheetTitle = (sheetTitle + "\n" if sheetTitle else "") + diaLine
-        add("metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+        sheetJob = None
         if plots:
+            from concurrent.futures import ThreadPoolExecutor
+
             from .summarySheet import drawSummarySheet, prepareSummarySheet
 
             # The sheet's views are copied before the writes start (astropy
-            # byte-swaps a plane in place while writing it).
+            # byte-swaps a plane in place while writing it); it is drawn
+            # (by the drawing process, or on a thread) while every file is written.
             sheet = prepareSummarySheet(
                 result,
                 template=template,
@@ -222,9 +215,33 @@ def writeOutputs(
                 summary=summary,
                 diaSources=diaSources,
             )
-            sheetPath = add("summary.png")
-            jobs.insert(0, lambda: drawSummarySheet(sheet, sheetPath))
-        runConcurrently(jobs)
+            draw = drawSummarySheet if sheetWorker is None else sheetWorker.draw
+            sheetPool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ipdiffim-sheet")
+            sheetJob = sheetPool.submit(draw, sheet, staging / (prefix + "summary.png"))
+            sheetPool.shutdown(wait=False)
+        try:
+            kernelPath, backgroundPath = add("kernel.fits"), add("background.fits")
+            write_archive(toImagesKernel(result.psfMatchingKernel, bbox), kernelPath)
+            write_archive(toImagesBackground(result.backgroundModel, bbox), backgroundPath)
+            meta = {"summary": asdict(summary), "metadata": _flatMetadata(task.getFullMetadata())}
+            if detection is not None:
+                import warnings
+
+                from astropy.io.fits.verify import VerifyWarning
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", VerifyWarning)  # long meta keys become HIERARCH cards
+                    detection.diaSources.write(add("dia_sources.fits"), format="fits")
+                meta["detectAndMeasure"] = _flatMetadata(detection.task.getFullMetadata())
+            add("metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+            runConcurrently([writeImages])
+        finally:
+            # Nothing is removed or moved while the sheet is still being written.
+            sheetError = None if sheetJob is None else sheetJob.exception()
+        if sheetError is not None:
+            raise sheetError
+        if plots:
+            add("summary.png")
         written = []
         for name in names:
             target = outDir / name

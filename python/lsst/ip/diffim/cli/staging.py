@@ -36,9 +36,9 @@ __all__ = ["STAGING_PREFIX", "heldSignals", "removeStaleStaging", "stagedFolder"
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,9 +116,18 @@ def stagedFolder(outDir: Path, name: str, *, overwrite: bool = False) -> Iterato
     target = outDir / name
     if target.exists() and not overwrite:
         raise OutputExistsError(f"{target} exists (an earlier run); pass --overwrite to replace it")
-    with heldSignals():  # a signal between mkdtemp and the try would leave the folder behind
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{name}-", dir=outDir))
+    staging: Path | None = None
     try:
+        # The folder's name is known before it is made, so a signal at any point (held back only
+        # from this thread: another thread of the process may take it at once) leaves nothing.
+        with heldSignals():
+            while True:
+                staging = outDir / f"{STAGING_PREFIX}{name}-{secrets.token_hex(4)}"
+                try:
+                    staging.mkdir(mode=0o700)
+                    break
+                except FileExistsError:
+                    continue
         yield staging
         with heldSignals():
             if target.exists() or target.is_symlink():
@@ -133,6 +142,6 @@ def stagedFolder(outDir: Path, name: str, *, overwrite: bool = False) -> Iterato
             else:
                 os.rename(staging, target)
     finally:
-        if staging.exists():
+        if staging is not None and staging.exists():
             with heldSignals():
                 shutil.rmtree(staging, ignore_errors=True)

@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 
     from ..detectAndMeasure import DetectAndMeasureConfig
     from ..imagePsfMatch import ImagePsfMatchConfig
+    from .sheetWorker import SheetWorker
 
 
 def _findHdu(hdul: fits.HDUList, names: tuple[str, ...]) -> int | None:
@@ -293,7 +294,9 @@ def _subtractOne(
     return task, result, summary, science, sFwhm, convolveTemplate, detection
 
 
-def _run(args: argparse.Namespace, progressStream: TextIO | None = None) -> int:
+def _run(
+    args: argparse.Namespace, progressStream: TextIO | None = None, sheetWorker: SheetWorker | None = None
+) -> int:
     from lsst.pipe.base import NoWorkFound
 
     from ..imagePsfMatch import ImagePsfMatchTask
@@ -402,6 +405,7 @@ def _run(args: argparse.Namespace, progressStream: TextIO | None = None) -> int:
                             plots=not args.no_plots,
                             compression=args.compress,
                             detection=detection,
+                            sheetWorker=sheetWorker,
                         )
                 except (Exception, NoWorkFound) as exc:  # NoWorkFound is a BaseException
                     report(exc, sciencePath)
@@ -589,9 +593,16 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import InterruptedRun
     from .interrupts import signalsRaise
 
+    sheetWorker = None
+    if not args.no_plots:
+        # matplotlib imported and the sheet's figure built in a child process, on the other core,
+        # while this one imports the stack and subtracts.
+        from .sheetWorker import SheetWorker
+
+        sheetWorker = SheetWorker.start()
     try:
         with signalsRaise():
-            return _run(args)
+            return _run(args, sheetWorker=sheetWorker)
     except (KeyboardInterrupt, InterruptedRun) as exc:
         signum = exc.signum if isinstance(exc, InterruptedRun) else signal.SIGINT
         print(
@@ -600,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 128 + int(signum)
+    finally:
+        if sheetWorker is not None:
+            sheetWorker.close()
 
 
 if __name__ == "__main__":

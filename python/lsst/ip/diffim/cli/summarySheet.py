@@ -36,7 +36,9 @@ from __future__ import annotations
 __all__ = [
     "MAX_HISTOGRAM_PIXELS",
     "MAX_PANEL_PIXELS",
+    "SheetFigure",
     "SummarySheetData",
+    "buildSheetFigure",
     "drawSummarySheet",
     "makeSummarySheet",
     "prepareSummarySheet",
@@ -49,8 +51,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..math.masks import anyMaskPlaneSet
-from ..math.spatialCell import SpatialCellCandidateStatus
+# Nothing of the package's math (which imports lsst.images) at the top: the drawing process
+# (`lsst.ip.diffim.cli.sheetWorker`) imports this module for the data class only.
 
 if TYPE_CHECKING:
     from astropy.table import Table
@@ -102,6 +104,8 @@ class SummarySheetData:
     """DIA sources to mark on the difference panel (`astropy.table.Table`)."""
     stride: int = 1
     """Decimation of the image panels."""
+    convolved: str = "template"
+    """Which image the kernel convolved (``template`` or ``science``): the matched panel's title."""
 
 
 class _Summary(Protocol):
@@ -122,6 +126,9 @@ def prepareSummarySheet(
     diaSources: Table | None = None,
 ) -> SummarySheetData:
     """Take the decimated views, kernel realizations, candidates and histogram of a result."""
+    from ..math.masks import anyMaskPlaneSet
+    from ..math.spatialCell import SpatialCellCandidateStatus
+
     diff = result.subtractedMaskedImage
     bbox = diff.bbox
     kernel = result.psfMatchingKernel
@@ -209,16 +216,103 @@ def prepareSummarySheet(
         limits=limits,
         diaSources=None if diaSources is None else diaSources.copy(copy_data=True),
         stride=stride,
+        convolved="template" if getattr(result, "convolveTemplate", True) else "science",
     )
 
 
+#: The sheet's layout, fixed (figure fractions, as ``fig.add_axes`` takes them): where
+#: ``tight_layout`` put the panels of this 15 x 14 inch sheet, measured once, so that no
+#: layout pass (a text-extent computation of every label: 0.4 s) runs per sheet.
+_FIGSIZE = (15.0, 14.0)
+_DPI = 80
+_HEIGHT = 0.2461
+_ROWS = (0.5831, 0.3125, 0.0418)
+_COLUMNS = (0.0537, 0.3658, 0.6778)
+_PANEL_WIDTH = 0.2588
+_WIDE_PANEL_WIDTH = 0.2771
+_COLORBAR_X = (0.3181, 0.6301, 0.9421)
+_COLORBAR_WIDTH = 0.0127
+#: Panels (row, column) with a colour bar at their right.
+_WITH_COLORBAR = ((0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0))
+
+
+@dataclass
+class SheetFigure:
+    """A summary sheet's figure, its panels placed and labelled, waiting for data.
+
+    Built by `buildSheetFigure` (before the data exist, e.g. in the drawing
+    process while the subtraction runs) and filled by `drawSummarySheet`.
+    """
+
+    figure: Figure
+    axes: dict[tuple[int, int], Axes]
+    colorbarAxes: dict[tuple[int, int], Axes]
+
+
+def buildSheetFigure(*, warm: bool = False) -> SheetFigure:
+    """Build the sheet's figure: the panels at their fixed places, the fixed titles and labels.
+
+    Parameters
+    ----------
+    warm : `bool`, optional
+        Also render the empty figure once, off-screen: the fonts, the
+        glyphs and the log axis' labels are then ready, and the first
+        real rendering is faster (worth it where the figure is built ahead
+        of the data).
+    """
+    # A Figure without pyplot (which is slow to import and picks a GUI
+    # backend): no global figure manager, safe on a thread; savefig renders
+    # the PNG with Agg.
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=_FIGSIZE, dpi=_DPI)
+    axes: dict[tuple[int, int], Axes] = {}
+    colorbarAxes: dict[tuple[int, int], Axes] = {}
+    for row, y in enumerate(_ROWS):
+        for col, x in enumerate(_COLUMNS):
+            width = _WIDE_PANEL_WIDTH if (row, col) in ((2, 1), (2, 2)) else _PANEL_WIDTH
+            axes[row, col] = fig.add_axes((x, y, width, _HEIGHT))
+    for row, col in _WITH_COLORBAR:
+        # As fig.colorbar(ax=...) places them: the panel pushed against its bar, the bar 20:1.
+        axes[row, col].set_anchor((1.0, 0.5))
+        cax = fig.add_axes((_COLORBAR_X[col], _ROWS[row], _COLORBAR_WIDTH, _HEIGHT), label="<colorbar>")
+        cax.set_anchor((0.0, 0.5))
+        cax.set_box_aspect(20.0)
+        colorbarAxes[row, col] = cax
+    for key, title in (
+        ((0, 0), "Template (input)"),
+        ((0, 1), "Science"),
+        ((1, 0), "Difference (masked: grey)"),
+        ((1, 1), "Difference / sqrt(variance) (masked: grey)"),
+        ((1, 2), "Kernel at 10/50/90 % of x and y"),
+        ((2, 1), "Kernel candidates and spatial cells"),
+    ):
+        axes[key].set_title(title, fontsize=10)
+    for key in ((0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 1)):
+        axes[key].set_xticks([])
+        axes[key].set_yticks([])
+    axes[2, 0].set_xlabel("x [pix]")
+    axes[2, 0].set_ylabel("y [pix]")
+    ax = axes[2, 2]
+    ax.set_yscale("log")
+    ax.set_ylim(1e-5, 1)
+    ax.set_xlabel("difference / sqrt(variance)")
+    ax.set_title("Normalized residual distribution", fontsize=10)
+    sheet = SheetFigure(figure=fig, axes=axes, colorbarAxes=colorbarAxes)
+    if warm:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig).draw()
+    return sheet
+
+
 def _show(
-    ax: Axes,
+    sheet: SheetFigure,
+    key: tuple[int, int],
     array: np.ndarray,
-    title: str,
-    fig: Figure,
     limits: tuple[float, float] | None = None,
     *,
+    title: str | None = None,
     symmetric: float | None = None,
     cmap: str = "gray",
 ) -> None:
@@ -228,56 +322,89 @@ def _show(
         vmin, vmax = limits if limits is not None else _limits(array)
     import matplotlib
 
+    ax = sheet.axes[key]
     colours = matplotlib.colormaps[cmap].with_extremes(bad="0.6")  # NaN (masked) pixels grey
     im = ax.imshow(array, origin="lower", cmap=colours, vmin=vmin, vmax=vmax, interpolation="nearest")
-    ax.set_title(title, fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    if title is not None:
+        ax.set_title(title, fontsize=10)
+    sheet.figure.colorbar(im, cax=sheet.colorbarAxes[key])
 
 
-def drawSummarySheet(data: SummarySheetData, path: str | Path) -> Path:
+def _kernelSumLimits(kernelSum: np.ndarray) -> tuple[float, float]:
+    """Colour limits of the kernel-sum map: its range, widened to a few parts in 1e5 when nearly flat.
+
+    A constant spatial kernel gives a map flat to rounding; its own range would
+    leave the colour bar with no readable tick (or one offset label).
+    """
+    lo, hi = float(np.nanmin(kernelSum)), float(np.nanmax(kernelSum))
+    centre, scale = 0.5 * (lo + hi), max(abs(0.5 * (lo + hi)), 1e-3)
+    if hi - lo < 1e-4 * scale:
+        return centre - 5e-5 * scale, centre + 5e-5 * scale
+    return lo, hi
+
+
+def drawSummarySheet(data: SummarySheetData, path: str | Path, *, sheet: SheetFigure | None = None) -> Path:
     """Draw a prepared summary sheet and write it as a PNG.
+
+    Parameters
+    ----------
+    data : `SummarySheetData`
+        What the sheet shows (`prepareSummarySheet`).
+    path : `str` or `pathlib.Path`
+        The PNG to write.
+    sheet : `SheetFigure`, optional
+        An empty sheet from `buildSheetFigure` (built ahead of the data);
+        one is built if absent.  It is used up.
 
     Returns
     -------
     path : `pathlib.Path`
         The PNG written.
     """
-    # A Figure without pyplot (which is slow to import and picks a GUI
-    # backend): no global figure manager, safe on a thread; savefig renders
-    # the PNG with Agg.
     from matplotlib.collections import PatchCollection
-    from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    fig = Figure(figsize=(15, 14))
-    axes = fig.subplots(3, 3)
+    if sheet is None:
+        sheet = buildSheetFigure()
+    fig, axes = sheet.figure, sheet.axes
     panels, limits = data.panels, data.limits
-    if "template" in panels:
-        _show(axes[0, 0], panels["template"], "Template (input)", fig, limits["template"])
-    if "science" in panels:
-        _show(axes[0, 1], panels["science"], "Science", fig, limits["science"])
-    _show(axes[0, 2], panels["matched"], "PSF-matched template", fig, limits["matched"])
+    for key, name in (((0, 0), "template"), ((0, 1), "science")):
+        if name in panels:
+            _show(sheet, key, panels[name], limits[name])
+        else:
+            sheet.colorbarAxes[key].remove()
+    matchedTitle = "PSF-matched template" if data.convolved == "template" else "PSF-matched science"
+    _show(sheet, (0, 2), panels["matched"], limits["matched"], title=matchedTitle)
     dLimit = limits["difference"][1]
-    _show(axes[1, 0], panels["difference"], "Difference (masked: grey)", fig, symmetric=dLimit)
+    _show(sheet, (1, 0), panels["difference"], symmetric=dLimit)
     if data.diaSources is not None:
         from ..display.diaSourceDisplays import overlayDiaSources
 
         x0, _, y0, _ = data.bbox
         overlayDiaSources(axes[1, 0], data.diaSources, origin=(x0, y0), size=30.0, stride=data.stride)
-    _show(axes[1, 1], panels["normalized"], "Difference / sqrt(variance) (masked: grey)", fig, symmetric=5.0)
+    _show(sheet, (1, 1), panels["normalized"], symmetric=5.0)
     peak = float(np.nanmax(np.abs(data.kernelMosaic)))
-    _show(axes[1, 2], data.kernelMosaic, "Kernel at 10/50/90 % of x and y", fig, symmetric=peak)
+    _show(sheet, (1, 2), data.kernelMosaic, symmetric=peak)
 
     xmin, xmax, ymin, ymax = data.bbox
-    im = axes[2, 0].imshow(
-        data.kernelSumMap, origin="lower", cmap="viridis", extent=(xmin, xmax, ymin, ymax), aspect="auto"
+    ax = axes[2, 0]
+    lo, hi = _kernelSumLimits(data.kernelSumMap)
+    im = ax.imshow(
+        data.kernelSumMap,
+        origin="lower",
+        cmap="viridis",
+        extent=(xmin, xmax, ymin, ymax),
+        aspect="auto",
+        vmin=lo,
+        vmax=hi,
     )
-    axes[2, 0].set_title(f"Kernel sum map (mean {np.mean(data.kernelSumMap):.4f})", fontsize=10)
-    axes[2, 0].set_xlabel("x [pix]")
-    axes[2, 0].set_ylabel("y [pix]")
-    fig.colorbar(im, ax=axes[2, 0], fraction=0.046, pad=0.02)
+    ax.set_title(f"Kernel sum map (mean {np.mean(data.kernelSumMap):.4f})", fontsize=10)
+    from matplotlib.ticker import ScalarFormatter
+
+    colorbar = fig.colorbar(im, cax=sheet.colorbarAxes[2, 0])
+    # Plain values, never an offset label over the panel's title.
+    colorbar.formatter = ScalarFormatter(useOffset=False)
+    colorbar.update_ticks()
 
     ax = axes[2, 1]
     baseName = "science" if "science" in panels else "matched"
@@ -302,9 +429,6 @@ def drawSummarySheet(data: SummarySheetData, path: str | Path) -> Path:
         autolim=False,
     )
     ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
-    ax.set_title("Kernel candidates and spatial cells", fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
 
     ax = axes[2, 2]
     edges, counts = data.histogramEdges, data.histogramCounts
@@ -314,18 +438,12 @@ def drawSummarySheet(data: SummarySheetData, path: str | Path) -> Path:
     ax.stairs(density, edges, fill=True, color="steelblue", alpha=0.8, label="pixels")
     grid = np.linspace(-8, 8, 400)
     ax.plot(grid, np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi), "k-", lw=1.2, label="N(0, 1)")
-    ax.set_yscale("log")
     ax.set_ylim(1e-5, 1)
-    ax.set_xlabel("difference / sqrt(variance)")
-    ax.set_title("Normalized residual distribution", fontsize=10)
     ax.legend(fontsize=8, loc="upper right")  # where loc="best" puts it, without its search
     fig.suptitle(data.title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
-    # tight_layout leaves a placeholder layout engine, which makes savefig draw the figure twice.
-    fig.set_layout_engine(None)
     path = Path(path)
     # zlib level 1: the same pixels, written in a third of the time of the default level 6.
-    fig.savefig(path, dpi=80, pil_kwargs={"compress_level": 1})
+    fig.savefig(path, dpi=_DPI, pil_kwargs={"compress_level": 1})
     return path
 
 
