@@ -227,18 +227,15 @@ class ImagePsfMatchTask(PsfMatchTask):
     def __init__(self, config: pexConfig.Config | None = None, **kwargs: Unpack[TaskArguments]) -> None:
         super().__init__(config, **kwargs)
         self.makeSubtask("selectDetection")
-        # Whether the fit under way is a crowded field's sharpening one (set by _crowdedDegrees, read by
-        # _kernelSettings and _fitBasis).
-        self._crowdedSharpening = False
 
-    def _kernelSettings(self) -> KernelFitSettings:
+    def _kernelSettings(self, crowdedSharpening: bool = False) -> KernelFitSettings:
         """Return the kernel core's settings; a crowded field's sharpening fit drops the residual clipping.
 
-        See ``crowdedResidualClipping``.
+        ``crowdedSharpening``: the fit is a crowded field's sharpening one
+        (`_crowdedDegrees`).  See ``crowdedResidualClipping``.
         """
         settings = super()._kernelSettings()
-        # (getattr: PsfMatchTask.__init__ asks for the settings before this class sets the flag.)
-        if getattr(self, "_crowdedSharpening", False) and not self.config.crowdedResidualClipping:
+        if crowdedSharpening and not self.config.crowdedResidualClipping:
             settings = dataclasses.replace(settings, singleKernelClipping=False, spatialKernelClipping=False)
         return settings
 
@@ -270,20 +267,23 @@ class ImagePsfMatchTask(PsfMatchTask):
         candidateList: Table,
         templateFwhmPix: float | None,
         scienceFwhmPix: float | None,
-    ) -> list[Kernel]:
-        """Return the basis of the fit: the configured one, a crowded field's, or the BIC's degrees.
+    ) -> tuple[list[Kernel], KernelFitSettings]:
+        """Return the basis of the fit (the configured one, a crowded field's, or the BIC's degrees).
 
         With ``useBicForKernelBasis`` the Alard-Lupton degrees are those the
         candidates' Bayesian information criterion prefers
         (`~lsst.ip.diffim.kernel.basisComplexity.bicPreferredDegrees`, on a
         cell set of their own), as upstream; metadata ``ALBasisDegGaussBic``.
+        Also returns the kernel core's settings for the fit with this basis
+        (`_kernelSettings`: a crowded field's sharpening fit has its own).
         """
-        degrees = self._crowdedDegrees(candidateList, templateFwhmPix, scienceFwhmPix)
+        degrees, crowdedSharpening = self._crowdedDegrees(candidateList, templateFwhmPix, scienceFwhmPix)
+        settings = self._kernelSettings(crowdedSharpening)
         if self.kConfig.useBicForKernelBasis:
             trial = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
             preferred = bicPreferredDegrees(
                 trial,
-                self._kernelSettings(),
+                settings,
                 self.kConfig.nStarPerCell,
                 list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss),
                 lambda d: self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, basisDegGauss=d),
@@ -297,11 +297,12 @@ class ImagePsfMatchTask(PsfMatchTask):
                 self.metadata["ALBasisDegGaussBic"] = degrees
             else:
                 self.log.warning("No candidate survived the B.I.C. fits: the configured degrees are used")
-        minSigma = self.config.crowdedMinSigDeconv if self._crowdedSharpening else None
-        return self.makeKernelBasisList(
+        minSigma = self.config.crowdedMinSigDeconv if crowdedSharpening else None
+        basisList = self.makeKernelBasisList(
             templateFwhmPix, scienceFwhmPix, basisDegGauss=degrees, metadata=self.metadata,
             minSigmaDeconv=minSigma,
         )
+        return basisList, settings
 
     def _getFwhm(self, exposure: MaskedImage) -> float | None:
         psf = getattr(exposure, "psf", None)
@@ -612,20 +613,19 @@ class ImagePsfMatchTask(PsfMatchTask):
         templateMaskedImage = flagNonFinitePixels(templateMaskedImage)
         scienceMaskedImage = flagNonFinitePixels(scienceMaskedImage)
         self._displayImages(templateMaskedImage, scienceMaskedImage)
-        self._crowdedSharpening = False  # decided by _fitBasis, for this fit only
         with preparedPlanes(out, templateMaskedImage) as planes:
             fitTemplate, fitScience = self._imagesForFit(
                 templateMaskedImage, scienceMaskedImage, fitExclusions(_asRegions(exclude), candidateList),
                 templateFwhmPix, scienceFwhmPix,
             )  # fmt: skip
             kernelCellSet = self._buildCellSet(fitTemplate, fitScience, candidateList)
-            basisList = self._fitBasis(
+            basisList, settings = self._fitBasis(
                 fitTemplate, fitScience, candidateList, templateFwhmPix, scienceFwhmPix
             )
             if planes is not None:
                 # The fit leaves a core mostly idle: the planes are prepared meanwhile.
                 planes.begin()
-            _, psfMatchingKernel, backgroundModel = self._solve(kernelCellSet, basisList)
+            _, psfMatchingKernel, backgroundModel = self._solve(kernelCellSet, basisList, settings=settings)
             self._displaySpatialCells(scienceMaskedImage, kernelCellSet)
             matched = self._convolve(templateMaskedImage, psfMatchingKernel, out=planes)
         return pipeBase.Struct(
@@ -930,7 +930,7 @@ class ImagePsfMatchTask(PsfMatchTask):
 
     def _crowdedDegrees(
         self, candidateList: Table, convolvedFwhm: float | None, targetFwhm: float | None
-    ) -> list[int] | None:
+    ) -> tuple[list[int] | None, bool]:
         """Return the Alard-Lupton degrees of a crowded field (`crowdedBasisDegrees`), or `None`.
 
         Only for similar seeing (``crowdedMinFwhmRatio``, ``crowdedMaxFwhmRatio``): not for a much
@@ -941,10 +941,12 @@ class ImagePsfMatchTask(PsfMatchTask):
         convolved, the bright-star chi^2 fell from 10.1 to 3.2 and the ``|D/sigma| > 5`` fraction
         from 1.26% to 0.86% (HOTPANTS ``-c i`` at best 5.6 and 1.02%); with the higher degrees alone,
         the bright stars rejected, it only fell to 7.0 and 1.24%.
+
+        Also returns whether the fit is then a crowded field's sharpening one
+        (for `_kernelSettings` and the basis' ``crowdedMinSigDeconv``).
         """
-        self._crowdedSharpening = False
         if self.kConfig.kernelBasisSet != "alard-lupton":
-            return None
+            return None, False
         similar = convolvedFwhm is None or targetFwhm is None or (
             self.config.crowdedMinFwhmRatio * targetFwhm
             <= convolvedFwhm
@@ -959,11 +961,10 @@ class ImagePsfMatchTask(PsfMatchTask):
         self.metadata["medianFootprintPeaks"] = medianFootprintPeaks(candidateList)
         self.metadata["crowdedField"] = degrees is not None
         sharpening = convolvedFwhm is not None and targetFwhm is not None and convolvedFwhm > targetFwhm
-        self._crowdedSharpening = degrees is not None and sharpening
         if degrees is not None:
             self.log.info("Crowded field: Alard-Lupton degrees %s in place of %s", degrees,
                           list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss))
-        return degrees
+        return degrees, degrees is not None and sharpening
 
     def _centreKernelSum(self, image: MaskedImage, kernel: Kernel) -> float:
         bbox = image.bbox

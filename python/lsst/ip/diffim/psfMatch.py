@@ -695,7 +695,12 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
 
     @timeMethod
     def _solve(
-        self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], batched: bool = True
+        self,
+        kernelCellSet: SpatialCellSet,
+        basisList: list[Kernel],
+        batched: bool = True,
+        *,
+        settings: KernelFitSettings | None = None,
     ) -> tuple[SpatialKernelSolution, Kernel, Function2]:
         """Fit the spatially varying kernel and background.
 
@@ -714,6 +719,9 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             Let the visitors process the candidates in batches (the
             default); `False` walks them one at a time (same results, for
             tests and debugging).
+        settings : `~lsst.ip.diffim.kernel.KernelFitSettings`, optional
+            The kernel core's settings for this fit (e.g. a crowded field's,
+            see `ImagePsfMatchTask`); default ``self._kernelSettings()``.
 
         Returns
         -------
@@ -730,7 +738,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             If no usable candidates remain.
         """
         with singleThreadedBlas():
-            return self._solveCandidates(kernelCellSet, basisList, batched)
+            return self._solveCandidates(kernelCellSet, basisList, batched, settings)
 
     def _checkMemory(self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], regularized: bool) -> None:
         """Refuse a fit the machine cannot hold, before any work is done.
@@ -764,7 +772,11 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         checkMemoryEstimate(estimate, f"The kernel fit ({len(basisList)} basis kernels)")
 
     def _solveCandidates(
-        self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], batched: bool = True
+        self,
+        kernelCellSet: SpatialCellSet,
+        basisList: list[Kernel],
+        batched: bool = True,
+        settings: KernelFitSettings | None = None,
     ) -> tuple[SpatialKernelSolution, Kernel, Function2]:
         """Run the body of `_solve` (BLAS held to one thread by the caller)."""
         import lsstDebug
@@ -774,7 +786,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         trace2 = getTraceLogger(_TRACE_NAME, 2)
         trace3 = getTraceLogger(_TRACE_NAME, 3)
 
-        ps = self._kernelSettings()
+        ps = self._kernelSettings() if settings is None else settings
         maxSpatialIterations = self.kConfig.maxSpatialIterations
         nStarPerCell = self.kConfig.nStarPerCell
         usePcaForSpatialKernel = self.kConfig.usePcaForSpatialKernel
