@@ -180,6 +180,23 @@ class ImagePsfMatchConfig(pexConfig.Config):
         "field (crowdedFieldMinPeaks); ignored unless as long as alardDegGauss and no lower. Empty: never.",
         default=[8, 6, 4],
     )
+    crowdedSharpeningAlardDegGauss = pexConfig.ListField[int](
+        dtype=int,
+        doc="Alard-Lupton degrees of a crowded field's sharpening fit (crowdedMaxFwhmRatio), in place of "
+        "crowdedAlardDegGauss; ignored unless as long as alardDegGauss and no lower. Lower degrees on the "
+        "wider Gaussians keep the kernel's outer ring out of the bright stars' wings (see "
+        "lsst.ip.diffim.crowdedField). Empty: crowdedAlardDegGauss.",
+        default=[8, 4, 2],
+    )
+    crowdedSharpeningStarsPerCell = pexConfig.RangeField(
+        dtype=int,
+        doc="Candidates used per spatial cell (brightest isolated first) in a crowded field's sharpening "
+        "fit, in place of kernel.active.nStarPerCell: the fainter, more blended candidates of a crowded "
+        "cell worsen both the bright-star residuals and the |D/sigma| > 5 fraction there. 0: "
+        "nStarPerCell.",
+        default=2,
+        min=0,
+    )
     doRefineBackgroundOffSources = pexConfig.Field[bool](
         dtype=bool,
         doc="Re-measure the differential background on the difference image's pixels away from the "
@@ -267,24 +284,29 @@ class ImagePsfMatchTask(PsfMatchTask):
         candidateList: Table,
         templateFwhmPix: float | None,
         scienceFwhmPix: float | None,
-    ) -> tuple[list[Kernel], KernelFitSettings]:
+    ) -> tuple[list[Kernel], KernelFitSettings, int]:
         """Return the basis of the fit (the configured one, a crowded field's, or the BIC's degrees).
 
         With ``useBicForKernelBasis`` the Alard-Lupton degrees are those the
         candidates' Bayesian information criterion prefers
         (`~lsst.ip.diffim.kernel.basisComplexity.bicPreferredDegrees`, on a
         cell set of their own), as upstream; metadata ``ALBasisDegGaussBic``.
-        Also returns the kernel core's settings for the fit with this basis
-        (`_kernelSettings`: a crowded field's sharpening fit has its own).
+        Also returns the kernel core's settings and the candidates per cell
+        for the fit with this basis (`_kernelSettings`,
+        ``crowdedSharpeningStarsPerCell``: a crowded field's sharpening fit
+        has its own).
         """
         degrees, crowdedSharpening = self._crowdedDegrees(candidateList, templateFwhmPix, scienceFwhmPix)
         settings = self._kernelSettings(crowdedSharpening)
+        nStarPerCell = self.kConfig.nStarPerCell
+        if crowdedSharpening and self.config.crowdedSharpeningStarsPerCell > 0:
+            nStarPerCell = self.config.crowdedSharpeningStarsPerCell
         if self.kConfig.useBicForKernelBasis:
             trial = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
             preferred = bicPreferredDegrees(
                 trial,
                 settings,
-                self.kConfig.nStarPerCell,
+                nStarPerCell,
                 list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss),
                 lambda d: self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, basisDegGauss=d),
             )
@@ -302,7 +324,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             templateFwhmPix, scienceFwhmPix, basisDegGauss=degrees, metadata=self.metadata,
             minSigmaDeconv=minSigma,
         )
-        return basisList, settings
+        return basisList, settings, nStarPerCell
 
     def _getFwhm(self, exposure: MaskedImage) -> float | None:
         psf = getattr(exposure, "psf", None)
@@ -619,13 +641,15 @@ class ImagePsfMatchTask(PsfMatchTask):
                 templateFwhmPix, scienceFwhmPix,
             )  # fmt: skip
             kernelCellSet = self._buildCellSet(fitTemplate, fitScience, candidateList)
-            basisList, settings = self._fitBasis(
+            basisList, settings, nStarPerCell = self._fitBasis(
                 fitTemplate, fitScience, candidateList, templateFwhmPix, scienceFwhmPix
             )
             if planes is not None:
                 # The fit leaves a core mostly idle: the planes are prepared meanwhile.
                 planes.begin()
-            _, psfMatchingKernel, backgroundModel = self._solve(kernelCellSet, basisList, settings=settings)
+            _, psfMatchingKernel, backgroundModel = self._solve(
+                kernelCellSet, basisList, settings=settings, nStarPerCell=nStarPerCell
+            )
             self._displaySpatialCells(scienceMaskedImage, kernelCellSet)
             matched = self._convolve(templateMaskedImage, psfMatchingKernel, out=planes)
         return pipeBase.Struct(
@@ -961,6 +985,14 @@ class ImagePsfMatchTask(PsfMatchTask):
         self.metadata["medianFootprintPeaks"] = medianFootprintPeaks(candidateList)
         self.metadata["crowdedField"] = degrees is not None
         sharpening = convolvedFwhm is not None and targetFwhm is not None and convolvedFwhm > targetFwhm
+        if degrees is not None and sharpening:
+            # (the field is already known to be crowded: minPeaks 1 only checks the degrees)
+            degrees = crowdedBasisDegrees(
+                candidateList,
+                list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss),
+                list(self.config.crowdedSharpeningAlardDegGauss),
+                1.0,
+            ) or degrees
         if degrees is not None:
             self.log.info("Crowded field: Alard-Lupton degrees %s in place of %s", degrees,
                           list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss))

@@ -701,6 +701,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         batched: bool = True,
         *,
         settings: KernelFitSettings | None = None,
+        nStarPerCell: int | None = None,
     ) -> tuple[SpatialKernelSolution, Kernel, Function2]:
         """Fit the spatially varying kernel and background.
 
@@ -722,6 +723,9 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         settings : `~lsst.ip.diffim.kernel.KernelFitSettings`, optional
             The kernel core's settings for this fit (e.g. a crowded field's,
             see `ImagePsfMatchTask`); default ``self._kernelSettings()``.
+        nStarPerCell : `int`, optional
+            Candidates used per cell in this fit; default ``nStarPerCell``
+            of the kernel config.
 
         Returns
         -------
@@ -738,7 +742,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             If no usable candidates remain.
         """
         with singleThreadedBlas():
-            return self._solveCandidates(kernelCellSet, basisList, batched, settings)
+            return self._solveCandidates(kernelCellSet, basisList, batched, settings, nStarPerCell)
 
     def _checkMemory(self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], regularized: bool) -> None:
         """Refuse a fit the machine cannot hold, before any work is done.
@@ -777,6 +781,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         basisList: list[Kernel],
         batched: bool = True,
         settings: KernelFitSettings | None = None,
+        nStarPerCell: int | None = None,
     ) -> tuple[SpatialKernelSolution, Kernel, Function2]:
         """Run the body of `_solve` (BLAS held to one thread by the caller)."""
         import lsstDebug
@@ -788,7 +793,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
 
         ps = self._kernelSettings() if settings is None else settings
         maxSpatialIterations = self.kConfig.maxSpatialIterations
-        nStarPerCell = self.kConfig.nStarPerCell
+        nStarPerCell = self.kConfig.nStarPerCell if nStarPerCell is None else nStarPerCell
         usePcaForSpatialKernel = self.kConfig.usePcaForSpatialKernel
         hMat = self.hMat if getattr(self.kConfig, "useRegularization", False) else None
         self._checkMemory(kernelCellSet, basisList, hMat is not None)
