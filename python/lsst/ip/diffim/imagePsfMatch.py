@@ -197,6 +197,15 @@ class ImagePsfMatchConfig(pexConfig.Config):
         default=2,
         min=0,
     )
+    crowdedSharpeningWeightingFloor = pexConfig.RangeField(
+        dtype=float,
+        doc="A crowded field's sharpening fit weights its stamp pixels by 1 / (variance + this times the "
+        "stamp's median variance) (kernel.active.varianceWeightingFloor, constantVarianceWeighting off): "
+        "the bright stars' cores then weigh less against their wings, where a sharpening kernel's errors "
+        "show as |D/sigma| > 5 pixels. 0: the configured weighting.",
+        default=64.0,
+        min=0.0,
+    )
     doRefineBackgroundOffSources = pexConfig.Field[bool](
         dtype=bool,
         doc="Re-measure the differential background on the difference image's pixels away from the "
@@ -254,6 +263,12 @@ class ImagePsfMatchTask(PsfMatchTask):
         settings = super()._kernelSettings()
         if crowdedSharpening and not self.config.crowdedResidualClipping:
             settings = dataclasses.replace(settings, singleKernelClipping=False, spatialKernelClipping=False)
+        if crowdedSharpening and self.config.crowdedSharpeningWeightingFloor > 0:
+            settings = dataclasses.replace(
+                settings,
+                constantVarianceWeighting=False,
+                varianceWeightingFloor=self.config.crowdedSharpeningWeightingFloor,
+            )
         return settings
 
     # ----------------------------------------------------------------- helpers
@@ -302,7 +317,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         if crowdedSharpening and self.config.crowdedSharpeningStarsPerCell > 0:
             nStarPerCell = self.config.crowdedSharpeningStarsPerCell
         if self.kConfig.useBicForKernelBasis:
-            trial = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
+            trial = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList, settings)
             preferred = bicPreferredDegrees(
                 trial,
                 settings,
@@ -559,9 +574,16 @@ class ImagePsfMatchTask(PsfMatchTask):
         return out
 
     def _buildCellSet(
-        self, templateMaskedImage: MaskedImage, scienceMaskedImage: MaskedImage, candidateList: Table
+        self,
+        templateMaskedImage: MaskedImage,
+        scienceMaskedImage: MaskedImage,
+        candidateList: Table,
+        settings: KernelFitSettings | None = None,
     ) -> SpatialCellSet:
         """Build the cell set of kernel candidates over the template's box.
+
+        ``settings``: the candidates' kernel settings (default
+        `_kernelSettings`; `_fitBasis` gives a crowded field's).
 
         Raises
         ------
@@ -574,7 +596,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             templateMaskedImage,
             scienceMaskedImage,
             candidateList,
-            self._kernelSettings(),
+            self._kernelSettings() if settings is None else settings,
             self.kConfig.sizeCellX,
             self.kConfig.sizeCellY,
         )
@@ -640,10 +662,10 @@ class ImagePsfMatchTask(PsfMatchTask):
                 templateMaskedImage, scienceMaskedImage, fitExclusions(_asRegions(exclude), candidateList),
                 templateFwhmPix, scienceFwhmPix,
             )  # fmt: skip
-            kernelCellSet = self._buildCellSet(fitTemplate, fitScience, candidateList)
             basisList, settings, nStarPerCell = self._fitBasis(
                 fitTemplate, fitScience, candidateList, templateFwhmPix, scienceFwhmPix
             )
+            kernelCellSet = self._buildCellSet(fitTemplate, fitScience, candidateList, settings)
             if planes is not None:
                 # The fit leaves a core mostly idle: the planes are prepared meanwhile.
                 planes.begin()

@@ -377,6 +377,15 @@ class PsfMatchConfig(pexConfig.Config):
         doc="Weight each stamp's pixels by one (median) variance instead of per-pixel variances.",
         default=True,
     )
+    varianceWeightingFloor = pexConfig.RangeField(
+        dtype=float,
+        doc="Without constantVarianceWeighting, weight each stamp pixel by 1 / (variance + this times the "
+        "stamp's median variance): between per-pixel weights (0, upstream) and constant ones (large), so "
+        "that the cores of bright stars do not dominate the fit nor are discounted. A deviation from "
+        "upstream (0 restores it).",
+        default=0.0,
+        min=0.0,
+    )
     calculateKernelUncertainty = pexConfig.Field[bool](
         dtype=bool,
         doc="Compute kernel uncertainties (not supported; kept for compatibility).",
