@@ -258,7 +258,8 @@ class ImagePsfMatchTask(PsfMatchTask):
         """Return the kernel core's settings; a crowded field's sharpening fit drops the residual clipping.
 
         ``crowdedSharpening``: the fit is a crowded field's sharpening one
-        (`_crowdedDegrees`).  See ``crowdedResidualClipping``.
+        (`_crowdedDegrees`).  See ``crowdedResidualClipping`` and
+        ``crowdedSharpeningWeightingFloor`` (its stamp weights).
         """
         settings = super()._kernelSettings()
         if crowdedSharpening and not self.config.crowdedResidualClipping:
