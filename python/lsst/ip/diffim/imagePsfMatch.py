@@ -203,7 +203,7 @@ class ImagePsfMatchConfig(pexConfig.Config):
         "stamp's median variance) (kernel.active.varianceWeightingFloor, constantVarianceWeighting off): "
         "the bright stars' cores then weigh less against their wings, where a sharpening kernel's errors "
         "show as |D/sigma| > 5 pixels. 0: the configured weighting.",
-        default=64.0,
+        default=40.0,
         min=0.0,
     )
     doRefineBackgroundOffSources = pexConfig.Field[bool](

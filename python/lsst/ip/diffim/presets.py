@@ -62,7 +62,7 @@ of the brightest quartile of unsaturated stars / fraction of pixels with
     ============================  ============  ============  ============  ============
     basis                         0028 T        0028 S        0091 T        0091 S
     ============================  ============  ============  ============  ============
-    defaults                      2.41 / 0.195  3.57 / 0.676  2.20 / 0.160  1.99 / 0.098
+    defaults                      2.41 / 0.195  3.75 / 0.662  2.20 / 0.160  1.99 / 0.098
     ``crowded`` (this preset)     1.28 / 0.214  2.85 / 1.233  1.42 / 0.148  1.52 / 0.041
     AL ``[10, 8, 6]``             2.01 / 0.208                2.91 / 0.473
     AL 10 candidates per cell     2.49 / 0.198  3.65 / 0.890* 2.27 / 0.158
@@ -76,7 +76,7 @@ of the brightest quartile of unsaturated stars / fraction of pixels with
     35 px border).  The pixel-level basis is the one that reaches SFFT's
     residuals (three of the four rows within 1.3-1.5), the Alard-Lupton
     variants do not; it stays a
-    preset because it raises the fraction on 0028 (1.23% against 0.68%
+    preset because it raises the fraction on 0028 (1.23% against 0.66%
     science-convolved, 0.214% against 0.195% template-convolved) and its fit
     costs about twice the CPU time (17 s against 9 s user for a 430 x 469
     pair on a loaded machine).
