@@ -192,7 +192,7 @@ class ImagePsfMatchConfig(pexConfig.Config):
         dtype=int,
         doc="Candidates used per spatial cell (brightest isolated first) in a crowded field's sharpening "
         "fit, in place of kernel.active.nStarPerCell: the fainter, more blended candidates of a crowded "
-        "cell worsen both the bright-star residuals and the |D/sigma| > 5 fraction there. 0: "
+        "cell worsen both the bright-star residuals and the fraction of pixels beyond 5 sigma there. 0: "
         "nStarPerCell.",
         default=2,
         min=0,
@@ -202,7 +202,7 @@ class ImagePsfMatchConfig(pexConfig.Config):
         doc="A crowded field's sharpening fit weights its stamp pixels by 1 / (variance + this times the "
         "stamp's median variance) (kernel.active.varianceWeightingFloor, constantVarianceWeighting off): "
         "the bright stars' cores then weigh less against their wings, where a sharpening kernel's errors "
-        "show as |D/sigma| > 5 pixels. 0: the configured weighting.",
+        "show as pixels beyond 5 sigma. 0: the configured weighting.",
         default=40.0,
         min=0.0,
     )
