@@ -233,6 +233,10 @@ def runCli(
     summary = meta.get("summary", {})
     flat = {k: v for k, v in meta.get("metadata", {}).items()}
     kernelSize = next((v for k, v in flat.items() if k.endswith(("ALKernelSize", "kernelSize"))), 0)
+    kernelFiles = list(Path(outDir).rglob("kernel.fits"))
+    if not kernelSize and kernelFiles:  # a delta-function basis has no ALKernelSize: the basis' width
+        with fits.open(kernelFiles[0]) as hdul:
+            kernelSize = int(hdul["BASIS"].header["NAXIS1"])
     convolveTemplate = "--convolve" not in cliArgs or cliArgs[cliArgs.index("--convolve") + 1] != "science"
     return {
         "diff": image,

@@ -37,6 +37,29 @@ measured with ``bench/bench_crowded.py --cli`` on the bulge pairs
 median aperture chi^2 of the brightest quartile 2.63/2.44 -> 1.56/1.62
 (HOTPANTS' best-chi^2 grid run 1.62/1.83) and a ``|D/sigma| > 5`` fraction
 0.16%/0.12% -> 0.13%/0.10% (HOTPANTS' lowest 0.13%/0.11%).
+
+A crowded field's *sharpening* fit (the convolved image's PSF a little the
+wider, ``crowdedMaxFwhmRatio``) has its own settings, chosen by
+`ImagePsfMatchTask._fitBasis` and passed to the fit as values (no task
+state): degrees ``crowdedSharpeningAlardDegGauss = [8, 4, 2]``, two
+candidates per cell (``crowdedSharpeningStarsPerCell``) and stamp weights
+``1 / (variance + 40 x median variance)`` (``crowdedSharpeningWeightingFloor``,
+``kernel.active.varianceWeightingFloor``).  With the broadening fit's
+``[8, 6, 4]``, five candidates per cell and constant weights, the kernel of
+0100/0028 science-convolved oscillated out to its edge (rings of +/-1.5 in
+kernel-sum units at 1-6 px, -0.29 at 7-10 px): the bright-star cores were
+fitted (chi^2 3.31) but their wings left ``|D/sigma| > 5`` rings 6-13 px
+from the saturated stars, 0.862% of the pixels against 0.722% for HOTPANTS'
+lowest run.  The kernel sum was not the cause: scaling the difference to a
+kernel sum 1-2% higher (the aperture ratio 1.86) raises the fraction
+(0.862% -> 0.893% at +1.5%).  Now chi^2 3.75 and 0.662% (HOTPANTS, scored
+with this difference's variance: best chi^2 run 3.91, lowest fraction
+0.686%; floor 64 gave 3.57 / 0.676% against HOTPANTS' 3.87 / 0.672%).
+Each piece alone, measured with ``bench/bench_crowded.py --cli`` (chi^2 /
+fraction): ``[8, 4, 2]`` 3.67 / 0.800%, ``[6, 4, 2]``
+4.40 / 0.715%, two candidates per cell 3.11 / 0.780%, both 3.31 / 0.716%;
+per-pixel weights (floor 0) 7.38 / 0.659%, floor 16 4.08 / 0.630%, 128
+3.49 / 0.689%.
 """
 
 from __future__ import annotations

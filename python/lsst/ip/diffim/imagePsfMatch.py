@@ -180,6 +180,32 @@ class ImagePsfMatchConfig(pexConfig.Config):
         "field (crowdedFieldMinPeaks); ignored unless as long as alardDegGauss and no lower. Empty: never.",
         default=[8, 6, 4],
     )
+    crowdedSharpeningAlardDegGauss = pexConfig.ListField[int](
+        dtype=int,
+        doc="Alard-Lupton degrees of a crowded field's sharpening fit (crowdedMaxFwhmRatio), in place of "
+        "crowdedAlardDegGauss; ignored unless as long as alardDegGauss and no lower. Lower degrees on the "
+        "wider Gaussians keep the kernel's outer ring out of the bright stars' wings (see "
+        "lsst.ip.diffim.crowdedField). Empty: crowdedAlardDegGauss.",
+        default=[8, 4, 2],
+    )
+    crowdedSharpeningStarsPerCell = pexConfig.RangeField(
+        dtype=int,
+        doc="Candidates used per spatial cell (brightest isolated first) in a crowded field's sharpening "
+        "fit, in place of kernel.active.nStarPerCell: the fainter, more blended candidates of a crowded "
+        "cell worsen both the bright-star residuals and the fraction of pixels beyond 5 sigma there. 0: "
+        "nStarPerCell.",
+        default=2,
+        min=0,
+    )
+    crowdedSharpeningWeightingFloor = pexConfig.RangeField(
+        dtype=float,
+        doc="A crowded field's sharpening fit weights its stamp pixels by 1 / (variance + this times the "
+        "stamp's median variance) (kernel.active.varianceWeightingFloor, constantVarianceWeighting off): "
+        "the bright stars' cores then weigh less against their wings, where a sharpening kernel's errors "
+        "show as pixels beyond 5 sigma. 0: the configured weighting.",
+        default=40.0,
+        min=0.0,
+    )
     doRefineBackgroundOffSources = pexConfig.Field[bool](
         dtype=bool,
         doc="Re-measure the differential background on the difference image's pixels away from the "
@@ -227,19 +253,23 @@ class ImagePsfMatchTask(PsfMatchTask):
     def __init__(self, config: pexConfig.Config | None = None, **kwargs: Unpack[TaskArguments]) -> None:
         super().__init__(config, **kwargs)
         self.makeSubtask("selectDetection")
-        # Whether the fit under way is a crowded field's sharpening one (set by _crowdedDegrees, read by
-        # _kernelSettings and _fitBasis).
-        self._crowdedSharpening = False
 
-    def _kernelSettings(self) -> KernelFitSettings:
+    def _kernelSettings(self, crowdedSharpening: bool = False) -> KernelFitSettings:
         """Return the kernel core's settings; a crowded field's sharpening fit drops the residual clipping.
 
-        See ``crowdedResidualClipping``.
+        ``crowdedSharpening``: the fit is a crowded field's sharpening one
+        (`_crowdedDegrees`).  See ``crowdedResidualClipping`` and
+        ``crowdedSharpeningWeightingFloor`` (its stamp weights).
         """
         settings = super()._kernelSettings()
-        # (getattr: PsfMatchTask.__init__ asks for the settings before this class sets the flag.)
-        if getattr(self, "_crowdedSharpening", False) and not self.config.crowdedResidualClipping:
+        if crowdedSharpening and not self.config.crowdedResidualClipping:
             settings = dataclasses.replace(settings, singleKernelClipping=False, spatialKernelClipping=False)
+        if crowdedSharpening and self.config.crowdedSharpeningWeightingFloor > 0:
+            settings = dataclasses.replace(
+                settings,
+                constantVarianceWeighting=False,
+                varianceWeightingFloor=self.config.crowdedSharpeningWeightingFloor,
+            )
         return settings
 
     # ----------------------------------------------------------------- helpers
@@ -270,21 +300,29 @@ class ImagePsfMatchTask(PsfMatchTask):
         candidateList: Table,
         templateFwhmPix: float | None,
         scienceFwhmPix: float | None,
-    ) -> list[Kernel]:
-        """Return the basis of the fit: the configured one, a crowded field's, or the BIC's degrees.
+    ) -> tuple[list[Kernel], KernelFitSettings, int]:
+        """Return the basis of the fit (the configured one, a crowded field's, or the BIC's degrees).
 
         With ``useBicForKernelBasis`` the Alard-Lupton degrees are those the
         candidates' Bayesian information criterion prefers
         (`~lsst.ip.diffim.kernel.basisComplexity.bicPreferredDegrees`, on a
         cell set of their own), as upstream; metadata ``ALBasisDegGaussBic``.
+        Also returns the kernel core's settings and the candidates per cell
+        for the fit with this basis (`_kernelSettings`,
+        ``crowdedSharpeningStarsPerCell``: a crowded field's sharpening fit
+        has its own).
         """
-        degrees = self._crowdedDegrees(candidateList, templateFwhmPix, scienceFwhmPix)
+        degrees, crowdedSharpening = self._crowdedDegrees(candidateList, templateFwhmPix, scienceFwhmPix)
+        settings = self._kernelSettings(crowdedSharpening)
+        nStarPerCell = self.kConfig.nStarPerCell
+        if crowdedSharpening and self.config.crowdedSharpeningStarsPerCell > 0:
+            nStarPerCell = self.config.crowdedSharpeningStarsPerCell
         if self.kConfig.useBicForKernelBasis:
-            trial = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList)
+            trial = self._buildCellSet(templateMaskedImage, scienceMaskedImage, candidateList, settings)
             preferred = bicPreferredDegrees(
                 trial,
-                self._kernelSettings(),
-                self.kConfig.nStarPerCell,
+                settings,
+                nStarPerCell,
                 list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss),
                 lambda d: self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix, basisDegGauss=d),
             )
@@ -297,11 +335,12 @@ class ImagePsfMatchTask(PsfMatchTask):
                 self.metadata["ALBasisDegGaussBic"] = degrees
             else:
                 self.log.warning("No candidate survived the B.I.C. fits: the configured degrees are used")
-        minSigma = self.config.crowdedMinSigDeconv if self._crowdedSharpening else None
-        return self.makeKernelBasisList(
+        minSigma = self.config.crowdedMinSigDeconv if crowdedSharpening else None
+        basisList = self.makeKernelBasisList(
             templateFwhmPix, scienceFwhmPix, basisDegGauss=degrees, metadata=self.metadata,
             minSigmaDeconv=minSigma,
         )
+        return basisList, settings, nStarPerCell
 
     def _getFwhm(self, exposure: MaskedImage) -> float | None:
         psf = getattr(exposure, "psf", None)
@@ -536,9 +575,16 @@ class ImagePsfMatchTask(PsfMatchTask):
         return out
 
     def _buildCellSet(
-        self, templateMaskedImage: MaskedImage, scienceMaskedImage: MaskedImage, candidateList: Table
+        self,
+        templateMaskedImage: MaskedImage,
+        scienceMaskedImage: MaskedImage,
+        candidateList: Table,
+        settings: KernelFitSettings | None = None,
     ) -> SpatialCellSet:
         """Build the cell set of kernel candidates over the template's box.
+
+        ``settings``: the candidates' kernel settings (default
+        `_kernelSettings`; `_fitBasis` gives a crowded field's).
 
         Raises
         ------
@@ -551,7 +597,7 @@ class ImagePsfMatchTask(PsfMatchTask):
             templateMaskedImage,
             scienceMaskedImage,
             candidateList,
-            self._kernelSettings(),
+            self._kernelSettings() if settings is None else settings,
             self.kConfig.sizeCellX,
             self.kConfig.sizeCellY,
         )
@@ -612,20 +658,21 @@ class ImagePsfMatchTask(PsfMatchTask):
         templateMaskedImage = flagNonFinitePixels(templateMaskedImage)
         scienceMaskedImage = flagNonFinitePixels(scienceMaskedImage)
         self._displayImages(templateMaskedImage, scienceMaskedImage)
-        self._crowdedSharpening = False  # decided by _fitBasis, for this fit only
         with preparedPlanes(out, templateMaskedImage) as planes:
             fitTemplate, fitScience = self._imagesForFit(
                 templateMaskedImage, scienceMaskedImage, fitExclusions(_asRegions(exclude), candidateList),
                 templateFwhmPix, scienceFwhmPix,
             )  # fmt: skip
-            kernelCellSet = self._buildCellSet(fitTemplate, fitScience, candidateList)
-            basisList = self._fitBasis(
+            basisList, settings, nStarPerCell = self._fitBasis(
                 fitTemplate, fitScience, candidateList, templateFwhmPix, scienceFwhmPix
             )
+            kernelCellSet = self._buildCellSet(fitTemplate, fitScience, candidateList, settings)
             if planes is not None:
                 # The fit leaves a core mostly idle: the planes are prepared meanwhile.
                 planes.begin()
-            _, psfMatchingKernel, backgroundModel = self._solve(kernelCellSet, basisList)
+            _, psfMatchingKernel, backgroundModel = self._solve(
+                kernelCellSet, basisList, settings=settings, nStarPerCell=nStarPerCell
+            )
             self._displaySpatialCells(scienceMaskedImage, kernelCellSet)
             matched = self._convolve(templateMaskedImage, psfMatchingKernel, out=planes)
         return pipeBase.Struct(
@@ -930,7 +977,7 @@ class ImagePsfMatchTask(PsfMatchTask):
 
     def _crowdedDegrees(
         self, candidateList: Table, convolvedFwhm: float | None, targetFwhm: float | None
-    ) -> list[int] | None:
+    ) -> tuple[list[int] | None, bool]:
         """Return the Alard-Lupton degrees of a crowded field (`crowdedBasisDegrees`), or `None`.
 
         Only for similar seeing (``crowdedMinFwhmRatio``, ``crowdedMaxFwhmRatio``): not for a much
@@ -941,10 +988,12 @@ class ImagePsfMatchTask(PsfMatchTask):
         convolved, the bright-star chi^2 fell from 10.1 to 3.2 and the ``|D/sigma| > 5`` fraction
         from 1.26% to 0.86% (HOTPANTS ``-c i`` at best 5.6 and 1.02%); with the higher degrees alone,
         the bright stars rejected, it only fell to 7.0 and 1.24%.
+
+        Also returns whether the fit is then a crowded field's sharpening one
+        (for `_kernelSettings` and the basis' ``crowdedMinSigDeconv``).
         """
-        self._crowdedSharpening = False
         if self.kConfig.kernelBasisSet != "alard-lupton":
-            return None
+            return None, False
         similar = convolvedFwhm is None or targetFwhm is None or (
             self.config.crowdedMinFwhmRatio * targetFwhm
             <= convolvedFwhm
@@ -959,11 +1008,18 @@ class ImagePsfMatchTask(PsfMatchTask):
         self.metadata["medianFootprintPeaks"] = medianFootprintPeaks(candidateList)
         self.metadata["crowdedField"] = degrees is not None
         sharpening = convolvedFwhm is not None and targetFwhm is not None and convolvedFwhm > targetFwhm
-        self._crowdedSharpening = degrees is not None and sharpening
+        if degrees is not None and sharpening:
+            # (the field is already known to be crowded: minPeaks 1 only checks the degrees)
+            degrees = crowdedBasisDegrees(
+                candidateList,
+                list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss),
+                list(self.config.crowdedSharpeningAlardDegGauss),
+                1.0,
+            ) or degrees
         if degrees is not None:
             self.log.info("Crowded field: Alard-Lupton degrees %s in place of %s", degrees,
                           list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss))
-        return degrees
+        return degrees, degrees is not None and sharpening
 
     def _centreKernelSum(self, image: MaskedImage, kernel: Kernel) -> float:
         bbox = image.bbox

@@ -377,6 +377,15 @@ class PsfMatchConfig(pexConfig.Config):
         doc="Weight each stamp's pixels by one (median) variance instead of per-pixel variances.",
         default=True,
     )
+    varianceWeightingFloor = pexConfig.RangeField(
+        dtype=float,
+        doc="Without constantVarianceWeighting, weight each stamp pixel by 1 / (variance + this times the "
+        "stamp's median variance): between per-pixel weights (0, upstream) and constant ones (large), so "
+        "that the cores of bright stars do not dominate the fit nor are discounted. A deviation from "
+        "upstream (0 restores it).",
+        default=0.0,
+        min=0.0,
+    )
     calculateKernelUncertainty = pexConfig.Field[bool](
         dtype=bool,
         doc="Compute kernel uncertainties (not supported; kept for compatibility).",
@@ -695,7 +704,13 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
 
     @timeMethod
     def _solve(
-        self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], batched: bool = True
+        self,
+        kernelCellSet: SpatialCellSet,
+        basisList: list[Kernel],
+        batched: bool = True,
+        *,
+        settings: KernelFitSettings | None = None,
+        nStarPerCell: int | None = None,
     ) -> tuple[SpatialKernelSolution, Kernel, Function2]:
         """Fit the spatially varying kernel and background.
 
@@ -714,6 +729,12 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             Let the visitors process the candidates in batches (the
             default); `False` walks them one at a time (same results, for
             tests and debugging).
+        settings : `~lsst.ip.diffim.kernel.KernelFitSettings`, optional
+            The kernel core's settings for this fit (e.g. a crowded field's,
+            see `ImagePsfMatchTask`); default ``self._kernelSettings()``.
+        nStarPerCell : `int`, optional
+            Candidates used per cell in this fit; default ``nStarPerCell``
+            of the kernel config.
 
         Returns
         -------
@@ -730,7 +751,7 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
             If no usable candidates remain.
         """
         with singleThreadedBlas():
-            return self._solveCandidates(kernelCellSet, basisList, batched)
+            return self._solveCandidates(kernelCellSet, basisList, batched, settings, nStarPerCell)
 
     def _checkMemory(self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], regularized: bool) -> None:
         """Refuse a fit the machine cannot hold, before any work is done.
@@ -764,7 +785,12 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         checkMemoryEstimate(estimate, f"The kernel fit ({len(basisList)} basis kernels)")
 
     def _solveCandidates(
-        self, kernelCellSet: SpatialCellSet, basisList: list[Kernel], batched: bool = True
+        self,
+        kernelCellSet: SpatialCellSet,
+        basisList: list[Kernel],
+        batched: bool = True,
+        settings: KernelFitSettings | None = None,
+        nStarPerCell: int | None = None,
     ) -> tuple[SpatialKernelSolution, Kernel, Function2]:
         """Run the body of `_solve` (BLAS held to one thread by the caller)."""
         import lsstDebug
@@ -774,9 +800,9 @@ class PsfMatchTask(pipeBase.Task, abc.ABC):
         trace2 = getTraceLogger(_TRACE_NAME, 2)
         trace3 = getTraceLogger(_TRACE_NAME, 3)
 
-        ps = self._kernelSettings()
+        ps = self._kernelSettings() if settings is None else settings
         maxSpatialIterations = self.kConfig.maxSpatialIterations
-        nStarPerCell = self.kConfig.nStarPerCell
+        nStarPerCell = self.kConfig.nStarPerCell if nStarPerCell is None else nStarPerCell
         usePcaForSpatialKernel = self.kConfig.usePcaForSpatialKernel
         hMat = self.hMat if getattr(self.kConfig, "useRegularization", False) else None
         self._checkMemory(kernelCellSet, basisList, hMat is not None)

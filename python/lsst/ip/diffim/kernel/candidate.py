@@ -296,6 +296,10 @@ class KernelCandidate(SpatialCellImageCandidate):
             varEst = np.full(varEst.shape, np.float32(median), dtype=float)
         else:
             varEst = varEst.astype(float)
+            if self._settings.varianceWeightingFloor > 0.0:
+                finite = varEst[np.isfinite(varEst)]
+                median = float(np.median(finite)) if finite.size else 0.0
+                varEst += self._settings.varianceWeightingFloor * max(median, 0.0)
         self._buildKernelSolution(basisList, hMat, varEst)
         if self._settings.iterateSingleKernel and not self._settings.constantVarianceWeighting:
             diffim = self.getDifferenceImage(CandidateSwitch.RECENT)

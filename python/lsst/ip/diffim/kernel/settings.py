@@ -72,6 +72,7 @@ class KernelFitSettings:
     conditionNumberType: str = "EIGENVALUE"
     iterateSingleKernel: bool = False
     constantVarianceWeighting: bool = True
+    varianceWeightingFloor: float = 0.0
     regularizationType: str = "centralDifference"
     centralRegularizationStencil: int = 9
     forwardRegularizationOrders: tuple[int, ...] = (1, 2)
