@@ -1,0 +1,73 @@
+# This file is part of lsst-ip-diffim.
+#
+# Developed for the LSST Data Management System.
+# This product includes software developed by the LSST Project
+# (https://www.lsst.org).
+# See the COPYRIGHT file at the top-level directory of this distribution
+# for details of code ownership.
+#
+# This program is free software: you can redistribute it and/or modify
+# it under the terms of the GNU General Public License as published by
+# the Free Software Foundation, either version 3 of the License, or
+# (at your option) any later version.
+#
+# This program is distributed in the hope that it will be useful,
+# but WITHOUT ANY WARRANTY; without even the implied warranty of
+# MERCHANTABILITY or FITNESS FOR A PARTICULAR PURPOSE.  See the
+# GNU General Public License for more details.
+#
+# You should have received a copy of the GNU General Public License
+# along with this program.  If not, see <https://www.gnu.org/licenses/>.
+"""Variance of convolved images whose input noise is correlated (resampled, coadded images)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from lsst.ip.diffim.math.correlatedNoise import convolvedVarianceFactor, noiseCorrelation
+
+#: The smoothing that correlates the noise: neighbour correlation 2 * 0.2 * 0.6 / (0.36 + 0.08) = 0.545.
+SMOOTH = np.array([0.2, 0.6, 0.2])
+
+
+def _correlatedNoise(shape: tuple[int, int], seed: int) -> np.ndarray:
+    white = np.random.default_rng(seed).normal(0.0, 1.0, shape)
+    return ndimage.correlate1d(ndimage.correlate1d(white, SMOOTH, axis=0, mode="wrap"), SMOOTH, axis=1,
+                               mode="wrap")  # fmt: skip
+
+
+def test_noise_correlation_of_smoothed_white_noise():
+    noise = _correlatedNoise((400, 400), 1)
+    rho = noiseCorrelation(noise, np.ones(noise.shape, bool), maxLag=2)
+    one = 2 * 0.2 * 0.6 / (0.2**2 * 2 + 0.6**2)  # 0.545 per axis; 0.297 on the diagonal
+    two = 0.2 * 0.2 / (0.2**2 * 2 + 0.6**2)  # 0.091
+    assert rho[2, 3] == pytest.approx(one, abs=0.02) and rho[3, 2] == pytest.approx(one, abs=0.02)
+    assert rho[3, 3] == pytest.approx(one * one, abs=0.02)
+    assert rho[2, 4] == pytest.approx(two, abs=0.02)
+    white = np.random.default_rng(2).normal(0.0, 1.0, (400, 400))
+    rhoWhite = noiseCorrelation(white, np.ones(white.shape, bool), maxLag=2)
+    assert np.abs(rhoWhite - np.eye(5)[2:3].T @ np.eye(5)[2:3]).max() < 0.01
+
+
+@pytest.mark.parametrize("kernel", [np.array([[0.5, 0.5]]), np.array([[0.3, 0.7]]), np.ones((3, 3)) / 9])
+def test_convolved_variance_factor_matches_the_measured_variance(kernel):
+    noise = _correlatedNoise((600, 600), 3)
+    rho = noiseCorrelation(noise, np.ones(noise.shape, bool), maxLag=2)
+    convolved = ndimage.convolve(noise, kernel, mode="wrap")
+    naive = float(np.sum(kernel**2)) * float(noise.var())  # K^2 * var: independent pixels
+    factor = convolvedVarianceFactor(kernel, rho)
+    assert factor > 1.3  # smoothing a positively correlated noise keeps more of it
+    assert factor * naive == pytest.approx(float(convolved.var()), rel=0.03)
+    # Independent noise: the factor is 1.
+    assert convolvedVarianceFactor(kernel, np.pad(np.ones((1, 1)), 2)) == pytest.approx(1.0)
+
+
+def test_sources_are_kept_out_of_the_correlation():
+    noise = np.random.default_rng(4).normal(0.0, 1.0, (300, 300))
+    yy, xx = np.mgrid[0:300, 0:300]
+    stars = sum(500 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0**2)) for x, y in
+                [(50, 50), (150, 80), (250, 200), (100, 240)])  # fmt: skip
+    rho = noiseCorrelation(noise + stars, np.ones(noise.shape, bool), maxLag=1)
+    assert abs(rho[1, 2]) < 0.02 and abs(rho[2, 1]) < 0.02
