@@ -71,3 +71,48 @@ def test_sources_are_kept_out_of_the_correlation():
                 [(50, 50), (150, 80), (250, 200), (100, 240)])  # fmt: skip
     rho = noiseCorrelation(noise + stars, np.ones(noise.shape, bool), maxLag=1)
     assert abs(rho[1, 2]) < 0.02 and abs(rho[2, 1]) < 0.02
+
+
+@pytest.mark.parametrize("correct", [True, False])
+def test_difference_noise_of_a_resampled_template(correct):
+    # A template whose noise is correlated (as after resampling), matched to a science image of wider
+    # PSF, offset by half a pixel: the difference's variance plane must describe its noise (D / sigma
+    # of unit std off the stars), which K^2 * var alone underestimates.
+    from astropy.table import Table
+
+    from lsst.ip.diffim import ImagePsfMatchTask
+    from lsst.ip.diffim.syntheticPairs import PsfModel, renderStars
+    from lsst.ip.diffim.tests import maskedImage
+
+    shape = (256, 256)
+    rng = np.random.default_rng(7)
+    xs, ys = rng.uniform(30, 226, 25), rng.uniform(30, 226, 25)
+    fluxes = rng.uniform(2e4, 6e4, 25)
+    template = renderStars(shape, xs, ys, fluxes, PsfModel(2.0, 2.0, 0.0, shape))
+    # Neighbour correlation 0.24 along x (per-pixel sigma 3), as the DECam stamps resampled by SWarp.
+    white = np.random.default_rng(8).normal(0.0, 1.0, shape)
+    template += 3.0 * ndimage.correlate1d(white, [0.1, 0.8, 0.1], axis=1, mode="wrap") / np.sqrt(0.66)
+    science = renderStars(shape, xs + 0.5, ys, fluxes, PsfModel(2.6, 2.6, 0.0, shape))
+    science += rng.normal(0.0, 1.0, shape)
+    config = ImagePsfMatchTask.ConfigClass()
+    config.doCorrelatedNoiseVariance = correct
+    config.kernel.active.spatialKernelOrder = 0
+    config.kernel.active.spatialBgOrder = 0
+    task = ImagePsfMatchTask(config=config)
+    result = task.subtractMaskedImages(
+        maskedImage(template.astype(np.float32), 9.0), maskedImage(science.astype(np.float32), 1.0),
+        Table({"x": xs, "y": ys}), templateFwhmPix=4.71, scienceFwhmPix=6.12,
+    )  # fmt: skip
+    d = result.subtractedMaskedImage
+    z = d.image.array / np.sqrt(d.variance.array)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    far = np.min(np.hypot(xx[..., None] - xs, yy[..., None] - ys), axis=-1) > 12
+    far[:20] = far[-20:] = False
+    far[:, :20] = far[:, -20:] = False
+    q25, q75 = np.percentile(z[far & np.isfinite(z)], [25, 75])
+    std = (q75 - q25) / 1.349
+    if correct:
+        assert std == pytest.approx(1.0, abs=0.03)
+        assert task.metadata["correlatedNoiseVarianceFactor"] > 1.2
+    else:
+        assert std > 1.08

@@ -1045,18 +1045,28 @@ class ImagePsfMatchTask(PsfMatchTask):
         from .math.correlatedNoise import convolvedVarianceFactor, noiseCorrelation
 
         kernel = result.psfMatchingKernel
+        bbox = subtracted.bbox
         with self.timer("correlatedNoiseVariance"):
-            image = np.asarray(convolvedInput.image.array)
-            sky = np.isfinite(image) & np.isfinite(np.asarray(convolvedInput.variance.array))
-            flagged = anyMaskPlaneSet(convolvedInput.mask, ["NO_DATA", "EDGE", "SAT", "BAD", "STREAK"])
+            # The correlations are measured on the central 1024^2 block at most (no full-image pass).
+            from lsst.images import Box
+
+            ny, nx = convolvedInput.image.array.shape
+            side = 1024
+            y0, x0 = max(0, (ny - side) // 2), max(0, (nx - side) // 2)
+            y1, x1 = min(ny, y0 + side), min(nx, x0 + side)
+            ib = convolvedInput.bbox
+            yb, xb = ib.y.start, ib.x.start
+            block = convolvedInput[Box.factory[yb + y0 : yb + y1, xb + x0 : xb + x1]]
+            image = np.asarray(block.image.array)
+            sky = np.isfinite(image) & np.isfinite(np.asarray(block.variance.array))
+            flagged = anyMaskPlaneSet(block.mask, ["NO_DATA", "EDGE", "SAT", "BAD", "STREAK"])
             if flagged is not None:
                 sky &= ~flagged
-            if sourceMask is not None and sourceMask.shape == sky.shape:
-                sky &= ~sourceMask
-            rho = noiseCorrelation(image, sky)
+            if sourceMask is not None and sourceMask.shape == (ny, nx):
+                sky &= ~sourceMask[y0:y1, x0:x1]
+            rho = noiseCorrelation(image, sky, maxSide=side)
             if rho is None:
                 return
-            bbox = subtracted.bbox
             kImage = np.zeros((kernel.getHeight(), kernel.getWidth()))
             xc, yc = 0.5 * (bbox.x.min + bbox.x.max), 0.5 * (bbox.y.min + bbox.y.max)
             kernel.computeImage(kImage, False, xc, yc)
@@ -1068,9 +1078,12 @@ class ImagePsfMatchTask(PsfMatchTask):
             matched = np.asarray(result.matchedImage.variance.array)
             if matched.shape != subtracted.variance.array.shape:
                 return
-            subtracted.variance.array[...] += np.float32((factor - 1.0) / kernelSum**2) * matched
+            with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf of unusable pixels stay so
+                subtracted.variance.array[...] += np.float32((factor - 1.0) / kernelSum**2) * matched
+                matched *= np.float32(factor)
         self.log.info(
-            "Convolved image variance scaled by %.4f for the noise correlation of its input "
+            "Variance of the convolved image (and its part of the difference's) scaled by %.4f for the "
+            "noise correlation of its input "
             "(neighbour correlations %.3f in x, %.3f in y)",
             factor, rho[lag, lag + 1], rho[lag + 1, lag],
         )  # fmt: skip

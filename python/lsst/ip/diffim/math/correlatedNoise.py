@@ -79,23 +79,25 @@ def noiseCorrelation(
     good = np.asarray(sky[y0 : y0 + maxSide, x0 : x0 + maxSide], dtype=bool) & np.isfinite(block)
     if good.sum() < 1000:
         return None
-    # The local sky (the mean over 31 px boxes of the sky pixels) is removed so that a background
-    # gradient adds nothing.
     values = np.where(good, block, np.nan)
-    level = float(np.nanmedian(values))
-    residual = np.where(good, block - level, 0.0)
-    smooth = ndimage.uniform_filter(residual, 31, mode="nearest")
-    weight = ndimage.uniform_filter(good.astype(np.float64), 31, mode="nearest")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        residual = np.where(good & (weight > 0), residual - smooth / np.maximum(weight, 1e-12), 0.0)
-    q25, q75 = np.percentile(residual[good], [25, 75])
-    sigma = (q75 - q25) / 1.349
-    if not (math.isfinite(sigma) and sigma > 0):
-        return None
-    # Without a source mask (or beyond it) the stars' light is no noise: pixels above 5 sigma and
-    # their neighbours are left out.
-    good &= ~ndimage.binary_dilation(np.abs(residual) > 5.0 * sigma, iterations=3)
-    residual = np.where(good, residual, 0.0)
+    residual = np.where(good, block - float(np.nanmedian(values)), 0.0)
+    # The stars' light is no noise: pixels 5 sigma off the sky (what a source mask left, or all of the
+    # sources without one) and their neighbours are left out, then the local sky (the mean over 31 px
+    # boxes of the remaining pixels) is removed so that a background gradient adds nothing.
+    for step in range(2):
+        q25, q75 = np.percentile(residual[good], [25, 75])
+        sigma = (q75 - q25) / 1.349
+        if not (math.isfinite(sigma) and sigma > 0):
+            return None
+        good &= ~ndimage.binary_dilation(np.abs(residual) > 5.0 * sigma, iterations=3 - 2 * step)
+        if good.sum() < 1000:
+            return None
+        residual = np.where(good, residual, 0.0)
+        if step == 0:
+            smooth = ndimage.uniform_filter(residual, 31, mode="nearest")
+            weight = ndimage.uniform_filter(good.astype(np.float64), 31, mode="nearest")
+            with np.errstate(invalid="ignore", divide="ignore"):
+                residual = np.where(good & (weight > 0), residual - smooth / np.maximum(weight, 1e-12), 0.0)
     rho = np.zeros((2 * maxLag + 1, 2 * maxLag + 1))
     h, w = residual.shape
     variance = float(np.sum(residual * residual)) / max(int(good.sum()), 1)
