@@ -70,8 +70,9 @@ def noiseCorrelation(
     -------
     rho : `numpy.ndarray` or `None`
         ``(2 maxLag + 1, 2 maxLag + 1)`` coefficients, ``rho[maxLag + dy,
-        maxLag + dx]`` for the lag ``(dx, dy)`` (1 at the centre); `None`
-        when fewer than 1000 sky pixels are usable.
+        maxLag + dx]`` for the lag ``(dx, dy)`` (1 at the centre; 0 where
+        not significant at 3 sigma); `None` when fewer than 1000 sky pixels
+        are usable.
     """
     ny, nx = image.shape
     y0, x0 = max(0, (ny - maxSide) // 2), max(0, (nx - maxSide) // 2)
@@ -115,6 +116,10 @@ def noiseCorrelation(
             if n < 500:
                 continue
             value = float(np.sum(residual[ya, xa] * residual[yb, xb])) / n / variance
+            if abs(value) < 3.0 / math.sqrt(n):
+                # Not significant (the estimate's noise is 1/sqrt(n)): counted as 0, so that the many
+                # lags of a wide kernel do not add up the estimation noise or the faint sources' light.
+                value = 0.0
             rho[maxLag + dy, maxLag + dx] = value
             rho[maxLag - dy, maxLag - dx] = value
     rho[maxLag, maxLag] = 1.0
