@@ -118,3 +118,71 @@ def test_no_candidates():
         task.makeCandidateList(pair.template, pair.science, 21, sources)
     with pytest.raises(NoKernelCandidatesError):
         task.run(pair.template, pair.science, sources[:0])
+
+
+def _variableStarPair() -> tuple:
+    """Nine stars on a 200^2 pair (flux ratio 1), the brightest of which is 2x brighter in the science."""
+    from astropy.table import Table
+
+    from lsst.ip.diffim.syntheticPairs import PsfModel, renderStars
+    from lsst.ip.diffim.tests import maskedImage
+
+    shape = (200, 200)
+    xs = np.array([40.0, 100.0, 160.0, 40.0, 100.0, 160.0, 40.0, 100.0, 160.0])
+    ys = np.array([40.0, 40.0, 40.0, 100.0, 100.0, 100.0, 160.0, 160.0, 160.0])
+    fluxes = np.array([2e4, 3e4, 2.5e4, 1.5e4, 6e4, 2e4, 3e4, 1.8e4, 2.2e4])
+    science = fluxes.copy()
+    science[4] *= 2.0  # the variable star (the brightest), ratio 2 where the others have 1
+    rng = np.random.default_rng(11)
+    t = renderStars(shape, xs, ys, fluxes, PsfModel(1.8, 1.8, 0.0, shape), half=15)
+    s = renderStars(shape, xs, ys, science, PsfModel(2.4, 2.4, 0.0, shape), half=15)
+    template = maskedImage(t + rng.normal(0, 2.0, shape), 4.0)
+    scienceMI = maskedImage(s + rng.normal(0, 2.0, shape), 4.0)
+    return template, scienceMI, Table({"x": xs, "y": ys, "flux": fluxes})
+
+
+@pytest.mark.parametrize("screen", [True, False])
+def test_makeCandidateList_drops_a_variable_star(screen):
+    # MakeKernelTask (the AlardLuptonSubtractTask path) screens variable candidates as
+    # ImagePsfMatchTask does (doRejectVariableCandidates); without the screen the variable star stays.
+    template, science, sources = _variableStarPair()
+    config = MakeKernelConfig()
+    assert config.doRejectVariableCandidates  # on by default, as in ImagePsfMatchConfig
+    config.doRejectVariableCandidates = screen
+    task = MakeKernelTask(config=config)
+    fwhm = 2.4 * SIGMA2FWHM
+    kept = task.makeCandidateList(template, science, 21, sources, fwhm=fwhm)
+    atVariable = np.hypot(kept["x"] - 100.0, kept["y"] - 100.0) < 1.0
+    assert int(atVariable.sum()) == (0 if screen else 1)
+    assert len(kept) == (8 if screen else 9)
+    if screen:
+        assert task.metadata["nVariableCandidates"] == 1
+    # Without the FWHM the screen is skipped (as ImagePsfMatchTask.makeCandidateList).
+    assert len(task.makeCandidateList(template, science, 21, sources)) == 9
+
+
+
+def test_alardLuptonSubtract_kernel_sources_drop_a_variable_star():
+    # AlardLuptonSubtractTask detects its kernel sources through makeKernel.makeCandidateList, which
+    # now gets the PSF FWHM: a star twice as bright in the science image is no kernel source.
+    from lsst.ip.diffim.subtractImages import AlardLuptonSubtractTask
+    from lsst.ip.diffim.syntheticPairs import PsfModel, renderStars
+
+    pair = makePair(nSrc=30, templateNoise=0.5, scienceNoise=0.5, fluxLevel=4000.0)
+    x, y = np.asarray(pair.sources["x"]), np.asarray(pair.sources["y"])
+    inner = (x > 45) & (x < 210) & (y > 45) & (y < 210)
+    flux = np.asarray(pair.sources["base_PsfFlux_instFlux"])
+    i = int(np.flatnonzero(inner)[np.argmax(flux[inner])])
+    shape = pair.science.image.array.shape
+    extra = renderStars(shape, x[i : i + 1], y[i : i + 1], flux[i : i + 1], PsfModel(2.4, 2.4, 0.0, shape))
+    pair.science.image.array[...] += extra.astype(np.float32)
+    config = AlardLuptonSubtractTask.ConfigClass()
+    config.restrictKernelEdgeSources = False
+    task = AlardLuptonSubtractTask(config=config)
+    task._prepareInputs(pair.template, pair.science)
+    task.matchedPsfSize = task.sciencePsfSize
+    # The selector after the detection (sourceSelector criteria) is not what is tested here.
+    task._sourceSelector = lambda template, science, sources, fallback=False: sources  # type: ignore
+    sources = task.runKernelSourceDetection(pair.template, pair.science)
+    assert task.makeKernel.metadata["nVariableCandidates"] == 1
+    assert np.min(np.hypot(sources["x"] - x[i], sources["y"] - y[i])) > 2.0

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -91,4 +92,21 @@ def test_ztf_kernel_fitted_to_noise_is_refused(tmp_path, capsys):
     assert rc == 1
     err = capsys.readouterr().err
     assert "KernelSumMismatchError" in err and "unconstrained" in err and "--convolve" in err
+    assert not list((tmp_path / "o").glob("*/*difference*"))
+
+
+def test_ztf_constant_candidates_on_a_one_image_structure_are_refused_with_the_cause(tmp_path, capsys):
+    # The bogus alert ZTF18aagqxtf: a 20 DN depression of the science image around the only bright
+    # star pulls the kernel sum to 0.75 while the stars' flux ratio is 1.00; the candidates themselves
+    # are constant, and the refusal says that light of one image only in their stamps is the cause.
+    rc = main([*_ztf("396522680015020000"), "-o", str(tmp_path / "o"), "-q", "--no-plots",
+               "--exclude", "32", "32", *NOISE])  # fmt: skip
+    assert rc == 1
+    err = capsys.readouterr().err
+    found = re.search(r"kernel sum ([0-9.]+) from .* the flux ratio ([0-9.]+) of", err)
+    assert "KernelSumMismatchError" in err and found is not None
+    assert float(found.group(1)) == pytest.approx(0.75, abs=0.03)
+    assert float(found.group(2)) == pytest.approx(1.0, abs=0.02)
+    assert "candidates themselves are constant" in err and "light of one image only" in err
+    assert "--stamps" in err and "--exclude-radius" in err
     assert not list((tmp_path / "o").glob("*/*difference*"))

@@ -829,6 +829,7 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
             kernelSize,
             candidateList=None,
             sigma=self.sciencePsfSize / SIGMA2FWHM,
+            fwhm=max(self.templatePsfSize, self.sciencePsfSize),
         )
         return self._sourceSelector(template, science, sources, fallback=True)
 
@@ -1282,6 +1283,7 @@ class AlardLuptonPreconvolveSubtractTask(AlardLuptonSubtractTask):
                     kernelSize,
                     candidateList=None,
                     sigma=self.sciencePsfSize / SIGMA2FWHM,
+                    fwhm=max(self.templatePsfSize, self.sciencePsfSize),
                 )
                 kernelSources = self._sourceSelector(template, matchedScience, detected, fallback=True)
             else:

@@ -121,6 +121,16 @@ class ImagePsfMatchConfig(pexConfig.Config):
         "nVariableCandidates). A deviation from upstream; False restores it.",
         default=True,
     )
+    doCorrelatedNoiseVariance = pexConfig.Field[bool](
+        dtype=bool,
+        doc="Correct the variance of the convolved image for the noise correlation of its input "
+        "(resampled, coadded images): K^2 * var assumes independent pixels; the neighbour correlations "
+        "measured on the input's sky and the kernel at the image centre give the factor "
+        "(lsst.ip.diffim.math.correlatedNoise; metadata correlatedNoiseVarianceFactor); not in crowded "
+        "fields (metadata crowdedField), whose unresolved stars correlate the sky. A deviation from "
+        "upstream; False restores it.",
+        default=True,
+    )
     variableCandidateTolerance = pexConfig.RangeField(
         dtype=float,
         doc="Smallest relative flux disagreement that makes a candidate variable "
@@ -787,6 +797,9 @@ class ImagePsfMatchTask(PsfMatchTask):
                 1.0,
                 sourceMask=sourceMask,
             )
+            self._correlatedNoiseVariance(
+                result.subtractedMaskedImage, templateMaskedImage, result, 1.0, sourceMask=sourceMask
+            )
         self._displayDiffIm(result.subtractedMaskedImage, "Subtracted masked image")
         return result
 
@@ -968,6 +981,11 @@ class ImagePsfMatchTask(PsfMatchTask):
             self._refineBackground(
                 subtracted, inputs, result, scale, sourceMask=None if warped else sourceMask
             )
+            convolvedInput = inputs[1] if convolveTemplate else scienceMI
+            self._correlatedNoiseVariance(
+                subtracted, convolvedInput, result, 1.0 if convolveTemplate else -scale,
+                sourceMask=None if warped else sourceMask,
+            )  # fmt: skip
         result.subtractedMaskedImage = subtracted
         result.subtractedExposure = self._makeDifferenceExposure(
             scienceExposure, result.warpedExposure, subtracted, result.psfMatchingKernel, convolveTemplate
@@ -1065,6 +1083,72 @@ class ImagePsfMatchTask(PsfMatchTask):
                 "Off-source background correction %.4g (order %d, %d blocks)",
                 refined.median, refined.order, refined.nBlocks,
             )
+
+    def _correlatedNoiseVariance(
+        self,
+        subtracted: MaskedImage,
+        convolvedInput: MaskedImage,
+        result: pipeBase.Struct,
+        kernelSum: float,
+        sourceMask: np.ndarray | None = None,
+    ) -> None:
+        """Add the covariance terms of the convolved image's noise to the difference variance, in place.
+
+        ``kernelSum``: the difference is the matched image divided by it (1 when the template is
+        convolved).  See ``doCorrelatedNoiseVariance``.
+        """
+        if not self.config.doCorrelatedNoiseVariance:
+            return
+        if "crowdedField" in self.metadata and self.metadata["crowdedField"]:
+            # In a crowded field the sky holds unresolved stars, whose light (not noise) sets the
+            # neighbour correlations: on the SAAO bulge pairs the factor made D/sigma's std 0.93-0.95.
+            return
+        from .math.correlatedNoise import convolvedVarianceFactor, noiseCorrelation
+
+        kernel = result.psfMatchingKernel
+        bbox = subtracted.bbox
+        with self.timer("correlatedNoiseVariance"):
+            # The correlations are measured on the central 512^2 block at most (no full-image pass: 0.1 s
+            # of CPU; 262,144 pixels measure them to 0.002).
+            from lsst.images import Box
+
+            ny, nx = convolvedInput.image.array.shape
+            side = 512
+            y0, x0 = max(0, (ny - side) // 2), max(0, (nx - side) // 2)
+            y1, x1 = min(ny, y0 + side), min(nx, x0 + side)
+            ib = convolvedInput.bbox
+            yb, xb = ib.y.start, ib.x.start
+            block = convolvedInput[Box.factory[yb + y0 : yb + y1, xb + x0 : xb + x1]]
+            image = np.asarray(block.image.array)
+            sky = np.isfinite(image) & np.isfinite(np.asarray(block.variance.array))
+            flagged = anyMaskPlaneSet(block.mask, ["NO_DATA", "EDGE", "SAT", "BAD", "STREAK"])
+            if flagged is not None:
+                sky &= ~flagged
+            if sourceMask is not None and sourceMask.shape == (ny, nx):
+                sky &= ~sourceMask[y0:y1, x0:x1]
+            rho = noiseCorrelation(image, sky, maxSide=side)
+            if rho is None:
+                return
+            kImage = np.zeros((kernel.getHeight(), kernel.getWidth()))
+            xc, yc = 0.5 * (bbox.x.min + bbox.x.max), 0.5 * (bbox.y.min + bbox.y.max)
+            kernel.computeImage(kImage, False, xc, yc)
+            factor = convolvedVarianceFactor(kImage, rho)
+            lag = rho.shape[0] // 2
+            self.metadata["correlatedNoiseVarianceFactor"] = factor
+            if not (0.5 <= factor <= 3.0) or abs(factor - 1.0) < 0.005:
+                return
+            matched = np.asarray(result.matchedImage.variance.array)
+            if matched.shape != subtracted.variance.array.shape:
+                return
+            with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf of unusable pixels stay so
+                subtracted.variance.array[...] += np.float32((factor - 1.0) / kernelSum**2) * matched
+                matched *= np.float32(factor)
+        self.log.info(
+            "Variance of the convolved image (and its part of the difference's) scaled by %.4f for the "
+            "noise correlation of its input "
+            "(neighbour correlations %.3f in x, %.3f in y)",
+            factor, rho[lag, lag + 1], rho[lag + 1, lag],
+        )  # fmt: skip
 
     def _subtractConvolvedScience(
         self, templateMI: MaskedImage, matchedScience: MaskedImage, background: Function2, kernel: Kernel

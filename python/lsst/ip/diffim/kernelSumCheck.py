@@ -307,6 +307,49 @@ def _unconstrainedSum(
     )
 
 
+def _stampCause(
+    kernelSum: float,
+    scaling: float,
+    convolved: MaskedImageLike,
+    target: MaskedImageLike,
+    fwhm: float,
+    positions: tuple[ArrayLike, ArrayLike] | None,
+    tolerance: float,
+) -> str | None:
+    """Return why the candidates' stamps carry a wrong sum when the candidates themselves are constant.
+
+    The used candidates are measured in both images (apertures of ``2 fwhm``); when the ratio of
+    their summed fluxes agrees with ``scaling`` but not with ``kernelSum``, the stars are not
+    variable: light of one image only around them in their stamps (an extended feature or
+    artifact, a neighbour, the wings of an excluded source) pulled the fit.
+    """
+    if positions is None:
+        return None
+    from .apertureFluxes import candidateFluxes
+
+    x, y = (np.asarray(p, dtype=np.float64) for p in positions)
+    if x.size == 0:
+        return None
+    x0, y0 = convolved.bbox.x.start, convolved.bbox.y.start
+    fC, _ = candidateFluxes(convolved, x - x0, y - y0, 2.0 * fwhm)
+    fT, _ = candidateFluxes(target, x - x0, y - y0, 2.0 * fwhm)
+    both = np.isfinite(fC) & np.isfinite(fT)
+    sumC = float(np.sum(fC[both]))
+    if not both.any() or sumC <= 0:
+        return None
+    ratio = float(np.sum(fT[both])) / sumC
+    if abs(ratio / scaling - 1.0) > tolerance or abs(kernelSum / ratio - 1.0) <= tolerance:
+        return None
+    return (
+        f"; the kernel candidates themselves are constant (their flux ratio {ratio:.3g} agrees with the "
+        "stars'), so light of one image only in their stamps pulled the fit: an extended feature or "
+        "artifact (a ghost, scattered light, a diffuse or bogus transient), a neighbour, or the wings of "
+        "an excluded source, which the fitted background does not follow; give a stamp list (--stamps) "
+        "of stars clear of it or widen the excluded circle over it (--exclude-radius); if no star is "
+        "clear of it, no kernel fitted on this pair is right"
+    )
+
+
 def checkKernelSum(
     kernelSum: float,
     convolved: MaskedImageLike,
@@ -387,11 +430,15 @@ def checkKernelSum(
         f"{scaling:.4g} of {nStars} bright star(s) measured in both images ({100 * off:+.0f}%)"
     )
     if nUsed < minCandidates or abs(off) > maxTolerance:
+        cause = _stampCause(kernelSum, scaling, convolved, target, fwhm, positions, tolerance)
         raise KernelSumMismatchError(
             message + (": too few good stars constrain the kernel" if nUsed < minCandidates else "")
-            + " (a variable source or a blended stamp carries it); exclude the variable source "
-            "(--exclude / exclude=), give a stamp list, or use a smaller kernel "
-            "(kernel.active.kernelSizeMin)",
+            + (
+                cause
+                or " (a variable source or a blended stamp carries it); exclude the variable source "
+                "(--exclude / exclude=), give a stamp list, or use a smaller kernel "
+                "(kernel.active.kernelSizeMin)"
+            ),
             kernelSum,
             scaling,
             nUsed,

@@ -92,6 +92,22 @@ class MakeKernelConfig(PsfMatchConfig):
         doc="Fraction of the image left out on every side of the grid of fwhmExposureGrid.",
         default=0.05,
     )
+    doRejectVariableCandidates = pexConfig.Field[bool](
+        dtype=bool,
+        doc="Drop kernel candidates whose science/template aperture flux ratio disagrees with the "
+        "field's (a variable star, a transient) by more than variableCandidateTolerance and 3 sigma, "
+        "in makeCandidateList when it is given the PSF FWHM (lsst.ip.diffim.variableCandidates; "
+        "metadata nVariableCandidates), as ImagePsfMatchTask does. A deviation from upstream; False "
+        "restores it.",
+        default=True,
+    )
+    variableCandidateTolerance = pexConfig.RangeField(
+        dtype=float,
+        doc="Smallest relative flux disagreement that makes a candidate variable "
+        "(doRejectVariableCandidates).",
+        default=0.25,
+        min=0.0,
+    )
 
     def setDefaults(self) -> None:
         """Detect kernel sources at 10 sigma off EDGE pixels; keep upstream's spatial orders."""
@@ -211,7 +227,12 @@ class MakeKernelTask(PsfMatchTask):
         )
         kernelSize = self.makeKernelBasisList(templateFwhmPix, scienceFwhmPix)[0].getWidth()
         return self.makeCandidateList(
-            template, science, kernelSize, candidateList=candidateList, preconvolved=preconvolved
+            template,
+            science,
+            kernelSize,
+            candidateList=candidateList,
+            preconvolved=preconvolved,
+            fwhm=max(templateFwhmPix, scienceFwhmPix),
         )
 
     def getSelectSources(
@@ -246,11 +267,17 @@ class MakeKernelTask(PsfMatchTask):
         candidateList: Table | None,
         preconvolved: bool = False,
         sigma: float | None = None,
+        fwhm: float | None = None,
     ) -> Table:
         """Return candidates with centred ``(2 kernelSize + 1)^2`` stamps inside both images.
 
         Stamps touching ``config.badMaskPlanes`` in either mask, or off
-        either image, are rejected.
+        either image, are rejected.  With ``fwhm`` (the larger PSF FWHM in
+        pixels) and ``doRejectVariableCandidates``, so are the candidates
+        whose flux ratio between the two images disagrees with the field's
+        (`~lsst.ip.diffim.variableCandidates.flagVariableCandidates`, apertures
+        of radius ``2 fwhm``; a deviation from upstream, which has no such
+        screen).
 
         Raises
         ------
@@ -278,10 +305,35 @@ class MakeKernelTask(PsfMatchTask):
             growPix=kernelSize,
             mode="centered",
         )
+        if self.config.doRejectVariableCandidates and fwhm is not None and len(kept):
+            kept = self._rejectVariable(kept, convolvedMI[overlap], referenceMI[overlap], fwhm)
         self.log.info("Selected %d / %d sources as kernel candidates.", len(kept), len(candidateList))
         if len(kept) < 1:
             raise NoKernelCandidatesError("No good kernel candidates available.")
         return kept
+
+    def _rejectVariable(
+        self, kept: Table, convolved: MaskedImage, reference: MaskedImage, fwhm: float
+    ) -> Table:
+        """Drop the variable candidates (`~lsst.ip.diffim.variableCandidates.flagVariableCandidates`)."""
+        from .variableCandidates import flagVariableCandidates
+
+        found = flagVariableCandidates(
+            kept, convolved, reference, fwhm, tolerance=self.config.variableCandidateTolerance
+        )
+        nVariable = int(found.variable.sum())
+        self.metadata["nVariableCandidates"] = nVariable
+        if nVariable:
+            where = ", ".join(
+                f"({x:.0f}, {y:.0f}) ratio {r:.3g}"
+                for x, y, r in zip(kept["x"][found.variable], kept["y"][found.variable],
+                                   found.ratios[found.variable])
+            )  # fmt: skip
+            self.log.info(
+                "Dropped %d variable kernel candidate(s) whose flux ratio disagrees with the %s ratio "
+                "%.4g: %s", nVariable, found.source, found.reference, where,
+            )  # fmt: skip
+        return kept[~found.variable]
 
     def makeKernelBasisList(
         self,
