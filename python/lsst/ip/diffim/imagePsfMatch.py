@@ -552,15 +552,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         self.metadata["nVariableCandidates"] = nVariable
         if nVariable == 0:
             return kept
-        flagged = found.variable
-        where = ", ".join(
-            f"({x:.0f}, {y:.0f}) ratio {r:.3g}"
-            for x, y, r in zip(kept["x"][flagged], kept["y"][flagged], found.ratios[flagged])
-        )
-        self.log.info(
-            "Dropped %d variable kernel candidate(s) whose flux ratio disagrees with the %s ratio %.4g: %s",
-            nVariable, found.source, found.reference, where,
-        )  # fmt: skip
+        self.log.info("%s", found.describe(kept))
         out = kept[~found.variable]
         if len(out) < SPARSE_FIELD_CANDIDATES:
             out.meta[VARIABLE_META_KEY] = ExclusionRegions(

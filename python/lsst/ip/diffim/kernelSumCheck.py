@@ -247,6 +247,37 @@ def _medianRatio(
     return float(np.median(ratios)), int(keep.sum())
 
 
+def _candidateFluxSums(
+    convolved: MaskedImageLike,
+    target: MaskedImageLike,
+    fwhm: float,
+    positions: tuple[ArrayLike, ArrayLike] | None,
+) -> tuple[float, float, float, float, int] | None:
+    """Return the summed aperture fluxes (``2 fwhm``) of the candidates measured in both images.
+
+    Returns ``(sumConvolved, errConvolved, sumTarget, errTarget, nMeasured)``,
+    or `None` without positions.
+    """
+    if positions is None:
+        return None
+    from .apertureFluxes import candidateFluxes
+
+    x, y = (np.asarray(p, dtype=np.float64) for p in positions)
+    if x.size == 0:
+        return None
+    x0, y0 = convolved.bbox.x.start, convolved.bbox.y.start
+    fC, eC = candidateFluxes(convolved, x - x0, y - y0, 2.0 * fwhm)
+    fT, eT = candidateFluxes(target, x - x0, y - y0, 2.0 * fwhm)
+    both = np.isfinite(fC) & np.isfinite(fT)
+    return (
+        float(np.sum(fC[both])),
+        float(np.sqrt(np.sum(eC[both] ** 2))),
+        float(np.sum(fT[both])),
+        float(np.sqrt(np.sum(eT[both] ** 2))),
+        int(np.count_nonzero(both)),
+    )
+
+
 def _unconstrainedSum(
     kernelSum: float,
     convolved: MaskedImageLike,
@@ -267,30 +298,22 @@ def _unconstrainedSum(
     of their summed fluxes must agree with the sum within ``tolerance`` or
     3 sigma.
     """
-    if positions is None:
+    sums = _candidateFluxSums(convolved, target, fwhm, positions)
+    if sums is None:
         return None
-    from .apertureFluxes import candidateFluxes
-
-    x, y = (np.asarray(p, dtype=np.float64) for p in positions)
-    if x.size == 0:
-        return None
-    x0, y0 = convolved.bbox.x.start, convolved.bbox.y.start
-    fC, eC = candidateFluxes(convolved, x - x0, y - y0, 2.0 * fwhm)
-    fT, eT = candidateFluxes(target, x - x0, y - y0, 2.0 * fwhm)
-    both = np.isfinite(fC) & np.isfinite(fT)
-    sumC, errC = float(np.sum(fC[both])), float(np.sqrt(np.sum(eC[both] ** 2)))
-    sumT, errT = float(np.sum(fT[both])), float(np.sqrt(np.sum(eT[both] ** 2)))
+    sumC, errC, sumT, errT, _ = sums
+    nCandidates = int(np.size(positions[0])) if positions is not None else 0
     snr = sumC / errC if errC > 0 else -math.inf
     if snr < minSnr:
         snrText = f"{snr:.1f}" if math.isfinite(snr) else "none measurable"
         return KernelSumMismatchError(
             f"kernel sum {kernelSum:.4g} is unconstrained: no star is measured in both images, and the "
-            f"{x.size} kernel candidate(s) are no star of the convolved ({which}) image (aperture S/N "
+            f"{nCandidates} kernel candidate(s) are no star of the convolved ({which}) image (aperture S/N "
             f"{snrText}, {minSnr:g} needed), so the kernel was fitted to noise; convolve the other "
             "image (--convolve), or give a stamp list (--stamps) of stars seen in both images",
             kernelSum,
             math.nan,
-            int(x.size),
+            nCandidates,
         )
     ratio = sumT / sumC
     ratioErr = math.hypot(errT, ratio * errC) / sumC
@@ -298,12 +321,12 @@ def _unconstrainedSum(
         return None
     return KernelSumMismatchError(
         f"kernel sum {kernelSum:.4g} disagrees with the flux ratio {ratio:.3g} +/- {ratioErr:.2g} of its "
-        f"{x.size} kernel candidate(s) (no star is bright enough in both images for the photometric "
+        f"{nCandidates} kernel candidate(s) (no star is bright enough in both images for the photometric "
         "scaling): a variable source or a blended stamp carries it; exclude the variable source "
         "(--exclude / exclude=), or give a stamp list (--stamps) of stars seen in both images",
         kernelSum,
         ratio,
-        int(x.size),
+        nCandidates,
     )
 
 
@@ -323,21 +346,13 @@ def _stampCause(
     variable: light of one image only around them in their stamps (an extended feature or
     artifact, a neighbour, the wings of an excluded source) pulled the fit.
     """
-    if positions is None:
+    sums = _candidateFluxSums(convolved, target, fwhm, positions)
+    if sums is None:
         return None
-    from .apertureFluxes import candidateFluxes
-
-    x, y = (np.asarray(p, dtype=np.float64) for p in positions)
-    if x.size == 0:
+    sumC, _, sumT, _, nBoth = sums
+    if nBoth == 0 or sumC <= 0:
         return None
-    x0, y0 = convolved.bbox.x.start, convolved.bbox.y.start
-    fC, _ = candidateFluxes(convolved, x - x0, y - y0, 2.0 * fwhm)
-    fT, _ = candidateFluxes(target, x - x0, y - y0, 2.0 * fwhm)
-    both = np.isfinite(fC) & np.isfinite(fT)
-    sumC = float(np.sum(fC[both]))
-    if not both.any() or sumC <= 0:
-        return None
-    ratio = float(np.sum(fT[both])) / sumC
+    ratio = sumT / sumC
     if abs(ratio / scaling - 1.0) > tolerance or abs(kernelSum / ratio - 1.0) <= tolerance:
         return None
     return (

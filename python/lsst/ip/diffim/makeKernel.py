@@ -324,15 +324,7 @@ class MakeKernelTask(PsfMatchTask):
         nVariable = int(found.variable.sum())
         self.metadata["nVariableCandidates"] = nVariable
         if nVariable:
-            where = ", ".join(
-                f"({x:.0f}, {y:.0f}) ratio {r:.3g}"
-                for x, y, r in zip(kept["x"][found.variable], kept["y"][found.variable],
-                                   found.ratios[found.variable])
-            )  # fmt: skip
-            self.log.info(
-                "Dropped %d variable kernel candidate(s) whose flux ratio disagrees with the %s ratio "
-                "%.4g: %s", nVariable, found.source, found.reference, where,
-            )  # fmt: skip
+            self.log.info("%s", found.describe(kept))
         return kept[~found.variable]
 
     def makeKernelBasisList(

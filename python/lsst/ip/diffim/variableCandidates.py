@@ -84,6 +84,18 @@ class VariableCandidates:
     reference: float
     source: str
 
+    def describe(self, candidates: Table) -> str:
+        """Return the log line of the variable ``candidates`` (the table the flags were measured on)."""
+        flagged = self.variable
+        where = ", ".join(
+            f"({x:.0f}, {y:.0f}) ratio {r:.3g}"
+            for x, y, r in zip(candidates["x"][flagged], candidates["y"][flagged], self.ratios[flagged])
+        )
+        return (
+            f"Dropped {int(flagged.sum())} variable kernel candidate(s) whose flux ratio disagrees with the "
+            f"{self.source} ratio {self.reference:.4g}: {where}"
+        )
+
 
 def flagVariableCandidates(
     candidates: Table,
