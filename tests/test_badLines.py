@@ -62,8 +62,9 @@ def test_offset_row_and_column_found(pair):
     """A row 4 sigma per pixel low and a column 6 sigma high: exactly those lines (grown by 1)."""
     image = _withLine(pair.template, pair.templateVariance, row=120)
     image = _withLine(image, pair.templateVariance, column=77, sigmas=6.0)
-    bad = badLinePixels(image, pair.templateVariance, reference=pair.science,
-                        referenceVariance=pair.scienceVariance)
+    bad = badLinePixels(
+        image, pair.templateVariance, reference=pair.science, referenceVariance=pair.scienceVariance
+    )
     rows = np.flatnonzero(bad.all(axis=1))
     columns = np.flatnonzero(bad.all(axis=0))
     assert rows.tolist() == [119, 120, 121]
@@ -76,8 +77,9 @@ def test_line_in_both_images_is_not_masked(pair):
     image = _withLine(pair.template, pair.templateVariance, row=150, sigmas=4.0)
     other = _withLine(pair.science, pair.scienceVariance, row=150, sigmas=4.0)
     assert badLinePixels(image, pair.templateVariance).any()
-    assert not badLinePixels(image, pair.templateVariance, reference=other,
-                             referenceVariance=pair.scienceVariance).any()
+    assert not badLinePixels(
+        image, pair.templateVariance, reference=other, referenceVariance=pair.scienceVariance
+    ).any()
 
 
 def test_mask_bad_lines_sets_bad_and_keeps_it_out_of_the_difference(pair):
@@ -89,8 +91,14 @@ def test_mask_bad_lines_sets_bad_and_keeps_it_out_of_the_difference(pair):
     assert nTemplate == 3 * 256 and nScience == 0
     bad = maskPlaneBitmask(template.mask.schema, ["BAD"])
     assert np.all(template.mask.array[119:122] & bad)
-    result = ipDiffim.subtract(image, pair.science, templateVariance=pair.templateVariance,
-                               scienceVariance=pair.scienceVariance, templateFwhm=4.0, scienceFwhm=4.3)
+    result = ipDiffim.subtract(
+        image,
+        pair.science,
+        templateVariance=pair.templateVariance,
+        scienceVariance=pair.scienceVariance,
+        templateFwhm=4.0,
+        scienceFwhm=4.3,
+    )
     assert np.all(result.mask[120, 30:-30])  # masked (BAD grown by the kernel) in the difference
 
 
@@ -106,5 +114,7 @@ def test_sampled_lines_find_the_same_line(pair):
         truth = sigmas / np.sqrt(1.5)
         assert sampled[line] - np.nanmedian(sampled) == pytest.approx(truth, abs=0.8)
         assert sampled[line] == pytest.approx(whole[line], abs=0.3)
-    assert np.array_equal(badLinePixels(image, pair.templateVariance),
-                          badLinePixels(image, pair.templateVariance, maxSamples=64))
+    assert np.array_equal(
+        badLinePixels(image, pair.templateVariance),
+        badLinePixels(image, pair.templateVariance, maxSamples=64),
+    )

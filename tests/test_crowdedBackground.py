@@ -106,8 +106,11 @@ def test_task_background_truth_kept(convolveTemplate):
         task = ipDiffim.ImagePsfMatchTask()
         task.config.kernel.active.fitForBackground = True
         task.config.doRefineBackgroundOffSources = refine
-        result = task.run(template, science, templateFwhmPix=3.0, scienceFwhmPix=4.0) if convolveTemplate \
+        result = (
+            task.run(template, science, templateFwhmPix=3.0, scienceFwhmPix=4.0)
+            if convolveTemplate
             else task.run(template, science, templateFwhmPix=4.0, scienceFwhmPix=3.0, convolveTemplate=False)
+        )
         diff = result.subtractedMaskedImage
         z = diff.image.array / np.sqrt(diff.variance.array)
         free = ~detectedSourceMask([template, science], grow=4) & np.isfinite(z)

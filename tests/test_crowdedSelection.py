@@ -135,9 +135,7 @@ def test_crowded_detection_one_source_per_star(crowded):
 def test_crowded_candidates_and_kernel(crowded):
     """On the crowded field: stamps centred on stars, bright unsaturated ones first, kernel sum right."""
     pair, _, _, saturated, task, res = crowded
-    good = [
-        c for c in res.kernelCellSet.allCandidates() if c.getStatus() == SpatialCellCandidateStatus.GOOD
-    ]
+    good = [c for c in res.kernelCellSet.allCandidates() if c.getStatus() == SpatialCellCandidateStatus.GOOD]
     assert len(good) >= 10
     cx = np.array([c.getXCenter() for c in good])
     cy = np.array([c.getYCenter() for c in good])

@@ -52,8 +52,9 @@ def _brightStars(science, template, fwhm):
     """Unsaturated stars of the science image away from the edges, brightest first."""
     data = np.ascontiguousarray(science, dtype=np.float64)
     background = sep.Background(data, bw=32, bh=32)
-    objects = sep.extract(data - background.back(), 5.0, err=background.globalrms, minarea=5,
-                          deblend_cont=0.001)
+    objects = sep.extract(
+        data - background.back(), 5.0, err=background.globalrms, minarea=5, deblend_cont=0.001
+    )
     flux, _, _ = sep.sum_circle(data - background.back(), objects["x"], objects["y"], 1.5 * fwhm)
     order = np.argsort(-flux)
     x, y = objects["x"][order], objects["y"][order]

@@ -192,7 +192,12 @@ def test_fuzz_subtract(capsys):
         t, tv, s, sv = _arrays(case)
         try:
             result = ipDiffim.subtract(
-                t, s, templateVariance=tv, scienceVariance=sv, templateFwhm=3.0, scienceFwhm=4.5,
+                t,
+                s,
+                templateVariance=tv,
+                scienceVariance=sv,
+                templateFwhm=3.0,
+                scienceFwhm=4.5,
                 config=config,
             )
         except NAMED_ERRORS as exc:

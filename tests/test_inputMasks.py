@@ -141,10 +141,16 @@ def test_nan_pixels_flagged_everywhere(pair):
     task = ipDiffim.ImagePsfMatchTask(config=_config())
     for convolveTemplate in (True, False):
         res = task.run(
-            MaskedImage(Image(template, bbox=bbox), variance=Image(pair.templateVariance, bbox=bbox),
-                        mask_schema=schema),
-            MaskedImage(Image(pair.science, bbox=bbox), variance=Image(pair.scienceVariance, bbox=bbox),
-                        mask_schema=schema),
+            MaskedImage(
+                Image(template, bbox=bbox),
+                variance=Image(pair.templateVariance, bbox=bbox),
+                mask_schema=schema,
+            ),
+            MaskedImage(
+                Image(pair.science, bbox=bbox),
+                variance=Image(pair.scienceVariance, bbox=bbox),
+                mask_schema=schema,
+            ),
             templateFwhmPix=3.0 if convolveTemplate else 4.5,
             scienceFwhmPix=4.5 if convolveTemplate else 3.0,
             convolveTemplate=convolveTemplate,
@@ -183,8 +189,20 @@ def _writeFits(path, image, variance, header=None, mask=None):
 def _cli(tmp_path, *extra, out="out"):
     out = tmp_path / out
     status = cliSubtract.main(
-        [str(tmp_path / "t.fits"), str(tmp_path / "s.fits"), "-o", str(out), "-q", "--convolve", "template",
-         "--template-fwhm", "3", "--science-fwhm", "4.5", *extra]
+        [
+            str(tmp_path / "t.fits"),
+            str(tmp_path / "s.fits"),
+            "-o",
+            str(out),
+            "-q",
+            "--convolve",
+            "template",
+            "--template-fwhm",
+            "3",
+            "--science-fwhm",
+            "4.5",
+            *extra,
+        ]
     )
     paths = glob.glob(str(out / "*" / "difference.fits"))
     return status, (MaskedImage.read(paths[0]) if paths else None)

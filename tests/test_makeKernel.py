@@ -161,7 +161,6 @@ def test_makeCandidateList_drops_a_variable_star(screen):
     assert len(task.makeCandidateList(template, science, 21, sources)) == 9
 
 
-
 def test_alardLuptonSubtract_kernel_sources_drop_a_variable_star():
     # AlardLuptonSubtractTask detects its kernel sources through makeKernel.makeCandidateList, which
     # now gets the PSF FWHM: a star twice as bright in the science image is no kernel source.

@@ -206,8 +206,22 @@ def test_perImageNoiseOptions():
     parser.add_argument("--gain", type=float)
     parser.add_argument("--read-noise", type=float)
     addNoiseArguments(parser)
-    args = parser.parse_args(["a.fits", "b.fits", "--gain", "2", "--read-noise", "5", "--science-gain", "4",
-                              "--science-variance", "va.fits", "--science-variance", "vb.fits"])
+    args = parser.parse_args(
+        [
+            "a.fits",
+            "b.fits",
+            "--gain",
+            "2",
+            "--read-noise",
+            "5",
+            "--science-gain",
+            "4",
+            "--science-variance",
+            "va.fits",
+            "--science-variance",
+            "vb.fits",
+        ]
+    )
     template = noiseReadOptions(args, "template")
     science = noiseReadOptions(args, "science", 1)
     assert (template["gain"], template["readNoise"], template["variancePath"]) == (2.0, 5.0, None)

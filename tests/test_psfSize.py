@@ -130,8 +130,14 @@ def test_invalidFwhmRefusedEverywhere(bad, tmp_path):
     with pytest.raises(InvalidFwhmError, match="targetFwhmPix"):
         makeKernelBasisList(task.kConfig, targetFwhmPix=bad, referenceFwhmPix=3.0)
     with pytest.raises(InvalidFwhmError, match="scienceFwhm"):
-        subtract(image, image, templateVariance=np.ones_like(image), scienceVariance=np.ones_like(image),
-                 templateFwhm=3.0, scienceFwhm=bad)
+        subtract(
+            image,
+            image,
+            templateVariance=np.ones_like(image),
+            scienceVariance=np.ones_like(image),
+            templateFwhm=3.0,
+            scienceFwhm=bad,
+        )
     assert issubclass(InvalidFwhmError, ValueError)
     assert validateFwhm(None) is None and validateFwhm(2) == 2.0
 
@@ -140,8 +146,15 @@ def test_invalidFwhmRefusedEverywhere(bad, tmp_path):
 def test_cliRefusesInvalidFwhm(bad, capsys):
     from lsst.ip.diffim.cli.subtract import main
 
-    code = main([str(DATA / "decam_OBS18a.fits"), str(DATA / "decam_OBS04a.fits"), "-o", "/nonexistent",
-                 f"--science-fwhm={bad}"])
+    code = main(
+        [
+            str(DATA / "decam_OBS18a.fits"),
+            str(DATA / "decam_OBS04a.fits"),
+            "-o",
+            "/nonexistent",
+            f"--science-fwhm={bad}",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "--science-fwhm: a FWHM must be a finite positive number of pixels" in err

@@ -467,9 +467,10 @@ class _DipoleDesign:
         fluxes = np.zeros(2)
         det = ata[0, 0] * ata[1, 1] - ata[0, 1] ** 2
         if det > 1e-12 * max(ata[0, 0] * ata[1, 1], 1e-300):
-            fluxes = np.array(
-                [ata[1, 1] * atb[0] - ata[0, 1] * atb[1], ata[0, 0] * atb[1] - ata[0, 1] * atb[0]]
-            ) / det
+            fluxes = (
+                np.array([ata[1, 1] * atb[0] - ata[0, 1] * atb[1], ata[0, 0] * atb[1] - ata[0, 1] * atb[0]])
+                / det
+            )
         if not (fluxes >= 0).all() or det <= 1e-12 * max(ata[0, 0] * ata[1, 1], 1e-300):
             # One lobe at its bound: the better of the two one-lobe fits.
             best, fluxes = -np.inf, np.zeros(2)
@@ -538,7 +539,11 @@ _ADAPT_REDUCED_CHI2 = 2.0
 
 
 def _fitLobes(
-    stamp: Stamp, model: PsfStampModel, design: _DipoleDesign, start: np.ndarray, lo4: np.ndarray,
+    stamp: Stamp,
+    model: PsfStampModel,
+    design: _DipoleDesign,
+    start: np.ndarray,
+    lo4: np.ndarray,
     hi4: np.ndarray,
 ) -> tuple[np.ndarray, bool, float]:
     """Fit the four lobe coordinates from ``start``; return them, success and the total chi^2."""

@@ -252,9 +252,7 @@ class ExclusionRegions:
         return np.any(distance <= self.radius[None, :] + margin, axis=1)
 
 
-def stampListTable(
-    spec: Table | PositionSpec, *, wcs: WCS | None = None, x0: int = 0, y0: int = 0
-) -> Table:
+def stampListTable(spec: Table | PositionSpec, *, wcs: WCS | None = None, x0: int = 0, y0: int = 0) -> Table:
     """Return a user stamp list as a candidate table (``x``, ``y`` columns).
 
     Parameters

@@ -347,7 +347,10 @@ class ImagePsfMatchTask(PsfMatchTask):
                 self.log.warning("No candidate survived the B.I.C. fits: the configured degrees are used")
         minSigma = self.config.crowdedMinSigDeconv if crowdedSharpening else None
         basisList = self.makeKernelBasisList(
-            templateFwhmPix, scienceFwhmPix, basisDegGauss=degrees, metadata=self.metadata,
+            templateFwhmPix,
+            scienceFwhmPix,
+            basisDegGauss=degrees,
+            metadata=self.metadata,
             minSigmaDeconv=minSigma,
         )
         return basisList, settings, nStarPerCell
@@ -1004,10 +1007,14 @@ class ImagePsfMatchTask(PsfMatchTask):
         """
         if self.kConfig.kernelBasisSet != "alard-lupton":
             return None, False
-        similar = convolvedFwhm is None or targetFwhm is None or (
-            self.config.crowdedMinFwhmRatio * targetFwhm
-            <= convolvedFwhm
-            <= self.config.crowdedMaxFwhmRatio * targetFwhm
+        similar = (
+            convolvedFwhm is None
+            or targetFwhm is None
+            or (
+                self.config.crowdedMinFwhmRatio * targetFwhm
+                <= convolvedFwhm
+                <= self.config.crowdedMaxFwhmRatio * targetFwhm
+            )
         )
         degrees = crowdedBasisDegrees(
             candidateList,
@@ -1020,15 +1027,21 @@ class ImagePsfMatchTask(PsfMatchTask):
         sharpening = convolvedFwhm is not None and targetFwhm is not None and convolvedFwhm > targetFwhm
         if degrees is not None and sharpening:
             # (the field is already known to be crowded: minPeaks 1 only checks the degrees)
-            degrees = crowdedBasisDegrees(
-                candidateList,
-                list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss),
-                list(self.config.crowdedSharpeningAlardDegGauss),
-                1.0,
-            ) or degrees
+            degrees = (
+                crowdedBasisDegrees(
+                    candidateList,
+                    list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss),
+                    list(self.config.crowdedSharpeningAlardDegGauss),
+                    1.0,
+                )
+                or degrees
+            )
         if degrees is not None:
-            self.log.info("Crowded field: Alard-Lupton degrees %s in place of %s", degrees,
-                          list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss))
+            self.log.info(
+                "Crowded field: Alard-Lupton degrees %s in place of %s",
+                degrees,
+                list(cast(PsfMatchConfigAL, self.kConfig).alardDegGauss),
+            )
         return degrees, degrees is not None and sharpening
 
     def _centreKernelSum(self, image: MaskedImage, kernel: Kernel) -> float:
@@ -1064,7 +1077,11 @@ class ImagePsfMatchTask(PsfMatchTask):
                     return
             for grow in grows[: 1 if grows[0] == 2 else 2]:
                 refined = refineBackgroundOffSources(
-                    subtracted, inputs, result.backgroundModel, backgroundScale=scale, grow=grow,
+                    subtracted,
+                    inputs,
+                    result.backgroundModel,
+                    backgroundScale=scale,
+                    grow=grow,
                     sourceMask=sourceMask,
                 )
                 if refined is not None:
@@ -1073,7 +1090,9 @@ class ImagePsfMatchTask(PsfMatchTask):
             self.metadata["offSourceBackgroundCorrection"] = refined.median
             self.log.debug(
                 "Off-source background correction %.4g (order %d, %d blocks)",
-                refined.median, refined.order, refined.nBlocks,
+                refined.median,
+                refined.order,
+                refined.nBlocks,
             )
 
     def _correlatedNoiseVariance(
@@ -1314,7 +1333,6 @@ def _asRegions(exclude: ExclusionRegions | PositionSpec | None) -> ExclusionRegi
     if exclude is None or isinstance(exclude, ExclusionRegions):
         return exclude
     return ExclusionRegions.fromSpec(exclude)
-
 
 
 def _asMaskedImage(exposure: MaskedImage) -> MaskedImage:

@@ -171,9 +171,7 @@ def photometricScaling(
                 pick = np.unique(np.linspace(0, cx.size - 1, MAX_CANDIDATE_STARS).round().astype(int))
                 cx, cy = cx[pick], cy[pick]
             x0, y0 = convolved.bbox.x.start, convolved.bbox.y.start
-            measured = _medianRatio(
-                (cImage, cVar), (tImage, tVar), good, cx - x0, cy - y0, fwhm, minSnr
-            )
+            measured = _medianRatio((cImage, cVar), (tImage, tVar), good, cx - x0, cy - y0, fwhm, minSnr)
             if measured[1] >= MIN_CANDIDATE_STARS:
                 return measured
     xs, ys = [], []
@@ -447,7 +445,8 @@ def checkKernelSum(
     if nUsed < minCandidates or abs(off) > maxTolerance:
         cause = _stampCause(kernelSum, scaling, convolved, target, fwhm, positions, tolerance)
         raise KernelSumMismatchError(
-            message + (": too few good stars constrain the kernel" if nUsed < minCandidates else "")
+            message
+            + (": too few good stars constrain the kernel" if nUsed < minCandidates else "")
             + (
                 cause
                 or " (a variable source or a blended stamp carries it); exclude the variable source "

@@ -65,10 +65,6 @@ MOSAIC_PIXELS = 1 << 21
 #: Side of the mosaic's tiles, and the NaN gutter between them (wider than any fit window).
 MOSAIC_TILE, MOSAIC_GUTTER = 256, 32
 
-#: Relative uncertainty of a first-pass estimate from batched fits (they find another local minimum for
-#: a few crowded stamps); within it of a window-size boundary the first pass is refitted one by one.
-WINDOW_MARGIN = 0.02
-
 
 class FwhmEstimationError(ValueError):
     """The PSF FWHM cannot be estimated (no usable star, or an unusable PSF image)."""
@@ -140,48 +136,7 @@ def readPsfImage(path: str | os.PathLike) -> np.ndarray:
     return data / total
 
 
-def _fitGaussianSigma(stamp: np.ndarray) -> float | None:
-    """Return the sigma of a circular Gaussian + constant fitted to a star stamp, or `None`."""
-    from scipy.optimize import least_squares
-
-    h, w = stamp.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(float)
-    peak = float(stamp.max())
-    if not peak > 0:
-        return None
-
-    def residual(p: np.ndarray) -> np.ndarray:
-        amp, xc, yc, sig, sky = p
-        model = amp * np.exp(-((xx - xc) ** 2 + (yy - yc) ** 2) / (2 * sig * sig)) + sky
-        return (model - stamp).ravel()
-
-    def jacobian(p: np.ndarray) -> np.ndarray:
-        # The analytic derivatives: one model evaluation per step instead of six (finite differences).
-        amp, xc, yc, sig, _ = p
-        dx, dy = xx - xc, yy - yc
-        r2 = dx * dx + dy * dy
-        g = np.exp(-r2 / (2 * sig * sig))
-        ag = amp * g / (sig * sig)
-        return np.stack([g, ag * dx, ag * dy, ag * r2 / sig, np.ones_like(g)], axis=-1).reshape(-1, 5)
-
-    start = np.array([peak, (w - 1) / 2, (h - 1) / 2, 1.5, 0.0])
-    try:
-        fit = least_squares(
-            residual,
-            start,
-            jac=jacobian,
-            bounds=([0, 0, 0, 0.3, -np.inf], [np.inf, w - 1, h - 1, w, np.inf]),
-        )
-    except ValueError:
-        return None
-    if not fit.success:
-        return None
-    return float(abs(fit.x[3]))
-
-
-def _candidateStamps(
-    image: np.ndarray, sources: Table, x0: int, y0: int, half: int
-) -> Iterator[np.ndarray]:
+def _candidateStamps(image: np.ndarray, sources: Table, x0: int, y0: int, half: int) -> Iterator[np.ndarray]:
     """Yield the background-subtracted stamps of the usable sources, the brightest first."""
     ny, nx = image.shape
     xs = np.asarray(sources["x"], dtype=float) - x0
@@ -208,61 +163,29 @@ def _candidateStamps(
         yield stamp
 
 
-def _measure(
-    image: np.ndarray, sources: Table, x0: int, y0: int, half: int, maxStars: int, batched: bool = False
-) -> list[float]:
+def _measure(image: np.ndarray, sources: Table, x0: int, y0: int, half: int, maxStars: int) -> list[float]:
     """Fit the brightest usable sources with windows of ``2 half + 1`` pixels; return their FWHMs.
 
-    One `scipy.optimize.least_squares` fit per source, the brightest first,
-    until ``maxStars`` are measured; with ``batched``, the stamps are fitted
-    together (`fitCircularGaussians`, as many at a time as fits are still
-    wanted): many times faster, with sizes that agree to about 1e-5
-    (the one-by-one fits' tolerance) but not to the last digit, so only the
-    pass that sets the fit window uses them.
+    The stamps are fitted together (`fitCircularGaussians`), as many at a
+    time as sizes are still wanted, until ``maxStars`` are measured.  A
+    fitted width of half the window or more says the source is larger than
+    the window (not a star): it is dropped and the next source is fitted.
     """
     stamps = _candidateStamps(image, sources, x0, y0, half)
     fwhms: list[float] = []
     while len(fwhms) < maxStars:
-        batch = list(itertools.islice(stamps, maxStars - len(fwhms) if batched else 1))
+        batch = list(itertools.islice(stamps, maxStars - len(fwhms)))
         if not batch:
             break
-        if batched:
-            sigmas = [float(s) if np.isfinite(s) else None for s in fitCircularGaussians(np.stack(batch))]
-        else:
-            sigmas = [_fitGaussianSigma(batch[0])]
-        for sigma in sigmas:
-            # A width near the window's says the source is larger than the window: not a star.
-            if sigma is not None and sigma < half / 2.0:
-                fwhms.append(SIGMA2FWHM * sigma)
+        for sigma in fitCircularGaussians(np.stack(batch)):
+            if np.isfinite(sigma) and sigma < half / 2.0:
+                fwhms.append(SIGMA2FWHM * float(sigma))
     return fwhms
 
 
-def _finalWindow(
-    image: np.ndarray,
-    sources: Table,
-    x0: int,
-    y0: int,
-    window: int,
-    maxStars: int,
-    estimate: float,
-    minFwhm: float,
-    limit: int,
-) -> int:
-    """Return the half-size of the final fit windows: 1.5 x the first estimate (3 to 15, at most ``limit``).
-
-    The first estimate comes from batched fits; when a change of
-    `WINDOW_MARGIN` would change the window, the first pass is refitted one
-    by one, so that the window is the one those fits give.
-    """
-
-    def half(e: float) -> int:
-        return int(min(max(3, math.ceil(1.5 * e)), 15, limit))
-
-    if half(estimate * (1 - WINDOW_MARGIN)) != half(estimate * (1 + WINDOW_MARGIN)):
-        exact = _stellarLocus(_measure(image, sources, x0, y0, window, maxStars), minFwhm, strict=False)
-        if exact is not None:
-            estimate = exact
-    return half(estimate)
+def _finalWindow(estimate: float, limit: int) -> int:
+    """Return the half-size of the final fit windows: 1.5 x the first estimate (3 to 15, at most `limit`)."""
+    return int(min(max(3, math.ceil(1.5 * estimate)), 15, limit))
 
 
 def _stellarLocus(fwhms: list[float], minFwhm: float, strict: bool = True) -> float | None:
@@ -367,8 +290,7 @@ def estimateFwhmFromImage(
         # Sizes need whole detections: the peaks of a split galaxy (its knots) look like stars.
         settings = DetectionSettings(thresholdValue=threshold, splitFootprintsAtPeaks=False)
         found = detectSources(maskedImage, settings).sources
-        # Without a given window this pass only sets the final pass's window: batched fits suffice.
-        measured = _measure(image, found, x0, y0, window, maxStars, batched=not fixedHalf)
+        measured = _measure(image, found, x0, y0, window, maxStars)
         nGood = sum(1 for f in measured if f >= minFwhm)
         summary.append(f"{len(found)} detections at {threshold:g} sigma, {nGood} measured")
         # Lower thresholds add faint stars but also merge neighbours: keep the best-measured set.
@@ -391,11 +313,8 @@ def estimateFwhmFromImage(
             "of the PSF (--template-psf/--science-psf) explicitly."
         )
     if not fixedHalf and sources is not None:
-        refined = _finalWindow(image, sources, x0, y0, window, maxStars, estimate, minFwhm, limit)
-        final = _measure(image, sources, x0, y0, refined, maxStars)
+        final = _measure(image, sources, x0, y0, _finalWindow(estimate, limit), maxStars)
         again = _stellarLocus(final, minFwhm)
-        if again is None:  # the first pass's estimate, from one-by-one fits as every returned size
-            again = _stellarLocus(_measure(image, sources, x0, y0, window, maxStars), minFwhm, strict=False)
         if again is not None:
             estimate = again
     return float(estimate)

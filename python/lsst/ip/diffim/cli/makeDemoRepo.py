@@ -102,9 +102,7 @@ def demoRepoConfig(compress: str = "mask") -> dict[str, Any]:
     return {"datastore": {"formatters": {"VisitImage": formatter, "DifferenceImage": dict(formatter)}}}
 
 
-def makeDemoRepo(
-    path: str, pairs: Iterable[tuple[int, int, VisitImage, VisitImage]] | None = None
-) -> Butler:
+def makeDemoRepo(path: str, pairs: Iterable[tuple[int, int, VisitImage, VisitImage]] | None = None) -> Butler:
     """Create a Butler repository holding template/science pairs.
 
     Parameters

@@ -188,6 +188,7 @@ def writeOutputs(
 
             matched = makeMatchedVisitImage(difference, result.matchedImage)
         diffPath, matchedPath = str(add("difference.fits")), str(add("matched_template.fits"))
+
         # One writer: two writing at once would hold two planes' compression
         # buffers at the same time (peak memory); the sheet is drawn meanwhile.
         def writeImages() -> None:

@@ -648,9 +648,7 @@ class SpatialKernelSolution(KernelSolution):
         self._basisList = list(basisList)
         self._kFunction = spatialKernelFunction.clone()
         self._bgFunction = background.clone()
-        self._constantFirstTerm = (
-            settings.kernelBasisSet == "alard-lupton" or settings.usePcaForSpatialKernel
-        )
+        self._constantFirstTerm = settings.kernelBasisSet == "alard-lupton" or settings.usePcaForSpatialKernel
         self._nbases = len(self._basisList)
         self._nkt = self._kFunction.getNParameters()
         self._nbt = self._bgFunction.getNParameters() if self._fitForBackground else 0
@@ -784,9 +782,9 @@ class SpatialKernelSolution(KernelSolution):
                 q = qMats[:, rows1][:, :, rows2].reshape(n, -1)
                 outer = (terms1[:, :, np.newaxis] * terms2[:, np.newaxis, :]).reshape(n, -1)
                 block = (q.T @ outer).reshape(rows1.size, rows2.size, terms1.shape[1], terms2.shape[1])
-                mMat[start1 : start1 + span1, start2 : start2 + span2] += block.transpose(
-                    0, 2, 1, 3
-                ).reshape(span1, span2)
+                mMat[start1 : start1 + span1, start2 : start2 + span2] += block.transpose(0, 2, 1, 3).reshape(
+                    span1, span2
+                )
 
     def getNConstraints(self) -> int:
         """Return the number of candidate systems added so far."""

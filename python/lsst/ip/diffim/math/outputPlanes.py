@@ -181,9 +181,7 @@ class OutputPlanes:
         self._arrays.clear()
 
     @classmethod
-    def forMatch(
-        cls, image: MaskedImage, difference: MaskedImage | None = None
-    ) -> OutputPlanes | None:
+    def forMatch(cls, image: MaskedImage, difference: MaskedImage | None = None) -> OutputPlanes | None:
         """Start preparing the planes of a PSF match and, optionally, a difference.
 
         Parameters
@@ -222,9 +220,7 @@ class OutputPlanes:
         )
 
 
-def _maskedImageSpecs(
-    kind: str, like: MaskedImage
-) -> dict[str, tuple[tuple[int, ...], np.typing.DTypeLike]]:
+def _maskedImageSpecs(kind: str, like: MaskedImage) -> dict[str, tuple[tuple[int, ...], np.typing.DTypeLike]]:
     """Return the plane specs of a float32 masked image shaped like ``like``."""
     shape, mask = like.image.array.shape, like.mask.array
     return {

@@ -412,4 +412,3 @@ def correlateFixed(
         threadCount(workers),
         out=out,
     )
-

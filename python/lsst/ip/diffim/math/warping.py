@@ -162,7 +162,7 @@ def sameGrid(source: MaskedImage, target: MaskedImage, tolerance: float = 1e-3) 
     bbox: Box = target.bbox
     step = max(bbox.x.size // 8, 1)
     xg = np.unique(np.append(bbox.x.arange[::step], bbox.x.max)).astype(float)
-    yg = np.unique(np.append(bbox.y.arange[::max(bbox.y.size // 8, 1)], bbox.y.max)).astype(float)
+    yg = np.unique(np.append(bbox.y.arange[:: max(bbox.y.size // 8, 1)], bbox.y.max)).astype(float)
     yy, xx = np.meshgrid(yg, xg, indexing="ij")
     mapped = _projection(source).sky_to_pixel(_projection(target).pixel_to_sky(x=xx, y=yy))
     sx = np.asarray(mapped.x, dtype=float)
