@@ -192,8 +192,11 @@ def writeOutputs(
         # One writer: two writing at once would hold two planes' compression
         # buffers at the same time (peak memory); the sheet is drawn meanwhile.
         def writeImages() -> None:
-            difference.write(diffPath, compression_options=options)
-            matched.write(matchedPath, compression_options=options)
+            from ..adapters.maskWriting import fastMaskWrites
+
+            with fastMaskWrites(difference, matched):
+                difference.write(diffPath, compression_options=options)
+                matched.write(matchedPath, compression_options=options)
 
         diaSources = None if detection is None else detection.diaSources
         if detection is not None:
