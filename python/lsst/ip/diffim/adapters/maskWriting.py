@@ -92,21 +92,28 @@ def packedMaskArrays(mask: Mask, schemas: list[MaskSchema]) -> list[np.ndarray]:
             shift = _bitPosition(dst.mask) - _bitPosition(src.mask)
             key = (src.index, shift)
             groups[key] = groups.get(key, 0) | int(src.mask)
-        out = np.zeros(source.shape[:-1], dtype=wide)
+        out: np.ndarray | None = None
         for (index, shift), bits in groups.items():
             element = source[..., index]
-            if element.dtype != wide:
-                element = element.astype(wide)
-                np.bitwise_and(element, wide(bits), out=element)
+            if element.dtype.itemsize == np.dtype(wide).itemsize and element.flags.c_contiguous:
+                piece = np.bitwise_and(element.view(wide), wide(bits))  # one new array
             else:
-                element = np.bitwise_and(element, wide(bits))
+                piece = element.astype(wide)
+                np.bitwise_and(piece, wide(bits), out=piece)
             if shift > 0:
-                np.left_shift(element, wide(shift), out=element)
+                np.left_shift(piece, wide(shift), out=piece)
             elif shift < 0:
-                np.right_shift(element, wide(-shift), out=element)
-            np.bitwise_or(out, element, out=out)
-            del element
-        arrays.append(out.astype(schema.dtype) if out.dtype != schema.dtype else out)
+                np.right_shift(piece, wide(-shift), out=piece)
+            if out is None:
+                out = piece
+            else:
+                np.bitwise_or(out, piece, out=out)
+            del piece
+        if out is None:
+            out = np.zeros(source.shape[:-1], dtype=wide)
+        # Every bit is below the target type's sign bit: a view when the sizes agree.
+        same = out.dtype.itemsize == schema.dtype.itemsize
+        arrays.append(out.view(schema.dtype) if same else out.astype(schema.dtype))
     return arrays
 
 
