@@ -102,10 +102,15 @@ class ForkedCall:
         self._buffer = mmap.mmap(-1, max(1, count * self._dtype.itemsize))  # shared with the child
         self._out = np.frombuffer(self._buffer, dtype=self._dtype, count=count).reshape(self._shape)
         read, write = os.pipe()
-        with warnings.catch_warnings():
-            # The child runs only ``call`` (C code and numpy) and never takes the other threads' locks.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+        try:
+            with warnings.catch_warnings():
+                # The child runs only ``call`` (C code and numpy) and never takes the other threads' locks.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            raise
         if pid == 0:  # the child
             try:
                 os.close(read)
