@@ -231,3 +231,17 @@ def test_perImageNoiseOptions():
     assert not args.scale_variance
     with pytest.raises(ValueError, match="once per science image"):
         noiseReadOptions(args, "template")
+
+
+def test_cross_dilation_is_scipys():
+    from scipy import ndimage
+
+    from lsst.ip.diffim.math.crossDilation import dilateCross
+
+    rng = np.random.default_rng(8)
+    mask = rng.random((61, 47)) < 0.01
+    mask[0, 0] = mask[-1, 5] = mask[30, -1] = True  # at the edges
+    for steps in (0, 1, 2, 3):
+        expected = ndimage.binary_dilation(mask, iterations=steps) if steps else mask
+        np.testing.assert_array_equal(dilateCross(mask, steps), expected)
+    assert not dilateCross(np.zeros((5, 5), bool), 2).any()

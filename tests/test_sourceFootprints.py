@@ -80,3 +80,49 @@ def test_small_or_other_grid_not_shared():
     assert detectFootprints(small) is None
     assert sharedSourceMask((detectFootprints(template), None), template, science) is None
     assert sharedSourceMask(pairFootprints(small, science), small, science) is None
+
+
+def test_template_detected_in_a_forked_child_is_the_same(monkeypatch):
+    monkeypatch.setenv("IPDIFFIM_NUM_THREADS", "2")
+    template, science, _ = _pair()
+    forked = pairFootprints(template, science, minPixels=0)
+    monkeypatch.setenv("IPDIFFIM_NUM_THREADS", "1")  # no fork
+    alone = pairFootprints(template, science, minPixels=0)
+    for a, b in zip(forked, alone, strict=True):
+        assert a is not None and b is not None and a.objects.size > 20
+        np.testing.assert_array_equal(a.segmentation, b.segmentation)
+        np.testing.assert_array_equal(a.objects, b.objects)
+        assert a.nSigma == b.nSigma
+
+
+def test_forked_call_value_array_and_failures():
+    import os
+
+    import pytest
+
+    from lsst.ip.diffim.math.forkedCall import ForkedCall, ForkedCallError
+
+    def fill(out):
+        out[...] = np.arange(out.size).reshape(out.shape)
+        return {"pid": os.getpid()}
+
+    with ForkedCall(fill, (3, 4), np.dtype(np.int32)) as call:
+        value, array = call.result()
+    assert value["pid"] != os.getpid()
+    np.testing.assert_array_equal(array, np.arange(12).reshape(3, 4))
+
+    def fail(out):
+        raise ValueError("no sources")
+
+    with ForkedCall(fail, (2,), np.dtype(np.float32)) as call:
+        with pytest.raises(ForkedCallError, match="no sources"):
+            call.result()
+
+    def die(out):
+        os._exit(3)
+
+    with ForkedCall(die, (2,), np.dtype(np.float32)) as call:
+        with pytest.raises(ForkedCallError, match="without"):
+            call.result()
+    with ForkedCall(fill, (2,), np.dtype(np.int32)) as call:
+        pass  # never asked: the child is killed and reaped on leaving

@@ -132,7 +132,8 @@ def makeInputMask(
     """
     schema = makeDifferenceMaskSchema()
     bbox = Box.from_shape(image.shape) if bbox is None else bbox
-    mask = Mask(0, schema=schema, bbox=bbox)
+    # np.zeros, not Mask(0, ...)'s np.full: the pages of a mask no pixel is set in stay unallocated.
+    mask = Mask(np.zeros(bbox.shape + (schema.mask_size,), dtype=schema.dtype), schema=schema, bbox=bbox)
     if badPixels is not None:
         badPixels = np.asarray(badPixels)
         if badPixels.shape != image.shape:
@@ -144,7 +145,8 @@ def makeInputMask(
     noData = ~usablePixels(image)  # NaN/inf and fill values such as 1e32
     if variance is not None:
         noData |= ~np.isfinite(variance)
-    mask.set(requireMaskPlane(schema, "NO_DATA"), noData)
+    if noData.any():
+        mask.set(requireMaskPlane(schema, "NO_DATA"), noData)
     return mask
 
 

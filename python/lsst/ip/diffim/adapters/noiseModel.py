@@ -373,7 +373,8 @@ def applyVarianceScaling(
 def _sourcesAndSky(image: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Return the sources of an image (3 sigma, grown by 2 pixels) and its sky level (`None` if unusable)."""
     import sep
-    from scipy import ndimage
+
+    from ..math.crossDilation import dilateCross
 
     good = usablePixels(image) & np.isfinite(variance) & (variance > 0)
     detected = np.zeros(image.shape, dtype=bool)
@@ -386,7 +387,7 @@ def _sourcesAndSky(image: np.ndarray, variance: np.ndarray) -> tuple[np.ndarray,
         _, segmentation = sep.extract(
             residual, 3.0, err=err, mask=~good, minarea=5, segmentation_map=True, deblend_nthresh=1
         )
-        detected = ndimage.binary_dilation(segmentation > 0, iterations=2)
+        detected = dilateCross(segmentation > 0, 2)
     except Exception as exc:  # sep raises plain Exceptions (e.g. too many objects)
         _LOG.warning("Source detection before variance scaling failed (%s); sources not masked.", exc)
     return detected, level

@@ -97,7 +97,9 @@ def normalizedResidualStats(
 ) -> tuple[float, float]:
     """Return the mean and robust std of ``difference / sqrt(variance)`` off sources."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        norm = difference.image.array / np.sqrt(difference.variance.array)
+        image, variance = difference.image.array, difference.variance.array
+        norm = np.sqrt(variance).astype(np.result_type(image, variance), copy=False)
+        np.divide(image, norm, out=norm)
     ok = np.isfinite(norm)
     bad = anyMaskPlaneSet(difference.mask, ["NO_DATA", "EDGE", "SAT", "DETECTED"])
     if bad is not None:
@@ -107,8 +109,10 @@ def normalizedResidualStats(
     values = norm[ok]
     if values.size == 0:
         return math.nan, math.nan
-    del norm, ok, bad  # values is a copy: partition it in place, no image-sized temporaries left
-    q25, q50, q75 = np.percentile(values, [25, 50, 75], overwrite_input=True)
+    del norm, ok, bad  # values is a copy; no image-sized temporaries left
+    from ..math.bracketedPercentiles import bracketedPercentiles
+
+    q25, q50, q75 = bracketedPercentiles(values, [25, 50, 75])  # np.percentile's numbers
     return float(q50), float((q75 - q25) / 1.349)
 
 
@@ -192,8 +196,11 @@ def writeOutputs(
         # One writer: two writing at once would hold two planes' compression
         # buffers at the same time (peak memory); the sheet is drawn meanwhile.
         def writeImages() -> None:
-            difference.write(diffPath, compression_options=options)
-            matched.write(matchedPath, compression_options=options)
+            from ..adapters.maskWriting import fastMaskWrites
+
+            with fastMaskWrites(difference, matched):
+                difference.write(diffPath, compression_options=options)
+                matched.write(matchedPath, compression_options=options)
 
         diaSources = None if detection is None else detection.diaSources
         if detection is not None:
