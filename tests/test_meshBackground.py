@@ -83,18 +83,3 @@ def test_a_background_of_other_pixels_or_boxes_is_not_reused():
         candidateFluxes(mi, xs, ys, 5.0, background=wrong)[0], candidateFluxes(mi, xs, ys, 5.0)[0]
     )
 
-
-def test_allFinite_answers_as_isfinite_all():
-    from lsst.ip.diffim.math.statistics import allFinite
-
-    rng = np.random.default_rng(1)
-    plane = rng.normal(size=(64, 64)).astype(np.float32)
-    assert allFinite(plane)
-    huge = np.full((64, 64), 3e38, dtype=np.float32)  # its float32 sum overflows; all finite
-    assert allFinite(huge)
-    for value in (np.nan, np.inf, -np.inf):
-        for case in (plane.copy(), huge.copy(), np.full((8, 8), 1e308)):
-            case[3, 5] = value
-            assert not allFinite(case)
-    assert allFinite(np.full((8, 8), 1e308))  # float64 overflow of the sum, every value finite
-    assert not allFinite(np.array([1 + 1j, complex(np.nan, 0)]))

@@ -37,6 +37,7 @@ import numpy as np
 from .imageTypes import MaskedImageLike
 from .math.apertureMask import maskedOverlap
 from .math.masks import anyMaskPlaneSet
+from .math.usablePixels import finiteWithPositiveVariance
 
 if TYPE_CHECKING:
     from .math.meshBackground import MeshBackground
@@ -52,7 +53,7 @@ def _planes(mi: MaskedImageLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if image.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         image = image.astype(np.float32)
     variance = np.asarray(mi.variance.array, dtype=image.dtype)
-    good = np.isfinite(image) & np.isfinite(variance) & (variance > 0)
+    good = finiteWithPositiveVariance(image, variance)
     flagged = anyMaskPlaneSet(mi.mask, _FLAGGED)
     if flagged is not None:
         good &= ~flagged
