@@ -30,12 +30,17 @@ from __future__ import annotations
 __all__ = ["candidateFluxes"]
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .imageTypes import MaskedImageLike
 from .math.apertureMask import maskedOverlap
 from .math.masks import anyMaskPlaneSet
+from .math.usablePixels import finiteWithPositiveVariance
+
+if TYPE_CHECKING:
+    from .math.meshBackground import MeshBackground
 
 #: Mask planes whose pixels spoil an aperture.
 _FLAGGED = ["SAT", "NO_DATA", "BAD", "STREAK", "EDGE"]
@@ -48,7 +53,7 @@ def _planes(mi: MaskedImageLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if image.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         image = image.astype(np.float32)
     variance = np.asarray(mi.variance.array, dtype=image.dtype)
-    good = np.isfinite(image) & np.isfinite(variance) & (variance > 0)
+    good = finiteWithPositiveVariance(image, variance)
     flagged = anyMaskPlaneSet(mi.mask, _FLAGGED)
     if flagged is not None:
         good &= ~flagged
@@ -56,7 +61,12 @@ def _planes(mi: MaskedImageLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def candidateFluxes(
-    maskedImage: MaskedImageLike, x: np.ndarray, y: np.ndarray, radius: float
+    maskedImage: MaskedImageLike,
+    x: np.ndarray,
+    y: np.ndarray,
+    radius: float,
+    *,
+    background: MeshBackground | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return background-subtracted aperture fluxes and their errors at ``(x, y)``.
 
@@ -73,6 +83,10 @@ def candidateFluxes(
         Centres, in array pixels (0-based, relative to the image origin).
     radius : `float`
         Aperture radius in pixels.
+    background : `~lsst.ip.diffim.math.meshBackground.MeshBackground`, optional
+        A background already fitted to this image (the candidate
+        detection's): used instead of a new fit when it is the one this
+        function would fit (same box and masked pixels, float32 pixels).
 
     Returns
     -------
@@ -91,9 +105,12 @@ def candidateFluxes(
     data = np.where(good, image, image.dtype.type(0))
     box = max(8, min(64, min(data.shape) // 2))
     try:
-        background = sep.Background(data, mask=bad, bw=box, bh=box)
-        background.subfrom(data)
-        del background
+        if background is not None and image.dtype == np.float32 and background.fits(bad, box):
+            fitted = background.background
+        else:
+            fitted = sep.Background(data, mask=bad, bw=box, bh=box)
+        fitted.subfrom(data)
+        del fitted
         xs = np.ascontiguousarray(x, dtype=np.float64)
         ys = np.ascontiguousarray(y, dtype=np.float64)
         flux, fluxErr, flag = sep.sum_circle(

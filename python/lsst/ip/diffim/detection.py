@@ -173,7 +173,9 @@ class SourceDetectionTask(pipeBase.Task):
             number of peaks), and boolean ``flag_saturated``,
             ``flag_badMask``, ``flag_edge``; ``background`` : the
             `sep.Background` model that was subtracted (``.back()`` is its
-            image), or `None`.
+            image), or `None`; ``meshBackground`` : the same with the pixels
+            it left out (`lsst.ip.diffim.math.meshBackground.MeshBackground`),
+            for reuse on the image, or `None`.
         """
         settings = DetectionSettings.fromConfig(self.config)
         result = detectSources(maskedImage, settings, sigma=sigma, doSmooth=doSmooth)
@@ -183,7 +185,9 @@ class SourceDetectionTask(pipeBase.Task):
             self.config.thresholdValue,
             self.config.thresholdType,
         )
-        return pipeBase.Struct(sources=result.sources, background=result.background)
+        return pipeBase.Struct(
+            sources=result.sources, background=result.background, meshBackground=result.meshBackground
+        )
 
 
 def makeCenteredBox(xCenter: float, yCenter: float, size: int) -> Box:

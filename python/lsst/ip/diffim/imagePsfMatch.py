@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, ClassVar, Unpack, cast
 
 import numpy as np
@@ -54,6 +55,7 @@ from .math.convolve import ConvolutionControl, convolve
 from .math.functions import Function2
 from .math.kernels import Kernel
 from .math.masks import anyMaskPlaneSet
+from .math.meshBackground import MeshBackground
 from .math.nonFinite import flagNonFinitePixels
 from .math.outputPlanes import OutputPlanes, preparedPlanes
 from .math.spatialCell import SpatialCellSet
@@ -438,9 +440,14 @@ class ImagePsfMatchTask(PsfMatchTask):
         sources : `astropy.table.Table`
             One row per detection (``x``, ``y``, ``flux``, footprint box, flags).
         """
+        return self._detectSources(exposure, sigma=sigma, doSmooth=doSmooth).sources
+
+    def _detectSources(
+        self, exposure: MaskedImage, sigma: float | None = None, doSmooth: bool = True
+    ) -> pipeBase.Struct:
+        """Run ``selectDetection`` (`getSelectSources`); return its whole result, background included."""
         maskedImage = exposure if isinstance(exposure, MaskedImage) else _asMaskedImage(exposure)
-        result = self.selectDetection.run(maskedImage, sigma=sigma, doSmooth=doSmooth)
-        return result.sources
+        return self.selectDetection.run(maskedImage, sigma=sigma, doSmooth=doSmooth)
 
     def makeCandidateList(
         self,
@@ -490,9 +497,13 @@ class ImagePsfMatchTask(PsfMatchTask):
         """
         detConfig = self.kConfig.detectionConfig
         detected = candidateList
+        # The detection's background, which the variable screen reuses where it would fit the same.
+        backgrounds: dict[str, MeshBackground | None] = {}
         if candidateList is None:
             image = templateExposure if detConfig.detOnTemplate else scienceExposure
-            detected = self.getSelectSources(image)
+            found = self._detectSources(image)
+            detected = found.sources
+            backgrounds["template" if detConfig.detOnTemplate else "science"] = found.meshBackground
             candidateList = self._filterDetections(detected)
         if candidateList is None or len(candidateList) == 0:
             raise NoKernelCandidatesError(
@@ -534,7 +545,7 @@ class ImagePsfMatchTask(PsfMatchTask):
                 "or use a smaller kernel or stamp (fpGrowKernelScaling)."
             )
         if self.config.doRejectVariableCandidates and fwhm is not None and len(kept):
-            kept = self._rejectVariable(kept, templateMI, scienceMI, fwhm)
+            kept = self._rejectVariable(kept, templateMI, scienceMI, fwhm, backgrounds)
         if self.config.rankIsolatedFirst and isinstance(detected, Table):
             kept["isolated"] = isolatedSources(
                 kept, detected, radius=kernelSize / 4, peakRatio=self.config.isolationPeakRatio
@@ -543,14 +554,25 @@ class ImagePsfMatchTask(PsfMatchTask):
         return kept
 
     def _rejectVariable(
-        self, kept: Table, templateMI: MaskedImage, scienceMI: MaskedImage, fwhm: float
+        self,
+        kept: Table,
+        templateMI: MaskedImage,
+        scienceMI: MaskedImage,
+        fwhm: float,
+        backgrounds: Mapping[str, MeshBackground | None] | None = None,
     ) -> Table:
-        """Drop the variable candidates (`~lsst.ip.diffim.variableCandidates.flagVariableCandidates`)."""
+        """Drop the variable candidates (`~lsst.ip.diffim.variableCandidates.flagVariableCandidates`).
+
+        ``backgrounds``: backgrounds already fitted to the ``"template"`` or
+        ``"science"`` image (the detection's), for the screen to reuse.
+        """
         from .variableCandidates import SPARSE_FIELD_CANDIDATES, VARIABLE_META_KEY, flagVariableCandidates
 
+        backgrounds = backgrounds or {}
         found = flagVariableCandidates(
-            kept, templateMI, scienceMI, fwhm, tolerance=self.config.variableCandidateTolerance
-        )
+            kept, templateMI, scienceMI, fwhm, tolerance=self.config.variableCandidateTolerance,
+            templateBackground=backgrounds.get("template"), scienceBackground=backgrounds.get("science"),
+        )  # fmt: skip
         nVariable = int(found.variable.sum())
         self.metadata["nVariableCandidates"] = nVariable
         if nVariable == 0:

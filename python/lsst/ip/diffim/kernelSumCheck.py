@@ -95,8 +95,11 @@ def _usable(mi: MaskedImageLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     image = np.asarray(mi.image.array)
     image = image if image.dtype in (np.float32, np.float64) else image.astype(np.float32)
     variance = np.asarray(mi.variance.array, dtype=image.dtype)
-    good = np.isfinite(image) & np.isfinite(variance) & (variance > 0) & (np.abs(image) < 1e30)
     from .math.masks import anyMaskPlaneSet
+    from .math.usablePixels import finiteWithPositiveVariance
+
+    good = finiteWithPositiveVariance(image, variance)
+    good &= np.abs(image) < 1e30
 
     flagged = anyMaskPlaneSet(mi.mask, ["SAT", "NO_DATA", "BAD", "STREAK", "EDGE"])
     if flagged is not None:

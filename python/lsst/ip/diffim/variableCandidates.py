@@ -51,6 +51,7 @@ __all__ = [
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.table import Table
@@ -59,6 +60,9 @@ from lsst.images import MaskedImage
 
 from .apertureFluxes import candidateFluxes
 from .exclusions import ExclusionRegions
+
+if TYPE_CHECKING:
+    from .math.meshBackground import MeshBackground
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ def flagVariableCandidates(
     minSnr: float = 20.0,
     minReference: int = 5,
     maxFraction: float = 0.5,
+    templateBackground: MeshBackground | None = None,
+    scienceBackground: MeshBackground | None = None,
 ) -> VariableCandidates:
     """Flag the candidates whose science/template flux ratio disagrees with the field's.
 
@@ -133,6 +139,10 @@ def flagVariableCandidates(
         If more than this fraction of the measured candidates disagree, the
         ratios are scattered rather than a few variable (images that do
         not match): none is flagged (``source`` ``"scattered"``).
+    templateBackground, scienceBackground : `~lsst.ip.diffim.math.meshBackground.MeshBackground`, optional
+        Backgrounds already fitted to the images (the candidate detection's),
+        reused by `~lsst.ip.diffim.apertureFluxes.candidateFluxes` where they
+        are the ones it would fit.
 
     Returns
     -------
@@ -147,8 +157,8 @@ def flagVariableCandidates(
     x = np.asarray(candidates["x"], dtype=np.float64) - x0
     y = np.asarray(candidates["y"], dtype=np.float64) - y0
     radius = 2.0 * fwhm
-    fT, eT = candidateFluxes(template, x, y, radius)
-    fS, eS = candidateFluxes(science, x, y, radius)
+    fT, eT = candidateFluxes(template, x, y, radius, background=templateBackground)
+    fS, eS = candidateFluxes(science, x, y, radius, background=scienceBackground)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.where(fT > 0, fS / fT, math.nan)
         bright = (fT / eT >= minSnr) & (fS / eS >= minSnr)

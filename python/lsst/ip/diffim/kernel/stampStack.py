@@ -375,19 +375,27 @@ class StampStack:
         The weight is ``1 / median(templateVariance + scienceVariance)`` over
         the finite pixels, the variances summed in float32 as afw's variance
         planes are (1 if the median is not positive), the weight
-        `KernelCandidate.build` uses with constant variance weighting.  The
-        weights of the whole stack are computed on first use.
+        `KernelCandidate.build` uses with constant variance weighting.  Each
+        stamp's weight is computed when first asked for and kept (a fit uses
+        about a third of the stack's candidates: the medians of the others
+        were most of this step's cost).
         """
+        index = np.asarray(index, dtype=np.intp)
         if self._weights is None:
-            self._weights = self._constantWeights()
+            self._weights = np.full(len(self), math.nan)
+        todo = np.unique(index[np.isnan(self._weights[index])])
+        if todo.size:
+            self._weights[todo] = self._constantWeights(todo)
         return self._weights[index]
 
-    def _constantWeights(self) -> np.ndarray:
-        n = len(self)
+    def _constantWeights(self, rows: np.ndarray) -> np.ndarray:
+        n = len(rows)
         median = np.empty(n, dtype=np.float32)
         for chunk in _chunks(n):
             start = chunk.start
-            var = np.add(self.templateVariance[chunk], self.scienceVariance[chunk], dtype=np.float32)
+            var = np.add(
+                self.templateVariance[rows[chunk]], self.scienceVariance[rows[chunk]], dtype=np.float32
+            )
             flat = var.reshape(len(var), -1)
             finite = np.isfinite(flat)
             if finite.all() and flat.shape[1]:

@@ -47,6 +47,7 @@ from astropy.table import Table
 from lsst.images import MaskedImage
 
 from .masks import anyMaskPlaneSet
+from .meshBackground import MeshBackground
 from .objectExtraction import extractObjects, extractPeaks
 from .overlapSave import correlateFixed
 from .statistics import allFinite
@@ -132,6 +133,9 @@ class DetectionResult:
     ``flag_badMask``, ``flag_edge``."""
     background: Any
     """The `sep.Background` that was subtracted, or `None`."""
+    meshBackground: MeshBackground | None = None
+    """The same background with the pixels it left out, for reuse on the
+    image (`None` without a background, or one of the negated image)."""
 
 
 def detectSources(
@@ -173,7 +177,12 @@ def detectSources(
     x0, y0 = maskedImage.bbox.x.start, maskedImage.bbox.y.start
     sources = _sourceTable(objects, data.shape, var, errScale, sign, x0, y0)
     _flagSources(sources, objects, maskedImage, bad, settings.saturatedMaskPlanes)
-    return DetectionResult(sources=sources, background=background)
+    mesh = None
+    box = min(settings.backgroundBinSize, *image.shape)
+    if background is not None and sign > 0 and box == settings.backgroundBinSize:
+        # The box _searchImage fitted (square unless the image is narrower than a box).
+        mesh = MeshBackground(background, box, bad if anyBad else None)
+    return DetectionResult(sources=sources, background=background, meshBackground=mesh)
 
 
 def _badPixels(

@@ -49,13 +49,18 @@ _IQ_TO_STDEV = 0.741301109252802
 def allFinite(plane: np.ndarray) -> bool:
     """Whether every pixel is finite, without an image-sized temporary.
 
-    A float64 sum of finite float32 (or smaller) values cannot overflow, so
-    it is finite exactly when all the values are; wider types are tested
-    pixel by pixel if the sum is not finite.
+    A sum with a non-finite term is not finite, so a finite sum in the
+    plane's own type (the fastest pass, a third of a float64 one for
+    float32) answers yes.  A float64 sum of finite float32 (or smaller)
+    values cannot overflow, so it is finite exactly when all the values
+    are; wider types are tested pixel by pixel if the sum is not finite.
     """
     if plane.size == 0 or plane.dtype.kind not in "fc":
         return True
-    if np.isfinite(np.sum(plane, dtype=np.float64 if plane.dtype.kind == "f" else None)):
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(plane, axis=None)):
+            return True
+    if plane.dtype.kind == "f" and plane.dtype.itemsize < 8 and np.isfinite(np.sum(plane, dtype=np.float64)):
         return True
     return bool(np.isfinite(plane).all())
 
