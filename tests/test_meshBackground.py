@@ -82,4 +82,3 @@ def test_a_background_of_other_pixels_or_boxes_is_not_reused():
     assert not np.allclose(
         candidateFluxes(mi, xs, ys, 5.0, background=wrong)[0], candidateFluxes(mi, xs, ys, 5.0)[0]
     )
-
