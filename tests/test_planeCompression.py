@@ -41,6 +41,10 @@ def _image(seed: int):
 def test_demoRepositoryStoresFloatPlanesPlainAndMaskCompressed(tmp_path):
     template, science = _image(1), _image(2)
     science.mask.array[5, 6] = 1
+    # Several planes at once, through the formatter's packed mask writes: read back bit for bit.
+    names = list(science.mask.schema.names)
+    science.mask.set(names[-1], np.arange(64 * 80).reshape(64, 80) % 7 == 0)
+    science.mask.set(names[2], np.arange(64 * 80).reshape(64, 80) % 5 == 0)
     makeDemoRepo(str(tmp_path / "repo"), pairs=[(7, 0, template, science)])
     butler = Butler.from_config(str(tmp_path / "repo"), collections=[INPUT_RUN])
     dataId = {"instrument": "DemoCam", "visit": 7, "detector": 0}
@@ -62,3 +66,18 @@ def test_compressionChoices():
     assert planeCompressionOptions("mask")["mask"].algorithm == "RICE_1"
     with pytest.raises(ValueError, match="unknown compression"):
         planeCompressionOptions("lossy")
+
+
+def test_formatterPacksTheMask(tmp_path, monkeypatch):
+    from lsst.ip.diffim.adapters import maskWriting
+
+    calls = []
+    original = maskWriting._serializeMask
+    monkeypatch.setattr(maskWriting, "_serializeMask", lambda *a, **k: calls.append(1) or original(*a, **k))
+    template, science = _image(3), _image(4)
+    science.mask.array[7, 8] = 5
+    makeDemoRepo(str(tmp_path / "repo"), pairs=[(7, 0, template, science)])
+    assert len(calls) == 2  # template and science, each written once through the packed path
+    butler = Butler.from_config(str(tmp_path / "repo"), collections=[INPUT_RUN])
+    back = butler.get("science_image", {"instrument": "DemoCam", "visit": 7, "detector": 0})
+    np.testing.assert_array_equal(back.mask.array, science.mask.array)

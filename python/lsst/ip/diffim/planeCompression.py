@@ -42,15 +42,21 @@ the repository's datastore for the storage classes it should write, e.g.::
             compress: mask
 
 (``ipdiffim-make-demo-repo`` does so for ``VisitImage`` and ``DifferenceImage``.)
+Its writes also pack the mask planes in one pass
+(`lsst.ip.diffim.adapters.maskWriting.fastMaskWrites`, the same bytes as
+`lsst.images` writes), which at 4096^2 saves about a second per image.
 """
 
 from __future__ import annotations
 
 __all__ = ["COMPRESSION_CHOICES", "PlaneCompressionFormatter", "planeCompressionOptions"]
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lsst.images.formatters import GenericFormatter
+
+if TYPE_CHECKING:
+    from lsst.resources import ResourcePath
 
 #: The choices of plane compression.
 COMPRESSION_CHOICES = ("mask", "all", "none")
@@ -103,3 +109,13 @@ class PlaneCompressionFormatter(GenericFormatter):
         if "recipe" in self.write_parameters:
             return super()._get_compression_options()
         return planeCompressionOptions(self.write_parameters.get("compress", "mask"))
+
+    def write_local_file(self, in_memory_dataset: Any, uri: ResourcePath) -> None:
+        """Write the dataset as `GenericFormatter` does, its mask planes packed in one pass."""
+        from lsst.images import Mask
+
+        from .adapters.maskWriting import fastMaskWrites
+
+        masked = [in_memory_dataset] if isinstance(getattr(in_memory_dataset, "mask", None), Mask) else []
+        with fastMaskWrites(*masked):
+            super().write_local_file(in_memory_dataset, uri)
