@@ -121,13 +121,12 @@ class SheetWorker:
             raise error
         return Path(path)
 
-    def close(self, timeout: float = 0.2) -> None:
+    def close(self) -> None:
         """End the drawing process.
 
         Every sheet asked for has been answered by then (`draw` waits), so
-        whatever the process is doing (building the next empty figure) can
-        be cut short: its input is closed and, if it has not ended within
-        ``timeout`` seconds, it is killed.
+        whatever the process is doing (building the next empty figure, about
+        half a second) is cut short: it is killed at once rather than waited for.
         """
         process = self._process
         try:
@@ -135,11 +134,9 @@ class SheetWorker:
                 process.stdin.close()
         except OSError:
             pass
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        if process.poll() is None:
             process.kill()
-            process.wait()
+        process.wait()
         if process.stdout is not None:
             process.stdout.close()
 
