@@ -630,10 +630,13 @@ class AlardLuptonSubtractTask(pipeBase.PipelineTask):
         outputRefs : `lsst.pipe.base.OutputQuantizedConnection`
             The dataset references of the outputs.
         """
-        inputs = butlerQC.get(inputRefs)
-        results = runAnnotated(self, inputs)
-        outputs = self._toButler(results, inputs["science"])
-        butlerQC.put(outputs, outputRefs)
+        from .math.frozenHeap import frozenHeap
+
+        with frozenHeap():  # the executor's objects are not walked by the collector during the quantum
+            inputs = butlerQC.get(inputRefs)
+            results = runAnnotated(self, inputs)
+            outputs = self._toButler(results, inputs["science"])
+            butlerQC.put(outputs, outputRefs)
 
     def _toButler(self, results: pipeBase.Struct, science: VisitImage) -> pipeBase.Struct:
         kernel = results.psfMatchingKernel

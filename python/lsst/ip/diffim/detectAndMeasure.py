@@ -271,9 +271,12 @@ class DetectAndMeasureTask(pipeBase.PipelineTask):
         outputRefs : `lsst.pipe.base.OutputQuantizedConnection`
             The dataset references of the outputs.
         """
-        inputs = butlerQC.get(inputRefs)
-        outputs = self.run(**inputs)
-        butlerQC.put(outputs, outputRefs)
+        from .math.frozenHeap import frozenHeap
+
+        with frozenHeap():  # the executor's objects are not walked by the collector during the quantum
+            inputs = butlerQC.get(inputRefs)
+            outputs = self.run(**inputs)
+            butlerQC.put(outputs, outputRefs)
 
     @timeMethod
     def run(

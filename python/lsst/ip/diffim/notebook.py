@@ -217,94 +217,97 @@ def subtract(
     from .imagePsfMatch import ImagePsfMatchTask
     from .inputChecks import checkRegistration
     from .kernelConversion import toImagesBackground, toImagesKernel
+    from .math.frozenHeap import frozenHeap
     from .math.masks import anyMaskPlaneSet
 
-    validateFwhmArguments(templateFwhm=templateFwhm, scienceFwhm=scienceFwhm)
-    tImage, tVar, tWcs, tMask, tUnit = _planes(
-        template, templateVariance, gain, readNoise, templateMask, "template"
-    )
-    sImage, sVar, sWcs, sMask, sUnit = _planes(
-        science, scienceVariance, gain, readNoise, scienceMask, "science"
-    )
-    checkRegistration(tWcs is not None, tImage.shape, sWcs is not None, sImage.shape)
-    if tWcs is None or sWcs is None:
-        tWcs = sWcs = None
-    tLevel = templateSaturation if templateSaturation is not None else saturation
-    sLevel = scienceSaturation if scienceSaturation is not None else saturation
-    # Without a WCS the images stay MaskedImages: no sky projection is invented.
-    t = makeInputImage(
-        tImage,
-        tVar,
-        makeInputMask(tImage, variance=tVar, badPixels=tMask, saturation=tLevel),
-        wcs=tWcs,
-        unit=parseUnit(tUnit),
-    )
-    s = makeInputImage(
-        sImage,
-        sVar,
-        makeInputMask(sImage, variance=sVar, badPixels=sMask, saturation=sLevel),
-        wcs=sWcs,
-        unit=parseUnit(sUnit),
-    )
-    from .adapters.sourceFootprints import SourceFootprints, pairFootprints, sharedSourceMask
+    # The objects that exist by now (the notebook's, the stack's) are not walked by the collector meanwhile.
+    with frozenHeap():
+        validateFwhmArguments(templateFwhm=templateFwhm, scienceFwhm=scienceFwhm)
+        tImage, tVar, tWcs, tMask, tUnit = _planes(
+            template, templateVariance, gain, readNoise, templateMask, "template"
+        )
+        sImage, sVar, sWcs, sMask, sUnit = _planes(
+            science, scienceVariance, gain, readNoise, scienceMask, "science"
+        )
+        checkRegistration(tWcs is not None, tImage.shape, sWcs is not None, sImage.shape)
+        if tWcs is None or sWcs is None:
+            tWcs = sWcs = None
+        tLevel = templateSaturation if templateSaturation is not None else saturation
+        sLevel = scienceSaturation if scienceSaturation is not None else saturation
+        # Without a WCS the images stay MaskedImages: no sky projection is invented.
+        t = makeInputImage(
+            tImage,
+            tVar,
+            makeInputMask(tImage, variance=tVar, badPixels=tMask, saturation=tLevel),
+            wcs=tWcs,
+            unit=parseUnit(tUnit),
+        )
+        s = makeInputImage(
+            sImage,
+            sVar,
+            makeInputMask(sImage, variance=sVar, badPixels=sMask, saturation=sLevel),
+            wcs=sWcs,
+            unit=parseUnit(sUnit),
+        )
+        from .adapters.sourceFootprints import SourceFootprints, pairFootprints, sharedSourceMask
 
-    footprints: tuple[SourceFootprints | None, SourceFootprints | None] = (None, None)
-    if t.image.array.shape == s.image.array.shape:
-        from .adapters.streakMask import maskStreaks
+        footprints: tuple[SourceFootprints | None, SourceFootprints | None] = (None, None)
+        if t.image.array.shape == s.image.array.shape:
+            from .adapters.streakMask import maskStreaks
 
-        footprints = pairFootprints(t, s)  # one detection for the streaks and the off-source background
-        maskStreaks(t, s, footprints=footprints)  # trails in one image only: STREAK, kept out of the fit
-        from .adapters.badLines import maskBadLines
+            footprints = pairFootprints(t, s)  # one detection for the streaks and the off-source background
+            maskStreaks(t, s, footprints=footprints)  # trails in one image only: STREAK, kept out of the fit
+            from .adapters.badLines import maskBadLines
 
-        maskBadLines(t, s)  # bad rows/columns in one image only: BAD
-    tF = resolveFwhm(t, templateFwhm, templatePsf, name="templateFwhm")
-    sF = resolveFwhm(s, scienceFwhm, sciencePsf, name="scienceFwhm")
-    if config is None:
-        config = ImagePsfMatchTask.ConfigClass()
-        config.kernel.active.fitForBackground = True
-    convolveTemplate = convolve == "template" or (convolve == "auto" and tF <= sF)
-    task = ImagePsfMatchTask(config=config)
-    candidateList = stampListTable(stamps, wcs=sWcs) if stamps is not None else None
-    excluded = ExclusionRegions.fromSpec(exclude, wcs=sWcs) if exclude is not None else None
-    result = task.run(
-        t,
-        s,
-        templateFwhmPix=tF,
-        scienceFwhmPix=sF,
-        convolveTemplate=convolveTemplate,
-        candidateList=candidateList,
-        exclude=excluded,
-        sourceMask=sharedSourceMask(footprints, t, s),
-    )
-    del footprints
-    from .kernelSumCheck import checkFitKernelSum
+            maskBadLines(t, s)  # bad rows/columns in one image only: BAD
+        tF = resolveFwhm(t, templateFwhm, templatePsf, name="templateFwhm")
+        sF = resolveFwhm(s, scienceFwhm, sciencePsf, name="scienceFwhm")
+        if config is None:
+            config = ImagePsfMatchTask.ConfigClass()
+            config.kernel.active.fitForBackground = True
+        convolveTemplate = convolve == "template" or (convolve == "auto" and tF <= sF)
+        task = ImagePsfMatchTask(config=config)
+        candidateList = stampListTable(stamps, wcs=sWcs) if stamps is not None else None
+        excluded = ExclusionRegions.fromSpec(exclude, wcs=sWcs) if exclude is not None else None
+        result = task.run(
+            t,
+            s,
+            templateFwhmPix=tF,
+            scienceFwhmPix=sF,
+            convolveTemplate=convolveTemplate,
+            candidateList=candidateList,
+            exclude=excluded,
+            sourceMask=sharedSourceMask(footprints, t, s),
+        )
+        del footprints
+        from .kernelSumCheck import checkFitKernelSum
 
-    checkFitKernelSum(task, result, t, s, convolveTemplate, max(tF, sF))
-    if decorrelate:
-        from .imageDecorrelation import decorrelateDifference
+        checkFitKernelSum(task, result, t, s, convolveTemplate, max(tF, sF))
+        if decorrelate:
+            from .imageDecorrelation import decorrelateDifference
 
-        decorrelateDifference(result, t, s)
-    diff = result.subtractedMaskedImage
-    kernel = getattr(result.difference, "kernel", None)
-    if kernel is None:
-        kernel = toImagesKernel(result.psfMatchingKernel, diff.bbox)
-    badPixels = anyMaskPlaneSet(diff.mask, ["NO_DATA", "EDGE", "SAT", "BAD"])
-    assert badPixels is not None  # the difference has a mask
-    out = DifferenceResult(
-        difference=diff.image.array,
-        variance=diff.variance.array,
-        mask=badPixels,
-        matchedTemplate=result.matchedImage.image.array,
-        kernelSum=float(task.metadata["spatialKernelSum"]),
-        kernel=kernel,
-        background=toImagesBackground(result.backgroundModel, diff.bbox),
-        differenceImage=result.difference,
-        metadata=task.getFullMetadata().to_dict(),
-        _detectionInputs=(result, s, sF if convolveTemplate else tF, convolveTemplate),
-    )
-    if detect:
-        detectDiaSources(out)
-    return out
+            decorrelateDifference(result, t, s)
+        diff = result.subtractedMaskedImage
+        kernel = getattr(result.difference, "kernel", None)
+        if kernel is None:
+            kernel = toImagesKernel(result.psfMatchingKernel, diff.bbox)
+        badPixels = anyMaskPlaneSet(diff.mask, ["NO_DATA", "EDGE", "SAT", "BAD"])
+        assert badPixels is not None  # the difference has a mask
+        out = DifferenceResult(
+            difference=diff.image.array,
+            variance=diff.variance.array,
+            mask=badPixels,
+            matchedTemplate=result.matchedImage.image.array,
+            kernelSum=float(task.metadata["spatialKernelSum"]),
+            kernel=kernel,
+            background=toImagesBackground(result.backgroundModel, diff.bbox),
+            differenceImage=result.difference,
+            metadata=task.getFullMetadata().to_dict(),
+            _detectionInputs=(result, s, sF if convolveTemplate else tF, convolveTemplate),
+        )
+        if detect:
+            detectDiaSources(out)
+        return out
 
 
 def detectDiaSources(result: DifferenceResult, config: DetectAndMeasureConfig | None = None) -> Table:

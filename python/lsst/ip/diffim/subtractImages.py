@@ -179,9 +179,12 @@ class SubtractImagesTask(pipeBase.PipelineTask):
         outputRefs : `lsst.pipe.base.OutputQuantizedConnection`
             The dataset references of the outputs.
         """
-        inputs = butlerQC.get(inputRefs)
-        outputs = runAnnotated(self, inputs)
-        butlerQC.put(outputs, outputRefs)
+        from .math.frozenHeap import frozenHeap
+
+        with frozenHeap():  # the executor's objects are not walked by the collector during the quantum
+            inputs = butlerQC.get(inputRefs)
+            outputs = runAnnotated(self, inputs)
+            butlerQC.put(outputs, outputRefs)
 
     def _convolveTemplate(self, template: VisitImage, science: VisitImage) -> bool:
         if self.config.mode == "convolveTemplate":
