@@ -127,34 +127,14 @@ def _sourcePixels(maskedImage: MaskedImage, nSigma: float, minArea: int = 5) -> 
 
 
 def growMask(mask: np.ndarray, grow: int) -> np.ndarray:
-    """Grow a boolean mask by ``grow`` 4-neighbour steps.
+    """Grow a boolean mask by ``grow`` 4-neighbour steps (`lsst.ip.diffim.math.crossDilation.dilateCross`).
 
-    The same pixels as ``scipy.ndimage.binary_dilation(mask,
-    iterations=grow)`` (its default cross-shaped structure, nothing beyond
-    the edges), from shifted ORs.
-
-    Parameters
-    ----------
-    mask : `numpy.ndarray`
-        Boolean 2-d array; not modified.
-    grow : `int`
-        Number of steps; 0 returns a copy.
-
-    Returns
-    -------
-    grown : `numpy.ndarray`
-        Boolean array of the mask's shape.
+    The same pixels as ``scipy.ndimage.binary_dilation(mask, iterations=grow)``;
+    ``mask`` is not modified and 0 steps return a copy.
     """
-    out = np.array(mask, dtype=bool)
-    if grow <= 0 or not out.any():
-        return out
-    for _ in range(grow):
-        previous = out.copy()
-        out[1:] |= previous[:-1]
-        out[:-1] |= previous[1:]
-        out[:, 1:] |= previous[:, :-1]
-        out[:, :-1] |= previous[:, 1:]
-    return out
+    from .math.crossDilation import dilateCross
+
+    return dilateCross(mask, grow)
 
 
 def blockMedians(
