@@ -18,7 +18,7 @@
 #
 # You should have received a copy of the GNU General Public License
 # along with this program.  If not, see <https://www.gnu.org/licenses/>.
-"""The batched Gaussian stamp fit of the FWHM estimate's first pass, against the truth and least_squares."""
+"""The batched Gaussian stamp fit of the FWHM estimate's passes, against the truth and least_squares."""
 
 from __future__ import annotations
 

@@ -241,14 +241,15 @@ def estimateFwhmFromImage(
 
     Bright, isolated, unsaturated detections are fitted with a circular
     Gaussian plus constant in ``(2 half + 1)^2`` windows, the brightest
-    first; the estimate is the median FWHM of the stellar locus, the fitted
-    sizes within 15% of the smallest one of at least ``minFwhm`` (smaller
-    ones are hot pixels or cosmic rays), around its densest point.  Detection tries 20, 10 and 5 sigma
-    until three sources are measured (or at 5 sigma, one).  Without
-    ``half`` the window is 8 pixels and then refitted at twice the first
-    estimate (5 to 15 pixels; less in small images); if that finds no
-    star, windows of ``SMALL_CUTOUT_HALF`` (5) pixels are tried (small
-    cutouts, whose few stars lie near an edge or each other).
+    first, all together (`lsst.ip.diffim.math.gaussianStampFit`); the
+    estimate is the median FWHM of the stellar locus, the fitted sizes
+    within 15% of the smallest one of at least ``minFwhm`` (smaller ones
+    are hot pixels or cosmic rays), around its densest point.  Detection
+    tries 20, 10 and 5 sigma until three sources are measured (or at 5
+    sigma, one).  Without ``half`` the window is 8 pixels and then refitted
+    at 1.5 times the first estimate (3 to 15 pixels; less in small images);
+    if that finds no star, windows of ``SMALL_CUTOUT_HALF`` (5) pixels are
+    tried (small cutouts, whose few stars lie near an edge or each other).
 
     Parameters
     ----------
