@@ -54,6 +54,7 @@ from .makeKernelBasisList import BasisMetadata, makeKernelBasisList
 from .math.convolve import ConvolutionControl, convolve
 from .math.functions import Function2
 from .math.kernels import Kernel
+from .math.maskMerge import mergeMaskPlanes
 from .math.masks import anyMaskPlaneSet
 from .math.meshBackground import MeshBackground
 from .math.nonFinite import flagNonFinitePixels
@@ -1200,7 +1201,7 @@ class ImagePsfMatchTask(PsfMatchTask):
         image /= np.float32(kSum)
         variance = (matchedScience.variance.array + templateMI.variance.array) / np.float32(kSum**2)
         mask = matchedScience.mask.copy()
-        mask.update(templateMI.mask)
+        mergeMaskPlanes(mask, templateMI.mask)
         return maskedImageFromPlanes(image, variance, mask, templateMI)
 
     def _makeDifferenceExposure(

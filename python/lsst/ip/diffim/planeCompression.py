@@ -119,3 +119,10 @@ class PlaneCompressionFormatter(GenericFormatter):
         masked = [in_memory_dataset] if isinstance(getattr(in_memory_dataset, "mask", None), Mask) else []
         with fastMaskWrites(*masked):
             super().write_local_file(in_memory_dataset, uri)
+
+    def read(self, component: str | None = None, expected_size: int = -1, cache_manager: Any = None) -> Any:
+        """Read the dataset as `GenericFormatter` does, its mask planes merged in one pass."""
+        from .adapters.maskReading import fastMaskReads
+
+        with fastMaskReads():
+            return super().read(component, expected_size, cache_manager)

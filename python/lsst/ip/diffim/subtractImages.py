@@ -179,10 +179,12 @@ class SubtractImagesTask(pipeBase.PipelineTask):
         outputRefs : `lsst.pipe.base.OutputQuantizedConnection`
             The dataset references of the outputs.
         """
+        from .adapters.maskReading import fastMaskReads
         from .math.frozenHeap import frozenHeap
 
         with frozenHeap():  # the executor's objects are not walked by the collector during the quantum
-            inputs = butlerQC.get(inputRefs)
+            with fastMaskReads():  # whatever formatter wrote the inputs
+                inputs = butlerQC.get(inputRefs)
             outputs = runAnnotated(self, inputs)
             butlerQC.put(outputs, outputRefs)
 

@@ -140,8 +140,11 @@ def readInput(
         if "IMAGE" in names and "VARIANCE" in names and "JSON" in names:
             from lsst.images import VisitImage
 
+            from ..adapters.maskReading import fastMaskReads
+
             try:
-                visitImage = VisitImage.read(path)
+                with fastMaskReads():
+                    visitImage = VisitImage.read(path)
             except Exception as exc:  # lsst.images raises many types for foreign files
                 raise InputError(f"{path}: lsst-images file could not be read ({exc})") from exc
             sat = saturatedPixels(visitImage.image.array, saturation)

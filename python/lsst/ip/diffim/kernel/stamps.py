@@ -48,6 +48,7 @@ from lsst.images import Box, Image, Mask, MaskedImage
 
 from ..math.functions import Function2
 from ..math.kernels import Kernel
+from ..math.maskMerge import mergeMaskPlanes
 from ..math.masks import maskPlaneBitmask
 from ..math.overlapSave import goodRegion
 
@@ -313,7 +314,7 @@ def convolveAndSubtract(
         if templateImage.mask.schema == maskObj.schema:
             maskObj.array |= mask
         else:
-            maskObj.update(Mask(mask, schema=templateImage.mask.schema, bbox=bbox))
+            mergeMaskPlanes(maskObj, Mask(mask, schema=templateImage.mask.schema, bbox=bbox))
     else:
         conv, _, _ = convolveMaskedStamp(templateImage.array, None, None, kernelArray)
         model = conv + bg

@@ -36,6 +36,7 @@ from lsst.images import Box, Image, Mask, MaskedImage
 
 from .convolveImage import ConvolutionResult, OutputArrays
 from .functions import Function2
+from .maskMerge import mergeMaskPlanes
 from .threads import forEachRowBand
 
 
@@ -94,7 +95,7 @@ def subtractMatched(
         mask = Mask(maskArray, schema=scienceMask.schema, bbox=scienceMask.bbox)
     else:
         mask = scienceMask.copy()
-        mask.update(matched.mask)
+        mergeMaskPlanes(mask, matched.mask)
     return maskedImageFromPlanes(image, variance, mask, science)
 
 
