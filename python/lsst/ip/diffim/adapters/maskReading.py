@@ -64,7 +64,7 @@ def fastMaskReads() -> Iterator[None]:
         if _users == 0:
             _original = vars(Mask).get("update")
             if _original is not None:
-                Mask.update = mergeMaskPlanes  # type: ignore[method-assign]
+                Mask.update = mergeMaskPlanes  # type: ignore[method-assign,assignment]
         _users += 1
     try:
         yield
