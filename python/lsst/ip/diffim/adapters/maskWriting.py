@@ -45,16 +45,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..math.masks import bitPosition
+
 if TYPE_CHECKING:
     from astropy.io.fits import Header
 
     from lsst.images import Mask, MaskedImage, MaskSchema, MaskSerializationModel
     from lsst.images.serialization import OutputArchive
-
-
-def _bitPosition(value: int | np.integer) -> int:
-    """Return the position of the single set bit of ``value``."""
-    return int(value).bit_length() - 1
 
 
 def packedMaskArrays(mask: Mask, schemas: list[MaskSchema]) -> list[np.ndarray]:
@@ -89,7 +86,7 @@ def packedMaskArrays(mask: Mask, schemas: list[MaskSchema]) -> list[np.ndarray]:
         groups: dict[tuple[int, int], int] = {}
         for name in schema.names:
             src, dst = sourceSchema.bit(name), schema.bit(name)
-            shift = _bitPosition(dst.mask) - _bitPosition(src.mask)
+            shift = bitPosition(dst.mask) - bitPosition(src.mask)
             key = (src.index, shift)
             groups[key] = groups.get(key, 0) | int(src.mask)
         out: np.ndarray | None = None

@@ -38,13 +38,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .masks import bitPosition
+
 if TYPE_CHECKING:
     from lsst.images import Mask
-
-
-def _bitPosition(value: int | np.integer) -> int:
-    """Return the position of the single set bit of ``value``."""
-    return int(value).bit_length() - 1
 
 
 def mergeMaskPlanes(target: Mask, source: Mask) -> None:
@@ -74,7 +71,7 @@ def mergeMaskPlanes(target: Mask, source: Mask) -> None:
     runs: dict[tuple[int, int, int], int] = {}
     for name in targetSchema.names & sourceSchema.names:
         src, dst = sourceSchema.bit(name), targetSchema.bit(name)
-        key = (src.index, dst.index, _bitPosition(dst.mask) - _bitPosition(src.mask))
+        key = (src.index, dst.index, bitPosition(dst.mask) - bitPosition(src.mask))
         runs[key] = runs.get(key, 0) | int(src.mask)
     sourceArray, targetArray = source.array, target.array
     for (srcIndex, dstIndex, shift), bits in runs.items():

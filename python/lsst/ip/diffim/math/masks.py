@@ -32,6 +32,7 @@ from __future__ import annotations
 __all__ = [
     "DIFFERENCE_MASK_PLANES",
     "anyMaskPlaneSet",
+    "bitPosition",
     "makeDifferenceMaskSchema",
     "maskBitsPresent",
     "maskPlaneBitmask",
@@ -54,6 +55,11 @@ _BITMASK_CACHE: dict[tuple[int, tuple[str, ...]], tuple[MaskSchema, np.ndarray]]
 
 _LEGACY_TO_NEW = {legacy: plane.name for legacy, plane in DIFFERENCE_MASK_PLANES.items()}
 _NEW_TO_LEGACY = {new: legacy for legacy, new in _LEGACY_TO_NEW.items()}
+
+
+def bitPosition(value: int | np.integer) -> int:
+    """Return the position of the single set bit of ``value`` (a `lsst.images.MaskBit` mask)."""
+    return int(value).bit_length() - 1
 
 
 def resolveMaskPlane(schema: MaskSchema, name: str) -> str | None:
