@@ -25,9 +25,11 @@ array per group of 31 planes (`lsst.images.MaskSchema.split`).  It fills
 each array plane by plane, through a boolean image per plane: at 4096^2
 with the 19 difference-image planes that is about a second per file, most
 of the time of writing a subtraction's outputs.  `packedMaskArrays` builds
-the same arrays with one shift-and-mask per run of planes that move by the
-same number of bits (a single ``&`` for the difference-image schema, whose
-planes keep their bits), and `fastMaskWrites` has a mask written that way for
+the same arrays by merging the mask into a cleared one of each array's
+schema with `lsst.ip.diffim.math.maskMerge.mergeMaskPlanes` (one
+shift-and-mask per run of planes that move by the same number of bits: a
+single ``&`` for the difference-image schema, whose planes keep their
+bits), and `fastMaskWrites` has a mask written that way for
 the duration of a write.  The files are byte for byte those `lsst.images`
 writes (``tests/test_maskWriting.py`` compares them); masks the fast path
 does not cover (other archives than FITS) are written by `lsst.images`
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..math.masks import bitPosition
+from ..math.maskMerge import mergeMaskPlanes
 
 if TYPE_CHECKING:
     from astropy.io.fits import Header
@@ -75,42 +77,18 @@ def packedMaskArrays(mask: Mask, schemas: list[MaskSchema]) -> list[np.ndarray]:
     arrays : `list` [`numpy.ndarray`]
         One array of the mask's shape per schema, of that schema's dtype.
     """
-    source = mask.array
-    sourceSchema = mask.schema
-    wide = np.uint64 if source.dtype.itemsize > 4 else np.uint32
+    from lsst.images import Mask
+
     arrays = []
     for schema in schemas:
         if schema.mask_size != 1:
             raise ValueError(f"Target schema {schema} needs {schema.mask_size} array elements, not 1.")
-        # Runs of planes taken from the same source element and moved by the same number of bits.
-        groups: dict[tuple[int, int], int] = {}
-        for name in schema.names:
-            src, dst = sourceSchema.bit(name), schema.bit(name)
-            shift = bitPosition(dst.mask) - bitPosition(src.mask)
-            key = (src.index, shift)
-            groups[key] = groups.get(key, 0) | int(src.mask)
-        out: np.ndarray | None = None
-        for (index, shift), bits in groups.items():
-            element = source[..., index]
-            if element.dtype.itemsize == np.dtype(wide).itemsize and element.flags.c_contiguous:
-                piece = np.bitwise_and(element.view(wide), wide(bits))  # one new array
-            else:
-                piece = element.astype(wide)
-                np.bitwise_and(piece, wide(bits), out=piece)
-            if shift > 0:
-                np.left_shift(piece, wide(shift), out=piece)
-            elif shift < 0:
-                np.right_shift(piece, wide(-shift), out=piece)
-            if out is None:
-                out = piece
-            else:
-                np.bitwise_or(out, piece, out=out)
-            del piece
-        if out is None:
-            out = np.zeros(source.shape[:-1], dtype=wide)
-        # Every bit is below the target type's sign bit: a view when the sizes agree.
-        same = out.dtype.itemsize == schema.dtype.itemsize
-        arrays.append(out.view(schema.dtype) if same else out.astype(schema.dtype))
+        missing = [name for name in schema.names if name not in mask.schema.names]
+        if missing:
+            raise ValueError(f"Target schema {schema} has planes the mask lacks: {missing}.")
+        packed = Mask(0, schema=schema, bbox=mask.bbox)
+        mergeMaskPlanes(packed, mask)
+        arrays.append(packed.array[..., 0])
     return arrays
 
 

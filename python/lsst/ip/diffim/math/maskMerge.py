@@ -74,12 +74,13 @@ def mergeMaskPlanes(target: Mask, source: Mask) -> None:
         key = (src.index, dst.index, bitPosition(dst.mask) - bitPosition(src.mask))
         runs[key] = runs.get(key, 0) | int(src.mask)
     sourceArray, targetArray = source.array, target.array
+    # Wide enough for any bit of either layout (masked bits are non-negative whatever the source type).
+    wide = np.uint64 if max(sourceArray.dtype.itemsize, targetArray.dtype.itemsize) > 4 else np.uint32
     for (srcIndex, dstIndex, shift), bits in runs.items():
         element = sourceArray[..., srcIndex]
         if shift > 0:
-            # Room for the move whatever the source type (its bits are non-negative once masked).
-            piece = np.bitwise_and(element, element.dtype.type(bits)).astype(np.uint64)
-            np.left_shift(piece, np.uint64(shift), out=piece)
+            piece = np.bitwise_and(element, element.dtype.type(bits)).astype(wide)
+            np.left_shift(piece, wide(shift), out=piece)
         else:
             piece = np.bitwise_and(element, element.dtype.type(bits))
             if shift < 0:
